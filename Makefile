@@ -1,0 +1,41 @@
+# darktrigger: `make demo` runs the main job, `make test` the tests; both build .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# The stamp is keyed on the pins' content: a changed lock or pyproject rebuilds, an unchanged one installs nothing.
+PIN_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.pins-$(PIN_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-fast bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+		echo "creating $(VENV) (Python 3.11)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade pip==23.2.1
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	@rm -f $(VENV)/.pins-*; touch $@
+
+demo: venv
+	$(PY) -m daq.demo
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m bench.run --out BENCHMARKS.md
+
+lint: venv
+	$(VENV)/bin/ruff check replay models firmware daq monitoring tests bench
+	$(VENV)/bin/mypy replay models firmware daq monitoring
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo-output

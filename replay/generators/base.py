@@ -1,0 +1,49 @@
+"""What every event generator is: registered by name, seeded, yielding event batches.
+
+    >>> from replay.generators import GENERATORS
+    >>> gen = GENERATORS.get("toy")()
+    >>> batches = list(gen.generate("qcd", 1000, seed=1))   # doctest: +SKIP
+
+The same (generator, process, n_events, seed, options) gives the same events.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from replay.errors import ConfigError
+from replay.events import ALL_PROCESSES, EventBatch
+from replay.registry import Registry
+
+
+class EventGenerator(ABC):
+    """Base of the generators."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    processes: ClassVar[tuple[str, ...]] = ALL_PROCESSES
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def check_process(self, process: str) -> None:
+        if process not in self.processes:
+            raise ConfigError(
+                f"generator {self.name!r} has no process {process!r}; "
+                f"choose one of {', '.join(self.processes)}"
+            )
+
+    @abstractmethod
+    def generate(self, process: str, n_events: int, seed: int, *,
+                 batch_size: int = 10_000, progress: bool = False) -> Iterator[EventBatch]:
+        """Yield ``n_events`` events of ``process`` in batches of at most ``batch_size``."""
+
+    def provenance(self, process: str, seed: int) -> dict[str, Any]:
+        """Attributes stored with the events (generator, process, seed, settings)."""
+        return {"generator": self.name, "process": process, "seed": int(seed)}
+
+
+GENERATORS: Registry[type[EventGenerator]] = Registry("generator")
+register_generator = GENERATORS.register

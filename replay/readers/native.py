@@ -1,0 +1,49 @@
+"""Reader of darktrigger's own HDF5 files (see :mod:`replay.storage`).
+
+    >>> from replay.readers import open_events
+    >>> reader = open_events("toy_qcd.h5")        # doctest: +SKIP
+    >>> reader.metadata()["provenance"]["generator"]   # doctest: +SKIP
+    'toy'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from replay.events import EventBatch
+from replay.readers.base import EventReader, register_reader
+from replay.storage import FORMAT_TAG, NativeFile
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+@register_reader("native")
+class NativeReader(EventReader):
+    """darktrigger's native HDF5 event files."""
+
+    description = "darktrigger native HDF5 (chunked, compressed, with provenance)"
+
+    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._file = NativeFile(self.path)
+
+    @classmethod
+    def sniff(cls, path: Path, head: bytes) -> bool:
+        if not head.startswith(HDF5_MAGIC):
+            return False
+        import h5py
+
+        with h5py.File(path, "r", swmr=True) as f:
+            return bool(f.attrs.get("darktrigger_format") == FORMAT_TAG)
+
+    def count(self) -> int:
+        return len(self._file)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"provenance": self._file.provenance, "columns": self._file.columns}
+
+    def __iter__(self) -> Iterator[EventBatch]:
+        for i, batch in enumerate(self._file.iter_batches(self.chunk_size)):
+            yield self.screen(batch, first_row=i * self.chunk_size)
