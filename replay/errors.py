@@ -46,3 +46,7 @@ class UnknownNameError(DarkTriggerError, KeyError):
 
 class ConfigError(DarkTriggerError, ValueError):
     """A command-line option or configuration value that cannot be used."""
+
+
+class GenerationError(DarkTriggerError, RuntimeError):
+    """An event generator that failed (e.g. too many events Pythia could not make)."""

@@ -86,7 +86,14 @@ class NativeWriter:
         self._columns: list[str] | None = None
         if mode == "a" and self.path.exists():
             check_native(self.path)
-            self._file = h5py.File(self.path, "a", libver="latest")
+            try:
+                self._file = h5py.File(self.path, "a", libver="latest")
+            except OSError as exc:
+                hint = (" (a writer was killed while writing it: its committed events can be read, "
+                        "but to append, clear the flag with `h5clear -s FILE` from hdf5-tools or "
+                        "write a new file)" if "already open for write" in str(exc) else "")
+                raise InputFormatError(str(self.path), "", "a native file that can be opened for appending",
+                                       f"{exc}{hint}") from exc
             self._columns = json.loads(self._file.attrs["columns"])
             self._committed = int(self._file["committed"][0])
             for name in self._columns:  # drop rows past the commit mark left by a crash
@@ -187,16 +194,31 @@ class NativeWriter:
         self.close()
 
 
-def check_native(path: str | Path) -> None:
-    """Raise :class:`InputFormatError` unless ``path`` is a readable native file."""
+def open_hdf5(path: str | Path) -> Any:
+    """Open an HDF5 file for reading, following a live or killed SWMR writer if there is one.
+
+    A plain open comes first: it checks the file's stored length, so a truncated file
+    fails at once (an SWMR reader would retry its metadata reads for a long time).
+    Only a file flagged as open by a writer is then opened in SWMR mode.
+    """
     h5py = _h5py()
     try:
-        with h5py.File(path, "r", swmr=True) as f:
-            if f.attrs.get("darktrigger_format") != FORMAT_TAG:
-                raise InputFormatError(str(path), "", f"a darktrigger native file ({FORMAT_TAG!r} tag)",
-                                       "an HDF5 file without it")
+        return h5py.File(path, "r")
     except OSError as exc:
-        raise InputFormatError(str(path), "", "a readable HDF5 file", f"{exc}") from exc
+        if "already open for write" not in str(exc):
+            raise InputFormatError(str(path), "", "a readable HDF5 file", str(exc)) from exc
+    try:
+        return h5py.File(path, "r", swmr=True)
+    except OSError as exc:
+        raise InputFormatError(str(path), "", "a readable HDF5 file", str(exc)) from exc
+
+
+def check_native(path: str | Path) -> None:
+    """Raise :class:`InputFormatError` unless ``path`` is a readable native file."""
+    with open_hdf5(path) as f:
+        if f.attrs.get("darktrigger_format") != FORMAT_TAG:
+            raise InputFormatError(str(path), "", f"a darktrigger native file ({FORMAT_TAG!r} tag)",
+                                   "an HDF5 file without it")
 
 
 class NativeFile:
@@ -208,11 +230,8 @@ class NativeFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        h5py = _h5py()
-        try:
-            self._file = h5py.File(self.path, "r", swmr=True)
-        except OSError as exc:
-            raise InputFormatError(str(self.path), "", "a readable HDF5 file", str(exc)) from exc
+        self._file = open_hdf5(self.path)
+        self._swmr = bool(self._file.swmr_mode)
         attrs = self._file.attrs
         if attrs.get("darktrigger_format") != FORMAT_TAG:
             self._file.close()
@@ -242,10 +261,12 @@ class NativeFile:
 
     def _read_committed(self) -> int:
         ds = self._file["committed"]
-        ds.refresh()
+        if self._swmr:
+            ds.refresh()
+            for d in self._datasets.values():
+                d.refresh()
         n = int(ds[0])
         for d in self._datasets.values():
-            d.refresh()
             n = min(n, d.shape[0])
         return n
 

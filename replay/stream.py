@@ -168,16 +168,18 @@ class Replay:
         )
 
     def _next_unstamped(self, want: int, rng: np.random.Generator) -> EventBatch | None:
-        if not self.mixture:
-            while self._sources:
-                out = self._sources[0].take(want)
-                if out is not None:
-                    self.stats.per_input[str(self._sources[0].path)] += len(out)  # type: ignore[index]
-                    return out
-                self._sources.pop(0)
-                if self._sources:
+        if not self.mixture:  # files in sequence; a batch may span the end of one file
+            parts: list[EventBatch] = []
+            have = 0
+            while self._sources and have < want:
+                out = self._sources[0].take(want - have)
+                if out is None:
+                    self._sources.pop(0)
                     continue
-            return None
+                self.stats.per_input[str(self._sources[0].path)] += len(out)  # type: ignore[index]
+                parts.append(out)
+                have += len(out)
+            return self._common(parts) if parts else None
         counts = rng.multinomial(want, self.fractions)
         parts = []
         for src, k in zip(self._sources, counts, strict=True):
@@ -189,10 +191,15 @@ class Replay:
                 return None
             self.stats.per_input[str(src.path)] += len(got)  # type: ignore[index]
             parts.append(got)
+        merged = self._common(parts)
+        return merged[rng.permutation(len(merged))]
+
+    @staticmethod
+    def _common(parts: list[EventBatch]) -> EventBatch:
+        """Concatenate, keeping the optional columns every part has."""
         common = set.intersection(*(set(p.names) for p in parts))
         parts = [p.without(*(set(p.names) - common)) if set(p.names) != common else p for p in parts]
-        merged = EventBatch.concat(parts)
-        return merged[rng.permutation(len(merged))]
+        return EventBatch.concat(parts)
 
     def __iter__(self) -> Iterator[EventBatch]:
         rng = np.random.default_rng(self.seed)

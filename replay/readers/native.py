@@ -14,7 +14,7 @@ from typing import Any
 
 from replay.events import EventBatch
 from replay.readers.base import EventReader, register_reader
-from replay.storage import FORMAT_TAG, NativeFile
+from replay.storage import FORMAT_TAG, NativeFile, open_hdf5
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -33,9 +33,7 @@ class NativeReader(EventReader):
     def sniff(cls, path: Path, head: bytes) -> bool:
         if not head.startswith(HDF5_MAGIC):
             return False
-        import h5py
-
-        with h5py.File(path, "r", swmr=True) as f:
+        with open_hdf5(path) as f:
             return bool(f.attrs.get("darktrigger_format") == FORMAT_TAG)
 
     def count(self) -> int:

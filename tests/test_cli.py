@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daq.cli import build_parser, main
+from tests import spec_files
+
+DARKTRIGGER = [sys.executable, "-m", "daq.cli"]
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*DARKTRIGGER, *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent / "darktrigger"
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "generate" in proc.stdout and "replay" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["generate", "inspect", "replay", "formats"])
+def test_every_subcommand_help_has_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and f"darktrigger {command}" in out
+
+
+def test_subcommands_are_all_listed():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"generate", "inspect", "replay", "formats"} <= set(sub.choices)
+
+
+def test_generate_inspect_replay(tmp_path):
+    bkg, sig = tmp_path / "bkg.h5", tmp_path / "sig.h5"
+    out = run("generate", "--generator", "toy", "--process", "sm_mix", "--events", "20000",
+              "--seed", "3", "--out", str(bkg), "--no-progress").stdout
+    assert "wrote 20,000 toy sm_mix events (seed 3)" in out
+    run("generate", "--generator", "toy", "--process", "ato4l", "--events", "2000", "--seed", "4",
+        "--out", str(sig), "--no-progress")
+    info = json.loads(run("inspect", str(bkg), "--json").stdout)
+    assert info["format"] == "native" and info["events"] == 20000
+    assert info["metadata"]["provenance"]["process"] == "sm_mix"
+    assert len(info["occupancy"]) == 19 and info["occupancy"][0]["type"] == "met"
+    assert set(info["pt"]) == {"met", "egamma", "muon", "jet"}
+    text = run("inspect", str(sig)).stdout
+    assert "events    2,000" in text and "slot occupancy" in text
+    rep = run("replay", "--mix", f"{bkg}=0.9", "--mix", f"{sig}=0.1", "--events", "10000",
+              "--out", str(tmp_path / "stream.h5")).stdout
+    assert "replayed 10,000 events" in rep and "ato4l" in rep
+    again = json.loads(run("inspect", str(tmp_path / "stream.h5"), "--json").stdout)
+    assert again["events"] == 10000
+
+
+def test_same_seed_same_file_content(tmp_path):
+    import numpy as np
+
+    from replay.readers import open_events
+
+    paths = []
+    for name in ("a.h5", "b.h5"):
+        run("generate", "--generator", "toy", "--process", "qcd", "--events", "5000", "--seed", "9",
+            "--out", str(tmp_path / name), "--no-progress")
+        paths.append(tmp_path / name)
+    a, b = (open_events(p).read_all() for p in paths)
+    for col in a.columns:
+        np.testing.assert_array_equal(a[col], b[col])
+
+
+def test_bad_input_exit_codes_and_messages(tmp_path):
+    good = spec_files.dm_line(1, "ttbar", 1.0, 30e3, 0.1, [("j", 60e3, 50e3, 0.5, 0.3)])
+    lines = [good, good.replace("60000.0", "sixty"), good, "2;ttbar;1;3e4;0.1;q,1,2,3,4;", good]
+    csv = spec_files.write_darkmachines(tmp_path / "chan1.csv", lines)
+    proc = run("inspect", str(csv), check=False)
+    assert proc.returncode == 2
+    assert "chan1.csv, line 2" in proc.stderr and "expected" in proc.stderr
+    info = json.loads(run("inspect", str(csv), "--json", "--on-error", "skip").stdout)
+    assert info["events"] == 3 and info["skipped"]["count"] == 2
+    proc = run("generate", "--generator", "toy", "--process", "higgsino", "--events", "10",
+               "--out", str(tmp_path / "x.h5"), check=False)
+    assert proc.returncode == 2 and "higgsino" in proc.stderr
+    proc = run("generate", "--generator", "pythai", "--process", "qcd", "--events", "10",
+               "--out", str(tmp_path / "x.h5"), check=False)
+    assert proc.returncode == 2 and "did you mean 'pythia'" in proc.stderr
+    proc = run("replay", "--mix", "nofraction", check=False)
+    assert proc.returncode == 2 and "FILE=FRACTION" in proc.stderr

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from replay.errors import InputFormatError, SchemaError
+from replay.readers import detect_format, open_events
+from replay.storage import COMPRESSIONS, NativeFile, NativeWriter, write_events
+from tests.conftest import random_batch
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_round_trip_is_exact_in_chunks(tmp_path, compression):
+    b = random_batch(2500, extra=True).with_columns(**{"score/ae": np.linspace(0, 1, 2500)})
+    path = tmp_path / "ev.h5"
+    n = write_events(path, [b[:1000], b[1000:]], provenance={"generator": "test", "seed": 3},
+                     compression=compression, chunk_events=700)
+    assert n == 2500
+    reader = open_events(path, chunk_size=600)
+    sizes = []
+    got = []
+    for part in reader:
+        sizes.append(len(part))
+        got.append(part)
+    assert sizes == [600, 600, 600, 600, 100]
+    back = got[0].concat(got)
+    for name in b.columns:
+        np.testing.assert_array_equal(back[name], b[name])
+    assert reader.count() == 2500
+    assert reader.metadata()["provenance"]["generator"] == "test"
+    assert reader.metadata()["provenance"]["seed"] == 3
+    assert "software_version" in reader.metadata()["provenance"]
+
+
+def test_file_is_chunked_compressed_and_carries_provenance(tmp_path):
+    path = tmp_path / "ev.h5"
+    write_events(path, random_batch(5000), provenance={"generator": "toy", "process": "qcd", "seed": 9},
+                 chunk_events=1024, compression="gzip")
+    with h5py.File(path, "r") as f:
+        ds = f["events/objects"]
+        assert ds.chunks[0] == 1024 and ds.compression == "gzip"
+        assert f.attrs["generator"] == "toy" and f.attrs["process"] == "qcd" and f.attrs["seed"] == 9
+        assert f.attrs["schema_version"] == 1
+        assert json.loads(f.attrs["columns"])[0] == "objects"
+
+
+def test_append_continues_the_file_and_checks_columns(tmp_path):
+    path = tmp_path / "ev.h5"
+    a, b = random_batch(300, seed=1), random_batch(200, seed=2)
+    write_events(path, a, provenance={"generator": "test"})
+    with NativeWriter(path, mode="a") as w:
+        w.write(b)
+    with NativeFile(path) as f:
+        assert len(f) == 500
+        np.testing.assert_array_equal(f.read(300, 500).objects, b.objects)
+    with NativeWriter(path, mode="a") as w, pytest.raises(SchemaError, match="columns"):
+        w.write(random_batch(10, extra=True))
+
+
+WRITER = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    from tests.conftest import random_batch
+    from replay.storage import NativeWriter
+    w = NativeWriter({path!r}, chunk_events=1000, provenance={{"generator": "test"}})
+    b = random_batch(5500, seed=5)
+    w.write(b)                       # five full chunks are flushed, 500 events wait in memory
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_killed_writer_leaves_a_file_readable_to_its_last_flushed_chunk(tmp_path):
+    import tests
+
+    root = str(__import__("pathlib").Path(tests.__file__).parent.parent)
+    path = tmp_path / "crash.h5"
+    proc = subprocess.run([sys.executable, "-c", WRITER.format(root=root, path=str(path))], timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert detect_format(path) == "native"
+    back = open_events(path).read_all()
+    assert len(back) == 5000
+    np.testing.assert_array_equal(back.objects, random_batch(5500, seed=5).objects[:5000])
+    with pytest.raises(InputFormatError, match="crash.h5.*h5clear"):
+        NativeWriter(path, mode="a")
+
+
+def test_bad_native_files_give_clear_errors(tmp_path):
+    path = tmp_path / "ev.h5"
+    write_events(path, random_batch(3000), provenance={"generator": "test"}, compression="none")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFormatError, match="cut.h5"):
+        open_events(cut, format="native").read_all()
+    newer = tmp_path / "newer.h5"
+    newer.write_bytes(data)
+    with h5py.File(newer, "r+") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(InputFormatError, match="newer.h5.*schema version 99"):
+        open_events(newer)
+
+
+def test_nan_in_a_native_file_fails_or_is_skipped(tmp_path):
+    b = random_batch(100)
+    b.objects[17, 10, 1] = np.nan
+    b.objects[60, 0, 0] = -1.0
+    path = tmp_path / "ev.h5"
+    write_events(path, b)
+    with pytest.raises(InputFormatError, match=r"ev.h5, row 17: .*eta = nan"):
+        open_events(path).read_all()
+    reader = open_events(path, on_error="skip", chunk_size=40)
+    back = reader.read_all()
+    assert len(back) == 98 and reader.skipped.count == 2
+    assert "row 17" in reader.skipped.examples[0] and "row 60" in reader.skipped.examples[1]
