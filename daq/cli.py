@@ -133,7 +133,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if bool(args.files) == bool(args.mix):
         raise ConfigError("give input files, or --mix FILE=FRACTION ... (not both)")
-    inputs = _parse_mix(args.mix) if args.mix else args.files
+    inputs: dict[str | Path, float] | list[Path] = {Path(k): v for k, v in _parse_mix(args.mix).items()} if args.mix else list(args.files)
     replay = Replay(inputs, batch_size=args.batch_size, rate_hz=args.rate_hz, loop=args.loop,
                     max_events=args.events, seed=args.seed, run=args.run,
                     reader_options={"on_error": args.on_error})
@@ -239,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DarkTriggerError, FileNotFoundError) as exc:
         print(f"darktrigger {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `darktrigger inspect f | head` is fine
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"darktrigger {args.command}: interrupted", file=sys.stderr)
         return 130

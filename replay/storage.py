@@ -57,7 +57,8 @@ def _filter_options(compression: str) -> dict[str, Any]:
         return {"compression": compression, "shuffle": True}
     import hdf5plugin
 
-    return dict(hdf5plugin.Blosc(cname=compression, clevel=5 if compression == "lz4" else 3,
+    cname: Any = compression
+    return dict(hdf5plugin.Blosc(cname=cname, clevel=5 if compression == "lz4" else 3,
                                  shuffle=hdf5plugin.Blosc.SHUFFLE))
 
 

@@ -29,7 +29,7 @@ def _quantiles(hist: np.ndarray, qs: tuple[float, ...]) -> list[float | None]:
         return [None for _ in qs]
     cdf = np.cumsum(hist) / total
     centres = np.sqrt(_EDGES[:-1] * _EDGES[1:])
-    return [round(float(centres[min(np.searchsorted(cdf, q), len(centres) - 1)]), 2) for q in qs]
+    return [round(float(centres[min(int(np.searchsorted(cdf, q)), len(centres) - 1)]), 2) for q in qs]
 
 
 class _Accumulator:
@@ -83,7 +83,8 @@ class _Accumulator:
         ]
         pt_summary = {}
         for kind in self.kinds:
-            med, p90, p99 = _quantiles(self.lead_hist[kind], (0.5, 0.9, 0.99))
+            med, p90, p99 = (None if q is None else min(q, round(self.pt_max[kind], 2))
+                             for q in _quantiles(self.lead_hist[kind], (0.5, 0.9, 0.99)))
             pt_summary[kind] = {
                 "objects": self.n_objects[kind],
                 "objects_per_event": round(self.n_objects[kind] / n, 3),
@@ -109,7 +110,7 @@ def summarize(reader: EventReader) -> dict[str, Any]:
     acc = _Accumulator()
     for batch in reader:
         acc.add(batch)
-    out = {"file": str(reader.path), "format": reader.name, "description": reader.description}
+    out: dict[str, Any] = {"file": str(reader.path), "format": reader.name, "description": reader.description}
     out.update(acc.result())
     out["metadata"] = reader.metadata()
     out["skipped"] = {"count": reader.skipped.count, "examples": reader.skipped.examples}
@@ -124,8 +125,9 @@ def format_summary(info: dict[str, Any]) -> str:
         f"events    {info['events']:,}",
     ]
     prov = info.get("metadata", {}).get("provenance")
-    if prov:
-        lines.append("provenance " + ", ".join(f"{k}={v}" for k, v in sorted(prov.items())))
+    if prov:  # the short, scalar part; the full provenance is in --json
+        shown = {k: v for k, v in sorted(prov.items()) if isinstance(v, (str, int, float)) and len(str(v)) < 40}
+        lines.append("provenance " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     if info["processes"]:
         lines.append("processes " + ", ".join(f"{k}: {v:,}" for k, v in info["processes"].items()))
     lines.append("schema    " + ", ".join(
