@@ -119,3 +119,13 @@ def test_nan_in_a_native_file_fails_or_is_skipped(tmp_path):
     back = reader.read_all()
     assert len(back) == 98 and reader.skipped.count == 2
     assert "row 17" in reader.skipped.examples[0] and "row 60" in reader.skipped.examples[1]
+
+
+def test_a_second_pass_counts_skips_afresh(tmp_path):
+    b = random_batch(50)
+    b.objects[7, 0, 2] = 9.0
+    path = tmp_path / "ev.h5"
+    write_events(path, b)
+    reader = open_events(path, on_error="skip")
+    assert len(reader.read_all()) == 49 and reader.skipped.count == 1
+    assert len(reader.read_all()) == 49 and reader.skipped.count == 1

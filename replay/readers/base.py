@@ -78,6 +78,18 @@ class EventReader(ABC):
         self.options = options
         self.skipped = SkipReport(str(self.path))
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__iter__" in cls.__dict__:  # each pass over the file counts its skips afresh
+            inner = cls.__dict__["__iter__"]
+
+            def __iter__(self: EventReader) -> Iterator[EventBatch]:
+                self.skipped = SkipReport(str(self.path))
+                yield from inner(self)
+
+            __iter__.__doc__ = inner.__doc__
+            cls.__iter__ = __iter__  # type: ignore[method-assign]
+
     @classmethod
     @abstractmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
