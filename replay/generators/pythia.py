@@ -1,0 +1,564 @@
+"""Pythia 8 events at √s = 13.6 TeV through the parametrised L1 detector.
+
+Generates the Standard-Model backgrounds, ADC2021-like signals and the CWoLa dijet
+samples of the event model with ``pythia8mc`` (Pythia 8.317), turns the visible final
+state into L1 objects with :class:`replay.detector.L1Detector`, and yields
+:class:`~replay.events.EventBatch` es.
+
+    >>> from replay.generators import GENERATORS
+    >>> gen = GENERATORS.get("pythia")()
+    >>> batch = next(gen.generate("ttbar", 100, seed=1, batch_size=100))   # doctest: +SKIP
+    >>> batch.validate().objects.shape                                      # doctest: +SKIP
+    (100, 19, 3)
+
+Processes (settings in :data:`PROCESS_SETTINGS`):
+
+``qcd``        ``HardQCD:all``, p̂T > 30 GeV: twice the 15 GeV L1 jet threshold, so nearly
+               every event has jets while the hard scattering stays perturbative and the
+               unweighted sample is not swamped by events with nothing above threshold
+               (σ ≈ 1.7·10⁸ pb).
+``wjets``      ``WeakSingleBoson:ffbar2W`` with W → eν, μν, τν (jets from the shower).
+``zjets``      ``WeakSingleBoson:ffbar2gmZ``, m̂ > 50 GeV, γ*/Z → ee, μμ, ττ.
+``ttbar``      ``Top:gg2ttbar`` + ``Top:qqbar2ttbar``, inclusive decays.
+``sm_mix``     the four above, each event's sub-process drawn (seeded) with probability
+               σᵢ/Σσ, σᵢ from Pythia (see below). With p̂T > 30 GeV QCD is ≈ 99.9 % of
+               it; pass ``mix_fractions={"qcd": 0.34, "wjets": 0.59, ...}`` for an
+               ADC2021-like lepton-filtered composition.
+``ato4l``      A⁰ (id 36, gg → A) of 50 GeV (Γ = 10 MeV forced) → e⁺e⁻μ⁺μ⁻ by isotropic
+               4-body phase space (``oneChannel`` with meMode 100): no Z* line shape.
+               Lepton-filtered by default (:data:`DEFAULT_LEPTON_FILTERS`, next section).
+``lq_btau``    scalar leptoquark (id 42) of 80 GeV, pair-produced (gg, qq̄ → LQ LQbar),
+               LQ → b τ⁺ (charge −1/3 + 1 = 2/3).
+``h_tautau``   the SM-like Higgs (id 25) with m = 60 GeV, gg → h, h → τ⁺τ⁻ only.
+``hpm_taunu``  H± (id 37) of 60 GeV from qq̄′ → H± (``HiggsBSM:ffbar2H+-``), H± → τν only.
+``qcd_dijet``  ``HardQCD:all``, p̂T > 1 TeV (R = 1 dijets with m_jj ≳ 2 TeV).
+``wprime_xy``  W′⁺ (id 34, qq̄′ → W′) of 3.5 TeV (Γ = 35 GeV, mass window 3–4 TeV) → H⁰(35)
+               H⁺(37) with m(H⁰) = 500 GeV (X), m(H⁺) = 100 GeV (Y); H⁰ → qq̄ (mostly bb̄),
+               H⁺ → qq̄′ (mostly cs̄), as the LHC Olympics 2020 R&D signal.
+
+``qcd_dijet`` and ``wprime_xy`` also carry ``mjj, mj1, mj2, tau21_j1, tau21_j2``
+(:func:`replay.detector.dijet_features`).
+
+Weights: ``weight`` = σ/N in pb (σ·ε/N with a lepton filter, below), so the weights of a
+sample sum to its cross section.
+σ comes from a short process-level pre-run (``PartonLevel:all = off``, ``sigma_events``
+events, default 2000) with its own seed: ``Info::sigmaGen`` there is the same hard-process
+cross section (including the branching fractions of the open decay channels), it is
+known before the first batch, and costs well under a second. For ``sm_mix`` every event
+gets Σσ/N.
+
+Generator-level lepton filter (:class:`LeptonFilter`): the ADC2021 signal samples were made
+with a lepton filter (``Ato4l_lepFilter_13TeV.h5``); ours keeps an event only if it has at
+least ``min_leptons`` prompt electrons/muons with pT > ``pt_min`` and |η| < ``eta_max``
+(optionally the leading one above ``lead_pt_min``). It is a Pythia ``UserHooks`` veto at the
+end of the parton level (``doVetoPartonLevel``), so it sees the truth leptons of the hard
+process and of resonance decays after ISR recoil and QED/QCD final-state radiation, before
+hadronisation: every lepton there is prompt (hadron decays come later), and a rejected event
+costs no hadronisation and no detector. τ-decay leptons are not counted (τ decays are
+hadron-level). A rejected event is replaced by a new one (counted: ``last_filter_counts``).
+
+``ato4l`` uses ``LeptonFilter(min_leptons=3, pt_min=6, eta_max=2.5)``: ≥ 3 of the four
+leptons inside the L1 tracker/muon acceptance and above the L1 turn-ons (ε(e) is 45 % at
+5 GeV, 88 % at 8 GeV), so that the sample is one a multi-lepton trigger study can see.
+Without it only ~37 % of the events reach ≥ 3 L1 leptons: the 4-body decay of a 50 GeV
+scalar made at low pT gives leptons of ~10 GeV median pT (10 % below 3 GeV) and 25 % of
+them beyond |η| = 2.5. Measured (seed 2026, 1000 events): filter efficiency ε = 0.512
+(1000 of 1952 tried) and 63 % of the kept events with ≥ 3 filled e/γ + μ slots (module
+tests). The rest is lost to the L1 isolation (ΣpT within ΔR < 0.3 below 25 % of a soft
+lepton's pT; UE and FSR photons count) and the turn-ons: even events with all four leptons at pT > 5 GeV, |η| < 2.5 reach only
+≈ 70 % (at ε ≈ 0.22, > 4× the generation time), which is why we do not require four.
+(The ADC2021 filter itself, as recalled, not verified here: one e or μ with pT > 23 GeV,
+``LeptonFilter(min_leptons=1, pt_min=23, eta_max=3)``. Added to ≥ 3 leptons above 5 GeV it
+would keep 21 % of our ato4l and lower the ≥ 3 L1-lepton fraction, 55 % against 59 %.)
+
+The filtered cross section is σ·ε: ``weight`` = σ·ε/N, ``last_sigma_pb`` holds σ·ε,
+``last_sigma_unfiltered_pb`` σ, ``last_filter_efficiency`` ε. ε must be known before the
+first batch and must not depend on ``n_events`` or ``batch_size``, so it is measured on the
+first ``filter_events`` (default 1000) accepted events of the main run itself, which are
+generated ahead, buffered and then used as the sample's first events (nothing is wasted when
+``n_events >= filter_events``): ε = accepted / tried there, binomial uncertainty
+√(ε(1−ε)/tried) ≈ 0.011 for ato4l. ``last_filter_counts`` gives tried/passed over the whole
+run as a cross-check. Generation of 1000 filtered ato4l events takes 1.6–1.7× the unfiltered
+time (rejected events skip hadronisation and detector). A request for fewer than
+``filter_events`` events still generates ``filter_events`` (same ε, same first events).
+
+Reproducibility: Pythia is seeded (``Random:setSeed = on``) with a seed derived from
+``(seed, process)``, the detector from another; the same arguments give bit-identical
+batches, whatever ``batch_size`` is. A failed ``pythia.next()`` is retried and counted
+(``self.last_failures``); more than ``max_failures`` (default 10 % of the events, at
+least 10) raises :class:`~replay.errors.GenerationError`.
+
+Options (``PythiaGenerator(**options)``): ``settings`` (extra Pythia lines, applied after
+the process's), ``mix_fractions``, ``sigma_events``, ``max_failures``, ``run``,
+``detector`` (a :class:`~replay.detector.DetectorConfig`), ``chunk`` (events per
+``nextBatch`` call, default 100), ``lepton_filter`` (a :class:`LeptonFilter` or a dict of
+its fields: applied to the process generated, replacing its default; ``None`` or ``False``:
+no filter for any process; not given: :data:`DEFAULT_LEPTON_FILTERS`; not for ``sm_mix``),
+``filter_events`` (accepted events the filter efficiency is measured on, default 1000).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from replay.detector import DetectorConfig, L1Detector, ParticleBatch, dijet_features
+from replay.errors import ConfigError, GenerationError
+from replay.events import DIJET_PROCESSES, PROCESS_LABELS, SM_PROCESSES, EventBatch
+from replay.generators.base import EventGenerator, register_generator
+
+log = logging.getLogger(__name__)
+
+ECM_GEV = 13_600.0
+MB_TO_PB = 1e9
+
+COMMON_SETTINGS: tuple[str, ...] = (
+    f"Beams:eCM = {ECM_GEV:.1f}",
+    "Print:quiet = on",
+    "Next:numberCount = 0",
+    # K0S, Λ, ... (cτ > 10 mm) reach the detector undecayed, as in the experiments
+    "ParticleDecays:limitTau0 = on",
+    "ParticleDecays:tau0Max = 10",
+)
+
+PROCESS_SETTINGS: dict[str, tuple[str, ...]] = {
+    "qcd": ("HardQCD:all = on", "PhaseSpace:pTHatMin = 30"),
+    "wjets": ("WeakSingleBoson:ffbar2W = on", "24:onMode = off", "24:onIfAny = 11 13 15"),
+    "zjets": ("WeakSingleBoson:ffbar2gmZ = on", "PhaseSpace:mHatMin = 50",
+              "23:onMode = off", "23:onIfAny = 11 13 15"),
+    "ttbar": ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),
+    # gg → A needs A's gg channel in the decay table (for Γ(A → gg)), so the SM-like
+    # channels are switched off rather than removed; the 4-lepton channel (meMode 100) gets
+    # partial width 1.0 × the 10 MeV set here, the line stays narrow
+    "ato4l": ("Higgs:useBSM = on", "HiggsBSM:gg2A3 = on", "36:m0 = 50", "36:mWidth = 0.01",
+              "36:mMin = 45", "36:mMax = 55", "36:onMode = off",
+              "36:addChannel = 1 1.0 100 11 -11 13 -13"),
+    "lq_btau": ("LeptoQuark:gg2LQLQbar = on", "LeptoQuark:qqbar2LQLQbar = on", "42:m0 = 80",
+                "42:mMin = 60", "42:mMax = 100", "42:0:products = 5 -15"),
+    "h_tautau": ("HiggsSM:gg2H = on", "25:m0 = 60", "25:onMode = off", "25:onIfMatch = 15 -15"),
+    "hpm_taunu": ("Higgs:useBSM = on", "HiggsBSM:ffbar2H+- = on", "37:m0 = 60", "37:mMin = 50",
+                  "37:mMax = 70", "37:onMode = off", "37:onIfMatch = 15 16"),
+    "qcd_dijet": ("HardQCD:all = on", "PhaseSpace:pTHatMin = 1000"),
+    # W' couplings as Pythia's default (SM-like); its quark/lepton channels are switched
+    # off (not removed: production needs them) and W' → H0 H+ added with partial width
+    # 1.0 × 16.7 GeV (about 12 % of the total). X = H0 and Y = H+ get democratic qq decays
+    # with fixed widths (meMode 100), replacing the 2HDM ones (tt, WW, Wh dominate there)
+    "wprime_xy": ("Higgs:useBSM = on", "NewGaugeBoson:ffbar2Wprime = on",
+                  "34:m0 = 3500", "34:mMin = 3000", "34:mMax = 4000",
+                  "34:onMode = off", "34:addChannel = 1 1.0 100 35 37",
+                  "35:m0 = 500", "35:mWidth = 5", "35:mMin = 450", "35:mMax = 550",
+                  "35:oneChannel = 1 0.2 100 1 -1", "35:addChannel = 1 0.2 100 2 -2",
+                  "35:addChannel = 1 0.2 100 3 -3", "35:addChannel = 1 0.2 100 4 -4",
+                  "35:addChannel = 1 0.2 100 5 -5",
+                  "37:m0 = 100", "37:mWidth = 1", "37:mMin = 90", "37:mMax = 110",
+                  "37:oneChannel = 1 0.5 100 2 -1", "37:addChannel = 1 0.5 100 4 -3"),
+}
+
+
+@dataclass(frozen=True)
+class LeptonFilter:
+    """Keep an event with ≥ ``min_leptons`` prompt e/μ of pT > ``pt_min`` GeV, |η| < ``eta_max``.
+
+    If ``lead_pt_min`` > 0 the hardest of those must also have pT > ``lead_pt_min``. Applied
+    to Pythia's parton-level event (module docs), i.e. before hadronisation and detector.
+
+        >>> f = LeptonFilter(min_leptons=3, pt_min=6.0)
+        >>> f.passes([20.0, 9.0, 7.0, 2.0], [0.1, -1.0, 2.0, 0.3])
+        True
+        >>> f.passes([20.0, 9.0, 7.0], [0.1, -1.0, 2.7])
+        False
+    """
+
+    min_leptons: int = 3
+    pt_min: float = 6.0
+    eta_max: float = 2.5
+    lead_pt_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.min_leptons < 1 or self.pt_min < 0 or self.eta_max <= 0 or self.lead_pt_min < 0:
+            raise ConfigError(f"LeptonFilter needs min_leptons >= 1, pt_min >= 0, eta_max > 0 and "
+                              f"lead_pt_min >= 0, got {self}")
+
+    def passes(self, pts: Sequence[float], etas: Sequence[float]) -> bool:
+        """Whether leptons with these pT (GeV) and η pass."""
+        good = [pt for pt, eta in zip(pts, etas, strict=True) if pt > self.pt_min and abs(eta) < self.eta_max]
+        return len(good) >= self.min_leptons and (self.lead_pt_min <= 0 or max(good) > self.lead_pt_min)
+
+    @classmethod
+    def coerce(cls, value: Any) -> LeptonFilter:
+        """A LeptonFilter from itself or from a dict of its fields (ConfigError otherwise)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"min_leptons", "pt_min", "eta_max", "lead_pt_min"}
+            if unknown:
+                raise ConfigError(f"lepton_filter has no field(s) {', '.join(sorted(unknown))}; known: "
+                                  "min_leptons, pt_min, eta_max, lead_pt_min")
+            return cls(**value)
+        raise ConfigError(f"lepton_filter must be a LeptonFilter, a dict of its fields, None or False; "
+                          f"got {value!r}")
+
+
+#: the generator-level filters applied unless the ``lepton_filter`` option says otherwise
+DEFAULT_LEPTON_FILTERS: dict[str, LeptonFilter] = {
+    "ato4l": LeptonFilter(min_leptons=3, pt_min=6.0, eta_max=2.5),
+}
+
+
+def _filter_hook(pythia8mc: Any, lepton_filter: LeptonFilter) -> Any:
+    """A ``UserHooks`` that vetoes parton-level events failing ``lepton_filter`` (and counts)."""
+
+    class _LeptonFilterHook(pythia8mc.UserHooks):
+        def __init__(self) -> None:
+            pythia8mc.UserHooks.__init__(self)
+            self.tried = 0
+            self.passed = 0
+
+        def canVetoPartonLevel(self) -> bool:  # noqa: N802 - Pythia's name
+            return True
+
+        def doVetoPartonLevel(self, event: Any) -> bool:  # noqa: N802 - Pythia's name
+            pts: list[float] = []
+            etas: list[float] = []
+            for i in range(event.size()):
+                prt = event[i]
+                if prt.idAbs() in (11, 13) and prt.isFinal():
+                    pts.append(prt.pT())
+                    etas.append(prt.eta())
+            self.tried += 1
+            ok = lepton_filter.passes(pts, etas)
+            self.passed += ok
+            return not ok
+
+    return _LeptonFilterHook()
+
+
+_PYTHIA_SEED_MAX = 900_000_000  # Pythia's Random:seed range; 0 would mean "from the clock"
+_ROLE_MAIN, _ROLE_SIGMA, _ROLE_DETECTOR, _ROLE_MIX = 1, 2, 3, 4
+
+
+def derived_seed(seed: int, *key: int, modulus: int = _PYTHIA_SEED_MAX - 1) -> int:
+    """A seed in [1, modulus] that depends on ``seed`` and ``key`` (numpy SeedSequence)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, *key]).generate_state(2, np.uint64)
+    return int(state[0] % np.uint64(modulus)) + 1
+
+
+class PythiaRun:
+    """One initialised Pythia instance for one process; ``next_particles(k)`` gives k events.
+
+        >>> run = PythiaRun("ttbar", seed=5)                        # doctest: +SKIP
+        >>> run.next_particles(10).n_events                         # doctest: +SKIP
+        10
+    """
+
+    def __init__(self, process: str, seed: int, *, extra: Sequence[str] = (),
+                 process_level_only: bool = False, max_failures: int = 1000,
+                 lepton_filter: LeptonFilter | None = None) -> None:
+        try:
+            import pythia8mc
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ConfigError(
+                "the 'pythia' generator needs the pythia8mc package (pip install pythia8mc==8.317.2)"
+            ) from err
+        if process not in PROCESS_SETTINGS:
+            raise ConfigError(f"Pythia has no settings for process {process!r}; "
+                              f"known: {', '.join(PROCESS_SETTINGS)}")
+        self.process = process
+        self.max_failures = max_failures
+        self.failures = 0
+        self.pythia = pythia8mc.Pythia("", False)
+        lines = [*COMMON_SETTINGS, *PROCESS_SETTINGS[process], *extra,
+                 "Random:setSeed = on", f"Random:seed = {int(seed)}"]
+        if process_level_only:
+            lines += ["PartonLevel:all = off", "HadronLevel:all = off"]
+        for line in lines:
+            if not self.pythia.readString(line):
+                raise ConfigError(
+                    f"Pythia (process {process!r}) rejected the setting {line!r}: unknown key or "
+                    "bad value; see the settings in pythia8mc's xmldoc (share/Pythia8/xmldoc)"
+                )
+        self.lepton_filter = None if process_level_only else lepton_filter
+        self._hook = None
+        if self.lepton_filter is not None:  # kept referenced: Pythia holds it during the run
+            self._hook = _filter_hook(pythia8mc, self.lepton_filter)
+            self.pythia.setUserHooksPtr(self._hook)
+        if not self.pythia.init():
+            raise ConfigError(f"Pythia (process {process!r}) failed to initialise with settings {lines}")
+        self._visible: dict[int, bool] = {}
+        self._buffer: list[ParticleBatch] = []
+
+    @property
+    def filter_counts(self) -> tuple[int, int]:
+        """(events tried, events that passed) by the lepton filter so far; (0, 0) without one."""
+        return (self._hook.tried, self._hook.passed) if self._hook is not None else (0, 0)
+
+    def prefetch(self, n: int, chunk: int) -> float:
+        """Generate ``n`` events ahead (kept for ``next_particles``); the filter efficiency then."""
+        for k in range(0, n, chunk):
+            self._buffer.append(self._generate(min(chunk, n - k)))
+        tried, passed = self.filter_counts
+        return passed / tried if tried else 1.0
+
+    def sigma_pb(self) -> float:
+        """Pythia's estimate of the cross section of the events so far, in pb."""
+        return float(self.pythia.infoPython().sigmaGen()) * MB_TO_PB
+
+    def run_process_level(self, n: int) -> None:
+        """Generate ``n`` events (for the σ estimate), counting failures."""
+        done = 0
+        while done < n:
+            if self.pythia.next():
+                done += 1
+            else:
+                self._failed()
+
+    def _failed(self) -> None:
+        self.failures += 1
+        if self.failures > self.max_failures:
+            raise GenerationError(
+                f"Pythia (process {self.process!r}): {self.failures} failed events, more than "
+                f"max_failures={self.max_failures}; check the settings"
+            )
+
+    def next_particles(self, k: int) -> ParticleBatch:
+        """``k`` events' visible final-state particles (failed events retried).
+
+        Events generated ahead by :meth:`prefetch` come first, in their order.
+        """
+        parts: list[ParticleBatch] = []
+        got = 0
+        while got < k and self._buffer:
+            head = self._buffer[0]
+            take = min(k - got, head.n_events)
+            if take == head.n_events:
+                parts.append(self._buffer.pop(0))
+            else:
+                parts.append(head.take(np.arange(take)))
+                self._buffer[0] = head.take(np.arange(take, head.n_events))
+            got += take
+        if got < k:
+            parts.append(self._generate(k - got))
+        return parts[0] if len(parts) == 1 else ParticleBatch.concat(parts)
+
+    def _generate(self, k: int) -> ParticleBatch:
+        """``k`` new events from Pythia (failed events retried and counted)."""
+        import awkward as ak
+
+        parts: list[ParticleBatch] = []
+        got = 0
+        while got < k:
+            events = self.pythia.nextBatch(k - got, "none")
+            bad = ak.to_numpy(ak.is_none(events, axis=0))
+            if bad.any():
+                for _ in range(int(bad.sum())):
+                    self._failed()
+                events = events[~bad]
+            if len(events) == 0:
+                continue
+            parts.append(self._extract(events))
+            got += len(events)
+        return parts[0] if len(parts) == 1 else ParticleBatch.concat(parts)
+
+    def _extract(self, events: Any) -> ParticleBatch:
+        import awkward as ak
+
+        prt = events.prt
+        final = prt.status > 0
+        pid = ak.to_numpy(ak.flatten(prt.id[final])).astype(np.int32)
+        visible = self._visible_mask(pid)
+        counts = ak.to_numpy(ak.num(prt.id[final]))
+        ev = np.repeat(np.arange(len(counts)), counts)
+        p = prt.p[final]
+        cols = {k: ak.to_numpy(ak.flatten(p[k])).astype(np.float64)[visible] for k in ("px", "py", "pz", "e")}
+        return ParticleBatch.from_arrays(**cols, pid=pid[visible],
+                                         counts=np.bincount(ev[visible], minlength=len(counts)))
+
+    def _visible_mask(self, pid: np.ndarray) -> np.ndarray:
+        """Pythia's own isVisible (neutrinos, neutralinos, ... are not), cached per id."""
+        ids = np.unique(pid)
+        for i in ids:
+            if int(i) not in self._visible:
+                self._visible[int(i)] = bool(self.pythia.particleData.isVisible(int(i)))
+        invisible = [i for i in ids if not self._visible[int(i)]]
+        return ~np.isin(pid, invisible) if invisible else np.ones(len(pid), dtype=bool)
+
+
+@register_generator("pythia")
+class PythiaGenerator(EventGenerator):
+    """Pythia 8 at 13.6 TeV with the parametrised L1 detector (module docs).
+
+        >>> gen = PythiaGenerator(settings=["PartonLevel:MPI = off"])      # doctest: +SKIP
+        >>> [len(b) for b in gen.generate("qcd", 250, seed=3, batch_size=100)]  # doctest: +SKIP
+        [100, 100, 50]
+    """
+
+    description = "Pythia 8 (pythia8mc) pp at 13.6 TeV with a parametrised L1 detector"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        known = {"settings", "mix_fractions", "sigma_events", "max_failures", "run", "detector", "chunk",
+                 "lepton_filter", "filter_events"}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigError(f"generator 'pythia' has no option(s) {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
+        self.settings: tuple[str, ...] = tuple(options.get("settings", ()))
+        self.sigma_events = int(options.get("sigma_events", 2000))
+        self.chunk = int(options.get("chunk", 100))
+        self.detector_config: DetectorConfig = options.get("detector") or DetectorConfig()
+        self.run_number = int(options.get("run", 1))
+        self.filter_events = int(options.get("filter_events", 1000))
+        if self.chunk < 1 or self.sigma_events < 1 or self.filter_events < 1:
+            raise ConfigError(f"generator 'pythia': chunk, sigma_events and filter_events must be >= 1, "
+                              f"got {self.chunk}, {self.sigma_events} and {self.filter_events}")
+        if "lepton_filter" in options and options["lepton_filter"] not in (None, False):
+            LeptonFilter.coerce(options["lepton_filter"])  # fail early on a bad one
+        self.last_failures = 0
+        #: cross sections of the last run in pb; with a lepton filter σ·ε (what the weights sum to)
+        self.last_sigma_pb: dict[str, float] = {}
+        self.last_sigma_unfiltered_pb: dict[str, float] = {}
+        #: filter efficiency used in the weights (empty without a filter)
+        self.last_filter_efficiency: dict[str, float] = {}
+        #: filter (tried, passed) over the whole last run, rejected = tried - passed
+        self.last_filter_counts: dict[str, tuple[int, int]] = {}
+        self.last_fractions: dict[str, float] = {}
+
+    def provenance(self, process: str, seed: int) -> dict[str, Any]:
+        subs = SM_PROCESSES if process == "sm_mix" else (process,)
+        info = super().provenance(process, seed)
+        flt = self.lepton_filter_for(process)
+        info.update(
+            pythia_version="8.317", ecm_gev=ECM_GEV,
+            settings={p: [*COMMON_SETTINGS, *PROCESS_SETTINGS[p], *self.settings] for p in subs},
+            sigma_pb=dict(self.last_sigma_pb), fractions=dict(self.last_fractions),
+            lepton_filter=asdict(flt) if flt is not None else None,
+            sigma_unfiltered_pb=dict(self.last_sigma_unfiltered_pb),
+            filter_efficiency=dict(self.last_filter_efficiency),
+            filter_counts={p: list(c) for p, c in self.last_filter_counts.items()},
+        )
+        return info
+
+    def lepton_filter_for(self, process: str) -> LeptonFilter | None:
+        """The generator-level lepton filter used for ``process`` (None: none)."""
+        if "lepton_filter" not in self.options:
+            return DEFAULT_LEPTON_FILTERS.get(process)
+        given = self.options["lepton_filter"]
+        if given is None or given is False:
+            return None
+        if process == "sm_mix":
+            raise ConfigError("generator 'pythia': lepton_filter is not supported for sm_mix (its mix "
+                              "fractions come from unfiltered cross sections); filter a single process")
+        return LeptonFilter.coerce(given)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _max_failures(self, n_events: int) -> int:
+        return int(self.options.get("max_failures", max(10, n_events // 10)))
+
+    def _sigma(self, process: str, seed: int) -> float:
+        run = PythiaRun(process, derived_seed(seed, _ROLE_SIGMA, PROCESS_LABELS[process]),
+                        extra=self.settings, process_level_only=True, max_failures=self.sigma_events)
+        run.run_process_level(self.sigma_events)
+        sigma = run.sigma_pb()
+        log.info("pythia %s: sigma = %.4g pb (%d process-level events)", process, sigma, self.sigma_events)
+        return sigma
+
+    def _fractions(self, sigmas: Mapping[str, float]) -> dict[str, float]:
+        given = self.options.get("mix_fractions")
+        if given is None:
+            total = sum(sigmas.values())
+            return {p: sigmas[p] / total for p in SM_PROCESSES}
+        unknown = set(given) - set(SM_PROCESSES)
+        if unknown or any(float(v) < 0 for v in given.values()) or sum(given.values()) <= 0:
+            raise ConfigError(f"mix_fractions must map some of {', '.join(SM_PROCESSES)} to "
+                              f"non-negative numbers with a positive sum, got {dict(given)}")
+        total = float(sum(given.values()))
+        return {p: float(given.get(p, 0.0)) / total for p in SM_PROCESSES}
+
+    # -- the generator ----------------------------------------------------------------------
+    def generate(self, process: str, n_events: int, seed: int, *,
+                 batch_size: int = 10_000, progress: bool = False) -> Iterator[EventBatch]:
+        """Yield ``n_events`` events of ``process`` in batches of at most ``batch_size``."""
+        self.check_process(process)
+        if n_events < 0 or batch_size < 1:
+            raise ConfigError(f"generator 'pythia': need n_events >= 0 and batch_size >= 1, "
+                              f"got {n_events} and {batch_size}")
+        from tqdm import tqdm
+
+        subs = SM_PROCESSES if process == "sm_mix" else (process,)
+        lepton_filter = self.lepton_filter_for(process)
+        # with a filter at least filter_events are generated (prefetch)
+        max_failures = self._max_failures(max(n_events, self.filter_events) if lepton_filter else n_events)
+        runs: dict[str, PythiaRun] = {}
+        self.last_sigma_pb = {p: self._sigma(p, seed) for p in subs}
+        self.last_sigma_unfiltered_pb = dict(self.last_sigma_pb)
+        self.last_filter_efficiency, self.last_filter_counts = {}, {}
+        if lepton_filter is not None and n_events > 0:  # (no events asked: nothing measured)
+            # ε from the first filter_events accepted events of the main run, kept as its first events
+            runs[process] = PythiaRun(process, derived_seed(seed, _ROLE_MAIN, PROCESS_LABELS[process]),
+                                      extra=self.settings, max_failures=max_failures,
+                                      lepton_filter=lepton_filter)
+            eff = runs[process].prefetch(self.filter_events, self.chunk)
+            self.last_filter_efficiency = {process: eff}
+            self.last_filter_counts = {process: runs[process].filter_counts}
+            self.last_sigma_pb[process] *= eff
+            log.info("pythia %s: %s, efficiency %.4f (%d of %d tried)", process, lepton_filter, eff,
+                     *runs[process].filter_counts[::-1])
+        if process == "sm_mix":
+            self.last_fractions = self._fractions(self.last_sigma_pb)
+            mix_rng = np.random.default_rng(derived_seed(seed, _ROLE_MIX))
+            probs = np.array([self.last_fractions[p] for p in subs])
+            labels_all = mix_rng.choice(len(subs), size=n_events, p=probs / probs.sum())
+            counts = np.bincount(labels_all, minlength=len(subs))
+            log.info("pythia sm_mix fractions %s; drawn %s", self.last_fractions,
+                     dict(zip(subs, counts.tolist(), strict=True)))
+            weight = sum(self.last_sigma_pb.values()) / max(n_events, 1)
+        else:
+            self.last_fractions = {process: 1.0}
+            labels_all = np.zeros(n_events, dtype=np.int64)
+            weight = self.last_sigma_pb[process] / max(n_events, 1)
+        truth_of = np.array([PROCESS_LABELS[p] for p in subs], dtype=np.int16)
+
+        detector = L1Detector(self.detector_config,
+                              seed=derived_seed(seed, _ROLE_DETECTOR, PROCESS_LABELS.get(process, 99)))
+        self.last_failures = 0
+        with tqdm(total=n_events, desc=f"pythia {process}", unit="ev", disable=not progress) as bar:
+            for start in range(0, n_events, batch_size):
+                stop = min(start + batch_size, n_events)
+                labels = labels_all[start:stop]
+                pieces: list[ParticleBatch] = []
+                origin: list[np.ndarray] = []
+                for j, sub in enumerate(subs):
+                    want = int((labels == j).sum())
+                    if want == 0:
+                        continue
+                    if sub not in runs:  # lazily: a rare sub-process may never be needed
+                        runs[sub] = PythiaRun(sub, derived_seed(seed, _ROLE_MAIN, PROCESS_LABELS[sub]),
+                                              extra=self.settings, max_failures=max_failures)
+                    for k in range(0, want, self.chunk):
+                        pieces.append(runs[sub].next_particles(min(self.chunk, want - k)))
+                        bar.update(pieces[-1].n_events)
+                    origin.append(np.flatnonzero(labels == j))
+                particles = ParticleBatch.concat(pieces)
+                if len(origin) > 1:  # put the sub-processes' events back in the drawn order
+                    position = np.concatenate(origin)
+                    particles = particles.take(np.argsort(position, kind="stable"))
+                event = np.arange(start, stop, dtype=np.uint64)
+                block = detector.simulate(particles, event)
+                extra = dijet_features(particles) if process in DIJET_PROCESSES else None
+                self.last_failures = sum(r.failures for r in runs.values())
+                if lepton_filter is not None:
+                    self.last_filter_counts = {process: runs[process].filter_counts}
+                yield EventBatch.from_objects(
+                    block, truth=truth_of[labels], weight=weight, run=self.run_number,
+                    lumi=1, event=event, bx=0, extra=extra,
+                )
+        if self.last_filter_counts:
+            tried, passed = self.last_filter_counts[process]
+            log.info("pythia %s: lepton filter rejected %d of %d events (regenerated)", process,
+                     tried - passed, tried)
+        if self.last_failures:
+            log.warning("pythia %s: %d failed events were retried", process, self.last_failures)
