@@ -1,0 +1,287 @@
+"""Trigger thresholds for target rates, calibrated on a background ("zero bias") sample.
+
+A threshold for a target rate R at input rate R_in is the background quantile at
+FPR = R / R_in (REFERENCES.md). An event is accepted when ``score > threshold``; the
+threshold is the lowest background score with at most ``floor(FPR · n)`` background
+events (or that fraction of the background weight) strictly above it, so ties never
+push the achieved rate above the target. Scorers, ``darktrigger calibrate`` and the
+trigger menu all use these functions; they need numpy only, and use ``np.partition``
+(no full sort) for unweighted samples, so 10^7 scores take a fraction of a second.
+
+    >>> import numpy as np
+    >>> from models.thresholds import threshold_for_rate
+    >>> t = threshold_for_rate(np.arange(1000.0), rate_khz=400, input_rate_mhz=40)
+    >>> t.fpr, t.threshold, t.n_above, t.resolved
+    (0.01, 989.0, 10, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from replay.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: A threshold is ``resolved`` when the background sample expects at least this many
+#: events above it (n_eff · FPR ≥ 1); below that it is at best the sample's maximum.
+MIN_EXPECTED_BKG = 1.0
+# FPR · n is rounded down to a count; this slack keeps float error (0.29 * 100 =
+# 28.999999999999996) from dropping a whole event.
+_COUNT_SLACK = 1e-6
+
+
+def as_scores(values: Any, name: str) -> np.ndarray:
+    """A 1-D array of finite scores, or a ConfigError naming ``name``; floats keep their dtype.
+
+    >>> as_scores([0.5, 2], "bkg_scores")
+    array([0.5, 2. ])
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ConfigError(f"{name}: expected a 1-D array of scores, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ConfigError(f"{name}: expected at least one score, got an empty array")
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype.kind != "f":
+        raise ConfigError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ConfigError(
+            f"{name}: expected finite scores, got {bad.size} NaN/inf value(s) "
+            f"(first at index {bad[0]}: {arr[bad[0]]})"
+        )
+    return arr
+
+
+def as_weights(weights: Any, n: int, name: str) -> np.ndarray | None:
+    """None, or a float64 array of ``n`` finite, non-negative weights with a positive sum."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ConfigError(f"{name}: expected shape ({n},) like its scores, got {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ConfigError(f"{name}: expected finite, non-negative weights")
+    if w.sum() <= 0:
+        raise ConfigError(f"{name}: expected weights with a positive sum, got {w.sum()}")
+    return w
+
+
+def effective_size(n: int, weights: np.ndarray | None) -> float:
+    """Kish's effective sample size (Σw)²/Σw²; ``n`` when unweighted."""
+    if weights is None:
+        return float(n)
+    return float(weights.sum() ** 2 / np.square(weights).sum())
+
+
+def _allowed_count(fpr: float, n: int) -> int:
+    return min(n - 1, math.floor(fpr * n + _COUNT_SLACK))
+
+
+def background_quantiles(
+    scores: np.ndarray, fprs: Sequence[float], weights: np.ndarray | None = None
+) -> np.ndarray:
+    """For each FPR, the lowest score with at most that fraction of background above it.
+
+    ``scores`` (and ``weights``) must already be checked (:func:`as_scores`). Unweighted:
+    the ``(n - k)``-th smallest score, ``k = floor(fpr · n)``, by one ``np.partition``.
+
+    >>> background_quantiles(np.array([1.0, 2, 2, 3]), [0.25, 0.5])
+    array([2., 2.])
+    """
+    if weights is None:
+        n = scores.size
+        idx = np.array([n - 1 - _allowed_count(f, n) for f in fprs], dtype=np.intp)
+        part = np.partition(scores, np.unique(idx))
+        return np.asarray(part[idx], dtype=np.float64)
+    uniq, inv = np.unique(scores, return_inverse=True)
+    w_uniq = np.bincount(inv, weights=weights, minlength=uniq.size)
+    # above[j] = weight strictly above uniq[j], summed from the top so above[-1] == 0 exactly
+    above = np.append(np.cumsum(w_uniq[::-1])[::-1][1:], 0.0)
+    total = above[0] + w_uniq[0]
+    limits = -np.asarray(fprs, dtype=np.float64) * total * (1 + 1e-12)
+    return np.asarray(uniq[np.searchsorted(-above, limits, side="left")], dtype=np.float64)
+
+
+def fraction_above(threshold: float, scores: np.ndarray, weights: np.ndarray | None) -> tuple[float, int]:
+    """(weighted fraction, count) of ``scores`` strictly above ``threshold``."""
+    above = scores > threshold
+    count = int(np.count_nonzero(above))
+    if weights is None:
+        return count / scores.size, count
+    return float(weights[above].sum() / weights.sum()), count
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One calibrated anomaly threshold: accept when ``score > threshold``.
+
+    ``threshold_low``/``threshold_high`` are the background quantiles at FPR ± σ,
+    σ = sqrt(FPR(1 − FPR)/n_eff): the spread of thresholds that another background
+    sample of the same size would give (the order-statistic interval), so
+    ``uncertainty`` = half that width is the threshold's error from the sample size.
+
+    >>> t = Threshold.from_dict(threshold_for_rate(np.arange(100.0), 4000).to_dict())
+    >>> t.threshold, t.rate_hz
+    (89.0, 4000000.0)
+    """
+
+    rate_khz: float
+    input_rate_mhz: float
+    fpr: float
+    threshold: float
+    threshold_low: float
+    threshold_high: float
+    n_bkg: int
+    n_above: int
+    achieved_fpr: float
+    n_eff: float
+    resolved: bool
+    message: str = ""
+
+    @property
+    def uncertainty(self) -> float:
+        """Half the width of the ±1σ threshold interval, in score units."""
+        return 0.5 * (self.threshold_high - self.threshold_low)
+
+    @property
+    def rate_hz(self) -> float:
+        """The target rate in Hz."""
+        return self.rate_khz * 1e3
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (plus the derived ``uncertainty``), for a model card."""
+        return dataclasses.asdict(self) | {"uncertainty": self.uncertainty}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Threshold:
+        """Rebuild from :meth:`to_dict`'s output; a ConfigError names missing or unknown keys."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        required = [f.name for f in dataclasses.fields(cls) if f.name != "message"]
+        missing = [k for k in required if k not in data]
+        unknown = sorted(set(data) - set(names) - {"uncertainty"})
+        if missing or unknown:
+            raise ConfigError(
+                f"threshold record: missing key(s) {missing or 'none'}, "
+                f"unknown key(s) {unknown or 'none'}; expected {names}"
+            )
+        return cls(**{k: data[k] for k in names if k in data})
+
+
+def _check_rate(rate_khz: float, input_rate_mhz: float) -> float:
+    if not math.isfinite(input_rate_mhz) or input_rate_mhz <= 0:
+        raise ConfigError(f"input_rate_mhz: expected a positive rate in MHz, got {input_rate_mhz}")
+    fpr = float(rate_khz) * 1e3 / (float(input_rate_mhz) * 1e6)
+    if not math.isfinite(fpr) or not 0 < fpr < 1:
+        raise ConfigError(
+            f"rate_khz: expected a rate above 0 and below the input rate "
+            f"({input_rate_mhz * 1e3:g} kHz), got {rate_khz}"
+        )
+    return fpr
+
+
+def thresholds_for_rates(
+    bkg_scores: Any,
+    rates_khz: Sequence[float],
+    input_rate_mhz: float = 40.0,
+    weights: Any = None,
+    min_expected: float = MIN_EXPECTED_BKG,
+) -> list[Threshold]:
+    """Thresholds for several target rates (kHz) at once: one partition for all of them.
+
+    >>> [t.threshold for t in thresholds_for_rates(np.arange(1000.0), [40, 400])]
+    [998.0, 989.0]
+    """
+    if isinstance(rates_khz, str | bytes) or len(rates_khz) == 0:
+        raise ConfigError(f"rates_khz: expected a non-empty list of rates in kHz, got {rates_khz!r}")
+    fprs = [_check_rate(r, input_rate_mhz) for r in rates_khz]
+    scores = as_scores(bkg_scores, "bkg_scores")
+    w = as_weights(weights, scores.size, "weights")
+    n_eff = effective_size(scores.size, w)
+    sigmas = [math.sqrt(f * (1 - f) / n_eff) for f in fprs]
+    asked = [*fprs, *(min(f + s, 1 - 1e-12) for f, s in zip(fprs, sigmas, strict=True)),
+             *(max(f - s, 0.0) for f, s in zip(fprs, sigmas, strict=True))]
+    q = background_quantiles(scores, asked, w)
+    k = len(fprs)
+    out = []
+    for i, (rate, fpr) in enumerate(zip(rates_khz, fprs, strict=True)):
+        thr = float(q[i])
+        achieved, n_above = fraction_above(thr, scores, w)
+        resolved = n_eff * fpr >= min_expected
+        message = ""
+        if not resolved:
+            message = (
+                f"background sample too small: {scores.size:,} events"
+                + ("" if w is None else f" (effective {n_eff:,.0f})")
+                + f" resolve FPR down to {min_expected / n_eff:.1e}, i.e. "
+                f"{min_expected / n_eff * input_rate_mhz * 1e3:.3g} kHz at {input_rate_mhz:g} MHz; "
+                f"{rate:g} kHz needs FPR {fpr:.1e}, and {n_eff * fpr:.2g} background events "
+                f"expected above the threshold, so it is not reliable"
+                + (" (it is the highest background score)" if n_above == 0 else "")
+            )
+            log.warning("threshold for %g kHz: %s", rate, message)
+        out.append(Threshold(
+            rate_khz=float(rate), input_rate_mhz=float(input_rate_mhz), fpr=fpr, threshold=thr,
+            threshold_low=float(q[k + i]), threshold_high=float(q[2 * k + i]),
+            n_bkg=int(scores.size), n_above=n_above, achieved_fpr=achieved, n_eff=n_eff,
+            resolved=bool(resolved), message=message,
+        ))
+    return out
+
+
+def threshold_for_rate(
+    bkg_scores: Any,
+    rate_khz: float,
+    input_rate_mhz: float = 40.0,
+    weights: Any = None,
+    min_expected: float = MIN_EXPECTED_BKG,
+) -> Threshold:
+    """The threshold giving ``rate_khz`` at ``input_rate_mhz`` on this background sample.
+
+    >>> t = threshold_for_rate(np.arange(1000.0), rate_khz=1)  # FPR 2.5e-5: 0.025 events
+    >>> t.resolved, t.threshold
+    (False, 999.0)
+    """
+    return thresholds_for_rates(bkg_scores, [rate_khz], input_rate_mhz, weights, min_expected)[0]
+
+
+def rate_of(
+    threshold: float | Threshold,
+    bkg_scores: Any,
+    input_rate_mhz: float | None = None,
+    weights: Any = None,
+) -> tuple[float, float]:
+    """(rate, uncertainty) in Hz of ``score > threshold`` on this background sample.
+
+    The uncertainty is binomial, R_in · sqrt(p(1 − p)/n_eff); with no event above the
+    threshold it is the rate one event would give, R_in/n_eff, rather than zero.
+    ``input_rate_mhz`` defaults to the Threshold's own, else 40 MHz.
+
+    >>> [round(x) for x in rate_of(989.0, np.arange(1000.0), 40.0)]
+    [400000, 125857]
+    """
+    if isinstance(threshold, Threshold):
+        input_rate_mhz = threshold.input_rate_mhz if input_rate_mhz is None else input_rate_mhz
+        threshold = threshold.threshold
+    input_rate_mhz = 40.0 if input_rate_mhz is None else float(input_rate_mhz)
+    if not math.isfinite(input_rate_mhz) or input_rate_mhz <= 0:
+        raise ConfigError(f"input_rate_mhz: expected a positive rate in MHz, got {input_rate_mhz}")
+    if not math.isfinite(float(threshold)):
+        raise ConfigError(f"threshold: expected a finite score, got {threshold}")
+    scores = as_scores(bkg_scores, "bkg_scores")
+    w = as_weights(weights, scores.size, "weights")
+    n_eff = effective_size(scores.size, w)
+    p, count = fraction_above(float(threshold), scores, w)
+    sigma = math.sqrt(p * (1 - p) / n_eff) if count else 1.0 / n_eff
+    r_in = input_rate_mhz * 1e6
+    return p * r_in, sigma * r_in
