@@ -92,12 +92,16 @@ def run(work: Path, quick: bool = False) -> list[dict[str, Any]]:
         first = 0
         t_first = 0.0
         total = 0
-        for b in pythia.generate(proc, n_py, seed=5, batch_size=100):
+        # the filtered ato4l always makes its first 1000 accepted events (the filter-efficiency run)
+        n_proc = max(n_py, 1000) if proc == "ato4l" else n_py
+        for b in pythia.generate(proc, n_proc, seed=5, batch_size=100):
             total += len(b)
             if not first:
                 first, t_first = len(b), time.perf_counter()
         t_end = time.perf_counter()
-        steady = (total - first) / (t_end - t_first) if total > first else float("nan")
-        rows.append({"what": f"Pythia 8 + detector, {proc} (steady; with start-up {total / (t_end - t):.0f}/s)",
-                     "n": total, "unit": "events/s", "rate": steady, "goal": None})
+        whole = total / (t_end - t)
+        note = ("generator-level lepton filter: ~half the tried events are vetoed" if proc == "ato4l"
+                else f"after the first batch: {(total - first) / (t_end - t_first):.0f} events/s")
+        rows.append({"what": f"Pythia 8 + detector, {proc} (whole call incl. start-up; {note})",
+                     "n": total, "unit": "events/s", "rate": whole, "goal": None})
     return rows

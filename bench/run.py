@@ -21,6 +21,9 @@ LIMITS = {
                             "where read speed matters more than disk",
     "native HDF5 read (none": "the per-batch value checks (NaN/inf, pT >= 0, |φ| <= π) on top of "
                              "h5py's own reading (the reference row under it)",
+    "ADC2021 read (float32": "the class-column check and the copy that drops it, on top of the "
+                             "value checks; both are whole-chunk numpy passes",
+    "ADC2021 read (float64": "the float64 → float32 conversion on top of the float32 path",
     "toy generation, ttbar": "ranking ~11 jet candidates per event into slots",
     "toy generation, sm_mix": "copying the four sub-process batches together",
     "toy generation, ato4l": "two-level decay chain (A → XX → 4ℓ) with boosts",

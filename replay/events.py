@@ -307,14 +307,9 @@ class EventBatch:
 
     def _values_ok(self) -> bool:
         """Fast whole-batch check (a few ms per 65k events); rows are looked at only if it fails."""
-        obj = self.columns["objects"]
-        if len(obj) == 0:
-            return True
-        per_quantity = obj.reshape(-1, 3)
-        phi = per_quantity[:, 2]
-        limit = math.pi + _PHI_TOLERANCE
-        if not (np.isfinite(obj).all() and per_quantity[:, 0].min() >= 0
-                and phi.min() >= -limit and phi.max() <= limit):
+        from replay._fastcheck import objects_ok
+
+        if not objects_ok(self.columns["objects"], math.pi + _PHI_TOLERANCE):
             return False
         return all(np.isfinite(self.columns[n]).all() for n in self.extra_names
                    if self.columns[n].dtype.kind == "f")

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 DATASET = "Particles"
 #: The class every slot must carry when it is not empty (0).
-_PHI_LIMIT = np.pi + 1e-4  # as EventBatch.problems() allows for float32 rounding
 SLOT_CLASS = np.array([{"met": 1, "egamma": 2, "muon": 3, "jet": 4}[k] for k in SLOT_TYPES],
                       dtype=np.float32)
 
@@ -179,8 +178,6 @@ class ADC2021Reader(EventReader):
             "truth": np.full(n, self.truth, np.int16),
             "weight": np.ones(n, np.float32),
         })
-        if _values_look_valid(objects):  # cheap reductions; screen() finds which rows
-            return batch
         return self.screen(batch, first_row=start, locations=locations)
 
 
@@ -198,19 +195,6 @@ def _drop_class_column(raw: np.ndarray) -> np.ndarray:
         np.copyto(out.reshape(-1).view("V12"), raw.reshape(-1).view(_XYZ)["xyz"])
         return out
     return raw[:, :, :3].astype(np.float32)
-
-
-def _values_look_valid(objects: np.ndarray) -> bool:
-    """True when no value can break the event model (finite, pT >= 0, |φ| <= π).
-
-    Reductions only (no temporaries; NaN propagates through min/max, inf is the min or
-    max). False means "look closer", not "bad".
-    """
-    if len(objects) == 0:
-        return True
-    pt, phi = objects[:, :, 0], objects[:, :, 2]
-    return bool(np.isfinite(objects.min()) and np.isfinite(objects.max()) and pt.min() >= 0
-                and phi.min() >= -_PHI_LIMIT and phi.max() <= _PHI_LIMIT)
 
 
 def _class_names(f: Any) -> list[str] | None:
