@@ -128,3 +128,203 @@ def test_detected_by_content_not_extension(tmp_path):
     prose = tmp_path / "notes.csv"
     prose.write_text("a;b;c;d;e;f\n")
     assert not DarkMachinesReader.sniff(prose, prose.read_bytes())
+
+
+# -- the compiled engine against the Python one ------------------------------------------
+
+def _both(path, **options):
+    """(batch, reader) from each engine."""
+    out = []
+    for engine in ("numba", "python"):
+        reader = DarkMachinesReader(path, engine=engine, **options)
+        out.append((reader.read_all(), reader))
+    return out
+
+
+def _assert_same(path, **options):
+    (fast, rf), (slow, rs) = _both(path, **options)
+    assert fast.names == slow.names
+    for name in slow.names:  # bit for bit: -0.0 and NaN payloads included
+        a, b = fast[name], slow[name]
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert a.tobytes() == b.tobytes(), name
+    assert rf.metadata() == rs.metadata()
+    assert list(rf.metadata()["processes"]) == list(rs.metadata()["processes"])
+    assert rf.skipped.summary() == rs.skipped.summary()
+    return fast, rf
+
+
+TRICKY = [
+    "1;ttbar;1;1.5e+03;-0.5;j,1.5E+05,1.2e5,-2.25,3.0e-1;b,2e4,20000,-0.0,-3.1",  # no ';'
+    "2;ttbar;0.25;45000;+1.25;e-,100,+99,.5,-.5;;;",            # '+', '.5', several ';'
+    "3;njets;1;7.;0;m+,1,30000,-1,1;m-,1,30000,1,-1;m+,1,30000,2,2;m-,1,30000,3,3;"
+    "m+,1,29999.5,0,0;m-,1,30000,-3,-3;",                        # pT ties: input order kept
+    "4;w_jets;1;0;0;g,5,-0.0,0,0;e+,5,0,0,0;",                  # -0 and 0 pT: not packed
+    "007;z_jets;1;1;0;j,1,0.1234567890123456789,0,0;",          # leading zeros; 19 digits
+    "18446744073709551615;ttbar;1;1;0",                         # largest uint64 ID
+    "18446744073709551616;ttbar;1;1;0",                         # overflow: line number
+    "-5;ttbar;1;1;0;j,1,1e-30,0,0;j,1,1e30,0,0;j,1,123456789012345678,0,0",
+    "9;ttbar;1;1_000;0;j,1,2_0,0,0;",                           # float() takes '_'
+    "10;tt\u0304bar;1;1;0;",                                     # non-ASCII process
+    "  11;ttbar;1;1;0; \t",                                      # whitespace at the ends
+    "12;ttbar;1; 5 ;0;j, 1,2 ,3,0.1",                           # float() takes spaces
+    "   ",
+    "13;ttbar;1;0e999;-0;j,00001,00002.50,-0.000,1E0;",
+    "14;glgl1400_neutralino1100;2;9007199254740993;0;j,1,9007199254740991,0,0;",
+    "",
+    "15;;1;1;0;",                                                # empty process
+    ";ttbar;1;1;0;",                                             # empty ID: line number
+    "16;ttbar;1;1;0;e+,1,5,1,1;e+,1,6,1,1;e+,1,7,1,1;e+,1,8,1,1;e-,1,9,1,1;g,1,4,1,1",
+]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("chunk_size", [1, 3, 65536])
+def test_engines_agree_on_tricky_lines(tmp_path, newline, chunk_size):
+    pytest.importorskip("numba")
+    path = tmp_path / "tricky.csv"
+    path.write_bytes(newline.join(TRICKY).encode("utf-8"))           # no final newline
+    fast, _ = _assert_same(path, chunk_size=chunk_size)
+    assert len(fast) == len(TRICKY) - 2                               # two blank lines
+    # ID 007, the largest uint64, then one too big (line 7); an empty ID (line 18)
+    assert fast["event"][4:7].tolist() == [7, 2**64 - 1, 7] and fast["event"][15] == 18
+    assert fast.objects[0, 0].tolist() == [1.5, 0.0, -0.5]
+    assert fast.objects[0, SLOTS["jet"]][:2].tolist() == [[120.0, -2.25, np.float32(0.3)],
+                                                        [20.0, 0.0, np.float32(-3.1)]]
+    # ties keep the file's order; the lowest of six muon-like objects are dropped
+    assert fast.objects[2, SLOTS["muon"], 1].tolist() == [-1.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_engines_agree_on_random_files(tmp_path, seed, monkeypatch):
+    pytest.importorskip("numba")
+    from replay.readers import darkmachines
+    monkeypatch.setattr(darkmachines, "_READ_BYTES", 1000)  # reads end mid-line
+    rng = np.random.default_rng(seed)
+    lines = random_dm_lines(3000, seed=seed, mean_objects=rng.uniform(1, 12))
+    for i in rng.choice(len(lines), 40, replace=False):
+        lines[i] = TRICKY[rng.integers(len(TRICKY))]
+    for i in rng.choice(len(lines), 300, replace=False):
+        lines[i] = lines[i].rstrip(";")
+    path = tmp_path / "random.csv"
+    path.write_bytes(("\r\n" if seed == 1 else "\n").join(lines).encode() + b"\n")
+    fast, reader = _assert_same(path, chunk_size=int(rng.integers(100, 5000)))
+    assert len(fast) > 2900 and reader.lines_read == 3000
+
+
+BAD_MORE = [
+    "2;ttbar;1;100;0.5;j,1,-5,3,0.1",
+    "2;ttbar;1;NaN;0.5;j,1,5,3,0.1",
+    "2;ttbar;1;100;0.5;j,1,Infinity,3,0.1",
+    "2;ttbar;1;1e999;0.5",
+    "2;ttbar;1;100;0.5;j,1,-5,3,0.1;x,1,1,1,1",          # value error first, then syntax
+    "2;ttbar;1;100;0.5;j,1,5,3,0.1,7",
+    "2;ttbar;1;100;0.5;j,1,5,3,0.1;;j,1,5,3,0.1",
+    "2;ttbar;1;100;0.5;j,1,5e,3,0.1",
+    "2;ttbar;1;100;0.5;jj,1,5,3,0.1",
+    "2;ttbar;1;100;0.5;e,1,5,3,0.1",
+    "2;ttbar;1;100;0.5;j,1,5,3,9.5",
+    "2;ttbar;1;-100;0.5",
+    ";;;;",
+]
+
+
+@pytest.mark.parametrize("bad", [line for line, *_ in BAD[1:-1]] + BAD_MORE)
+def test_engines_report_bad_lines_alike(tmp_path, bad):
+    pytest.importorskip("numba")
+    lines = random_dm_lines(30, seed=2)
+    lines[1], lines[20] = bad, "21;ttbar;1;2;0;j,1,nan,0,0"
+    path = write_darkmachines(tmp_path / "bad.csv", lines)
+    messages = []
+    for engine in ("numba", "python"):
+        with pytest.raises(InputFormatError) as err:
+            DarkMachinesReader(path, engine=engine).read_all()
+        messages.append(str(err.value))
+    # values screened in the built batch (φ range, negative MET) come after parse errors
+    first = "line 21:" if bad.endswith(("9.5", ";-100;0.5")) else "line 2:"
+    assert messages[0] == messages[1] and first in messages[0]
+    fast, reader = _assert_same(path, on_error="skip", chunk_size=8)
+    assert reader.skipped.count == 2 and len(fast) == 28
+
+
+def test_numbers_equal_float(tmp_path):
+    """Every number the kernel accepts is bit for bit what float() gives; most are accepted."""
+    K = pytest.importorskip("replay.readers._dm_fast")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(20000) * 10.0 ** rng.integers(-12, 12, 20000)
+    texts = [*map(repr, x), *(f"{v:.6g}" for v in x), *(f"{v:.9e}" for v in x),
+             *(f"{v:.3f}" for v in x), *map(str, rng.integers(-10**15, 10**15, 2000)),
+             *(f"{v:.17g}" for v in x[:2000]), "0", "-0", "+0.0", ".5", "5.", "1e22", "1e-22",
+             "9007199254740993", "123456789012345678e-5", "1E+00", "-.0e-0"]
+    data = "".join(f"1;p;1;{t};0\n" for t in texts).encode()
+    buf = np.frombuffer(data, np.uint8)
+    starts, ends = np.empty(len(texts), np.int64), np.empty(len(texts), np.int64)
+    n, _ = K.scan_lines(buf, 0, len(texts), True, starts, ends)
+    status, *_, head = K.parse_lines(buf, starts, ends, n)[:5]
+    ok = status == K.OK
+    want = np.array([float(t) for t in texts])
+    assert n == len(texts) and ok.mean() > 0.8
+    assert head[ok, 1].view(np.int64).tolist() == want[ok].view(np.int64).tolist()
+
+
+def test_compiled_packing_matches_pack_slots():
+    K = pytest.importorskip("replay.readers._dm_fast")
+    from replay.objects import empty_block, pack_slots
+    from replay.readers.darkmachines import _FIRST_SLOT, _KINDS, _N_SLOTS
+    rng = np.random.default_rng(3)
+    m, n = 50000, 2000
+    event, kind = rng.integers(0, n, m), rng.integers(0, 3, m).astype(np.int8)
+    pt = np.round(rng.exponential(20, m), 0) - 1.0   # ties, zeros and negatives
+    pt[rng.choice(m, 50)] = np.nan
+    pt[rng.choice(m, 50)] = -0.0
+    eta, phi = rng.normal(0, 2, m), rng.uniform(-3, 3, m)
+    want = empty_block(n)
+    dropped_want = [int(pack_slots(want, k, event[kind == i], pt[kind == i], eta[kind == i],
+                                   phi[kind == i]).sum()) for i, k in enumerate(_KINDS)]
+    got = empty_block(n)
+    dropped = K.pack_objects(got, event, kind, pt, eta, phi, _FIRST_SLOT, _N_SLOTS)
+    assert got.tobytes() == want.tobytes()
+    assert dropped.tolist() == dropped_want and min(dropped_want) > 0
+
+
+def test_without_numba_the_python_engine_reads(tmp_path, monkeypatch):
+    from replay.errors import ConfigError
+    from replay.readers import darkmachines
+    path = write_darkmachines(tmp_path / "x.csv", LINES)
+    monkeypatch.setattr(darkmachines, "_KERNEL", None)
+    reader = DarkMachinesReader(path)
+    assert len(reader.read_all()) == 4 and reader._compiled is None
+    with pytest.raises(ConfigError, match="numba"):
+        DarkMachinesReader(path, engine="numba")
+    with pytest.raises(ConfigError, match="auto, numba, python"):
+        DarkMachinesReader(path, engine="fast")
+
+
+def test_import_does_not_load_numba():
+    import subprocess
+    import sys
+    code = "import sys, replay, replay.readers; assert 'numba' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_auto_engine_compiles_only_for_big_files(tmp_path, monkeypatch):
+    pytest.importorskip("numba")
+    from replay.readers import darkmachines
+    path = write_darkmachines(tmp_path / "x.csv", LINES)
+    monkeypatch.setattr(darkmachines, "_KERNEL", darkmachines._UNSET)  # as in a new process
+    small = DarkMachinesReader(path)
+    want = small.read_all().objects.tobytes()
+    assert small._compiled is None and darkmachines._KERNEL is darkmachines._UNSET
+    monkeypatch.setattr(darkmachines, "AUTO_MIN_BYTES", path.stat().st_size)
+    big = DarkMachinesReader(path)
+    assert big.read_all().objects.tobytes() == want and big._compiled is not None
+
+
+def test_engines_agree_beyond_the_kernels_process_table(tmp_path):
+    K = pytest.importorskip("replay.readers._dm_fast")
+    n = K.MAX_PROCESSES + 50
+    lines = [dm_line(i, f"proc{i % (n - 10)}", 1.0, 5.0, 0.1, [("j", 1, 3000.0 + i, 0, 0)])
+             for i in range(n)]
+    path = write_darkmachines(tmp_path / "many.csv", lines)
+    fast, reader = _assert_same(path)
+    assert len(reader.metadata()["processes"]) == n - 10 and len(fast) == n

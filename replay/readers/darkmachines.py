@@ -15,7 +15,12 @@ are allowed; an event with no objects is valid.
     array([3, 3, 0], dtype=int16)
 
 Options: ``truth=`` one label for every event instead of the process mapping;
-``process_labels={"my_proc": 3}`` extends :data:`PROCESS_TRUTH`.
+``process_labels={"my_proc": 3}`` extends :data:`PROCESS_TRUTH`; ``engine=`` ``"auto"``
+(the default: the compiled parser of :mod:`replay.readers._dm_fast`, about 7x faster,
+when numba can be imported and the file is at least :data:`AUTO_MIN_BYTES` or the
+parser is already loaded; else Python), ``"numba"`` or ``"python"``. Both engines give
+the same events and the same error messages: the compiled one hands every line it
+cannot vouch for to the Python line parser.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from replay.events import PROCESS_LABELS, EventBatch
+from replay.errors import ConfigError
+from replay.events import PROCESS_LABELS, SLOTS, EventBatch
 from replay.objects import empty_block, pack_slots, set_met
 from replay.readers.adc2021 import truth_label
 from replay.readers.base import EventReader, register_reader
@@ -39,6 +45,7 @@ from replay.readers.base import EventReader, register_reader
 log = logging.getLogger(__name__)
 
 MEV_PER_GEV = 1000.0  # divide (correctly rounded), not multiply by 1e-3
+ENGINES = ("auto", "numba", "python")
 HEADER = ("event ID", "process ID", "event weight", "MET", "METphi")
 _KINDS = ("egamma", "muon", "jet")
 #: object code → index into _KINDS
@@ -76,6 +83,13 @@ class DarkMachinesReader(EventReader):
         self.processes: Counter[str] = Counter()
         self.dropped = {kind: 0 for kind in _KINDS}
         self.lines_read = 0
+        self._compiled: Any = None  # the kernels' module while a pass uses them
+        self.engine = self.options.get("engine", "auto")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "numba" and _kernel() is None:
+            raise ConfigError(f"{self.path}: engine 'numba' asked for, but numba cannot be "
+                              "imported; install it or use engine='auto'")
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -105,9 +119,27 @@ class DarkMachinesReader(EventReader):
 
     # -- reading ---------------------------------------------------------------------
     def __iter__(self) -> Iterator[EventBatch]:
-        lineno = 0
         self.processes.clear()  # counts describe the latest pass over the file
         self.dropped = dict.fromkeys(_KINDS, 0)
+        self.lines_read = 0
+        self._compiled = _kernel() if self._wants_kernel() else None
+        if self._compiled is not None:
+            yield from self._iter_compiled(self._compiled)
+        else:
+            yield from self._iter_python()
+        if any(self.dropped.values()):
+            log.debug("%s: objects beyond the slots, dropped: %s", self.path, self.dropped)
+        self.log_skips()
+
+    def _wants_kernel(self) -> bool:
+        if self.engine != "auto":
+            return self.engine == "numba"
+        # numba's start-up (import, then ~1 s at the first call even from its cache) is
+        # worth paying only for a big file, or once this process has paid it already
+        return _KERNEL is not _UNSET or self.path.stat().st_size >= AUTO_MIN_BYTES
+
+    def _iter_python(self) -> Iterator[EventBatch]:
+        lineno = 0
         with open(self.path, encoding="utf-8", errors="replace") as fh:
             while raw := list(islice(fh, self.chunk_size)):
                 numbers = np.arange(lineno + 1, lineno + 1 + len(raw))
@@ -117,21 +149,88 @@ class DarkMachinesReader(EventReader):
                     keep = np.fromiter(map(bool, lines), bool, len(lines))
                     lines, numbers = [ln for ln in lines if ln], numbers[keep]
                 lines = list(map(str.rstrip, lines, repeat(";")))
-                if not lines:
-                    continue
-                parsed = _parse_fast(lines)
-                if parsed is None:  # something is off: find it line by line
-                    parsed = self._parse_slow(lines, numbers)
-                else:
-                    parsed["lineno"] = numbers
-                batch = self._build(parsed)
+                batch = self._build(self._parse_python(lines, numbers)) if lines else None
                 self.lines_read = lineno
-                if len(batch):
+                if batch is not None and len(batch):
                     yield batch
-        self.lines_read = lineno
-        if any(self.dropped.values()):
-            log.debug("%s: objects beyond the slots, dropped: %s", self.path, self.dropped)
-        self.log_skips()
+
+    def _iter_compiled(self, kernel: Any) -> Iterator[EventBatch]:
+        """Whole chunks of bytes through the numba kernel; flagged lines through Python."""
+        lineno = 0
+        cap = min(self.chunk_size, _READ_BYTES)  # grows with the lines a chunk holds
+        starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
+        data, pos, eof = b"", 0, False
+        with open(self.path, "rb") as fh:
+            while True:
+                buf = np.frombuffer(data, np.uint8)
+                n, nxt = kernel.scan_lines(buf, pos, cap, eof, starts, ends)
+                if n < self.chunk_size and not eof:
+                    if n == cap:  # the arrays are full, not the bytes
+                        cap = min(2 * cap, self.chunk_size)
+                        starts, ends = np.empty(cap, np.int64), np.empty(cap, np.int64)
+                        continue
+                    more = fh.read(max(_READ_BYTES, len(data) - pos))
+                    eof = not more
+                    data, pos = data[pos:] + more, 0
+                    continue
+                if n == 0:
+                    break
+                numbers = np.arange(lineno + 1, lineno + 1 + n)
+                lineno += n
+                cols = self._kernel_columns(kernel, data, buf, starts, ends, n, numbers)
+                pos = nxt
+                batch = self._build(cols) if len(cols["lineno"]) else None
+                self.lines_read = lineno
+                if batch is not None and len(batch):
+                    yield batch
+
+    def _kernel_columns(self, kernel: Any, data: bytes, buf: np.ndarray, starts: np.ndarray,
+                        ends: np.ndarray, n: int, numbers: np.ndarray) -> dict[str, Any]:
+        (status, event, id_ok, process, head, obj_line, kind, values,
+         proc_start, proc_len) = kernel.parse_lines(buf, starts, ends, n)
+        good = status == kernel.OK
+        names = [data[a:a + b].decode("ascii") for a, b in zip(proc_start.tolist(), proc_len.tolist(), strict=True)]
+        cols = {
+            "lineno": numbers[good],
+            "event": np.where(id_ok, event, numbers.astype(np.uint64))[good],
+            "process": process[good].astype(np.int64), "names": names,
+            "head": head[good],
+            "obj_event": (np.cumsum(good) - 1)[obj_line], "obj_kind": kind, "obj": values,
+        }
+        full = cols["process"] < 0  # more processes in the chunk than the kernel's table
+        if full.any():
+            extra = [data[starts[k]:ends[k]].split(b";", 2)[1].decode("ascii")
+                     for k in np.flatnonzero(good)[full]]
+            cols["process"][full], more_names = _index(extra, len(names))
+            cols["names"] = names + more_names
+        flagged = np.flatnonzero(status == kernel.FLAGGED)
+        if not len(flagged):
+            return cols
+        lines = [data[a:b].decode("utf-8", "replace").strip()
+                 for a, b in zip(starts[flagged].tolist(), ends[flagged].tolist(), strict=True)]
+        keep = np.fromiter(map(bool, lines), bool, len(lines))
+        lines = [ln.rstrip(";") for ln in lines if ln]
+        if not lines:
+            return cols
+        # the kernel's lines have no errors, so the Python parser, given only the others,
+        # reports the same errors in the same order as given the whole chunk
+        return _merge(cols, self._parse_python(lines, numbers[flagged][keep]))
+
+    def _parse_python(self, lines: list[str], numbers: np.ndarray) -> dict[str, Any]:
+        """Columns of stripped, non-blank lines, reporting bad ones through :meth:`bad`."""
+        parsed = _parse_fast(lines)
+        if parsed is None:  # something is off: find it line by line
+            parsed = self._parse_slow(lines, numbers)
+        else:
+            parsed["lineno"] = numbers
+            self._drop_bad_values(parsed)
+        process, names = _index(parsed["procs"])
+        return {
+            "lineno": parsed["lineno"], "event": _event_ids(parsed["ids"], parsed["lineno"]),
+            "process": process, "names": names, "head": parsed["head"],
+            "obj_event": parsed["obj_event"], "obj_kind": parsed["obj_kind"],
+            "obj": parsed["obj"][:, 1:],
+        }
 
     def _parse_slow(self, lines: list[str], numbers: np.ndarray) -> dict[str, Any]:
         """Parse line by line, reporting bad lines through :meth:`bad`."""
@@ -158,40 +257,117 @@ class DarkMachinesReader(EventReader):
             "obj": np.array([o[1:] for o in objs], np.float64).reshape(len(objs), 4),
         }
 
-    def _build(self, p: dict[str, Any]) -> EventBatch:
-        """Turn parsed columns into a batch: unit conversion, slots, truth, screening."""
+    def _drop_bad_values(self, p: dict[str, Any]) -> None:
+        """Report and drop (in place) the lines :func:`_parse_fast` read with NaN/inf
+        values or a negative pT: it does not check them, :func:`_parse_line` does."""
         lineno, head, obj, obj_event = p["lineno"], p["head"], p["obj"], p["obj_event"]
-        ids, procs = p["ids"], p["procs"]
         bad_obj = ~np.isfinite(obj).all(axis=1) | (obj[:, 1] < 0)
         bad_ev = ~np.isfinite(head).all(axis=1)
         bad_ev[obj_event[bad_obj]] = True
-        if bad_ev.any():  # only reached by the fast parser: the slow one checks per line
-            for i in np.flatnonzero(bad_ev):
-                self.bad(f"line {lineno[i]}", *_describe(head[i], obj[obj_event == i]))
-            keep = ~bad_ev
-            keep_obj = keep[obj_event]
-            new_index = np.cumsum(keep) - 1
-            lineno, head = lineno[keep], head[keep]
-            ids, procs = list(compress(ids, keep)), list(compress(procs, keep))
-            obj, obj_event = obj[keep_obj], new_index[obj_event[keep_obj]]
-            p["obj_kind"] = p["obj_kind"][keep_obj]
+        if not bad_ev.any():
+            return
+        for i in np.flatnonzero(bad_ev):
+            self.bad(f"line {lineno[i]}", *_describe(head[i], obj[obj_event == i]))
+        keep = ~bad_ev
+        keep_obj = keep[obj_event]
+        new_index = np.cumsum(keep) - 1
+        p["lineno"], p["head"] = lineno[keep], head[keep]
+        p["ids"], p["procs"] = list(compress(p["ids"], keep)), list(compress(p["procs"], keep))
+        p["obj"], p["obj_event"] = obj[keep_obj], new_index[obj_event[keep_obj]]
+        p["obj_kind"] = p["obj_kind"][keep_obj]
+
+    def _build(self, c: dict[str, Any]) -> EventBatch:
+        """Turn parsed columns into a batch: unit conversion, slots, truth, screening.
+
+        ``c`` holds ``lineno`` (int64 ``[n]``), ``event`` (uint64 ``[n]``), ``process``
+        (int64 ``[n]``, index into the list ``names``), ``head`` (float64 ``[n, 3]``:
+        weight, MET in MeV, METphi) and, per object, ``obj_event`` (int64, row of its
+        event), ``obj_kind`` (int8 index into ``_KINDS``), ``obj`` (float64 ``[m, 3]``: pT
+        in MeV, η, φ).
+        """
+        lineno, head, obj, obj_event = c["lineno"], c["head"], c["obj"], c["obj_event"]
         n = len(lineno)
         block = empty_block(n)
         set_met(block, head[:, 1] / MEV_PER_GEV, head[:, 2])
-        for k, kind in enumerate(_KINDS):
-            sel = p["obj_kind"] == k
-            dropped = pack_slots(block, kind, obj_event[sel], obj[sel, 1] / MEV_PER_GEV,
-                                 obj[sel, 2], obj[sel, 3])
-            self.dropped[kind] += int(dropped.sum())
-        self.processes.update(procs)
+        pt = obj[:, 0] / MEV_PER_GEV
+        if self._compiled is not None:
+            cont = np.ascontiguousarray  # one layout, one compiled signature
+            dropped = self._compiled.pack_objects(
+                block, cont(obj_event, np.int64), cont(c["obj_kind"], np.int8), pt,
+                cont(obj[:, 1]), cont(obj[:, 2]), _FIRST_SLOT, _N_SLOTS)
+            for k, kind in enumerate(_KINDS):
+                self.dropped[kind] += int(dropped[k])
+        else:
+            for k, kind in enumerate(_KINDS):
+                sel = c["obj_kind"] == k
+                dropped = pack_slots(block, kind, obj_event[sel], pt[sel], obj[sel, 1], obj[sel, 2])
+                self.dropped[kind] += int(dropped.sum())
+        names, process = c["names"], c["process"]
+        counts = np.bincount(process, minlength=len(names))
+        _, first = np.unique(process, return_index=True)  # count in order of appearance
+        for i in process[np.sort(first)].tolist():
+            self.processes[names[i]] += int(counts[i])
         if self.truth is not None:
             truth: int | np.ndarray = self.truth
         else:
-            labels = {name: self.process_truth.get(name, -1) for name in set(procs)}
-            truth = np.fromiter(map(labels.__getitem__, procs), np.int16, n)
-        batch = EventBatch.from_objects(block, truth=truth, weight=head[:, 0],
-                                        event=_event_ids(ids, lineno))
+            labels = np.array([self.process_truth.get(name, -1) for name in names], np.int16)
+            truth = labels[process] if len(names) else np.full(n, -1, np.int16)
+        batch = EventBatch.from_objects(block, truth=truth, weight=head[:, 0], event=c["event"])
         return self.screen(batch, locations=lineno)
+
+
+_READ_BYTES = 1 << 22
+#: files from this size on are read by the compiled kernel under ``engine="auto"``
+AUTO_MIN_BYTES = 16 << 20
+_FIRST_SLOT = np.array([SLOTS[kind].start for kind in _KINDS], np.int64)
+_N_SLOTS = np.array([SLOTS[kind].stop - SLOTS[kind].start for kind in _KINDS], np.int64)
+
+
+def _kernel() -> Any:
+    """The compiled kernels' module, or None when numba cannot be imported."""
+    global _KERNEL
+    if _KERNEL is _UNSET:
+        try:
+            from replay.readers import _dm_fast
+        except ImportError as exc:
+            log.debug("numba unavailable (%s): Dark Machines files are parsed in Python", exc)
+            _KERNEL = None
+        except Exception as exc:  # numba there but unusable (e.g. no cache directory)
+            log.warning("the compiled Dark Machines parser cannot be loaded (%s); "
+                        "parsing in Python, about 5x slower", exc)
+            _KERNEL = None
+        else:
+            _KERNEL = _dm_fast
+    return _KERNEL
+
+
+_UNSET = object()
+_KERNEL: Any = _UNSET
+
+
+def _index(names: list[str], offset: int = 0) -> tuple[np.ndarray, list[str]]:
+    """(index of each name into the distinct names, the distinct names in order seen)."""
+    table: dict[str, int] = {}
+    index = np.fromiter((table.setdefault(x, offset + len(table)) for x in names), np.int64, len(names))
+    return index, list(table)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """One set of columns from two, rows in line order."""
+    order = np.argsort(np.concatenate([a["lineno"], b["lineno"]]), kind="stable")
+    row = np.empty_like(order)
+    row[order] = np.arange(len(order))
+    na = len(a["lineno"])
+    table = {name: i for i, name in enumerate(a["names"])}
+    remap = np.array([table.setdefault(name, len(table)) for name in b["names"]], np.int64)
+    out = {key: np.concatenate([a[key], b[key]])[order]
+           for key in ("lineno", "event", "head")}
+    out["process"] = np.concatenate([a["process"], remap[b["process"]] if len(remap) else b["process"]])[order]
+    out["names"] = list(table)
+    out["obj_event"] = np.concatenate([row[a["obj_event"]], row[na + b["obj_event"]]])
+    out["obj_kind"] = np.concatenate([a["obj_kind"], b["obj_kind"]])
+    out["obj"] = np.concatenate([a["obj"], b["obj"]])
+    return out
 
 
 def _parse_fast(lines: list[str]) -> dict[str, Any] | None:
