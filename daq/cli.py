@@ -210,7 +210,15 @@ def _formats_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_formats)
 
 
-PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser)
+def _model_parsers(sub: argparse._SubParsersAction) -> None:
+    from daq.model_cmds import add_calibrate_parser, add_evaluate_parser, add_train_parser
+
+    add_train_parser(sub, _formatter)
+    add_evaluate_parser(sub, _formatter)
+    add_calibrate_parser(sub, _formatter)
+
+
+PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser, _model_parsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

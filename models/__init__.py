@@ -1,1 +1,55 @@
-"""models."""
+"""models: preprocessing, scorers (AE, VAE, CWoLa, baselines), training, model artifacts.
+
+Importing the package registers every scorer.
+
+    >>> from models import SCORERS, get_scorer, load_model, train_model
+    >>> SCORERS.names()
+    ['ae', 'cwola', 'ht', 'st', 'vae']
+    >>> get_scorer("vae").spec
+    'vae:mu2'
+"""
+
+from __future__ import annotations
+
+from models import ae, baselines, cwola, vae  # noqa: F401  (register the scorers)
+from models.base import (
+    SCORERS,
+    Scorer,
+    as_flat,
+    get_scorer,
+    load_model,
+    parse_spec,
+    register_scorer,
+)
+from models.card import (
+    CARD_SCHEMA_VERSION,
+    MissingModelFileError,
+    ModelCard,
+    ModelFileError,
+    read_card,
+)
+from models.onnx_backend import OnnxScorer
+from models.preprocess import MODEL_FEATURE_NAMES, N_MODEL_FEATURES, Preprocessor
+from models.training import TorchScorer, run_training, train_model
+
+__all__ = [
+    "CARD_SCHEMA_VERSION",
+    "MODEL_FEATURE_NAMES",
+    "N_MODEL_FEATURES",
+    "SCORERS",
+    "MissingModelFileError",
+    "ModelCard",
+    "ModelFileError",
+    "OnnxScorer",
+    "Preprocessor",
+    "Scorer",
+    "TorchScorer",
+    "as_flat",
+    "get_scorer",
+    "load_model",
+    "parse_spec",
+    "read_card",
+    "register_scorer",
+    "run_training",
+    "train_model",
+]

@@ -1,0 +1,249 @@
+"""``darktrigger train``, ``evaluate`` and ``calibrate``: the models layer on the command line.
+
+    $ darktrigger train --model ae --background bkg.h5 --out models/ae
+    $ darktrigger evaluate --model models/ae --background bkg_test.h5 --signal ato4l=ato4l.h5
+    $ darktrigger calibrate --model models/ae --zero-bias zb.h5 --rate-khz 1,5,10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from replay.errors import ConfigError
+from replay.events import EventBatch
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("ht", "st")
+
+
+def _read(path: Path, max_events: int | None, on_error: str) -> EventBatch:
+    from replay.readers import open_events
+
+    parts, total = [], 0
+    for batch in open_events(path, on_error=on_error):
+        if max_events is not None and total + len(batch) > max_events:
+            batch = batch[: max_events - total]
+        parts.append(batch)
+        total += len(batch)
+        if max_events is not None and total >= max_events:
+            break
+    if not total:
+        raise ConfigError(f"{path}: no events to evaluate on")
+    return EventBatch.concat(parts)
+
+
+def _parse_signals(items: list[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--signal takes NAME=FILE (e.g. ato4l=ato4l.h5), got {item!r}")
+        out[name] = Path(path)
+    return out
+
+
+def _parse_rates(text: str) -> list[float]:
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--rate-khz takes numbers separated by commas (e.g. 1,5,10), got {text!r}") from None
+    if not rates or any(r <= 0 for r in rates):
+        raise ConfigError(f"--rate-khz needs positive rates, got {text!r}")
+    return rates
+
+
+def _scorers_of(model_dir: Path, backend: str, threads: int) -> list[tuple[str, Any]]:
+    """(label, scorer) for every variant of a saved model."""
+    from models import load_model, read_card
+
+    card = read_card(model_dir)
+    variants: list[str | None] = list(card.variants) or [card.variant]
+    return [(f"{card.scorer}:{v}" if v else card.scorer,
+             load_model(model_dir, backend, variant=v, threads=threads)) for v in variants]
+
+
+# -- train ----------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from models import train_model
+
+    if args.model == "cwola" and not args.signal_region:
+        raise ConfigError("--model cwola is trained on two samples: give --signal-region FILE... "
+                          "(label 1) as well as --background FILE... (label 0)")
+    out = train_model(args.model, args.background, args.out, epochs=args.epochs,
+                      batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+                      validation_fraction=args.validation_fraction, max_events=args.max_events,
+                      progress=not args.no_progress, patience=args.patience,
+                      signal_paths=args.signal_region or None)
+    from models import read_card
+
+    card = read_card(out)
+    history = card.training.get("history", {})
+    val = history.get("validation_loss") or history.get("val_loss") or []
+    best = f", best validation loss {min(val):.5g}" if val else ""
+    print(f"trained {card.spec} on {sum(f['events'] for f in card.training.get('files', [])):,} events"
+          f"{best}; model in {out}")
+    return 0
+
+
+def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "train", formatter_class=formatter,
+        help="train an anomaly scorer (ae, vae, cwola) and save it as a model directory",
+        description="Train a scorer on background events and save the model directory: weights,\n"
+                    "preprocessing, card.json (hyper-parameters, training files with sha256, seed)\n"
+                    "and model.onnx. A seeded random validation fraction drives early stopping.\n\n"
+                    "scorers: ae, vae, cwola (ht and st are baselines: nothing to train; see\n"
+                    "`darktrigger formats` for every registered scorer)",
+        epilog="examples:\n"
+               "  darktrigger train --model ae --background sm_mix.h5 --out models/ae --epochs 30\n"
+               "  darktrigger train --model vae --background sm_mix.h5 --out models/vae --seed 2 --threads 2\n"
+               "  darktrigger train --model cwola --signal-region sr.h5 --background sb.h5 --out models/cwola")
+    p.add_argument("--model", required=True, help="scorer to train: ae, vae, cwola")
+    p.add_argument("--background", nargs="+", type=Path, required=True, help="training events (label 0 for cwola)")
+    p.add_argument("--signal-region", nargs="+", type=Path, default=[], help="cwola only: label-1 events")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement")
+    p.add_argument("--validation-fraction", type=float, default=0.2)
+    p.add_argument("--max-events", type=int, default=None, help="use at most this many events per sample")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+# -- evaluate -------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from models import get_scorer
+    from models.card import ModelCard
+    from models.metrics import evaluate_scores, format_table, roc_curve
+
+    signals = _parse_signals(args.signal)
+    if not signals:
+        raise ConfigError("give at least one --signal NAME=FILE")
+    fprs = tuple(float(x) for x in args.fprs.split(","))
+    bkg = _read(args.background, args.max_events, args.on_error)
+    sig = {name: _read(path, args.max_events, args.on_error) for name, path in signals.items()}
+    scorers: list[tuple[str, Any, Path | None]] = []
+    for model_dir in args.model:
+        scorers += [(label, s, model_dir) for label, s in _scorers_of(model_dir, args.backend, args.threads)]
+    scorers += [(name, get_scorer(name), None) for name in BASELINES if not args.no_baselines]
+    results: dict[str, Any] = {}
+    curves: dict[str, dict[str, Any]] = {name: {} for name in signals}
+    dists: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    for label, scorer, model_dir in scorers:
+        b = scorer.score(bkg)
+        s = {name: scorer.score(batch) for name, batch in sig.items()}
+        results[label] = evaluate_scores(b, s, fprs)
+        for name in signals:
+            curves[name][label] = roc_curve(b, s[name])[:2]
+        dists[label] = (b, s)
+        if model_dir is not None:  # the card keeps the latest evaluation of each variant
+            card = ModelCard.load(model_dir)
+            card.metrics[label] = {"background": str(args.background), **results[label]}
+            card.save(model_dir)
+    print(format_table(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"background": str(args.background),
+                                         "signals": {k: str(v) for k, v in signals.items()},
+                                         "models": results}, indent=2, allow_nan=False))
+        print(f"JSON written to {args.json}")
+    if args.plots:
+        from models.plots import plot_roc, plot_score_distributions
+
+        for name, c in curves.items():
+            plot_roc(c, args.plots / f"roc_{name}.png", input_rate_mhz=args.input_rate_mhz,
+                     title=f"{name} vs {args.background.name}")
+        for label, (b, s) in dists.items():
+            plot_score_distributions(b, s, args.plots / f"scores_{label.replace(':', '_')}.png", title=label)
+        print(f"plots written to {args.plots}/")
+    return 0
+
+
+def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "evaluate", formatter_class=formatter,
+        help="ROC AUC, TPR at FPR 1e-2…1e-5, significance improvement, per signal, baselines beside",
+        description="Score a background and signal samples with saved models (every variant: a VAE\n"
+                    "gives vae:mu2, vae:kl, vae:reco) and the ht/st baselines, and print per signal the\n"
+                    "ROC AUC, the TPR at each FPR with its binomial uncertainty, and the significance\n"
+                    "improvement eps_S/sqrt(eps_B). An FPR the background sample cannot resolve says so.\n"
+                    "The results also go into each model's card.json (metrics).",
+        epilog="examples:\n"
+               "  darktrigger evaluate --model models/ae --model models/vae --background bkg_test.h5 \\\n"
+               "      --signal ato4l=ato4l.h5 --signal h_tautau=htt.h5 --json eval.json --plots plots/")
+    p.add_argument("--model", nargs="+", type=Path, required=True, help="model directories")
+    p.add_argument("--background", type=Path, required=True, help="background events (not used in training)")
+    p.add_argument("--signal", action="append", default=[], metavar="NAME=FILE", help="repeat for each signal")
+    p.add_argument("--fprs", default="1e-2,1e-3,1e-4,1e-5", help="FPRs for the TPR/SI columns")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="onnxruntime")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
+    p.add_argument("--input-rate-mhz", type=float, default=40.0, help="for the rate axis of the ROC plots")
+    p.add_argument("--no-baselines", action="store_true", help="leave out ht and st")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--plots", type=Path, default=None, help="folder for ROC and score-distribution PNGs")
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    p.set_defaults(func=cmd_evaluate)
+
+
+# -- calibrate ------------------------------------------------------------------------
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from models.card import ModelCard
+    from models.thresholds import thresholds_for_rates
+
+    rates = _parse_rates(args.rate_khz)
+    zb = _read(args.zero_bias, args.max_events, args.on_error)
+    card = ModelCard.load(args.model)
+    labelled = _scorers_of(args.model, args.backend, args.threads)
+    if args.variant:
+        labelled = [(label, s) for label, s in labelled if label.endswith(f":{args.variant}")]
+        if not labelled:
+            raise ConfigError(f"{args.model}: no variant {args.variant!r}; it has {', '.join(card.variants)}")
+    kept = [t for t in card.thresholds if t.get("model") not in {label for label, _ in labelled}]
+    print(f"{'model':<10}{'rate kHz':>10}{'FPR':>11}{'threshold':>14}{'± unc.':>11}{'n above':>10}  note")
+    for label, scorer in labelled:
+        scores = scorer.score(zb)
+        for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz):
+            kept.append({"model": label, "zero_bias": str(args.zero_bias), **t.to_dict()})
+            note = "" if t.resolved else t.message
+            print(f"{label:<10}{t.rate_khz:>10g}{t.fpr:>11.2e}{t.threshold:>14.6g}{t.uncertainty:>11.3g}"
+                  f"{t.n_above:>10,}  {note}")
+    card.thresholds = kept
+    card.save(args.model)
+    print(f"thresholds written to {Path(args.model) / 'card.json'} ({len(zb):,} zero-bias events, "
+          f"input rate {args.input_rate_mhz:g} MHz)")
+    return 0
+
+
+def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "calibrate", formatter_class=formatter,
+        help="anomaly thresholds for target trigger rates, written into the model card",
+        description="For each target rate R (kHz) at input rate R_in (MHz), the threshold is the\n"
+                    "zero-bias score quantile at FPR = R / R_in; its uncertainty comes from the\n"
+                    "zero-bias sample size. The thresholds go into card.json, where the trigger\n"
+                    "menu reads them.",
+        epilog="examples:\n"
+               "  darktrigger calibrate --model models/vae --zero-bias sm_mix.h5 --rate-khz 1,5,10\n"
+               "  darktrigger calibrate --model models/ae --zero-bias zb.h5 --rate-khz 0.5 --input-rate-mhz 28.6")
+    p.add_argument("--model", type=Path, required=True, help="model directory")
+    p.add_argument("--zero-bias", type=Path, required=True, help="background (zero-bias) events")
+    p.add_argument("--rate-khz", required=True, help="target rates in kHz, comma separated")
+    p.add_argument("--input-rate-mhz", type=float, default=40.0, help="bunch-crossing rate (default 40)")
+    p.add_argument("--variant", default=None, help="only this variant (e.g. mu2)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="onnxruntime")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-events", type=int, default=None)
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    p.set_defaults(func=cmd_calibrate)

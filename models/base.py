@@ -1,0 +1,262 @@
+"""What every scorer is: registered by name, fitted on event batches, scoring ``float32[N]``.
+
+A scorer maps each event to one number, higher = more anomalous (pyod's convention);
+thresholds live apart from it (:mod:`models.thresholds`). Scorers with several outputs
+name them as variants, ``name:variant`` (``vae:mu2``).
+
+    >>> from models import get_scorer
+    >>> from replay.generators import GENERATORS
+    >>> bkg = next(GENERATORS.get("toy")().generate("sm_mix", 2000, seed=1))
+    >>> st = get_scorer("st")
+    >>> st.fit(bkg)
+    {}
+    >>> scores = st.score(bkg)
+    >>> scores.dtype, scores.shape
+    (dtype('float32'), (2000,))
+
+A scorer takes an :class:`~replay.events.EventBatch`, a mapping of columns with
+``objects``, or a float array ``[N, 19, 3]`` or ``[N, 57]``; anything else is a
+:class:`~replay.errors.SchemaError` naming the scorer and what arrived.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from models.card import ModelCard, ModelFileError, read_card
+from replay.errors import ConfigError, SchemaError, UnknownNameError
+from replay.events import N_FEATURES, N_SLOTS, EventBatch
+from replay.registry import Registry
+
+log = logging.getLogger(__name__)
+
+#: Defaults of :meth:`Scorer.fit` (and of ``darktrigger train``).
+FIT_DEFAULTS: dict[str, Any] = {
+    "epochs": 20, "batch_size": 512, "seed": 0, "threads": 1, "progress": False, "patience": 5,
+}
+BACKENDS = ("torch", "onnxruntime")
+
+BatchLike = EventBatch | Mapping[str, np.ndarray] | np.ndarray
+
+
+def as_flat(batch: BatchLike, where: str = "scorer") -> np.ndarray:
+    """The ``[N, 57]`` float32 C-contiguous view of a batch, or a :class:`SchemaError`.
+
+        >>> as_flat(np.zeros((2, 19, 3), np.float32)).shape
+        (2, 57)
+        >>> as_flat(np.zeros((2, 19, 4)), "scorer 'ae'")
+        Traceback (most recent call last):
+        ...
+        replay.errors.SchemaError: scorer 'ae': expected objects of shape (N, 19, 3) or a flat (N, 57) array, got shape (2, 19, 4)
+    """
+    if isinstance(batch, EventBatch):
+        arr = batch.objects
+    elif isinstance(batch, Mapping):
+        if "objects" not in batch:
+            raise SchemaError(f"{where}: the batch has no 'objects' column (it has "
+                              f"{', '.join(map(str, batch)) or 'no columns'}); scorers need "
+                              f"objects float32 [N, {N_SLOTS}, 3]")
+        arr = batch["objects"]
+    elif isinstance(batch, np.ndarray):
+        arr = batch
+    else:
+        raise SchemaError(f"{where}: expected an EventBatch or a float array [N, {N_SLOTS}, 3], "
+                          f"got {type(batch).__name__}")
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[1:] == (N_SLOTS, 3):
+        arr = arr.reshape(len(arr), N_FEATURES)
+    if arr.ndim != 2 or arr.shape[1] != N_FEATURES:
+        raise SchemaError(f"{where}: expected objects of shape (N, {N_SLOTS}, 3) or a flat "
+                          f"(N, {N_FEATURES}) array, got shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise SchemaError(f"{where}: expected float objects, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+class Scorer(ABC):
+    """Base of every scorer: ``fit``, ``score`` (higher = more anomalous), ``save``/``load``.
+
+    Subclasses set ``description``, ``variants``/``default_variant`` when they have
+    several outputs, ``hyperparameter_defaults``, and implement :meth:`fit`,
+    :meth:`score`, :meth:`_save_files` and :meth:`_load_files`.
+
+        >>> from models import get_scorer
+        >>> get_scorer("vae").spec
+        'vae:mu2'
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    variants: ClassVar[tuple[str, ...]] = ()
+    default_variant: ClassVar[str | None] = None
+    #: False for the baselines, whose ``fit`` does nothing
+    trainable: ClassVar[bool] = True
+    #: True when ``fit`` needs ``labels`` (CWoLa)
+    needs_labels: ClassVar[bool] = False
+    hyperparameter_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, variant: str | None = None, **hyperparameters: Any) -> None:
+        if variant is None:
+            variant = self.default_variant
+        if self.variants and variant not in self.variants:
+            raise UnknownNameError(f"scorer {self.name!r} has no variant {variant!r}; "
+                                   f"choose one of {', '.join(self.variants)}")
+        if not self.variants and variant is not None:
+            raise UnknownNameError(f"scorer {self.name!r} has no variants, got {variant!r}")
+        unknown = sorted(set(hyperparameters) - set(self.hyperparameter_defaults))
+        if unknown:
+            known = ", ".join(self.hyperparameter_defaults) or "none"
+            raise ConfigError(f"scorer {self.name!r} has no hyper-parameter(s) "
+                              f"{', '.join(unknown)}; it takes {known}")
+        self.variant = variant
+        self.hyperparameters: dict[str, Any] = {**self.hyperparameter_defaults, **hyperparameters}
+        #: what fit recorded (history, event counts, settings); train_model adds files
+        self.training: dict[str, Any] = {}
+        self.seed: int | None = None
+        #: the card this scorer was loaded from (kept so metrics/thresholds survive a re-save)
+        self.card: ModelCard | None = None
+
+    @property
+    def spec(self) -> str:
+        """``name`` or ``name:variant``, as :func:`get_scorer` takes it."""
+        return self.name if self.variant is None else f"{self.name}:{self.variant}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+    @property
+    def where(self) -> str:
+        return f"scorer {self.spec!r}"
+
+    def with_variant(self, variant: str | None) -> Scorer:
+        """The same (trained) scorer giving another of its outputs; weights are shared.
+
+            >>> get_scorer("vae").with_variant("kl").spec
+            'vae:kl'
+        """
+        if variant not in (self.variants or (None,)):
+            choices = ", ".join(self.variants) or "none"
+            raise UnknownNameError(f"{self.where} has no variant {variant!r}; variants: {choices}")
+        other = copy.copy(self)
+        other.variant = variant
+        return other
+
+    # -- the interface -----------------------------------------------------------------
+    @abstractmethod
+    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
+            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
+            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
+            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+        """Train on ``train`` (background, or two samples with ``labels``); the history.
+
+        The history has ``train_loss`` and ``validation_loss`` per epoch (the latter
+        empty without ``validation``), ``best_epoch``, ``epochs_run`` and
+        ``stopped_early``; the baselines return ``{}``.
+        """
+
+    @abstractmethod
+    def score(self, batch: BatchLike) -> np.ndarray:
+        """float32 ``[N]``, higher = more anomalous."""
+
+    @abstractmethod
+    def _save_files(self, directory: Path) -> list[str]:
+        """Write the scorer's own files (weights, preprocessing, ONNX); their names."""
+
+    @abstractmethod
+    def _load_files(self, directory: Path, card: ModelCard) -> None:
+        """Read what :meth:`_save_files` wrote (raising :class:`ModelFileError` when bad)."""
+
+    # -- persistence -------------------------------------------------------------------
+    def make_card(self, files: list[str]) -> ModelCard:
+        """The card to save: a fresh one, keeping metrics/thresholds of a loaded card."""
+        card = ModelCard(scorer=self.name, variant=self.variant, variants=list(self.variants),
+                         hyperparameters=dict(self.hyperparameters), training=dict(self.training),
+                         seed=self.seed, files=files)
+        if self.card is not None:
+            card.metrics, card.thresholds = self.card.metrics, self.card.thresholds
+            card.created = self.card.created
+        return card
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model directory (see :mod:`models.card`); returns it."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = self._save_files(directory)
+        self.make_card(files).save(directory)
+        log.info("saved %s to %s", self.spec, directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, variant: str | None = None) -> Scorer:
+        """The scorer saved in ``directory`` (``variant`` overrides the card's)."""
+        card = read_card(directory)
+        if card.scorer != cls.name:
+            raise ModelFileError(f"{Path(directory) / 'card.json'}: a {card.scorer!r} model, "
+                                 f"not a {cls.name!r} one")
+        try:
+            obj = cls(variant or card.variant, **card.hyperparameters)
+        except ConfigError as exc:
+            raise ModelFileError(f"{directory}: card.json does not fit scorer "
+                                 f"{cls.name!r}: {exc}") from None
+        obj.training, obj.seed, obj.card = card.training, card.seed, card
+        obj._load_files(Path(directory), card)
+        return obj
+
+
+SCORERS: Registry[type[Scorer]] = Registry("scorer")
+register_scorer = SCORERS.register
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"vae:mu2"`` → ``("vae", "mu2")``; ``"ae"`` → ``("ae", None)``."""
+    name, _, variant = spec.partition(":")
+    return name, (variant or None)
+
+
+def get_scorer(spec: str, **hyperparameters: Any) -> Scorer:
+    """A new, untrained scorer from a ``name[:variant]`` spec.
+
+        >>> get_scorer("vae:kl", latent=4).hyperparameters["latent"]
+        4
+    """
+    name, variant = parse_spec(spec)
+    return SCORERS.get(name)(variant, **hyperparameters)
+
+
+def load_model(directory: str | Path, backend: str = "torch", *, variant: str | None = None,
+               threads: int = 1) -> Scorer:
+    """The scorer saved in ``directory``, run by ``torch`` or ``onnxruntime``.
+
+        >>> scorer = load_model("models/ae-toy", backend="onnxruntime")   # doctest: +SKIP
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnxruntime":
+        # imported here: onnx_backend subclasses Scorer, so it imports this module
+        from models.onnx_backend import OnnxScorer
+
+        return OnnxScorer.load(directory, variant, threads=threads)
+    card = read_card(directory)
+    try:
+        cls = SCORERS.get(card.scorer)
+    except UnknownNameError as exc:
+        raise ModelFileError(f"{Path(directory) / 'card.json'}: {exc}") from None
+    return cls.load(directory, variant)
+
+
+def copy_artifact(src: str | Path, dst: str | Path) -> Path:
+    """Copy a model directory's files (those its card lists, and the card)."""
+    card = read_card(src)
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in [*card.files, "card.json"]:
+        shutil.copy2(Path(src) / name, dst / name)
+    return dst
