@@ -28,4 +28,6 @@ def describe(packages: tuple[str, ...] = ("numpy", "h5py", "hdf5plugin", "pythia
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- machine: {cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB, {platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; {', '.join(versions)}",
+        "- load average when the benchmarks started: {:.2f} {:.2f} {:.2f} (1, 5, 15 min; other work "
+        "on the 2 cores lowers every figure)".format(*os.getloadavg()),
     ]
