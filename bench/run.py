@@ -17,7 +17,7 @@ from bench.machine import describe
 
 LIMITS = {
     "native HDF5 read (lz4": "Blosc-LZ4 decompression on one core: h5py alone on the same file "
-                            "(the reference row under it) is barely faster; write with --compression none "
+                            "(the reference row under it) is itself below the goal; write with --compression none "
                             "where read speed matters more than disk",
     "native HDF5 read (none": "the per-batch value checks (NaN/inf, pT >= 0, |φ| <= π) on top of "
                              "h5py's own reading (the reference row under it)",
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if missed:
         lines += ["### Goals missed, and what limits them", ""]
         for r in missed:
-            why = next((v for k, v in LIMITS.items() if r["what"].startswith(k)), "not yet profiled")
+            why = next((v for k, v in LIMITS.items() if r["what"].startswith(k)),
+                       "not profiled; this figure moves with the machine's load (see the load average above)")
             lines.append(f"- {r['what']}: {fmt(r['rate'])} {r['unit']} — {why}.")
         lines.append("")
     args.out.write_text("\n".join(lines), encoding="utf-8")

@@ -199,13 +199,19 @@ def cmd_formats(args: argparse.Namespace) -> int:
     for name, gcls in GENERATORS.items():
         print(f"  {name:<14}{gcls.description}")
     print(f"processes: {', '.join(ALL_PROCESSES)}")
+    from models import SCORERS
+
+    print("scorers (higher score = more anomalous):")
+    for name, scls in SCORERS.items():
+        doc = (scls.__doc__ or "").strip().splitlines()[0] if scls.__doc__ else ""
+        print(f"  {name:<14}{doc}")
     return 0
 
 
 def _formats_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("formats", formatter_class=_formatter,
-                       help="list the readers, generators and processes",
-                       description="List every registered reader and generator.",
+                       help="list the readers, generators, processes and scorers",
+                       description="List every registered reader, generator and scorer.",
                        epilog="example:\n  darktrigger formats")
     p.set_defaults(func=cmd_formats)
 
