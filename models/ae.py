@@ -45,14 +45,14 @@ class Autoencoder(nn.Module):
 
 
 class ReconstructionError(nn.Module):
-    """Feature-major (features, mask) ``[75, N]`` → masked reconstruction error ``[N]``."""
+    """Feature-major features ``[75, N]``, filled ``[19, N]`` → masked reconstruction error ``[N]``."""
 
     def __init__(self, net: Autoencoder) -> None:
         super().__init__()
         self.encoder, self.decoder = ColumnMLP(net.encoder), ColumnMLP(net.decoder)
 
-    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return column_masked_mse(self.decoder(self.encoder(feats)), feats, mask)
+    def forward(self, feats: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        return column_masked_mse(self.decoder(self.encoder(feats)), feats, filled)
 
 
 @register_scorer("ae")

@@ -8,15 +8,22 @@ blocks row by row. So the score graph
 * works **feature-major**: the raw ``[N, 57]`` is transposed once, every tensor after
   is ``[F, N]``, per-feature constants broadcast along whole rows, feature blocks are
   concatenated as contiguous slabs, and layers are ``W @ h + b``;
+* scales and masks each block with as few whole-row operations as it needs (cos and
+  sin are only masked), and passes heads the 19 per-slot ``filled`` rows, not a 75-row
+  expanded mask (only the reconstruction error expands it; the other heads never do);
+* keeps onnxruntime's Cos and Sin: a range-reduced float32 polynomial of Mul/Add/Round
+  was tried and was no faster here (a Mul or Add costs ~0.2 ns an element against
+  ~2.4 ns for Cos, and a polynomial accurate to 2e-7 over [-π, π] needs ~35 of them
+  per slot; float32 Horner on the whole range rounds to 4e-7 without a π/2 reduction);
 * **folds batch norm** into the preceding linear layer (eval mode: running statistics);
 * computes the same numbers as the training modules (tested to float32 rounding).
 
     >>> import torch
     >>> from models.preprocess import Preprocessor
     >>> pre = ColumnPreprocess(Preprocessor.identity())
-    >>> feats, mask = pre(torch.zeros(5, 57))
-    >>> tuple(feats.shape), tuple(mask.shape)
-    ((75, 5), (75, 5))
+    >>> feats, filled = pre(torch.zeros(5, 57))
+    >>> tuple(feats.shape), tuple(filled.shape)
+    ((75, 5), (19, 5))
 """
 
 from __future__ import annotations
@@ -26,27 +33,38 @@ from torch import nn
 from torch.nn import functional
 
 from models.preprocess import Preprocessor
+from replay.events import N_SLOTS
 
 
 class ColumnPreprocess(nn.Module):
-    """raw ``[N, 57]`` → (features ``[75, N]``, mask ``[75, N]``), as :class:`PreprocessModule`
-    but feature-major."""
+    """raw ``[N, 57]`` → (features ``[75, N]``, filled ``[19, N]``): the features of
+    :class:`PreprocessModule` feature-major, and the per-slot mask (1.0 where pT > 0)."""
 
-    shift: torch.Tensor
-    scale: torch.Tensor
+    pt_scale: torch.Tensor
+    pt_shift: torch.Tensor
+    eta_scale: torch.Tensor
+    eta_shift: torch.Tensor
 
     def __init__(self, pre: Preprocessor) -> None:
         super().__init__()
-        self.register_buffer("scale", torch.from_numpy(pre.scale.copy())[:, None], persistent=False)
-        self.register_buffer("shift", torch.from_numpy(pre.shift.copy())[:, None], persistent=False)
+        scale = torch.from_numpy(pre.scale.copy())[:, None]
+        shift = torch.from_numpy(pre.shift.copy())[:, None]
+        n_scaled = 2 * N_SLOTS - 1  # pt and eta rows; cos/sin rows are not scaled
+        self.register_buffer("pt_scale", scale[:N_SLOTS].clone(), persistent=False)
+        self.register_buffer("pt_shift", shift[:N_SLOTS].clone(), persistent=False)
+        self.register_buffer("eta_scale", scale[N_SLOTS:n_scaled].clone(), persistent=False)
+        self.register_buffer("eta_shift", shift[N_SLOTS:n_scaled].clone(), persistent=False)
 
     def forward(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cols = flat.t()  # [57, N]
+        cols = flat.t().contiguous()  # [57, N]; contiguous rows: torch then vectorises along N
         pt, eta, phi = cols[0::3], cols[4::3], cols[2::3]
         filled = (pt > 0).to(flat.dtype)
-        raw = torch.cat([torch.log(pt + 1), eta, torch.cos(phi), torch.sin(phi)], dim=0)
-        mask = torch.cat([filled, filled[1:], filled, filled], dim=0)
-        return (raw - self.shift) * self.scale * mask, mask
+        # same operation order as PreprocessModule ((raw − shift) · scale · mask): same bits
+        pt_f = (torch.sqrt(torch.sqrt(pt)) - self.pt_shift) * self.pt_scale * filled
+        eta_f = (eta - self.eta_shift) * self.eta_scale * filled[1:]
+        # cos/sin have shift 0 and scale 1: only the mask (x − 0 and x · 1 are exact)
+        feats = torch.cat([pt_f, eta_f, torch.cos(phi) * filled, torch.sin(phi) * filled], dim=0)
+        return feats, filled
 
 
 class ColumnMLP(nn.Module):
@@ -87,18 +105,21 @@ def column_linear(layer: nn.Linear) -> ColumnMLP:
     return ColumnMLP(nn.Sequential(layer))
 
 
-def column_masked_mse(recon: torch.Tensor, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``[F, N]`` tensors → per-event mean squared error over the filled features ``[N]``."""
-    diff = (recon - feats) * mask
+def column_masked_mse(recon: torch.Tensor, feats: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    """``[75, N]`` reconstruction and features, ``[19, N]`` filled → per-event mean squared
+    error over the filled features ``[N]`` (0 for an empty event)."""
+    mask = torch.cat([filled, filled[1:], filled, filled], dim=0)
+    diff = recon * mask - feats  # = (recon − feats) · mask: feats are 0 where mask is
     err = (diff * diff).sum(dim=0)  # x*x, not x**2: onnxruntime's Pow is several times slower
-    return err / mask.sum(dim=0).clamp(min=1.0)
+    count = filled.sum(dim=0) * 4 - filled[0]  # pT, η, cos, sin per slot; MET has no η
+    return err / count.clamp(min=1.0)
 
 
 class ScoreGraph(nn.Module):
     """raw ``[N, 57]`` → score ``[N]``: the preprocessing, then a scorer's head.
 
     The module the torch backend runs and ``model.onnx`` holds. ``head`` takes
-    feature-major (features, mask), both ``[75, N]``.
+    feature-major (features ``[75, N]``, filled ``[19, N]``).
     """
 
     def __init__(self, pre: ColumnPreprocess, head: nn.Module) -> None:
@@ -106,5 +127,5 @@ class ScoreGraph(nn.Module):
         self.pre, self.head = pre, head
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
-        feats, mask = self.pre(flat)
-        return self.head(feats, mask)
+        feats, filled = self.pre(flat)
+        return self.head(feats, filled)

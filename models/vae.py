@@ -63,41 +63,41 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class Mu2(nn.Module):
-    """Feature-major (features, mask) → Σ μ² ``[N]`` (encoder and μ layer only)."""
+    """Feature-major (features, filled) → Σ μ² ``[N]`` (encoder and μ layer only)."""
 
     def __init__(self, net: VariationalAutoencoder) -> None:
         super().__init__()
         self.encoder, self.mu = ColumnMLP(net.encoder), column_linear(net.mu)
 
-    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         mu = self.mu(self.encoder(feats))
         return (mu * mu).sum(dim=0)
 
 
 class KL(nn.Module):
-    """Feature-major (features, mask) → KL divergence from the prior ``[N]``."""
+    """Feature-major (features, filled) → KL divergence from the prior ``[N]``."""
 
     def __init__(self, net: VariationalAutoencoder) -> None:
         super().__init__()
         self.encoder = ColumnMLP(net.encoder)
         self.mu, self.logvar = column_linear(net.mu), column_linear(net.logvar)
 
-    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         h = self.encoder(feats)
         mu, logvar = self.mu(h), self.logvar(h).clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)
         return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(dim=0)
 
 
 class Reco(nn.Module):
-    """Feature-major (features, mask) → masked reconstruction error of the decoded μ ``[N]``."""
+    """Feature-major (features, filled) → masked reconstruction error of the decoded μ ``[N]``."""
 
     def __init__(self, net: VariationalAutoencoder) -> None:
         super().__init__()
         self.encoder, self.mu = ColumnMLP(net.encoder), column_linear(net.mu)
         self.decoder = ColumnMLP(net.decoder)
 
-    def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return column_masked_mse(self.decoder(self.mu(self.encoder(feats))), feats, mask)
+    def forward(self, feats: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        return column_masked_mse(self.decoder(self.mu(self.encoder(feats))), feats, filled)
 
 
 HEADS: dict[str, type[nn.Module]] = {"mu2": Mu2, "kl": KL, "reco": Reco}

@@ -76,10 +76,10 @@ def test_scaling_uses_filled_slots_only() -> None:
     obj[:500, jet0, 0] = 0  # half the events have no jet: must not pull the mean to 0
     obj[:, jet0, 1] = np.where(obj[:, jet0, 0] > 0, rng.normal(1.0, 0.5, 1000), 0)
     pre = Preprocessor.fit(obj.reshape(-1, 57))
-    logpt = np.log1p(obj[500:, jet0, 0].astype(np.float64))
+    rootpt = np.sqrt(np.sqrt(obj[500:, jet0, 0].astype(np.float64)))
     i_pt = MODEL_FEATURE_NAMES.index("pt:jet0")
-    assert pre.shift[i_pt] == pytest.approx(logpt.mean(), rel=1e-5)
-    assert 1 / pre.scale[i_pt] == pytest.approx(logpt.std(), rel=1e-4)
+    assert pre.shift[i_pt] == pytest.approx(rootpt.mean(), rel=1e-5)
+    assert 1 / pre.scale[i_pt] == pytest.approx(rootpt.std(), rel=1e-4)
     feats, mask = pre.transform(obj.reshape(-1, 57))
     filled = mask[:, i_pt] > 0
     assert abs(feats[filled, i_pt].mean()) < 1e-4 and feats[filled, i_pt].std() == pytest.approx(1, rel=1e-3)
@@ -95,7 +95,7 @@ def test_sparse_slots_borrow_type_statistics_and_std_is_floored() -> None:
     pre = Preprocessor.fit(obj.reshape(-1, 57))
     i0, i1 = MODEL_FEATURE_NAMES.index("pt:jet0"), MODEL_FEATURE_NAMES.index("pt:jet1")
     assert 1 / pre.scale[i0] == pytest.approx(MIN_STD)
-    pooled = np.log1p(np.r_[np.full(500, 100.0), np.full(5, 50.0)])
+    pooled = np.sqrt(np.sqrt(np.r_[np.full(500, 100.0), np.full(5, 50.0)]))
     assert pre.shift[i1] == pytest.approx(pooled.mean(), rel=1e-6)
     i9 = MODEL_FEATURE_NAMES.index("pt:jet9")  # never filled: the pooled jet statistics
     assert pre.shift[i9] == pytest.approx(pooled.mean(), rel=1e-6)
@@ -140,4 +140,14 @@ def test_torch_modules_match_numpy(fitted: tuple[Preprocessor, np.ndarray]) -> N
     np.testing.assert_allclose(t_feats.numpy(), feats, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(t_mask.numpy(), mask)
     np.testing.assert_array_equal(c_feats.numpy().T, t_feats.numpy())
-    np.testing.assert_array_equal(c_mask.numpy().T, mask)
+    filled = c_mask.numpy().T  # the scoring graph carries the 19 per-slot rows
+    np.testing.assert_array_equal(np.concatenate([filled, filled[:, 1:], filled, filled], axis=1), mask)
+
+
+def test_retired_preprocessing_kind_says_retrain(tmp_path, fitted: tuple[Preprocessor, np.ndarray]) -> None:
+    pre, _ = fitted
+    data = pre.to_dict()
+    data["kind"] = "log1p_pt_eta_cossin_v1"
+    (tmp_path / PREPROCESS_FILE).write_text(json.dumps(data))
+    with pytest.raises(SchemaError, match=r"log1p_pt_eta_cossin_v1.*retrain"):
+        Preprocessor.load(tmp_path)
