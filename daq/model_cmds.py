@@ -135,7 +135,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     sig = {name: _read(path, args.max_events, args.on_error) for name, path in signals.items()}
     scorers: list[tuple[str, Any, Path | None]] = []
     for model_dir in args.model:
-        scorers += [(label, s, model_dir) for label, s in _scorers_of(model_dir, args.backend, args.threads)]
+        for label, s in _scorers_of(model_dir, args.backend, args.threads):
+            if any(label == seen for seen, _, _ in scorers):  # two models of one kind
+                label = f"{label}@{model_dir.name}"
+            scorers.append((label, s, model_dir))
     scorers += [(name, get_scorer(name), None) for name in BASELINES if not args.no_baselines]
     results: dict[str, Any] = {}
     curves: dict[str, dict[str, Any]] = {name: {} for name in signals}
@@ -182,7 +185,8 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
         epilog="examples:\n"
                "  darktrigger evaluate --model models/ae --model models/vae --background bkg_test.h5 \\\n"
                "      --signal ato4l=ato4l.h5 --signal h_tautau=htt.h5 --json eval.json --plots plots/")
-    p.add_argument("--model", nargs="+", type=Path, required=True, help="model directories")
+    p.add_argument("--model", nargs="+", action="extend", type=Path, required=True,
+                   help="model directories (repeat --model or list several)")
     p.add_argument("--background", type=Path, required=True, help="background events (not used in training)")
     p.add_argument("--signal", action="append", default=[], metavar="NAME=FILE", help="repeat for each signal")
     p.add_argument("--fprs", default="1e-2,1e-3,1e-4,1e-5", help="FPRs for the TPR/SI columns")

@@ -25,14 +25,19 @@ def test_train_evaluate_calibrate(samples, capsys):
     assert main(["train", "--model", "ae", "--background", str(d / "bkg.h5"), "--out", str(d / "ae"),
                  "--epochs", "3", "--seed", "1", "--no-progress"]) == 0
     assert "trained ae" in capsys.readouterr().out
-    assert main(["evaluate", "--model", str(d / "ae"), "--background", str(d / "test.h5"),
+    from models.base import copy_artifact
+
+    copy_artifact(d / "ae", d / "ae_copy")  # a second --model must add to the first, not replace it
+    assert main(["evaluate", "--model", str(d / "ae"), "--model", str(d / "ae_copy"),
+                 "--background", str(d / "test.h5"),
                  "--signal", f"ato4l={d / 'ato4l.h5'}", "--json", str(d / "eval.json"),
                  "--plots", str(d / "plots")]) == 0
     out = capsys.readouterr().out
     assert "ato4l" in out and "st" in out and "AUC" in out
     report = json.loads((d / "eval.json").read_text())
     auc = {m: r["signals"]["ato4l"]["auc"] for m, r in report["models"].items()}
-    assert set(auc) == {"ae", "ht", "st"}
+    assert set(auc) == {"ae", "ae@ae_copy", "ht", "st"}
+    assert auc["ae@ae_copy"] == auc["ae"]
     assert auc["ae"] >= 0.9 and auc["ae"] > auc["st"]
     unresolved = report["models"]["ae"]["signals"]["ato4l"]["tpr_at_fpr"][-1]
     assert unresolved["resolved"] is False and "too small" in unresolved["note"]
