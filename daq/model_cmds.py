@@ -25,19 +25,9 @@ BASELINES = ("ht", "st")
 
 
 def _read(path: Path, max_events: int | None, on_error: str) -> EventBatch:
-    from replay.readers import open_events
+    from models.training import read_events
 
-    parts, total = [], 0
-    for batch in open_events(path, on_error=on_error):
-        if max_events is not None and total + len(batch) > max_events:
-            batch = batch[: max_events - total]
-        parts.append(batch)
-        total += len(batch)
-        if max_events is not None and total >= max_events:
-            break
-    if not total:
-        raise ConfigError(f"{path}: no events to evaluate on")
-    return EventBatch.concat(parts)
+    return read_events([path], max_events, "evaluation", on_error=on_error, hashes=False)[0]
 
 
 def _parse_signals(items: list[str]) -> dict[str, Path]:

@@ -320,15 +320,17 @@ class TorchScorer(Scorer):
         self._graphs.clear()
 
 
-def _read_events(paths: Sequence[Path], max_events: int | None, what: str) -> tuple[EventBatch, list[dict[str, Any]]]:
-    """All events of ``paths`` (at most ``max_events`` in all) and a record of each file."""
+def read_events(paths: Sequence[Path], max_events: int | None, what: str, *,
+                on_error: str = "fail", hashes: bool = True) -> tuple[EventBatch, list[dict[str, Any]]]:
+    """All events of ``paths`` (at most ``max_events`` in all) and a record of each file
+    (path, sha256 when ``hashes``, events used, role ``what``)."""
     from replay.readers import open_events  # readers pull in h5py/uproot; only train needs them
 
     batches, files, total = [], [], 0
     for path in paths:
         path = Path(path)
         used = 0
-        for batch in open_events(path):
+        for batch in open_events(path, on_error=on_error):
             if max_events is not None and total + len(batch) > max_events:
                 batch = batch[: max_events - total]
             batches.append(batch)
@@ -336,7 +338,8 @@ def _read_events(paths: Sequence[Path], max_events: int | None, what: str) -> tu
             total += len(batch)
             if max_events is not None and total >= max_events:
                 break
-        files.append({"path": str(path), "sha256": sha256_file(path), "events": used, "role": what})
+        files.append({"path": str(path), "sha256": sha256_file(path) if hashes else None,
+                      "events": used, "role": what})
         if max_events is not None and total >= max_events:
             break
     if total == 0:
@@ -362,12 +365,12 @@ def train_model(scorer_name: str, background_paths: Sequence[Path], out_dir: str
     scorer = get_scorer(scorer_name, **(hyperparameters or {}))
     if not 0 <= validation_fraction < 1:
         raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    bkg, files = _read_events(background_paths, max_events, "background")
+    bkg, files = read_events(background_paths, max_events, "background")
     if scorer.needs_labels:
         if not signal_paths:
             raise ConfigError(f"scorer {scorer_name!r} is trained on two samples: give "
                               "signal_paths (label 1) as well as background_paths (label 0)")
-        sig, sig_files = _read_events(signal_paths, max_events, "signal")
+        sig, sig_files = read_events(signal_paths, max_events, "signal")
         files += sig_files
         data = EventBatch.concat([sig.without(*sig.extra_names), bkg.without(*bkg.extra_names)])
         labels: np.ndarray | None = np.r_[np.ones(len(sig)), np.zeros(len(bkg))].astype(np.float32)
