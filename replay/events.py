@@ -307,9 +307,17 @@ class EventBatch:
 
     def _values_ok(self) -> bool:
         """Fast whole-batch check (a few ms per 65k events); rows are looked at only if it fails."""
-        from replay._fastcheck import objects_ok
-
-        if not objects_ok(self.columns["objects"], math.pi + _PHI_TOLERANCE):
+        # numpy, four passes. A one-pass numba kernel was 2.8x faster per batch (1.7 vs 4.8 ms
+        # per 65k events) but numba's first call costs ~1.7 s per process, which pays back
+        # only after ~36M events: most commands read far fewer.
+        obj = self.columns["objects"]
+        if len(obj) == 0:
+            return True
+        per_quantity = obj.reshape(-1, 3)
+        phi = per_quantity[:, 2]
+        limit = math.pi + _PHI_TOLERANCE
+        if not (np.isfinite(obj).all() and per_quantity[:, 0].min() >= 0
+                and phi.min() >= -limit and phi.max() <= limit):
             return False
         return all(np.isfinite(self.columns[n]).all() for n in self.extra_names
                    if self.columns[n].dtype.kind == "f")
