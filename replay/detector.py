@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,6 @@ class ParticleBatch:
     e: np.ndarray
     pid: np.ndarray
     counts: np.ndarray
-    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_arrays(cls, *, px: Any, py: Any, pz: Any, e: Any, pid: Any, counts: Any) -> ParticleBatch:
@@ -146,30 +146,23 @@ class ParticleBatch:
     def offsets(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.counts)])
 
-    @property
+    # computed once per batch, on first use (the arrays are never modified in place)
+    @cached_property
     def event_index(self) -> np.ndarray:
-        if "event_index" not in self._cache:
-            self._cache["event_index"] = np.repeat(np.arange(self.n_events), self.counts)
-        return self._cache["event_index"]
+        return np.repeat(np.arange(self.n_events), self.counts)
 
-    @property
+    @cached_property
     def pt(self) -> np.ndarray:
-        if "pt" not in self._cache:
-            self._cache["pt"] = np.hypot(self.px, self.py)
-        return self._cache["pt"]
+        return np.hypot(self.px, self.py)
 
-    @property
+    @cached_property
     def eta(self) -> np.ndarray:
-        if "eta" not in self._cache:
-            # arcsinh(pz/pT); a particle along the beam (pT = 0) gets a huge, finite η
-            self._cache["eta"] = np.arcsinh(self.pz / np.maximum(self.pt, 1e-9))
-        return self._cache["eta"]
+        # arcsinh(pz/pT); a particle along the beam (pT = 0) gets a huge, finite η
+        return np.arcsinh(self.pz / np.maximum(self.pt, 1e-9))
 
-    @property
+    @cached_property
     def phi(self) -> np.ndarray:
-        if "phi" not in self._cache:
-            self._cache["phi"] = np.arctan2(self.py, self.px)
-        return self._cache["phi"]
+        return np.arctan2(self.py, self.px)
 
 
 def _turn_on(pt: np.ndarray, eff_max: float, pt50: float, width: float) -> np.ndarray:
