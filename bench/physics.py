@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 from bench.machine import describe
-from daq.cli import main as darktrigger
+from daq.cli import run_shown
 
 SIGNALS = ("ato4l", "lq_btau", "h_tautau", "hpm_taunu")
 TAU_SIGNALS = ("lq_btau", "h_tautau", "hpm_taunu")
@@ -31,11 +30,7 @@ SAMPLES = {  # file stem -> (process, events, seed)
 
 
 def run(cmd: list[str], log: list[str]) -> None:
-    line = "darktrigger " + shlex.join(cmd)
-    print(f"$ {line}", flush=True)
-    log.append(line)
-    if darktrigger(cmd) != 0:
-        raise SystemExit(f"failed: {line}")
+    log.append(run_shown(cmd))
 
 
 def main(argv: list[str] | None = None) -> int:

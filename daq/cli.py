@@ -243,6 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_shown(args: Sequence[str]) -> str:
+    """Run one ``darktrigger`` command in-process, echoing it first as a shell line.
+
+    For scripts that show what they run (``make demo``, ``bench.physics``). Returns the
+    command line; a non-zero exit is fatal (SystemExit naming the command).
+    """
+    import shlex
+
+    line = "darktrigger " + shlex.join(args)
+    print(f"$ {line}", flush=True)
+    code = main(list(args))
+    if code:
+        raise SystemExit(f"failed with exit code {code}: {line}")
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

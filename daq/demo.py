@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
-from daq.cli import main as darktrigger
+from daq.cli import run_shown
 
 
 def step(title: str, *args: str) -> None:
-    print(f"\n== {title}\n$ darktrigger {shlex.join(args)}", flush=True)
-    code = darktrigger(list(args))
-    if code:
-        raise SystemExit(f"demo step failed ({title}): exit code {code}")
+    print(f"\n== {title}", flush=True)
+    run_shown(args)
 
 
 def main(argv: list[str] | None = None) -> int:
