@@ -24,12 +24,10 @@ LIMITS = {
     "ADC2021 read (float32": "the class-column check and the copy that drops it, on top of the "
                              "value checks; both are whole-chunk numpy passes",
     "ADC2021 read (float64": "the float64 → float32 conversion on top of the float32 path",
-    "AE ": "not measured by this command; profiling during development found the bare "
-           "75-32-16-3-16-32-75 network alone close to the goal on this loaded machine, with the "
-           "in-graph preprocessing (cos φ, sin φ, pT^¼) on top; see models/inference.py",
-    "VAE ": "not measured by this command; profiling during development pointed at the in-graph "
-            "preprocessing: onnxruntime's Cos/Sin are not vectorised here, and a polynomial "
-            "replacement was no faster",
+    "AE ": "the preprocessing inside the ONNX graph (cos φ, sin φ, pT^¼, masks) on top of the "
+           "network; this command does not time the two apart (see models/inference.py)",
+    "VAE ": "the preprocessing inside the ONNX graph (cos φ, sin φ, pT^¼, masks) on top of the "
+            "encoder; this command does not time the two apart (see models/inference.py)",
     "toy generation, ttbar": "ranking ~11 jet candidates per event into slots",
     "toy generation, sm_mix": "copying the four sub-process batches together",
     "toy generation, ato4l": "two-level decay chain (A → XX → 4ℓ) with boosts",

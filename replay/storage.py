@@ -32,6 +32,7 @@ from replay.events import REQUIRED, SCHEMA_VERSION, EventBatch, expected_dtype, 
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = "darktrigger-events"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # the first bytes of every HDF5 file
 #: ``lz4`` is Blosc(LZ4, byte shuffle) from hdf5plugin: the fastest to read here (see
 #: BENCHMARKS.md); other tools need ``import hdf5plugin`` to read it. ``none`` is faster
 #: still and readable by any HDF5 tool.

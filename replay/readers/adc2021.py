@@ -29,10 +29,10 @@ import numpy as np
 from replay.errors import ConfigError, InputFormatError
 from replay.events import N_SLOTS, PROCESS_LABELS, SLOT_TYPES, EventBatch
 from replay.readers.base import EventReader, register_reader
+from replay.storage import HDF5_MAGIC
 
 log = logging.getLogger(__name__)
 
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 DATASET = "Particles"
 #: The class every slot must carry when it is not empty (0).
 SLOT_CLASS = np.array([{"met": 1, "egamma": 2, "muon": 3, "jet": 4}[k] for k in SLOT_TYPES],

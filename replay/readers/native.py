@@ -14,9 +14,7 @@ from typing import Any
 
 from replay.events import EventBatch
 from replay.readers.base import EventReader, register_reader
-from replay.storage import FORMAT_TAG, NativeFile, open_hdf5
-
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+from replay.storage import FORMAT_TAG, HDF5_MAGIC, NativeFile, open_hdf5
 
 
 @register_reader("native")
