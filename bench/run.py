@@ -16,9 +16,10 @@ from bench import io_gen, models_speed
 from bench.machine import describe
 
 LIMITS = {
-    "native HDF5 read (lz4": "Blosc-LZ4 decompression on one core: h5py alone on the same file "
-                            "(the reference row under it) is itself below the goal; write with --compression none "
-                            "where read speed matters more than disk",
+    "native HDF5 read (lz4": "Blosc-LZ4 decompression on one core (the reference row under it: "
+                            "h5py alone on the same file) plus the per-batch value checks (NaN/inf, "
+                            "pT >= 0, |φ| <= π); write with --compression none where read speed "
+                            "matters more than disk",
     "native HDF5 read (none": "the per-batch value checks (NaN/inf, pT >= 0, |φ| <= π) on top of "
                              "h5py's own reading (the reference row under it)",
     "ADC2021 read (float32": "the class-column check and the copy that drops it, on top of the "
