@@ -216,15 +216,13 @@ def _formats_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_formats)
 
 
-def _model_parsers(sub: argparse._SubParsersAction) -> None:
-    from daq.model_cmds import add_calibrate_parser, add_evaluate_parser, add_train_parser
+#: Modules that add subcommands: each has ``add_parsers(sub, formatter)``. One line a
+#: module, so that adding a command family touches nothing else here.
+COMMAND_MODULES: tuple[str, ...] = (
+    "daq.model_cmds",
+)
 
-    add_train_parser(sub, _formatter)
-    add_evaluate_parser(sub, _formatter)
-    add_calibrate_parser(sub, _formatter)
-
-
-PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser, _model_parsers)
+PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in PARSERS:
         add(sub)
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parsers(sub, _formatter)
     return parser
 
 

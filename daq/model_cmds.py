@@ -241,3 +241,10 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
     p.add_argument("--max-events", type=int, default=None)
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     p.set_defaults(func=cmd_calibrate)
+
+
+def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
+    """``train``, ``evaluate`` and ``calibrate`` (see :data:`daq.cli.COMMAND_MODULES`)."""
+    add_train_parser(sub, formatter)
+    add_evaluate_parser(sub, formatter)
+    add_calibrate_parser(sub, formatter)
