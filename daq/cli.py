@@ -220,6 +220,8 @@ def _formats_parser(sub: argparse._SubParsersAction) -> None:
 #: module, so that adding a command family touches nothing else here.
 COMMAND_MODULES: tuple[str, ...] = (
     "daq.model_cmds",
+    "daq.menu_cmds",
+    "daq.run_cmds",
 )
 
 PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser)

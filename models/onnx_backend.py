@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 SCORE_CHUNK = 4096
 
 
-def make_session(path: Path, threads: int = 1) -> Any:
-    """An onnxruntime CPU session with ``threads`` intra-op threads, or a ModelFileError."""
+def session_options(threads: int = 1) -> Any:
+    """The onnxruntime ``SessionOptions`` every darktrigger session uses: ``threads``
+    intra-op threads, sequential execution, all graph optimisations, warnings off."""
     import onnxruntime as ort
 
     if threads < 1:
@@ -42,6 +43,14 @@ def make_session(path: Path, threads: int = 1) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    return opts
+
+
+def make_session(path: Path, threads: int = 1) -> Any:
+    """An onnxruntime CPU session with ``threads`` intra-op threads, or a ModelFileError."""
+    import onnxruntime as ort
+
+    opts = session_options(threads)
     try:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf kinds

@@ -1,0 +1,60 @@
+"""A whole pipeline in one process, its stages in threads: for tests and quick looks.
+
+The same runners and sockets as ``darktrigger run`` (which puts each stage in its own
+process); only the processes differ.
+
+    >>> summary = run_threads(Topology.from_yaml("topology.yaml"), events=100_000)   # doctest: +SKIP
+    >>> summary["events_lost"], summary["events_duplicated"]                        # doctest: +SKIP
+    (0, 0)
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import zmq
+
+from daq.menu import Menu
+from daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
+from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from daq.topology import Topology
+from replay.errors import DarkTriggerError
+
+
+def run_threads(topo: Topology, *, events: int | None = None, duration_s: float | None = None,
+                timeout_s: float = 120.0) -> dict[str, Any]:
+    """Run every stage of ``topo`` in threads until the recorder has the run summary."""
+    ctx = zmq.Context()
+    menu = Menu.from_yaml(topo.menu)
+    stop = threading.Event()
+    recorder = RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), ctx)
+    runners: list[Any] = [recorder, TriggerRunner(topo, TriggerStage(menu), ctx)]
+    for i in range(topo.workers.count):
+        runners.append(ScorerRunner(topo, ScorerStage.from_menu(menu, topo.workers.backend), ctx,
+                                    name=f"scorer-{i}"))
+    runners.append(SourceRunner(topo, SourceStage(topo, max_events=events), ctx, duration_s=duration_s))
+    errors: list[BaseException] = []
+
+    def target(runner: Any) -> None:
+        try:
+            runner.run(stop)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=target, args=(r,), name=r.stage, daemon=True) for r in runners]
+    for t in threads:
+        t.start()
+    try:
+        threads[0].join(timeout_s)
+        if threads[0].is_alive():
+            raise DarkTriggerError(f"the recorder did not finish within {timeout_s:g} s")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        ctx.term()
+    if errors:
+        raise errors[0]
+    return recorder.summary or {}

@@ -1,0 +1,188 @@
+"""``darktrigger menu check|calibrate|rates``: the trigger menu on the command line.
+
+    $ darktrigger menu check --menu daq/menus/cms_like.yaml
+    $ darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_calibrated.yaml
+    $ darktrigger menu rates --menu menu_calibrated.yaml --events zb_test.h5 --json rates.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from daq.menu import Menu, MenuCounts, add_scores, calibrate_menu, load_scorers
+from replay.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+# -- check ----------------------------------------------------------------------------
+def describe(menu: Menu) -> str:
+    """A short listing of a menu: seeds, types, keys and prescales."""
+    width = max(len(n) for n in menu.names) + 2
+    lines = [f"{menu.name or menu.where}: {len(menu)} seeds at {menu.bx_rate_mhz:g} MHz"
+             + (f", budget {menu.budget_khz:g} kHz" if menu.budget_khz is not None else "")]
+    for i, (seed, ps) in enumerate(zip(menu.seeds, menu.prescales, strict=True)):
+        cfg = {k: v for k, v in seed.config().items() if k != "calibration"}
+        lines.append(f"  bit {i:>2}  {seed.name:<{width}}{seed.seed_type:<12}prescale {ps:<6g}"
+                     + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+    for m in menu.models.values():
+        lines.append(f"  model {m.name}: {m.path} (variant {m.variant}, {m.backend})")
+    if menu.uncalibrated:
+        lines.append(f"  uncalibrated (run `darktrigger menu calibrate`): {', '.join(menu.uncalibrated)}")
+    return "\n".join(lines)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    menu = Menu.from_yaml(args.menu)
+    print(describe(menu))
+    print(f"{args.menu}: valid")
+    return 0
+
+
+# -- calibrate ------------------------------------------------------------------------
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from models.training import read_events
+
+    menu = Menu.from_yaml(args.menu)
+    todo = [s for s in menu.anomaly_seeds if s.params["rate_khz"] is not None]
+    if not todo:
+        raise ConfigError(f"{args.menu}: no anomaly seed has rate_khz, so there is nothing to "
+                          f"calibrate (give a seed `rate_khz: 5` instead of a threshold)")
+    zb = read_events([args.zero_bias], args.max_events, "zero-bias", on_error=args.on_error,
+                     hashes=False)[0]
+    scorers = load_scorers(menu, threads=args.threads, models=list(dict.fromkeys(s.model for s in todo)))
+    out = calibrate_menu(menu, zb, scorers=scorers, source=str(args.zero_bias))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    header = (f"Calibrated by `darktrigger menu calibrate` from {args.menu} on {stamp}:\n"
+              f"anomaly thresholds (accept when score > threshold) for each seed's rate_khz, before\n"
+              f"prescale, at {menu.bx_rate_mhz:g} MHz on {len(zb):,} zero-bias events from {args.zero_bias}.\n"
+              f"Each seed's calibration record gives the threshold's uncertainty from the sample size.")
+    out.to_yaml(args.out, header=header)
+    print(f"{'seed':<16}{'model':<10}{'rate kHz':>10}{'threshold':>14}{'± unc.':>11}"
+          f"{'achieved kHz':>14}  note")
+    for seed in todo:
+        new = out.seed(seed.name)
+        cal = new.params["calibration"]
+        note = "" if cal["resolved"] else "not resolved: " + cal.get("note", "")
+        print(f"{seed.name:<16}{seed.model:<10}{seed.params['rate_khz']:>10g}{new.params['threshold']:>14.6g}"
+              f"{cal['uncertainty']:>11.3g}{cal['achieved_rate_khz']:>14.4g}  {note}")
+    print(f"calibrated menu written to {args.out}")
+    return 0
+
+
+# -- rates ----------------------------------------------------------------------------
+def offline_counts(menu: Menu, paths: list[Path], *, max_events: int | None = None,
+                   chunk_size: int = 65536, threads: int = 1, on_error: str = "fail") -> MenuCounts:
+    """Per-seed counts of a menu over files: each needed model scores each chunk, then
+    :meth:`Menu.decide`. What ``darktrigger menu rates`` prints."""
+    from replay.readers import open_events
+
+    if menu.uncalibrated:
+        raise ConfigError(f"{menu.where}: seed(s) {', '.join(menu.uncalibrated)} have rate_khz but "
+                          f"no threshold; run `darktrigger menu calibrate` first")
+    scorers = load_scorers(menu, threads=threads)
+    counts = MenuCounts.for_menu(menu)
+    for path in paths:
+        for batch in open_events(path, chunk_size=chunk_size, on_error=on_error):
+            if max_events is not None and counts.events + len(batch) > max_events:
+                batch = batch[: max_events - counts.events]
+            counts.add(menu.decide(add_scores(batch, scorers)))
+            if max_events is not None and counts.events >= max_events:
+                return counts
+    return counts
+
+
+def cmd_rates(args: argparse.Namespace) -> int:
+    menu = Menu.from_yaml(args.menu)
+    if args.max_events is not None and args.max_events <= 0:
+        raise ConfigError(f"--max-events must be positive, got {args.max_events}")
+    counts = offline_counts(menu, args.events, max_events=args.max_events,
+                            chunk_size=args.chunk_size, threads=args.threads, on_error=args.on_error)
+    if counts.events == 0:
+        raise ConfigError(f"no events in {', '.join(map(str, args.events))}")
+    print(counts.format_table())
+    if args.overlaps:
+        print()
+        print(counts.format_overlap())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report: dict[str, Any] = {"menu": str(args.menu), "events_files": [str(p) for p in args.events],
+                                  **counts.to_dict()}
+        args.json.write_text(json.dumps(report, indent=2, allow_nan=False))
+        print(f"JSON written to {args.json}")
+    return 1 if args.fail_over_budget and counts.over_budget else 0
+
+
+# -- parsers --------------------------------------------------------------------------
+def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
+    """``menu check``, ``menu calibrate`` and ``menu rates`` (see :data:`daq.cli.COMMAND_MODULES`)."""
+    menu = sub.add_parser(
+        "menu", formatter_class=formatter,
+        help="trigger menu: check it, calibrate its anomaly seeds, measure its rates offline",
+        description="A trigger menu is a YAML list of seeds (single_mu, double_mu, single_eg,\n"
+                    "double_eg, single_jet, double_jet, ht, met, anomaly, zero_bias) with prescales,\n"
+                    "the models the anomaly seeds read, the bunch-crossing rate and an accept budget.\n"
+                    "An example: daq/menus/cms_like.yaml.",
+        epilog="examples:\n"
+               "  darktrigger menu check --menu daq/menus/cms_like.yaml\n"
+               "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
+               "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5 --json rates.json")
+    msub = menu.add_subparsers(dest="menu_command", metavar="ACTION", required=True)
+
+    p = msub.add_parser("check", formatter_class=formatter,
+                        help="validate a menu and list its seeds, bits and models",
+                        description="Validate a menu file (every error names the file, the seed and the\n"
+                                    "key) and list its seeds in bit order.",
+                        epilog="example:\n  darktrigger menu check --menu daq/menus/cms_like.yaml")
+    p.add_argument("--menu", type=Path, required=True, help="menu YAML")
+    p.set_defaults(func=cmd_check)
+
+    p = msub.add_parser(
+        "calibrate", formatter_class=formatter,
+        help="thresholds for the anomaly seeds' target rates, from a zero-bias sample",
+        description="For each anomaly seed with rate_khz, the threshold is the zero-bias score\n"
+                    "quantile at FPR = rate / bunch-crossing rate (the same computation as\n"
+                    "`darktrigger calibrate`), for the seed's rate before its prescale. Writes a new\n"
+                    "menu with threshold filled in; rate_khz stays, and a calibration record gives the\n"
+                    "sample, the threshold's uncertainty and whether the sample resolves the rate.",
+        epilog="examples:\n"
+               "  darktrigger menu calibrate --menu daq/menus/cms_like.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
+               "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --max-events 2000000 --out m2.yaml\n"
+               "Model paths in the new menu are rewritten relative to its folder.")
+    p.add_argument("--menu", type=Path, required=True, help="menu YAML")
+    p.add_argument("--zero-bias", type=Path, required=True, help="background (zero-bias) events")
+    p.add_argument("--out", type=Path, required=True, help="calibrated menu YAML to write")
+    p.add_argument("--max-events", type=int, default=None, help="use at most this many events")
+    p.add_argument("--threads", type=int, default=1, help="threads per model")
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = msub.add_parser(
+        "rates", formatter_class=formatter,
+        help="per-seed counts, rates, pure rates and overlaps of a menu on event files",
+        description="Score the events with each model the menu needs, decide every seed, and print\n"
+                    "per seed the count before and after prescale, the rate in Hz (count / events x\n"
+                    "bunch-crossing rate) with its binomial uncertainty, the pure rate (this seed\n"
+                    "alone), and the total accept rate against the budget. These are the same counts\n"
+                    "the pipeline's trigger stage gives on the same events.",
+        epilog="examples:\n"
+               "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5\n"
+               "  darktrigger menu rates --menu menu_cal.yaml --events a.h5 b.h5 --overlaps --json rates.json\n"
+               "The JSON has keys menu, events_files, bx_rate_mhz, events, accepted, total_rate_hz,\n"
+               "budget_khz, over_budget, seeds (one record each) and overlap.")
+    p.add_argument("--menu", type=Path, required=True, help="calibrated menu YAML")
+    p.add_argument("--events", type=Path, nargs="+", required=True, help="event files (any format)")
+    p.add_argument("--json", type=Path, default=None, help="also write the counts and rates as JSON")
+    p.add_argument("--overlaps", action="store_true", help="also print the overlap matrix")
+    p.add_argument("--max-events", type=int, default=None, help="stop after this many events")
+    p.add_argument("--chunk-size", type=int, default=65536, help="events per batch read")
+    p.add_argument("--threads", type=int, default=1, help="threads per model")
+    p.add_argument("--fail-over-budget", action="store_true",
+                   help="exit with status 1 when the total rate is over the budget")
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    p.set_defaults(func=cmd_rates)

@@ -1,0 +1,510 @@
+"""The runners: each owns one stage's ZeroMQ sockets and loop; the stages never see a socket.
+
+Message flow (who binds in brackets)::
+
+    source [ROUTER dispatch] ──batch──▶ scorer workers (DEALER, credit-based) ──batch──▶
+    [PULL trigger] trigger ──decided──▶ [PULL recorder] recorder ──ack──▶ [PULL acks] source
+
+* **Credit**: a worker announces ``ready`` with ``credit`` k when it can take k more
+  batches; the source sends a worker no more than its credit, and keeps at most
+  ``max_inflight`` batches unacknowledged in the whole pipeline.
+* **Nothing lost**: a batch stays in the source's in-flight table until the recorder
+  acknowledges it (after the events are flushed to disk). Batches held by a worker that
+  stops heartbeating for ``worker_timeout_s`` (killed, hung), or not acknowledged within
+  ``ack_timeout_s``, are sent again.
+* **Nothing duplicated**: the recorder keeps each (run, seq) once.
+* **End of run**: the source stops reading (end of input, ``--events``, ``--duration`` or
+  SIGTERM), waits until every batch is acknowledged, then sends ``end`` through the
+  trigger to the recorder, which writes ``run_summary.json``; then it tells the workers
+  to ``stop``.
+* **Bad messages** on any input are counted (``stats["malformed"]``), logged (rate
+  limited) and dropped; the loop goes on.
+
+Each runner's ``run(stop)`` returns when its part is done or ``stop`` (a
+``threading.Event``) is set, so a test can run a whole pipeline in threads or
+processes and look at ``runner.stats``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from daq.menu import Decision
+from daq.security import Curve
+from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from daq.topology import Topology
+from daq.wire import Message, WireError, decode, encode, encode_batch
+from replay.events import TRIGGER_BITS, EventBatch
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 50
+ALL_PREFIX = "all/"  # columns of a ``decided`` message that cover every event of the batch
+
+
+class _Runner:
+    """Shared parts: the context, sockets with CURVE where configured, bad-message counting."""
+
+    stage = "stage"
+
+    def __init__(self, topo: Topology, ctx: zmq.Context | None = None) -> None:
+        self.topo = topo
+        self.ctx = ctx or zmq.Context.instance()
+        self.curve = Curve.from_topology(topo)
+        self.stats: Counter[str] = Counter()
+        self._sockets: list[zmq.Socket] = []
+        self._last_bad_log = 0.0
+
+    def bind(self, kind: int, name: str) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.linger = 0
+        if self.curve:
+            self.curve.server(sock, self.ctx)
+        endpoint = self.topo.endpoints[name]
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close()
+            raise OSError(f"{self.stage}: cannot bind endpoints.{name} = {endpoint}: {exc}") from None
+        self._sockets.append(sock)
+        return sock
+
+    def connect(self, kind: int, name: str, identity: bytes | None = None, linger_ms: int = 0) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.linger = linger_ms
+        if identity is not None:
+            sock.identity = identity
+        if self.curve:
+            self.curve.client(sock)
+        sock.connect(self.topo.endpoints[name])
+        self._sockets.append(sock)
+        return sock
+
+    def bad(self, what: str, exc: Exception) -> None:
+        """Count and (at most once a second) log a message that could not be used."""
+        self.stats["malformed"] += 1
+        now = time.monotonic()
+        if now - self._last_bad_log > 1.0:
+            self._last_bad_log = now
+            log.warning("%s: dropped a bad message on %s (%d so far): %s", self.stage, what,
+                        self.stats["malformed"], exc)
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+        if self.curve:
+            self.curve.stop()
+
+
+@dataclass
+class _Worker:
+    credit: int = 0
+    last_seen: float = 0.0
+    alive: bool = True
+
+
+@dataclass
+class _InFlight:
+    frames: list[Any]
+    count: int
+    worker: bytes | None = None
+    sent: float = 0.0
+    sends: int = 0
+
+
+@dataclass
+class SourceResult:
+    events_in: int = 0
+    batches_in: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+class SourceRunner(_Runner):
+    """Dispatches the replay's batches to workers by credit and sees each acknowledged."""
+
+    stage = "source"
+
+    def __init__(self, topo: Topology, source: SourceStage, ctx: zmq.Context | None = None,
+                 duration_s: float | None = None) -> None:
+        super().__init__(topo, ctx)
+        self.source = source
+        self.duration_s = duration_s
+        self.workers: dict[bytes, _Worker] = {}
+        self.inflight: dict[int, _InFlight] = {}
+        self.resend: deque[int] = deque()
+        self.events_in = 0
+        self.batches_in = 0
+
+    def run(self, stop: threading.Event | None = None) -> SourceResult:
+        stop = stop or threading.Event()
+        rel = self.topo.reliability
+        router = self.bind(zmq.ROUTER, "dispatch")
+        router.router_mandatory = 1  # a send to a vanished worker raises instead of vanishing
+        acks = self.bind(zmq.PULL, "acks")
+        downstream = self.connect(zmq.PUSH, "trigger", linger_ms=5000)
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(acks, zmq.POLLIN)
+        it = iter(self.source)
+        pending: tuple[int, EventBatch] | None = None
+        exhausted = False
+        t0 = time.monotonic()
+        rate = self.source.rate_hz
+        t_first: float | None = None  # the first batch's emission: the run's clock starts
+        try:
+            while True:
+                now = time.monotonic()
+                if stop.is_set() or (self.duration_s is not None and now - t0 >= self.duration_s):
+                    exhausted = True  # drain: no new batches, finish those in flight
+                wake = now + POLL_MS / 1000
+                while True:  # dispatch while some worker has credit
+                    worker = self._pick_worker()
+                    if worker is None:
+                        break
+                    if self.resend:
+                        self._send(router, worker, self.resend.popleft())
+                        continue
+                    if exhausted or len(self.inflight) >= rel.max_inflight:
+                        break
+                    if pending is None:
+                        pending = next(it, None)
+                        if pending is None:
+                            exhausted = True
+                            break
+                    seq, batch = pending
+                    if rate:
+                        due = t0 + (self.events_in + len(batch)) / rate
+                        if due > time.monotonic():
+                            wake = min(wake, due)
+                            break
+                    pending = None
+                    if t_first is None:
+                        t_first = time.monotonic()
+                    frames = encode_batch("batch", self.source.run, seq, batch, meta={"t_emit": time.time()})
+                    self.inflight[seq] = _InFlight(frames, len(batch))
+                    self.events_in += len(batch)
+                    self.batches_in += 1
+                    self._send(router, worker, seq)
+                if exhausted and not self.inflight and not self.resend:
+                    break
+                timeout = max(0.0, wake - time.monotonic())
+                for sock, _ in poller.poll(timeout * 1000):
+                    while True:
+                        try:
+                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        if sock is router:
+                            self._on_worker(frames)
+                        else:
+                            self._on_ack(frames)
+                self._check_health(time.monotonic())
+            seconds = time.monotonic() - t_first if t_first is not None else 0.0
+            end = encode("end", run=self.source.run, meta={
+                "events_in": self.events_in, "batches_in": self.batches_in, "seconds": seconds,
+                "source": dict(self.stats)})
+            downstream.send_multipart(end)
+            for identity, w in self.workers.items():
+                if w.alive:
+                    try:
+                        router.send_multipart([identity, *encode("stop", run=self.source.run)])
+                    except zmq.ZMQError:
+                        pass
+        finally:
+            self.close()
+        log.info("source: %d events in %d batches; %d batches sent again", self.events_in,
+                 self.batches_in, self.stats["batches_resent"])
+        return SourceResult(self.events_in, self.batches_in, dict(self.stats))
+
+    def _pick_worker(self) -> bytes | None:
+        best, credit = None, 0
+        for identity, w in self.workers.items():
+            if w.alive and w.credit > credit:
+                best, credit = identity, w.credit
+        return best
+
+    def _send(self, router: zmq.Socket, worker: bytes, seq: int) -> None:
+        item = self.inflight.get(seq)
+        if item is None:  # acknowledged meanwhile
+            return
+        try:
+            router.send_multipart([worker, *item.frames], copy=False)
+        except zmq.ZMQError:  # the worker's connection is gone
+            self._declare_dead(worker, "its connection closed")
+            self.resend.appendleft(seq)
+            return
+        self.workers[worker].credit -= 1
+        item.worker, item.sent = worker, time.monotonic()
+        item.sends += 1
+        if item.sends > 1:
+            self.stats["batches_resent"] += 1
+
+    def _on_worker(self, frames: list[Any]) -> None:
+        if len(frames) < 2:
+            self.bad("dispatch", WireError("a message with no header frame"))
+            return
+        identity = bytes(frames[0].buffer)
+        try:
+            msg = decode(frames[1:])
+        except WireError as exc:
+            self.bad("dispatch", exc)
+            return
+        if msg.kind not in ("ready", "heartbeat"):
+            self.bad("dispatch", WireError(f"a worker sent a {msg.kind!r} message; expected ready or heartbeat"))
+            return
+        w = self.workers.get(identity)
+        if w is None or not w.alive:
+            if w is not None:
+                log.info("source: worker %s is back", identity.decode(errors="replace"))
+            w = self.workers[identity] = _Worker()
+        w.last_seen = time.monotonic()
+        if msg.kind == "ready":
+            credit = msg.meta.get("credit", 1)
+            if isinstance(credit, int) and 0 < credit <= 1024:
+                w.credit += credit
+            else:
+                self.bad("dispatch", WireError(f"ready with credit {credit!r}; expected 1-1024"))
+
+    def _on_ack(self, frames: list[Any]) -> None:
+        try:
+            msg = decode(frames)
+        except WireError as exc:
+            self.bad("acks", exc)
+            return
+        seqs = msg.meta.get("seqs")
+        if msg.kind != "ack" or not isinstance(seqs, list):
+            self.bad("acks", WireError(f"expected an ack with a list of seqs, got kind {msg.kind!r}"))
+            return
+        for seq in seqs:
+            if isinstance(seq, int) and msg.run == self.source.run:
+                self.inflight.pop(seq, None)
+
+    def _declare_dead(self, identity: bytes, why: str) -> None:
+        w = self.workers[identity]
+        if not w.alive:
+            return
+        w.alive, w.credit = False, 0
+        self.stats["workers_lost"] += 1
+        held = [seq for seq, item in self.inflight.items() if item.worker == identity and seq not in self.resend]
+        self.resend.extend(sorted(held))
+        log.warning("source: worker %s %s; sending its %d batch(es) again", identity.decode(errors="replace"),
+                    why, len(held))
+
+    def _check_health(self, now: float) -> None:
+        rel = self.topo.reliability
+        for identity, w in self.workers.items():
+            if w.alive and now - w.last_seen > rel.worker_timeout_s:
+                self._declare_dead(identity, f"sent nothing for {rel.worker_timeout_s:g} s")
+        for seq, item in self.inflight.items():
+            if item.worker is not None and now - item.sent > rel.ack_timeout_s and seq not in self.resend:
+                log.warning("source: batch %d not acknowledged after %g s; sending it again", seq, rel.ack_timeout_s)
+                item.worker = None
+                self.resend.append(seq)
+
+
+class ScorerRunner(_Runner):
+    """One scoring worker: asks for batches, scores them, pushes them to the trigger."""
+
+    stage = "scorer"
+
+    def __init__(self, topo: Topology, scorer: ScorerStage, ctx: zmq.Context | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(topo, ctx)
+        self.scorer = scorer
+        self.name = name or f"scorer-{os.getpid()}"
+        self.stage = self.name
+
+    def run(self, stop: threading.Event | None = None) -> dict[str, int]:
+        stop = stop or threading.Event()
+        rel = self.topo.reliability
+        dealer = self.connect(zmq.DEALER, "dispatch", identity=f"{self.name}-{time.time_ns()}".encode())
+        push = self.connect(zmq.PUSH, "trigger", linger_ms=5000)
+        prefetch = self.topo.workers.prefetch
+        dealer.send_multipart(encode("ready", meta={"credit": prefetch}))
+        last_beat = time.monotonic()
+        try:
+            while not stop.is_set():
+                if dealer.poll(POLL_MS):
+                    frames = dealer.recv_multipart(copy=False)
+                    if not self._handle(frames, dealer, push):
+                        break
+                now = time.monotonic()
+                if now - last_beat >= rel.heartbeat_s:
+                    dealer.send_multipart(encode("heartbeat"))
+                    last_beat = now
+        finally:
+            self.close()
+        return dict(self.stats)
+
+    def _handle(self, frames: list[Any], dealer: zmq.Socket, push: zmq.Socket) -> bool:
+        try:
+            msg = decode(frames)
+            if msg.kind == "stop":
+                return False
+            if msg.kind != "batch":
+                raise WireError(f"expected a batch or stop, got {msg.kind!r}")
+            batch = _batch_of(msg)
+        except WireError as exc:
+            self.bad("dispatch", exc)
+            dealer.send_multipart(encode("ready", meta={"credit": 1}))  # the source counted it as sent
+            return True
+        scored, invalid = self.scorer.process(batch)
+        meta = dict(msg.meta)
+        meta["invalid"] = int(meta.get("invalid", 0)) + invalid
+        push.send_multipart(encode_batch("batch", msg.run, msg.seq, scored, meta=meta), copy=False)
+        dealer.send_multipart(encode("ready", meta={"credit": 1}))
+        self.stats["batches"] += 1
+        self.stats["events"] += len(batch)
+        return True
+
+
+def _batch_of(msg: Message) -> EventBatch:
+    try:
+        batch = msg.batch()
+    except Exception as exc:
+        raise WireError(f"{msg.kind} run {msg.run} seq {msg.seq}: {exc}") from None
+    if len(batch) != msg.count:
+        raise WireError(f"{msg.kind} run {msg.run} seq {msg.seq}: header says {msg.count} events, "
+                        f"the columns hold {len(batch)}")
+    return batch
+
+
+class TriggerRunner(_Runner):
+    """Runs the menu on scored batches; passes accepted events and the decision on."""
+
+    stage = "trigger"
+
+    def __init__(self, topo: Topology, trigger: TriggerStage, ctx: zmq.Context | None = None) -> None:
+        super().__init__(topo, ctx)
+        self.trigger = trigger
+
+    def run(self, stop: threading.Event | None = None) -> dict[str, int]:
+        stop = stop or threading.Event()
+        pull = self.bind(zmq.PULL, "trigger")
+        push = self.connect(zmq.PUSH, "recorder", linger_ms=5000)
+        try:
+            while not stop.is_set():
+                if not pull.poll(POLL_MS):
+                    continue
+                frames = pull.recv_multipart(copy=False)
+                try:
+                    msg = decode(frames)
+                    if msg.kind == "end":
+                        meta = dict(msg.meta) | {"trigger": dict(self.stats)}
+                        push.send_multipart(encode("end", run=msg.run, meta=meta))
+                        break
+                    if msg.kind != "batch":
+                        raise WireError(f"expected a batch or end, got {msg.kind!r}")
+                    batch = _batch_of(msg)
+                    accepted, decision = self.trigger.process(batch)
+                except WireError as exc:
+                    self.bad("trigger", exc)
+                    continue
+                except Exception as exc:  # a batch the menu cannot use (e.g. a score column missing)
+                    self.bad("trigger", exc)
+                    continue
+                cols = dict(accepted.columns)
+                cols[f"{ALL_PREFIX}raw"] = decision.raw
+                cols[f"{ALL_PREFIX}bits"] = decision.bits
+                cols[f"{ALL_PREFIX}truth"] = batch.columns["truth"]
+                push.send_multipart(encode("decided", run=msg.run, seq=msg.seq, columns=cols,
+                                           count=len(batch), meta=msg.meta), copy=False)
+                self.stats["batches"] += 1
+                self.stats["events"] += len(batch)
+        finally:
+            self.close()
+        return dict(self.stats)
+
+
+class RecorderRunner(_Runner):
+    """Records decided batches once each, acknowledges them after a flush, writes the summary."""
+
+    stage = "recorder"
+
+    def __init__(self, topo: Topology, recorder: RecorderStage, ctx: zmq.Context | None = None) -> None:
+        super().__init__(topo, ctx)
+        self.recorder = recorder
+        self.summary: dict[str, Any] | None = None
+
+    def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
+        stop = stop or threading.Event()
+        flush_s = self.topo.reliability.flush_s
+        pull = self.bind(zmq.PULL, "recorder")
+        acks = self.connect(zmq.PUSH, "acks", linger_ms=2000)
+        to_ack: dict[int, list[int]] = {}
+        last_flush = time.monotonic()
+        end_meta: dict[str, Any] | None = None
+        try:
+            while not stop.is_set():
+                if pull.poll(POLL_MS):
+                    frames = pull.recv_multipart(copy=False)
+                    try:
+                        msg = decode(frames)
+                        if msg.kind == "end":
+                            end_meta = dict(msg.meta)
+                            break
+                        self._record(msg)
+                        to_ack.setdefault(msg.run, []).append(msg.seq)
+                    except WireError as exc:
+                        self.bad("recorder", exc)
+                if to_ack and time.monotonic() - last_flush >= flush_s:
+                    self._flush_and_ack(acks, to_ack)
+                    last_flush = time.monotonic()
+            self._flush_and_ack(acks, to_ack)
+            meta = end_meta or {}
+            extra = {"stopped_by": "end of run" if end_meta is not None else "signal",
+                     "malformed_messages": {"source": meta.get("source", {}).get("malformed", 0),
+                                            "trigger": meta.get("trigger", {}).get("malformed", 0),
+                                            "recorder": self.stats["malformed"]},
+                     "batches_resent": meta.get("source", {}).get("batches_resent", 0),
+                     "workers_lost": meta.get("source", {}).get("workers_lost", 0),
+                     "wall_s": meta.get("seconds")}
+            self.summary = self.recorder.summary(meta.get("events_in"), meta.get("batches_in"), extra)
+            self.recorder.close(self.summary)
+        finally:
+            self.close()
+        return self.summary or {}
+
+    def _record(self, msg: Message) -> None:
+        if msg.kind != "decided":
+            raise WireError(f"expected a decided batch or end, got {msg.kind!r}")
+        every = {k[len(ALL_PREFIX):]: v for k, v in msg.columns.items() if k.startswith(ALL_PREFIX)}
+        if set(every) != {"raw", "bits", "truth"}:
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: expected columns all/raw, all/bits, "
+                            f"all/truth, got {sorted(every)}")
+        if any(len(v) != msg.count or v.ndim != 1 for v in every.values()):
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: all/ columns must have {msg.count} rows")
+        if every["raw"].dtype != np.uint64 or every["bits"].dtype != np.uint64:
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: all/raw and all/bits must be uint64")
+        try:
+            accepted = EventBatch({k: v for k, v in msg.columns.items() if not k.startswith(ALL_PREFIX)})
+        except Exception as exc:
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: {exc}") from None
+        if TRIGGER_BITS not in accepted or len(accepted) != int((every["bits"] != 0).sum()):
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: the accepted events do not match the bits")
+        t_emit = msg.meta.get("t_emit")
+        invalid = msg.meta.get("invalid", 0)
+        decision = Decision(every["raw"], every["bits"], self.recorder.menu.names)
+        self.recorder.record(msg.run, msg.seq, accepted, decision,
+                             every["truth"], t_emit if isinstance(t_emit, float) else None,
+                             invalid if isinstance(invalid, int) else 0)
+        self.stats["batches"] += 1
+
+    def _flush_and_ack(self, acks: zmq.Socket, to_ack: dict[int, list[int]]) -> None:
+        if not to_ack:
+            return
+        self.recorder.flush()
+        for run, seqs in to_ack.items():
+            acks.send_multipart(encode("ack", run=run, meta={"seqs": seqs}))
+        to_ack.clear()
+

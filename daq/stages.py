@@ -1,0 +1,224 @@
+"""The pipeline's stages as plain classes: no sockets here (the runner owns those).
+
+Each stage is fed batches in-process in the tests, and by :mod:`daq.runner` in a run:
+
+    >>> from daq.menu import Menu
+    >>> from replay.generators import GENERATORS
+    >>> menu = Menu.from_dict({"seeds": [{"name": "SingleMu22", "type": "single_mu", "pt_min": 22}]})
+    >>> batch = next(GENERATORS.get("toy")().generate("sm_mix", 1000, seed=1))
+    >>> scored, dropped = ScorerStage({}).process(batch)
+    >>> accepted, decision = TriggerStage(menu).process(scored)
+    >>> int(decision.accepted.sum()) == len(accepted)
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daq.menu import Decision, Menu, MenuCounts
+from daq.topology import Topology
+from replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch
+
+log = logging.getLogger(__name__)
+
+SCORE_PREFIX = "score/"
+
+
+class SourceStage:
+    """Batches of the topology's replay, numbered ``seq`` = 0, 1, 2… within the run.
+
+    Pacing is the runner's (it must keep serving its sockets while it waits), so the
+    replay here runs unpaced; at a rate, batches hold at most 0.1 s of events.
+    """
+
+    def __init__(self, topo: Topology, max_events: int | None = None) -> None:
+        from replay.stream import MAX_BATCH_SECONDS, Replay
+
+        src = topo.source
+        self.rate_hz = src.rate_hz
+        batch_size = topo.batch_size
+        if self.rate_hz:
+            batch_size = min(batch_size, max(1, int(self.rate_hz * MAX_BATCH_SECONDS)))
+        inputs: Any = {str(p): f for p, f in src.mix.items()} if src.mix else [str(p) for p in src.files]
+        self.replay = Replay(inputs, batch_size=batch_size, loop=src.loop,
+                             max_events=max_events if max_events is not None else src.events,
+                             run=topo.run, seed=src.seed,
+                             events_per_lumi=round(self.rate_hz * 23.31) if self.rate_hz else None)
+        self.run = topo.run
+
+    def __iter__(self) -> Iterator[tuple[int, EventBatch]]:
+        yield from enumerate(self.replay)
+
+
+class ScorerStage:
+    """Adds a ``score/<name>`` float32 column per model; drops (and counts) events whose
+    values break the event model (NaN, negative pT…), so one bad event never poisons a batch.
+    """
+
+    def __init__(self, scorers: Mapping[str, Any]) -> None:
+        self.scorers = dict(scorers)
+
+    @classmethod
+    def from_menu(cls, menu: Menu, backend: str | None = None, threads: int = 1) -> ScorerStage:
+        """Load every model the menu declares (``backend`` overrides the menu's)."""
+        from models import load_model
+
+        scorers = {}
+        for name, spec in menu.used_models.items():
+            scorers[name] = load_model(spec.path, backend or spec.backend, variant=spec.variant, threads=threads)
+        return cls(scorers)
+
+    def process(self, batch: EventBatch) -> tuple[EventBatch, int]:
+        """(the batch with score columns, the number of events dropped as invalid)."""
+        dropped = 0
+        if not batch._values_ok():
+            bad = np.array([row for row, _ in batch.problems()], dtype=np.int64)
+            keep = np.ones(len(batch), bool)
+            keep[bad] = False
+            dropped = int(len(batch) - keep.sum())
+            log.warning("scorer: dropped %d invalid event(s) of %d (first: %s)", dropped, len(batch),
+                        batch.problems()[0][1])
+            batch = batch[keep]
+        scores = {f"{SCORE_PREFIX}{name}": s.score(batch) for name, s in self.scorers.items()}
+        return batch.with_columns(**scores) if scores else batch, dropped
+
+
+class TriggerStage:
+    """Runs the menu: the accepted events (with ``trigger_bits``) and the whole decision."""
+
+    def __init__(self, menu: Menu) -> None:
+        self.menu = menu
+
+    def process(self, batch: EventBatch) -> tuple[EventBatch, Decision]:
+        decision = self.menu.decide(batch)
+        keep = decision.accepted
+        accepted = batch[keep].with_columns(**{TRIGGER_BITS: decision.bits[keep]})
+        return accepted, decision
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Quantiles of ``values`` where each counts ``weights`` times (0 for no values)."""
+    if len(values) == 0 or weights.sum() == 0:
+        return [0.0 for _ in qs]
+    order = np.argsort(values)
+    v, cum = values[order], np.cumsum(weights[order])
+    return [float(v[min(np.searchsorted(cum, q * cum[-1]), len(v) - 1)]) for q in qs]
+
+
+class RecorderStage:
+    """Keeps each (run, seq) once, writes accepted events to ``<output>/events.h5`` and
+    counts everything for the run summary (``<output>/run_summary.json``)."""
+
+    def __init__(self, output: Path, menu: Menu, run: int = 1) -> None:
+        from replay.storage import NativeWriter
+
+        self.output = Path(output)
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.menu = menu
+        self.run = run
+        self.events_path = self.output / "events.h5"
+        self.writer = NativeWriter(self.events_path, provenance={"run": run, "menu": str(menu.where)},
+                                   chunk_events=4096)
+        self.seen: set[tuple[int, int]] = set()
+        self.counts = MenuCounts.for_menu(menu)
+        self.events_seen = 0
+        self.events_accepted = 0
+        self.events_invalid = 0
+        self.duplicate_batches = 0
+        self.batches = 0
+        self._latency: list[tuple[float, int]] = []
+        self._accepted_ids: list[np.ndarray] = []
+        self.truth_in: Counter[int] = Counter()
+        self.truth_accepted: Counter[int] = Counter()
+        self.t_first: float | None = None
+
+    def record(self, run: int, seq: int, accepted: EventBatch, decision: Decision, truth: np.ndarray,
+               t_emit: float | None = None, invalid: int = 0) -> bool:
+        """Record one decided batch; False (and nothing written) if (run, seq) was seen."""
+        if (run, seq) in self.seen:
+            self.duplicate_batches += 1
+            return False
+        self.seen.add((run, seq))
+        if self.t_first is None:
+            self.t_first = time.time()
+        self.writer.write(accepted)
+        self.counts.add(decision)
+        n = len(decision.bits)
+        self.batches += 1
+        self.events_seen += n
+        self.events_accepted += len(accepted)
+        self.events_invalid += invalid
+        self._accepted_ids.append(np.asarray(accepted.columns["event"]).copy())
+        labels, k = np.unique(truth, return_counts=True)
+        self.truth_in.update(dict(zip(labels.tolist(), k.tolist(), strict=True)))
+        labels, k = np.unique(truth[decision.accepted], return_counts=True)
+        self.truth_accepted.update(dict(zip(labels.tolist(), k.tolist(), strict=True)))
+        if t_emit is not None:
+            self._latency.append((time.time() - t_emit, n))
+        return True
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def summary(self, events_in: int | None, batches_in: int | None = None,
+                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The run summary; ``events_in``: what the source emitted (None if unknown)."""
+        ids = np.concatenate(self._accepted_ids) if self._accepted_ids else np.zeros(0, np.uint64)
+        duplicated = int(len(ids) - len(np.unique(ids)))
+        lat = np.array([x for x, _ in self._latency])
+        w = np.array([n for _, n in self._latency], dtype=np.float64)
+        p50, p99 = weighted_quantiles(lat, w, (0.5, 0.99))
+        accounted = self.events_seen + self.events_invalid
+        menu = self.counts.to_dict()
+        efficiency = {}
+        for label, n_in in sorted(self.truth_in.items()):
+            n_acc = self.truth_accepted.get(label, 0)
+            efficiency[LABEL_NAMES.get(label, str(label))] = {
+                "events": n_in, "accepted": n_acc, "efficiency": n_acc / n_in if n_in else 0.0}
+        out: dict[str, Any] = {
+            "run": self.run,
+            "events_in": events_in,
+            "events_accepted": self.events_accepted,
+            "events_rejected": self.events_seen - self.events_accepted,
+            "events_invalid": self.events_invalid,
+            "events_lost": None if events_in is None else events_in - accounted,
+            "events_duplicated": duplicated,
+            "batches_in": batches_in,
+            "batches_recorded": self.batches,
+            "duplicate_batches_dropped": self.duplicate_batches,
+            "latency_p50_s": p50,
+            "latency_p99_s": p99,
+            "menu": menu,
+            "per_process": efficiency,
+            "events_file": str(self.events_path),
+        }
+        out.update(extra or {})
+        return out
+
+    def close(self, summary: Mapping[str, Any] | None = None) -> None:
+        """Flush and close the events file; write ``run_summary.json`` if given one."""
+        self.writer.close()
+        if summary is not None:
+            path = self.output / "run_summary.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=_json_default) + "\n")
+            tmp.replace(path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

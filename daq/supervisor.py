@@ -1,0 +1,208 @@
+"""Run every stage of a topology as a child process and watch over them.
+
+``darktrigger run`` is this: the recorder, the trigger, N scorer workers and the source
+start as ``darktrigger stage NAME`` processes (the same command that starts one stage on
+another host). A worker that dies is started again (the source sends its batches to the
+others meanwhile); a source, trigger or recorder that dies ends the run with an error
+naming it and its log. SIGINT/SIGTERM ask the source to drain: the run ends as at the
+end of its input, with every batch in flight recorded.
+
+    >>> sup = Supervisor("topology.yaml", events=1_000_000)      # doctest: +SKIP
+    >>> summary = sup.run()                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from daq.topology import STAGES, Topology
+from replay.errors import DarkTriggerError
+
+log = logging.getLogger(__name__)
+
+
+#: A worker that exits this soon after starting, this many times in a row, cannot run
+#: (a bad model, a missing file): the run stops instead of restarting it forever.
+QUICK_EXIT_S = 10.0
+MAX_QUICK_EXITS = 3
+
+
+class StageFailed(DarkTriggerError, RuntimeError):
+    """A stage that is not a worker exited with an error: the run cannot go on."""
+
+
+@dataclass
+class Child:
+    stage: str
+    index: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: TextIO
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}-{self.index}" if self.stage == "scorer" else self.stage
+
+
+class Supervisor:
+    """Starts, restarts and stops the stage processes of one run (see module docs)."""
+
+    def __init__(self, config: str | Path, *, events: int | None = None, duration_s: float | None = None,
+                 verbose: int = 0, python: str | None = None) -> None:
+        self.config = Path(config)
+        self.topo = Topology.from_yaml(self.config)
+        self.events = events
+        self.duration_s = duration_s
+        self.verbose = verbose
+        self.python = python or sys.executable
+        self.children: dict[str, Child] = {}
+        self.restarts = 0
+        self.logs = self.topo.output / "logs"
+        self._stopping = False
+
+    def preflight(self) -> None:
+        """Everything that can be checked before a process starts: ports, menu, models, inputs."""
+        from daq.menu import Menu
+
+        for stage in ("source", "trigger", "recorder"):
+            self.topo.check_bindable(stage)
+        menu = Menu.from_yaml(self.topo.menu)
+        for name, spec in menu.models.items():
+            if not Path(spec.path).exists():
+                raise FileNotFoundError(f"{self.topo.menu}: model {name!r} at {spec.path} does not exist")
+        for p in [*self.topo.source.files, *self.topo.source.mix]:
+            if not Path(p).exists():
+                raise FileNotFoundError(f"{self.topo.where}: source file {p} does not exist")
+
+    def _start(self, stage: str, index: int = 0) -> Child:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        # -P: the run folder may hold a `models/` directory of trained models, which must
+        # not shadow the `models` package
+        cmd = [self.python, "-P", "-m", "daq.cli", *(["-v"] * self.verbose), "stage", stage,
+               "--config", str(self.config)]
+        if stage == "scorer":
+            cmd += ["--index", str(index)]
+        if stage == "source":
+            if self.events is not None:
+                cmd += ["--events", str(self.events)]
+            if self.duration_s is not None:
+                cmd += ["--duration", str(self.duration_s)]
+        name = f"{stage}-{index}" if stage == "scorer" else stage
+        log_path = self.logs / f"{name}.log"
+        log_file = open(log_path, "a")  # noqa: SIM115 - kept open while the child runs
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        child = Child(stage, index, proc, log_path, log_file)
+        self.children[child.name] = child
+        log.info("started %s (pid %d)", child.name, proc.pid)
+        return child
+
+    def start(self) -> None:
+        self.preflight()
+        self._start("recorder")
+        self._start("trigger")
+        for i in range(self.topo.workers.count):
+            self._start("scorer", i)
+        self._start("source")
+
+    def pids(self) -> dict[str, int]:
+        return {name: c.proc.pid for name, c in self.children.items()}
+
+    def drain(self, *_: Any) -> None:
+        """Ask the source to stop reading and finish what is in flight."""
+        if self._stopping:
+            return
+        self._stopping = True
+        src = self.children.get("source")
+        if src and src.proc.poll() is None:
+            log.info("draining: the source stops reading; batches in flight are finished")
+            src.proc.send_signal(signal.SIGTERM)
+
+    def run(self, timeout_s: float | None = None, install_signals: bool = True) -> dict[str, Any]:
+        """Start everything, wait for the run to end, stop the rest; the run summary."""
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.drain)
+        self.start()
+        t0 = time.monotonic()
+        drain_limit = self.topo.reliability.drain_timeout_s
+        source_done: float | None = None
+        quick_exits = 0
+        try:
+            while True:
+                time.sleep(0.05)
+                for name, child in list(self.children.items()):
+                    code = child.proc.poll()
+                    if code is None:
+                        continue
+                    if child.stage == "scorer":
+                        if self._stopping or "source" not in self.children:
+                            continue
+                        if time.monotonic() - child.started < QUICK_EXIT_S:
+                            quick_exits += 1
+                            if quick_exits >= MAX_QUICK_EXITS:
+                                raise StageFailed(
+                                    f"worker {name} exited (code {code}) within {QUICK_EXIT_S:g} s of "
+                                    f"starting, {quick_exits} times: it cannot run; see its log "
+                                    f"{child.log_path}:\n{_tail(child.log_path)}")
+                        else:
+                            quick_exits = 0
+                        self.restarts += 1
+                        log.warning("worker %s exited (code %s); starting it again (restart %d)",
+                                    name, code, self.restarts)
+                        child.log_file.close()
+                        self._start("scorer", child.index)
+                    elif code != 0:
+                        raise StageFailed(f"stage {name} exited with code {code}; see its log {child.log_path}:\n"
+                                          f"{_tail(child.log_path)}")
+                    elif child.stage == "source" and source_done is None:
+                        source_done = time.monotonic()
+                recorder = self.children["recorder"].proc
+                if recorder.poll() == 0:
+                    break
+                now = time.monotonic()
+                if source_done is not None and now - source_done > drain_limit:
+                    raise StageFailed(f"the recorder did not finish within {drain_limit:g} s after the source "
+                                      f"ended; see {self.logs}")
+                if timeout_s is not None and now - t0 > timeout_s:
+                    raise StageFailed(f"the run did not end within {timeout_s:g} s")
+        finally:
+            self._stopping = True
+            self.stop_all()
+        summary_path = self.topo.output / "run_summary.json"
+        summary = json.loads(summary_path.read_text())
+        summary["worker_restarts"] = self.restarts
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        return dict(summary)
+
+    def stop_all(self, grace_s: float = 5.0) -> None:
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for child in self.children.values():
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %g s; killing it", child.name, grace_s)
+                child.proc.kill()
+                child.proc.wait()
+            child.log_file.close()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+__all__ = ["STAGES", "Child", "StageFailed", "Supervisor"]

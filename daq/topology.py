@@ -1,0 +1,268 @@
+"""The pipeline's topology: one YAML file naming every stage's endpoints and settings.
+
+Like FairMQ's channel configuration, one file describes the whole pipeline, and each
+stage reads it to know what to bind and where to connect; ``darktrigger run`` starts
+every stage locally, ``darktrigger stage NAME`` starts one on any host.
+
+.. code-block:: yaml
+
+    run: 1
+    output: run-out                  # folder for events.h5 and run_summary.json
+    menu: menu.yaml                  # the trigger menu (its models are scored)
+    batch_size: 8192
+    source:
+      mix: {bkg.h5: 0.999, sig.h5: 0.001}   # or files: [a.h5, b.h5]
+      rate_hz: null                  # null: as fast as possible
+      loop: true
+      events: 1000000                # stop after this many (--events/--duration override)
+    workers: {count: 2, backend: onnxruntime, threads: 1, prefetch: 2}
+    endpoints:                       # who binds: source (dispatch, acks), trigger, recorder
+      dispatch: tcp://127.0.0.1:5550
+      acks: tcp://127.0.0.1:5551
+      trigger: tcp://127.0.0.1:5552
+      recorder: tcp://127.0.0.1:5553
+    security: {keys: keys}           # CURVE keys; required when an endpoint leaves loopback
+
+Relative paths are taken from the topology file's folder.
+
+    >>> t = Topology.from_dict({"menu": "m.yaml", "source": {"files": ["a.h5"]}}, base=Path("/runs"))
+    >>> t.endpoints["dispatch"], t.output
+    ('tcp://127.0.0.1:5550', PosixPath('/runs/run-out'))
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from replay.errors import ConfigError
+
+ENDPOINT_NAMES = ("dispatch", "acks", "trigger", "recorder")
+#: Which stage binds each endpoint (the others connect to it).
+BINDER = {"dispatch": "source", "acks": "source", "trigger": "trigger", "recorder": "recorder"}
+DEFAULT_BASE_PORT = 5550
+STAGES = ("source", "scorer", "trigger", "recorder")
+
+
+@dataclass
+class SourceConfig:
+    files: list[Path] = field(default_factory=list)
+    mix: dict[Path, float] = field(default_factory=dict)
+    rate_hz: float | None = None
+    loop: bool = True
+    events: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class WorkerConfig:
+    count: int = 2
+    backend: str | None = None  # None: each model's backend from the menu
+    threads: int = 1
+    prefetch: int = 2
+
+
+@dataclass
+class Reliability:
+    heartbeat_s: float = 0.25
+    worker_timeout_s: float = 3.0
+    ack_timeout_s: float = 60.0
+    max_inflight: int = 32
+    drain_timeout_s: float = 120.0
+    flush_s: float = 0.2
+
+
+@dataclass
+class Topology:
+    """A parsed, validated topology (see module docs)."""
+
+    path: Path | None
+    menu: Path
+    source: SourceConfig
+    output: Path
+    run: int = 1
+    batch_size: int = 8192
+    workers: WorkerConfig = field(default_factory=WorkerConfig)
+    endpoints: dict[str, str] = field(default_factory=dict)
+    reliability: Reliability = field(default_factory=Reliability)
+    keys: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else "topology"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Topology:
+        import yaml
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such topology file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        return cls.from_dict(data or {}, base=path.parent.resolve(), path=path)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base: Path | None = None, path: Path | None = None) -> Topology:
+        where = str(path) if path else "topology"
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping at the top, got {type(data).__name__}")
+        base = base or Path.cwd()
+        _no_unknown(data, {"run", "output", "menu", "batch_size", "source", "workers", "endpoints",
+                           "reliability", "security", "metrics"}, where)
+
+        def rel(p: Any, key: str) -> Path:
+            if not isinstance(p, (str, Path)):
+                raise ConfigError(f"{where}: {key} must be a path, got {p!r}")
+            q = Path(p).expanduser()
+            return q if q.is_absolute() else base / q
+
+        if "menu" not in data:
+            raise ConfigError(f"{where}: no 'menu' (the trigger menu YAML the trigger stage runs)")
+        src = data.get("source") or {}
+        if not isinstance(src, Mapping):
+            raise ConfigError(f"{where}: source must be a mapping")
+        _no_unknown(src, {"files", "mix", "rate_hz", "loop", "events", "seed"}, f"{where}: source")
+        files = [rel(f, "source.files") for f in src.get("files") or []]
+        mix = {rel(f, "source.mix"): _number(w, f"source.mix[{f}]", where) for f, w in (src.get("mix") or {}).items()}
+        if bool(files) == bool(mix):
+            raise ConfigError(f"{where}: source needs exactly one of 'files' (read in sequence) or "
+                              f"'mix' (file: fraction)")
+        rate = src.get("rate_hz")
+        source = SourceConfig(files=files, mix=mix, loop=bool(src.get("loop", True)),
+                              rate_hz=None if rate in (None, 0) else _number(rate, "source.rate_hz", where, positive=True),
+                              events=None if src.get("events") is None else _int(src["events"], "source.events", where),
+                              seed=_int(src.get("seed", 0), "source.seed", where, minimum=0))
+        w = data.get("workers") or {}
+        if isinstance(w, int):
+            w = {"count": w}
+        _no_unknown(w, {"count", "backend", "threads", "prefetch"}, f"{where}: workers")
+        workers = WorkerConfig(count=_int(w.get("count", 2), "workers.count", where),
+                               backend=w.get("backend"), threads=_int(w.get("threads", 1), "workers.threads", where),
+                               prefetch=_int(w.get("prefetch", 2), "workers.prefetch", where))
+        if workers.backend not in (None, "torch", "onnxruntime", "firmware"):
+            raise ConfigError(f"{where}: workers.backend must be torch, onnxruntime or firmware, "
+                              f"got {workers.backend!r}")
+        r = data.get("reliability") or {}
+        _no_unknown(r, set(Reliability.__dataclass_fields__), f"{where}: reliability")
+        reliability = Reliability(**{k: _number(v, f"reliability.{k}", where, positive=True)
+                                     for k, v in r.items()})
+        reliability.max_inflight = int(reliability.max_inflight)
+        endpoints = {name: f"tcp://127.0.0.1:{DEFAULT_BASE_PORT + i}" for i, name in enumerate(ENDPOINT_NAMES)}
+        given = data.get("endpoints") or {}
+        _no_unknown(given, set(ENDPOINT_NAMES), f"{where}: endpoints")
+        endpoints.update({k: str(v) for k, v in given.items()})
+        sec = data.get("security") or {}
+        _no_unknown(sec, {"keys"}, f"{where}: security")
+        topo = cls(path=path, menu=rel(data["menu"], "menu"), source=source,
+                   output=rel(data.get("output", "run-out"), "output"),
+                   run=_int(data.get("run", 1), "run", where, minimum=0),
+                   batch_size=_int(data.get("batch_size", 8192), "batch_size", where),
+                   workers=workers, endpoints=endpoints, reliability=reliability,
+                   keys=rel(sec["keys"], "security.keys") if sec.get("keys") else None,
+                   metrics=dict(data.get("metrics") or {}))
+        topo.check_endpoints()
+        return topo
+
+    # -- endpoints ---------------------------------------------------------------------
+    def check_endpoints(self) -> None:
+        """Every endpoint well formed, no two the same, CURVE keys where a link leaves loopback."""
+        seen: dict[str, str] = {}
+        for name, ep in self.endpoints.items():
+            kind, host, port = parse_endpoint(ep, f"{self.where}: endpoints.{name}")
+            key = f"{kind}://{host}:{port}" if kind == "tcp" else ep
+            if key in seen:
+                raise ConfigError(f"{self.where}: endpoints.{name} and endpoints.{seen[key]} are both "
+                                  f"{ep}: every endpoint needs its own address (a port clash)")
+            seen[key] = name
+        if self.off_loopback and self.keys is None:
+            raise ConfigError(f"{self.where}: endpoint(s) {', '.join(self.off_loopback)} leave loopback; "
+                              f"such links must be encrypted: make keys with `darktrigger keys generate "
+                              f"--out keys` and set security: {{keys: keys}}")
+
+    @property
+    def off_loopback(self) -> list[str]:
+        """Names of the tcp endpoints whose host is not a loopback address."""
+        out = []
+        for name, ep in self.endpoints.items():
+            kind, host, _ = parse_endpoint(ep, name)
+            if kind == "tcp" and not _is_loopback(host):
+                out.append(name)
+        return out
+
+    def check_bindable(self, stage: str) -> None:
+        """Before a stage starts: each tcp endpoint it binds is free (a clear error if not)."""
+        for name, binder in BINDER.items():
+            if binder != stage:
+                continue
+            kind, host, port = parse_endpoint(self.endpoints[name], name)
+            if kind != "tcp" or host == "*":
+                continue
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ does
+                try:
+                    s.bind((host, port))
+                except OSError as exc:
+                    raise ConfigError(f"{self.where}: endpoints.{name} = {self.endpoints[name]} cannot be "
+                                      f"bound ({exc.strerror}): is another run or program using port "
+                                      f"{port}? Choose other ports in the topology") from None
+
+    def bound_by(self, stage: str) -> list[str]:
+        return [n for n, b in BINDER.items() if b == stage]
+
+
+def parse_endpoint(ep: str, where: str) -> tuple[str, str, int]:
+    """``tcp://host:port`` → ("tcp", host, port); ``ipc://path`` → ("ipc", path, 0)."""
+    if ep.startswith("ipc://") and len(ep) > 6:
+        return "ipc", ep[6:], 0
+    if ep.startswith("inproc://") and len(ep) > 9:
+        return "inproc", ep[9:], 0
+    if not ep.startswith("tcp://"):
+        raise ConfigError(f"{where}: expected tcp://HOST:PORT or ipc://PATH, got {ep!r}")
+    host, sep, port = ep[6:].rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: expected tcp://HOST:PORT with a port 1-65535, got {ep!r}")
+    return "tcp", host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _no_unknown(data: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    unknown = sorted(set(map(str, data)) - allowed)
+    if unknown:
+        import difflib
+
+        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, allowed, 1)) else repr(u)
+                 for u in unknown]
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(hints)}; expected some of {sorted(allowed)}")
+
+
+def _number(v: Any, key: str, where: str, positive: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{where}: {key} must be a number, got {v!r}")
+    if positive and not v > 0:
+        raise ConfigError(f"{where}: {key} must be > 0, got {v!r}")
+    return float(v)
+
+
+def _int(v: Any, key: str, where: str, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ConfigError(f"{where}: {key} must be an integer >= {minimum}, got {v!r}")
+    return v

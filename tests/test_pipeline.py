@@ -1,0 +1,241 @@
+"""The DAQ pipeline with real ZeroMQ sockets: stages in-process, whole runs in threads,
+garbage on every input, CURVE, and topology errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+
+from daq.local import run_threads
+from daq.menu import Menu
+from daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
+from daq.security import Curve, generate_keys
+from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from daq.topology import Topology
+from daq.wire import encode
+from replay.errors import ConfigError
+from tests.pipeline_fixtures import make_setup, offline, recorded_ids, write_topology
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_setup(tmp_path_factory.mktemp("pipeline"))
+
+
+def test_stages_in_process_keep_each_batch_once(setup: Path) -> None:
+    topo = Topology.from_yaml(write_topology(setup, "inproc.yaml"))
+    menu = Menu.from_yaml(topo.menu)
+    scorer, trigger = ScorerStage.from_menu(menu), TriggerStage(menu)
+    recorder = RecorderStage(topo.output, menu, topo.run)
+    n = 0
+    for seq, batch in SourceStage(topo, max_events=20_000):
+        scored, invalid = scorer.process(batch)
+        assert invalid == 0 and "score/vae" in scored
+        accepted, decision = trigger.process(scored)
+        assert recorder.record(topo.run, seq, accepted, decision, batch.columns["truth"])
+        assert not recorder.record(topo.run, seq, accepted, decision, batch.columns["truth"])
+        n += len(batch)
+    summary = recorder.summary(events_in=n)
+    recorder.close(summary)
+    assert summary["events_lost"] == 0 and summary["events_duplicated"] == 0
+    assert summary["duplicate_batches_dropped"] == summary["batches_recorded"]
+    assert summary["events_accepted"] + summary["events_rejected"] == n == 20_000
+    assert (topo.output / "run_summary.json").exists()
+
+
+def test_scorer_drops_and_counts_invalid_events(setup: Path) -> None:
+    topo = Topology.from_yaml(write_topology(setup, "invalid.yaml"))
+    _, batch = next(iter(SourceStage(topo, max_events=100)))
+    obj = batch.objects.copy()
+    obj[3, 0, 0] = np.nan
+    obj[7, 5, 0] = -4.0
+    bad = batch.with_columns(objects=obj)
+    out, invalid = ScorerStage.from_menu(Menu.from_yaml(topo.menu)).process(bad)
+    assert invalid == 2 and len(out) == 98
+    assert np.isfinite(out.columns["score/vae"]).all()
+
+
+def test_threaded_run_records_what_the_menu_accepts_offline(setup: Path) -> None:
+    """Real sockets, stages in threads: conservation, event by event, and the menu's
+    counts equal the offline ones count for count."""
+    topo = Topology.from_yaml(write_topology(setup, "threads.yaml"))
+    summary = run_threads(topo, events=60_000)
+    assert summary["events_in"] == 60_000
+    assert summary["events_lost"] == 0 and summary["events_duplicated"] == 0
+    expected_ids, expected = offline(topo, 60_000)
+    np.testing.assert_array_equal(recorded_ids(topo), expected_ids)
+    got = summary["menu"]
+    want = expected.to_dict()
+    for g, w in zip(got["seeds"], want["seeds"], strict=True):
+        assert (g["name"], g["raw_count"], g["count"], g["pure_count"]) == \
+            (w["name"], w["raw_count"], w["count"], w["pure_count"])
+        assert g["rate_hz"] == w["rate_hz"]
+    assert got["overlap"] == want["overlap"]
+    assert got["accepted"] == summary["events_accepted"] == len(expected_ids)
+    assert summary["per_process"]["ato4l"]["events"] > 0
+
+
+# -- garbage on every input ---------------------------------------------------------
+N_GARBAGE = 10_000
+
+
+def _garbage(rng: np.random.Generator) -> list[bytes]:
+    frames = [rng.bytes(int(rng.integers(0, 40))) for _ in range(int(rng.integers(1, 4)))]
+    if rng.random() < 0.3:  # a header that parses, with nonsense after it
+        frames[0] = encode("batch", run=1, seq=int(rng.integers(0, 99)),
+                           columns={"objects": np.zeros((2, 19, 3), np.float32)})[0]
+    return frames
+
+
+def _wait_for(cond: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _in_thread(runner: Any) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    t = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    t.start()
+    return t, stop
+
+
+def _push_garbage(ctx: zmq.Context, endpoint: str, kind: int = zmq.PUSH) -> None:
+    rng = np.random.default_rng(1)
+    sock = ctx.socket(kind)
+    sock.connect(endpoint)
+    for _ in range(N_GARBAGE):
+        sock.send_multipart(_garbage(rng))
+    sock.close(linger=5000)
+
+
+def test_garbage_into_every_stage_is_counted_and_survived(setup: Path) -> None:
+    topo = Topology.from_yaml(write_topology(setup, "garbage.yaml"))
+    menu = Menu.from_yaml(topo.menu)
+    ctx = zmq.Context()
+    try:
+        # trigger and recorder: PULL inputs
+        for runner, name in ((TriggerRunner(topo, TriggerStage(menu), ctx), "trigger"),
+                             (RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), ctx), "recorder")):
+            thread, stop = _in_thread(runner)
+            _push_garbage(ctx, topo.endpoints[name])
+            _wait_for(lambda r=runner: r.stats["malformed"] >= N_GARBAGE, f"{name} to count the garbage")
+            assert thread.is_alive(), f"{name} stopped"
+            assert runner.stats["malformed"] == N_GARBAGE
+            stop.set()
+            thread.join(10)
+        # source: the workers' ROUTER (garbage from a DEALER) and the acks PULL
+        src = SourceRunner(topo, SourceStage(topo, max_events=4096), ctx)
+        thread, stop = _in_thread(src)
+        _push_garbage(ctx, topo.endpoints["acks"])
+        _push_garbage(ctx, topo.endpoints["dispatch"], zmq.DEALER)
+        _wait_for(lambda: src.stats["malformed"] >= 2 * N_GARBAGE, "the source to count the garbage")
+        assert thread.is_alive() and src.stats["malformed"] == 2 * N_GARBAGE
+        stop.set()
+        thread.join(10)
+        # a worker: garbage from its "source" (a ROUTER bound where the worker connects)
+        router = ctx.socket(zmq.ROUTER)
+        router.bind(topo.endpoints["dispatch"])
+        worker = ScorerRunner(topo, ScorerStage({}), ctx, name="w")
+        thread, stop = _in_thread(worker)
+        assert router.poll(10_000)
+        identity = router.recv_multipart()[0]
+        rng = np.random.default_rng(2)
+        for _ in range(N_GARBAGE):
+            router.send_multipart([identity, *_garbage(rng)])
+        _wait_for(lambda: worker.stats["malformed"] >= N_GARBAGE, "the worker to count the garbage")
+        assert thread.is_alive() and worker.stats["malformed"] == N_GARBAGE
+        stop.set()
+        thread.join(10)
+        router.close(linger=0)
+    finally:
+        ctx.term()
+
+
+# -- security -----------------------------------------------------------------------
+def _handshake(ctx: zmq.Context, endpoint: str, configure: Any) -> int:
+    """Connect a PUSH configured by ``configure``; the first handshake event it sees."""
+    sock = ctx.socket(zmq.PUSH)
+    sock.linger = 0
+    configure(sock)
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                      | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+    sock.connect(endpoint)
+    try:
+        assert monitor.poll(10_000), "no handshake event"
+        from zmq.utils.monitor import recv_monitor_message
+
+        return int(recv_monitor_message(monitor)["event"])
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close()
+
+
+def test_curve_admits_the_key_holder_and_refuses_others(tmp_path: Path) -> None:
+    keys = generate_keys(tmp_path / "keys")
+    other = Curve(generate_keys(tmp_path / "other"))
+    curve = Curve(keys)
+    ctx = zmq.Context()
+    server = ctx.socket(zmq.PULL)
+    server.linger = 0
+    curve.server(server, ctx)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    endpoint = f"tcp://127.0.0.1:{port}"
+    try:
+        assert _handshake(ctx, endpoint, curve.client) == zmq.EVENT_HANDSHAKE_SUCCEEDED
+        failed = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                  zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
+        assert _handshake(ctx, endpoint, other.client) in failed  # another server key: no session
+
+        def wrong_server_key(sock: zmq.Socket) -> None:
+            other.client(sock)
+            sock.curve_serverkey = curve.server_public  # right server, unlisted client key
+
+        assert _handshake(ctx, endpoint, wrong_server_key) == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        assert _handshake(ctx, endpoint, lambda s: None) in failed  # no CURVE at all
+    finally:
+        server.close()
+        curve.stop()
+        ctx.term()
+
+
+# -- topology -----------------------------------------------------------------------
+def _topo(**kw: Any) -> dict[str, Any]:
+    return {"menu": "m.yaml", "source": {"files": ["a.h5"]}, **kw}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (_topo(endpoints={"dispatch": "tcp://127.0.0.1:7000", "trigger": "tcp://127.0.0.1:7000"}),
+     "endpoints.trigger and endpoints.dispatch are both tcp://127.0.0.1:7000"),
+    (_topo(endpoints={"dispatch": "127.0.0.1:7000"}), "expected tcp://HOST:PORT"),
+    (_topo(endpoints={"recorder": "tcp://10.1.2.3:7000"}), "leave loopback; .*keys generate"),
+    (_topo(workerz=2), "unknown key.*'workerz' \\(did you mean 'workers'"),
+    ({"source": {"files": ["a.h5"]}}, "no 'menu'"),
+    (_topo(source={"files": ["a"], "mix": {"b": 1}}), "exactly one of 'files'"),
+    (_topo(workers={"count": 0}), "workers.count must be an integer >= 1"),
+])
+def test_topology_errors_are_clear(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Topology.from_dict(data, base=Path("/tmp"))
+
+
+def test_a_port_in_use_is_reported_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        topo = Topology.from_dict(_topo(endpoints={"trigger": f"tcp://127.0.0.1:{port}"}), base=tmp_path)
+        with pytest.raises(ConfigError, match=f"endpoints.trigger = tcp://127.0.0.1:{port} cannot be bound"):
+            topo.check_bindable("trigger")
