@@ -1,0 +1,213 @@
+"""Whole runs with every stage in its own process: workers killed with SIGKILL, a run
+stopped with SIGTERM, and stages in separate network namespaces talking CURVE."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from daq.supervisor import Supervisor
+from daq.topology import Topology
+from replay.storage import NativeFile
+from tests.pipeline_fixtures import make_setup, offline, recorded_ids, write_topology
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_setup(tmp_path_factory.mktemp("processes"))
+
+
+def _committed(topo: Topology) -> int:
+    path = topo.output / "events.h5"
+    if not path.exists():
+        return 0
+    try:
+        with NativeFile(path) as f:
+            return len(f)
+    except Exception:  # not written far enough to open yet
+        return 0
+
+
+def _wait(cond: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _check_against_offline(topo: Topology, summary: dict[str, Any]) -> None:
+    assert summary["events_lost"] == 0, summary
+    assert summary["events_duplicated"] == 0, summary
+    expected_ids, expected = offline(topo, summary["events_in"])
+    got = recorded_ids(topo)
+    assert len(np.unique(got)) == len(got), "an event was recorded twice"
+    np.testing.assert_array_equal(got, expected_ids)
+    assert [s["count"] for s in summary["menu"]["seeds"]] == expected.counts.tolist()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(setup: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    path = write_topology(setup, f"kill{seed}.yaml", run=100 + seed, batch_size=4096,
+                          source={"seed": seed, "rate_hz": 150_000, "events": 300_000},
+                          reliability={"worker_timeout_s": 0.5, "heartbeat_s": 0.1})
+    sup = Supervisor(path)
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["summary"] = sup.run(timeout_s=240, install_signals=False)
+        except BaseException as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    _wait(lambda: _committed(sup.topo) > 0 or not t.is_alive(), "the first recorded events")
+    time.sleep(rng.uniform(0.0, 0.3))  # a seeded moment in the middle of the run
+    victim = f"scorer-{rng.integers(0, sup.topo.workers.count)}"
+    os.kill(sup.children[victim].proc.pid, signal.SIGKILL)
+    t.join(300)
+    assert "error" not in result, result.get("error")
+    summary = result["summary"]
+    assert summary["worker_restarts"] >= 1
+    assert summary["workers_lost"] >= 1  # the source noticed, and sent its batches again
+    assert summary["events_in"] == 300_000
+    print(f"seed {seed}: killed {victim}; batches sent again {summary['batches_resent']}")
+    _check_against_offline(sup.topo, summary)
+
+
+def test_sigterm_mid_run_drains_and_leaves_a_readable_file(setup: Path) -> None:
+    path = write_topology(setup, "sigterm.yaml", source={"rate_hz": 100_000, "events": 5_000_000})
+    topo = Topology.from_yaml(path)
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "daq.cli", "run", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(lambda: _committed(topo) > 0, "the first recorded events")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    summary = json.loads((topo.output / "run_summary.json").read_text())
+    assert summary["stopped_by"] == "end of run"
+    assert 0 < summary["events_in"] < 5_000_000
+    _check_against_offline(topo, summary)
+    assert "lost 0  duplicated 0" in out
+
+
+# -- two hosts: network namespaces joined by a veth pair ------------------------------
+def _can_make_namespaces() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to make network namespaces"
+    if shutil.which("ip") is None:
+        return "needs the `ip` command (iproute2)"
+    probe = subprocess.run(["ip", "netns", "add", "dt-probe"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot make network namespaces here: {probe.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", "dt-probe"], check=False)
+    return None
+
+
+@pytest.fixture
+def two_hosts() -> Any:
+    why = _can_make_namespaces()
+    if why:
+        pytest.skip(why)
+    tag = f"{os.getpid() % 10000}"
+    a, b = f"dt-a{tag}", f"dt-b{tag}"
+    va, vb = f"dta{tag}", f"dtb{tag}"
+
+    def ip(*args: str, ns: str | None = None) -> None:
+        cmd = ["ip", *(["-n", ns] if ns else []), *args]
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    ip("netns", "add", a)
+    ip("netns", "add", b)
+    try:
+        ip("link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
+        ip("addr", "add", "10.77.0.1/24", "dev", va, ns=a)
+        ip("addr", "add", "10.77.0.2/24", "dev", vb, ns=b)
+        for ns, dev in ((a, va), (b, vb)):
+            ip("link", "set", dev, "up", ns=ns)
+            ip("link", "set", "lo", "up", ns=ns)
+        yield a, b
+    finally:
+        subprocess.run(["ip", "netns", "del", a], check=False)
+        subprocess.run(["ip", "netns", "del", b], check=False)
+
+
+def _stage(ns: str, name: str, config: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = ["ip", "netns", "exec", ns, sys.executable, "-P", "-m", "daq.cli", "stage", name,
+           "--config", str(config), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+REFUSED_PEER = """
+import sys, zmq
+from zmq.utils.monitor import recv_monitor_message
+ctx = zmq.Context()
+s = ctx.socket(zmq.PUSH)
+if sys.argv[2] == "other-keys":
+    from daq.security import Curve
+    c = Curve(__import__("pathlib").Path(sys.argv[3]))
+    c.client(s)
+m = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                         | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+s.connect(sys.argv[1])
+assert m.poll(20000), "no handshake"
+print("SUCCEEDED" if recv_monitor_message(m)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED else "REFUSED")
+"""
+
+
+def test_stages_on_two_hosts_talk_curve_and_refuse_a_peer_without_the_key(setup: Path, two_hosts: Any) -> None:
+    host_a, host_b = two_hosts
+    from daq.security import generate_keys
+
+    keys = generate_keys(setup / "netns-keys", overwrite=True)
+    endpoints = {"dispatch": "tcp://10.77.0.1:7550", "acks": "tcp://10.77.0.1:7551",
+                 "trigger": "tcp://10.77.0.1:7552", "recorder": "tcp://10.77.0.1:7553"}
+    path = write_topology(setup, "netns.yaml", endpoints=endpoints, security={"keys": str(keys)},
+                          workers={"count": 2}, source={"events": 50_000})
+    topo = Topology.from_yaml(path)
+    assert set(topo.off_loopback) == set(endpoints)
+    procs = [_stage(host_a, "recorder", path), _stage(host_a, "trigger", path),
+             _stage(host_b, "scorer", path, "--index", "0"), _stage(host_b, "scorer", path, "--index", "1")]
+    try:
+        # peers on host b without the key: refused by the recorder's endpoint
+        other = generate_keys(setup / "netns-other-keys", overwrite=True)
+        for mode, extra in (("no-curve", []), ("other-keys", [str(other)])):
+            out = subprocess.run(["ip", "netns", "exec", host_b, sys.executable, "-P", "-c", REFUSED_PEER,
+                                  endpoints["recorder"], mode, *extra],
+                                 capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+            assert out.stdout.strip() == "REFUSED", (mode, out.stdout, out.stderr)
+        source = _stage(host_a, "source", path)
+        assert source.wait(180) == 0, source.communicate()[0]
+        assert procs[0].wait(60) == 0, procs[0].communicate()[0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    summary = json.loads((topo.output / "run_summary.json").read_text())
+    assert summary["events_in"] == 50_000
+    assert summary["malformed_messages"]["recorder"] == 0  # the refused peers never got a message in
+    _check_against_offline(topo, summary)
