@@ -56,11 +56,13 @@ class _Runner:
 
     stage = "stage"
 
-    def __init__(self, topo: Topology, ctx: zmq.Context | None = None) -> None:
+    def __init__(self, topo: Topology, ctx: zmq.Context | None = None, metrics: Any = None) -> None:
         self.topo = topo
         self.ctx = ctx or zmq.Context.instance()
         self.curve = Curve.from_topology(topo)
+        self.metrics = metrics  # a monitoring.metrics.StageMetrics, or None
         self.stats: Counter[str] = Counter()
+        self.busy_s = 0.0  # time spent processing batches (the rest is waiting)
         self._sockets: list[zmq.Socket] = []
         self._last_bad_log = 0.0
 
@@ -89,9 +91,19 @@ class _Runner:
         self._sockets.append(sock)
         return sock
 
+    def processed(self, events: int, seconds: float) -> None:
+        """Account one batch: ``seconds`` of processing for ``events`` events."""
+        self.busy_s += seconds
+        self.stats["batches"] += 1
+        self.stats["events"] += events
+        if self.metrics is not None:
+            self.metrics.batch(events, seconds)
+
     def bad(self, what: str, exc: Exception) -> None:
         """Count and (at most once a second) log a message that could not be used."""
         self.stats["malformed"] += 1
+        if self.metrics is not None:
+            self.metrics.malformed()
         now = time.monotonic()
         if now - self._last_bad_log > 1.0:
             self._last_bad_log = now
@@ -99,6 +111,8 @@ class _Runner:
                         self.stats["malformed"], exc)
 
     def close(self) -> None:
+        log.info("%s: %d batches, %d events, busy %.2f s; %d bad messages", self.stage,
+                 self.stats["batches"], self.stats["events"], self.busy_s, self.stats["malformed"])
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -177,7 +191,9 @@ class SourceRunner(_Runner):
                     if exhausted or len(self.inflight) >= rel.max_inflight:
                         break
                     if pending is None:
+                        t_read = time.perf_counter()
                         pending = next(it, None)
+                        self.busy_s += time.perf_counter() - t_read
                         if pending is None:
                             exhausted = True
                             break
@@ -358,13 +374,19 @@ class ScorerRunner(_Runner):
             self.bad("dispatch", exc)
             dealer.send_multipart(encode("ready", meta={"credit": 1}))  # the source counted it as sent
             return True
+        t = time.perf_counter()
         scored, invalid = self.scorer.process(batch)
         meta = dict(msg.meta)
         meta["invalid"] = int(meta.get("invalid", 0)) + invalid
-        push.send_multipart(encode_batch("batch", msg.run, msg.seq, scored, meta=meta), copy=False)
+        frames = encode_batch("batch", msg.run, msg.seq, scored, meta=meta)
+        self.processed(len(batch), time.perf_counter() - t)
+        if self.metrics is not None:
+            for name in self.scorer.scorers:
+                self.metrics.scores(name, scored.columns[f"score/{name}"])
+            if invalid:
+                self.metrics.dropped_events(invalid, "invalid")
+        push.send_multipart(frames, copy=False)
         dealer.send_multipart(encode("ready", meta={"credit": 1}))
-        self.stats["batches"] += 1
-        self.stats["events"] += len(batch)
         return True
 
 
@@ -406,6 +428,7 @@ class TriggerRunner(_Runner):
                     if msg.kind != "batch":
                         raise WireError(f"expected a batch or end, got {msg.kind!r}")
                     batch = _batch_of(msg)
+                    t = time.perf_counter()
                     accepted, decision = self.trigger.process(batch)
                 except WireError as exc:
                     self.bad("trigger", exc)
@@ -417,10 +440,10 @@ class TriggerRunner(_Runner):
                 cols[f"{ALL_PREFIX}raw"] = decision.raw
                 cols[f"{ALL_PREFIX}bits"] = decision.bits
                 cols[f"{ALL_PREFIX}truth"] = batch.columns["truth"]
-                push.send_multipart(encode("decided", run=msg.run, seq=msg.seq, columns=cols,
-                                           count=len(batch), meta=msg.meta), copy=False)
-                self.stats["batches"] += 1
-                self.stats["events"] += len(batch)
+                frames = encode("decided", run=msg.run, seq=msg.seq, columns=cols, count=len(batch),
+                                meta=msg.meta)
+                self.processed(len(batch), time.perf_counter() - t)
+                push.send_multipart(frames, copy=False)
         finally:
             self.close()
         return dict(self.stats)
@@ -453,7 +476,9 @@ class RecorderRunner(_Runner):
                         if msg.kind == "end":
                             end_meta = dict(msg.meta)
                             break
+                        t = time.perf_counter()
                         self._record(msg)
+                        self.processed(msg.count, time.perf_counter() - t)
                         to_ack.setdefault(msg.run, []).append(msg.seq)
                     except WireError as exc:
                         self.bad("recorder", exc)
@@ -495,15 +520,20 @@ class RecorderRunner(_Runner):
         t_emit = msg.meta.get("t_emit")
         invalid = msg.meta.get("invalid", 0)
         decision = Decision(every["raw"], every["bits"], self.recorder.menu.names)
-        self.recorder.record(msg.run, msg.seq, accepted, decision,
+        fresh = self.recorder.record(msg.run, msg.seq, accepted, decision,
                              every["truth"], t_emit if isinstance(t_emit, float) else None,
                              invalid if isinstance(invalid, int) else 0)
-        self.stats["batches"] += 1
+        if fresh and self.metrics is not None and self.recorder.last_counts is not None:
+            self.metrics.decisions(*self.recorder.last_counts)
+            if isinstance(t_emit, float):
+                self.metrics.end_to_end(time.time() - t_emit, msg.count)
 
     def _flush_and_ack(self, acks: zmq.Socket, to_ack: dict[int, list[int]]) -> None:
         if not to_ack:
             return
+        t = time.perf_counter()
         self.recorder.flush()
+        self.busy_s += time.perf_counter() - t
         for run, seqs in to_ack.items():
             acks.send_multipart(encode("ack", run=run, meta={"seqs": seqs}))
         to_ack.clear()

@@ -140,6 +140,7 @@ class RecorderStage:
         self.truth_in: Counter[int] = Counter()
         self.truth_accepted: Counter[int] = Counter()
         self.t_first: float | None = None
+        self.last_counts: tuple[int, np.ndarray, np.ndarray, np.ndarray, int] | None = None
 
     def record(self, run: int, seq: int, accepted: EventBatch, decision: Decision, truth: np.ndarray,
                t_emit: float | None = None, invalid: int = 0) -> bool:
@@ -151,7 +152,11 @@ class RecorderStage:
         if self.t_first is None:
             self.t_first = time.time()
         self.writer.write(accepted)
-        self.counts.add(decision)
+        batch_counts = MenuCounts.for_menu(self.menu).add(decision)
+        self.counts.merge(batch_counts)
+        #: (events, raw, counts, pure, accepted) of the last batch recorded: for the metrics
+        self.last_counts = (batch_counts.events, batch_counts.raw, batch_counts.counts, batch_counts.pure,
+                            batch_counts.accepted)
         n = len(decision.bits)
         self.batches += 1
         self.events_seen += n

@@ -271,7 +271,9 @@ def test_example_menu_is_shipped_and_valid():
         assert name in names
     axo = [menu.seed(f"AXO_{level}") for level in ("VLoose", "Loose", "Nominal", "Tight", "VTight")]
     rates = [s.params["rate_khz"] for s in axo]
-    assert rates == sorted(rates, reverse=True) and menu.uncalibrated == [s.name for s in axo]
+    assert rates == sorted(rates, reverse=True)
+    assert menu.uncalibrated == [*(s.name for s in axo), "AE_Nominal"]
+    assert menu.seed("AE_Nominal").model == "ae" and menu.models["ae"].variant is None
     assert menu.models["vae"].variant == "mu2" and menu.models["vae"].path == path.parent / "models/vae"
     assert menu.bx_rate_mhz == 40 and menu.budget_khz is not None
     import tomllib
