@@ -57,13 +57,16 @@ class Supervisor:
     """Starts, restarts and stops the stage processes of one run (see module docs)."""
 
     def __init__(self, config: str | Path, *, events: int | None = None, duration_s: float | None = None,
-                 verbose: int = 0, python: str | None = None) -> None:
+                 verbose: int = 0, python: str | None = None, module: str = "daq.cli",
+                 env: dict[str, str] | None = None) -> None:
         self.config = Path(config)
         self.topo = Topology.from_yaml(self.config)
         self.events = events
         self.duration_s = duration_s
         self.verbose = verbose
         self.python = python or sys.executable
+        self.module = module  # what `python -m` runs for a stage (benchmarks swap it)
+        self.env = env
         self.children: dict[str, Child] = {}
         self.restarts = 0
         self.logs = self.topo.output / "logs"
@@ -87,7 +90,7 @@ class Supervisor:
         self.logs.mkdir(parents=True, exist_ok=True)
         # -P: the run folder may hold a `models/` directory of trained models, which must
         # not shadow the `models` package
-        cmd = [self.python, "-P", "-m", "daq.cli", *(["-v"] * self.verbose), "stage", stage,
+        cmd = [self.python, "-P", "-m", self.module, *(["-v"] * self.verbose), "stage", stage,
                "--config", str(self.config)]
         if stage == "scorer":
             cmd += ["--index", str(index)]
@@ -99,7 +102,7 @@ class Supervisor:
         name = f"{stage}-{index}" if stage == "scorer" else stage
         log_path = self.logs / f"{name}.log"
         log_file = open(log_path, "a")  # noqa: SIM115 - kept open while the child runs
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=self.env)
         child = Child(stage, index, proc, log_path, log_file)
         self.children[child.name] = child
         log.info("started %s (pid %d)", child.name, proc.pid)

@@ -71,7 +71,9 @@ class Reliability:
     heartbeat_s: float = 0.25
     worker_timeout_s: float = 3.0
     ack_timeout_s: float = 60.0
-    max_inflight: int = 32
+    #: batches unacknowledged in the whole pipeline; 0: workers × prefetch + 4, enough to
+    #: keep every stage busy without queues that only add latency
+    max_inflight: int = 0
     drain_timeout_s: float = 120.0
     flush_s: float = 0.2
 
@@ -154,7 +156,7 @@ class Topology:
         _no_unknown(r, set(Reliability.__dataclass_fields__), f"{where}: reliability")
         reliability = Reliability(**{k: _number(v, f"reliability.{k}", where, positive=True)
                                      for k, v in r.items()})
-        reliability.max_inflight = int(reliability.max_inflight)
+        reliability.max_inflight = int(reliability.max_inflight) or workers.count * workers.prefetch + 4
         endpoints = {name: f"tcp://127.0.0.1:{DEFAULT_BASE_PORT + i}" for i, name in enumerate(ENDPOINT_NAMES)}
         given = data.get("endpoints") or {}
         _no_unknown(given, set(ENDPOINT_NAMES), f"{where}: endpoints")
@@ -216,6 +218,20 @@ class Topology:
 
     def bound_by(self, stage: str) -> list[str]:
         return [n for n, b in BINDER.items() if b == stage]
+
+
+def free_tcp_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports free on ``host`` right now (for tests and benchmarks)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def parse_endpoint(ep: str, where: str) -> tuple[str, str, int]:

@@ -3,7 +3,6 @@ calibrated menu, a topology on free loopback ports, and the offline answer to co
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import yaml
 
 from daq.menu import Menu, MenuCounts, calibrate_menu
 from daq.stages import ScorerStage, SourceStage, TriggerStage
-from daq.topology import Topology
+from daq.topology import Topology, free_tcp_ports
 from replay.generators import GENERATORS
 from replay.storage import write_events
 
@@ -33,16 +32,7 @@ MENU = {
 }
 
 
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+free_ports = free_tcp_ports
 
 
 def make_setup(root: Path, n_bkg: int = 60_000) -> Path:

@@ -1,0 +1,162 @@
+"""The whole pipeline end to end: events/s and latency against batch size and workers.
+
+Every stage in its own process (``darktrigger run``'s supervisor), toy events (ADC-like
+``sm_mix`` with ``ato4l`` injected at 1e-3, replayed from a file in a loop), the full
+example menu (``daq/menus/cms_like.yaml``: object seeds, five AXO-like ``vae:mu2`` seeds
+and an ``ae`` seed, so both models are scored), recorder on. Side by side: the same
+pipeline carrying pickled batches (each message one pickle of the header and the
+columns) instead of the msgpack header + raw buffers.
+
+    $ python -m bench.pipeline [--events 2000000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+EVENTS = 2_000_000
+CONFIGS = [(4096, 2), (16384, 1), (16384, 2), (65536, 2)]
+PICKLE_CONFIGS = [(16384, 2), (65536, 2)]
+GOAL_EVENTS_S = 1e6
+GOAL_P99_S = 0.050
+
+
+def setup(work: Path, quick: bool = False) -> Path:
+    """Toy events, small AE and VAE, the example menu calibrated on toy zero bias."""
+    from daq.menu import Menu, calibrate_menu
+    from daq.menus import example_menu
+    from models import get_scorer
+    from replay.generators import GENERATORS
+    from replay.storage import write_events
+
+    toy = GENERATORS.get("toy")()
+    n = 100_000 if quick else 400_000
+    bkg = next(toy.generate("sm_mix", n, seed=1, batch_size=n))
+    write_events(work / "bkg.h5", bkg)
+    write_events(work / "sig.h5", next(toy.generate("ato4l", 20_000, seed=2, batch_size=20_000)))
+    for name in ("ae", "vae"):
+        scorer = get_scorer(name)
+        scorer.fit(bkg[:20_000], epochs=1, batch_size=512, seed=0)
+        scorer.save(work / "models" / name)
+    shutil.copy(example_menu(), work / "menu_raw.yaml")
+    menu = Menu.from_yaml(work / "menu_raw.yaml")
+    calibrate_menu(menu, bkg[n // 2:]).to_yaml(work / "menu.yaml")
+    return work
+
+
+def topology(work: Path, batch_size: int, workers: int, events: int, name: str) -> Path:
+    from daq.topology import free_tcp_ports
+
+    ports = free_tcp_ports(4)
+    topo = {"run": 1, "output": f"out-{name}", "menu": "menu.yaml", "batch_size": batch_size,
+            "source": {"mix": {"bkg.h5": 0.999, "sig.h5": 0.001}, "loop": True, "events": events},
+            "workers": {"count": workers},
+            "endpoints": {k: f"tcp://127.0.0.1:{p}" for k, p in
+                          zip(("dispatch", "acks", "trigger", "recorder"), ports, strict=True)}}
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(topo))
+    return path
+
+
+def run_one(config: Path, codec: str) -> dict[str, Any]:
+    from daq.supervisor import Supervisor
+
+    if codec == "pickle":  # the stages run this module (not installed: found from the repository)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        sup = Supervisor(config, module="bench.pipeline", env=env)
+    else:
+        sup = Supervisor(config)
+    return sup.run(timeout_s=600, install_signals=False)
+
+
+def run(quick: bool = False, events: int | None = None) -> list[str]:
+    """The markdown section: one row per (codec, batch size, workers)."""
+    events = events or (400_000 if quick else EVENTS)
+    work = Path(tempfile.mkdtemp(prefix="darktrigger-pipeline-bench-"))
+    rows = []
+    try:
+        setup(work, quick)
+        cases = [("raw", b, w) for b, w in CONFIGS] + [("pickle", b, w) for b, w in PICKLE_CONFIGS]
+        for codec, batch, workers in cases:
+            s = run_one(topology(work, batch, workers, events, f"{codec}-{batch}-{workers}"), codec)
+            rate = s["events_in"] / s["wall_s"]
+            accepted = s["events_accepted"] / s["events_in"]
+            rows.append(f"| {'msgpack + raw buffers' if codec == 'raw' else 'pickle'} | {batch:,} | {workers} "
+                        f"| {s['events_in']:,} | {rate / 1e3:,.0f} k | {s['latency_p50_s'] * 1e3:,.0f} "
+                        f"| {s['latency_p99_s'] * 1e3:,.0f} | {accepted:.1%} | {s['events_lost']} "
+                        f"| {s['events_duplicated']} |")
+            print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [
+        "## Pipeline end to end (every stage a process)",
+        "",
+        f"Toy `sm_mix` + `ato4l` (1e-3), the example menu (16 seeds: objects, five `vae:mu2`, one `ae`), "
+        f"recorder on (LZ4). events/s = events in / (first emission → last acknowledgement); latency = "
+        f"source emit → recorder write, per event. Goal: ≥ {GOAL_EVENTS_S / 1e6:.0f} M events/s with "
+        f"p99 ≤ {GOAL_P99_S * 1e3:.0f} ms.",
+        "",
+        "| wire | batch | workers | events | events/s | p50 ms | p99 ms | accepted | lost | duplicated |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+    ]
+
+
+# -- the pickle codec, for the comparison only (never used by the product) ------------
+def _pickle_codec() -> None:
+    import daq.runner as runner
+    from daq.wire import Message, WireError
+
+    def encode(kind: str, *, run: int = 0, seq: int = 0, columns: Any = None, meta: Any = None,
+               count: int | None = None) -> list[bytes]:
+        cols = {k: np.ascontiguousarray(v) for k, v in (columns or {}).items()}
+        if count is None:
+            count = len(next(iter(cols.values()))) if cols else 0
+        return [pickle.dumps({"kind": kind, "run": run, "seq": seq, "count": count, "columns": cols,
+                              "meta": dict(meta or {})}, protocol=pickle.HIGHEST_PROTOCOL)]
+
+    def encode_batch(kind: str, run: int, seq: int, batch: Any, meta: Any = None) -> list[bytes]:
+        return encode(kind, run=run, seq=seq, columns=batch.columns, meta=meta, count=len(batch))
+
+    def decode(frames: Any) -> Message:
+        try:
+            d = pickle.loads(frames[0].buffer if hasattr(frames[0], "buffer") else frames[0])  # noqa: S301
+        except Exception as exc:
+            raise WireError(f"not a pickle: {exc}") from None
+        return Message(d["kind"], d["run"], d["seq"], d["count"], d["columns"], d["meta"])
+
+    runner.encode, runner.encode_batch, runner.decode = encode, encode_batch, decode  # type: ignore[assignment]
+
+
+def stage_main() -> int:
+    """``python -m bench.pipeline stage ...``: a stage with the pickle codec."""
+    _pickle_codec()
+    from daq.cli import main
+
+    return main(sys.argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    print("\n".join(run(args.quick, args.events)))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ("stage", "-v"):
+        sys.exit(stage_main())
+    sys.exit(main())
