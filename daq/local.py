@@ -54,7 +54,11 @@ def run_threads(topo: Topology, *, events: int | None = None, duration_s: float 
         stop.set()
         for t in threads:
             t.join(10)
-        ctx.term()
+        stuck = [t.name for t in threads if t.is_alive()]
+        if stuck:  # terminating the context would wait for them forever
+            errors.append(DarkTriggerError(f"stage(s) {', '.join(stuck)} did not stop within 10 s"))
+        else:
+            ctx.term()
     if errors:
         raise errors[0]
     return recorder.summary or {}

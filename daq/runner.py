@@ -42,7 +42,7 @@ from daq.menu import Decision
 from daq.security import Curve
 from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
 from daq.topology import Topology
-from daq.wire import Message, WireError, decode, encode, encode_batch
+from daq.wire import Message, WireError, decode, encode, encode_batch, peek_kind
 from replay.events import TRIGGER_BITS, EventBatch
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class _Runner:
         self.metrics = metrics  # a monitoring.metrics.StageMetrics, or None
         self.stats: Counter[str] = Counter()
         self.busy_s = 0.0  # time spent processing batches (the rest is waiting)
+        self._stop = threading.Event()
         self._sockets: list[zmq.Socket] = []
         self._last_bad_log = 0.0
 
@@ -90,6 +91,28 @@ class _Runner:
         sock.connect(self.topo.endpoints[name])
         self._sockets.append(sock)
         return sock
+
+    def send(self, sock: zmq.Socket, frames: list[Any], copy: bool = True) -> bool:
+        """Send a data message, waiting while the peer's queue is full (back-pressure), but
+        never past ``stop``: then the message is counted as unsent (the source sends
+        unacknowledged batches again)."""
+        while True:
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=copy)
+                return True
+            except zmq.Again:
+                if self._stop.is_set():
+                    self.stats["unsent"] += 1
+                    return False
+                sock.poll(100, zmq.POLLOUT)
+
+    def signal(self, sock: zmq.Socket, frames: list[Any]) -> None:
+        """Send a control message (ready, heartbeat, stop) if it can go now, else drop it:
+        a peer that is not reading them is gone or about to be declared so."""
+        try:
+            sock.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.stats["control_dropped"] += 1
 
     def processed(self, events: int, seconds: float) -> None:
         """Account one batch: ``seconds`` of processing for ``events`` events."""
@@ -160,7 +183,7 @@ class SourceRunner(_Runner):
         self.batches_in = 0
 
     def run(self, stop: threading.Event | None = None) -> SourceResult:
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         rel = self.topo.reliability
         router = self.bind(zmq.ROUTER, "dispatch")
         router.router_mandatory = 1  # a send to a vanished worker raises instead of vanishing
@@ -229,13 +252,10 @@ class SourceRunner(_Runner):
             end = encode("end", run=self.source.run, meta={
                 "events_in": self.events_in, "batches_in": self.batches_in, "seconds": seconds,
                 "source": dict(self.stats)})
-            downstream.send_multipart(end)
+            self.send(downstream, end)
             for identity, w in self.workers.items():
                 if w.alive:
-                    try:
-                        router.send_multipart([identity, *encode("stop", run=self.source.run)])
-                    except zmq.ZMQError:
-                        pass
+                    self.signal(router, [identity, *encode("stop", run=self.source.run)])
         finally:
             self.close()
         log.info("source: %d events in %d batches; %d batches sent again", self.events_in,
@@ -341,12 +361,12 @@ class ScorerRunner(_Runner):
         self.stage = self.name
 
     def run(self, stop: threading.Event | None = None) -> dict[str, int]:
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         rel = self.topo.reliability
         dealer = self.connect(zmq.DEALER, "dispatch", identity=f"{self.name}-{time.time_ns()}".encode())
         push = self.connect(zmq.PUSH, "trigger", linger_ms=5000)
         prefetch = self.topo.workers.prefetch
-        dealer.send_multipart(encode("ready", meta={"credit": prefetch}))
+        self.signal(dealer, encode("ready", meta={"credit": prefetch}))
         last_beat = time.monotonic()
         try:
             while not stop.is_set():
@@ -356,7 +376,7 @@ class ScorerRunner(_Runner):
                         break
                 now = time.monotonic()
                 if now - last_beat >= rel.heartbeat_s:
-                    dealer.send_multipart(encode("heartbeat"))
+                    self.signal(dealer, encode("heartbeat"))
                     last_beat = now
         finally:
             self.close()
@@ -372,7 +392,8 @@ class ScorerRunner(_Runner):
             batch = _batch_of(msg)
         except WireError as exc:
             self.bad("dispatch", exc)
-            dealer.send_multipart(encode("ready", meta={"credit": 1}))  # the source counted it as sent
+            if peek_kind(frames) == "batch":  # a batch the source sent (and counted against our credit)
+                self.signal(dealer, encode("ready", meta={"credit": 1}))
             return True
         t = time.perf_counter()
         scored, invalid = self.scorer.process(batch)
@@ -385,8 +406,8 @@ class ScorerRunner(_Runner):
                 self.metrics.scores(name, scored.columns[f"score/{name}"])
             if invalid:
                 self.metrics.dropped_events(invalid, "invalid")
-        push.send_multipart(frames, copy=False)
-        dealer.send_multipart(encode("ready", meta={"credit": 1}))
+        self.send(push, frames, copy=False)
+        self.signal(dealer, encode("ready", meta={"credit": 1}))
         return True
 
 
@@ -411,7 +432,7 @@ class TriggerRunner(_Runner):
         self.trigger = trigger
 
     def run(self, stop: threading.Event | None = None) -> dict[str, int]:
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         pull = self.bind(zmq.PULL, "trigger")
         push = self.connect(zmq.PUSH, "recorder", linger_ms=5000)
         try:
@@ -423,7 +444,7 @@ class TriggerRunner(_Runner):
                     msg = decode(frames)
                     if msg.kind == "end":
                         meta = dict(msg.meta) | {"trigger": dict(self.stats)}
-                        push.send_multipart(encode("end", run=msg.run, meta=meta))
+                        self.send(push, encode("end", run=msg.run, meta=meta))
                         break
                     if msg.kind != "batch":
                         raise WireError(f"expected a batch or end, got {msg.kind!r}")
@@ -443,7 +464,7 @@ class TriggerRunner(_Runner):
                 frames = encode("decided", run=msg.run, seq=msg.seq, columns=cols, count=len(batch),
                                 meta=msg.meta)
                 self.processed(len(batch), time.perf_counter() - t)
-                push.send_multipart(frames, copy=False)
+                self.send(push, frames, copy=False)
         finally:
             self.close()
         return dict(self.stats)
@@ -460,7 +481,7 @@ class RecorderRunner(_Runner):
         self.summary: dict[str, Any] | None = None
 
     def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         flush_s = self.topo.reliability.flush_s
         pull = self.bind(zmq.PULL, "recorder")
         acks = self.connect(zmq.PUSH, "acks", linger_ms=2000)
@@ -535,6 +556,6 @@ class RecorderRunner(_Runner):
         self.recorder.flush()
         self.busy_s += time.perf_counter() - t
         for run, seqs in to_ack.items():
-            acks.send_multipart(encode("ack", run=run, meta={"seqs": seqs}))
+            self.send(acks, encode("ack", run=run, meta={"seqs": seqs}))
         to_ack.clear()
 

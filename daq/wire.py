@@ -126,6 +126,14 @@ def _header(frame: Any) -> dict[str, Any]:
     return header
 
 
+def peek_kind(frames: Sequence[Any]) -> str | None:
+    """The kind a message's header names, if the header parses; None if it does not."""
+    try:
+        return str(_header(frames[0])["kind"]) if frames else None
+    except WireError:
+        return None
+
+
 def decode(frames: Sequence[Any]) -> Message:
     """Parse one message (frames as bytes or ``zmq.Frame``), or raise :class:`WireError`."""
     if not frames:

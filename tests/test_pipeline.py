@@ -117,45 +117,54 @@ def _push_garbage(ctx: zmq.Context, endpoint: str, kind: int = zmq.PUSH) -> None
     sock.close(linger=5000)
 
 
+def _survives(runner: Any, send: Any, expected: int, what: str) -> None:
+    """Run ``runner`` in a thread, ``send()`` the garbage, see every message counted."""
+    thread, stop = _in_thread(runner)
+    try:
+        send()
+        _wait_for(lambda: runner.stats["malformed"] >= expected, f"{what} to count the garbage")
+        assert thread.is_alive(), f"{what} stopped"
+        assert runner.stats["malformed"] == expected
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive(), f"{what} did not stop"
+
+
 def test_garbage_into_every_stage_is_counted_and_survived(setup: Path) -> None:
     topo = Topology.from_yaml(write_topology(setup, "garbage.yaml"))
     menu = Menu.from_yaml(topo.menu)
     ctx = zmq.Context()
     try:
-        # trigger and recorder: PULL inputs
-        for runner, name in ((TriggerRunner(topo, TriggerStage(menu), ctx), "trigger"),
-                             (RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), ctx), "recorder")):
-            thread, stop = _in_thread(runner)
-            _push_garbage(ctx, topo.endpoints[name])
-            _wait_for(lambda r=runner: r.stats["malformed"] >= N_GARBAGE, f"{name} to count the garbage")
-            assert thread.is_alive(), f"{name} stopped"
-            assert runner.stats["malformed"] == N_GARBAGE
-            stop.set()
-            thread.join(10)
+        trigger = TriggerRunner(topo, TriggerStage(menu), ctx)
+        _survives(trigger, lambda: _push_garbage(ctx, topo.endpoints["trigger"]), N_GARBAGE, "trigger")
+        recorder = RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), ctx)
+        _survives(recorder, lambda: _push_garbage(ctx, topo.endpoints["recorder"]), N_GARBAGE, "recorder")
         # source: the workers' ROUTER (garbage from a DEALER) and the acks PULL
         src = SourceRunner(topo, SourceStage(topo, max_events=4096), ctx)
-        thread, stop = _in_thread(src)
-        _push_garbage(ctx, topo.endpoints["acks"])
-        _push_garbage(ctx, topo.endpoints["dispatch"], zmq.DEALER)
-        _wait_for(lambda: src.stats["malformed"] >= 2 * N_GARBAGE, "the source to count the garbage")
-        assert thread.is_alive() and src.stats["malformed"] == 2 * N_GARBAGE
-        stop.set()
-        thread.join(10)
+
+        def both() -> None:
+            _push_garbage(ctx, topo.endpoints["acks"])
+            _push_garbage(ctx, topo.endpoints["dispatch"], zmq.DEALER)
+
+        _survives(src, both, 2 * N_GARBAGE, "source")
         # a worker: garbage from its "source" (a ROUTER bound where the worker connects)
         router = ctx.socket(zmq.ROUTER)
+        router.linger = 0
         router.bind(topo.endpoints["dispatch"])
         worker = ScorerRunner(topo, ScorerStage({}), ctx, name="w")
-        thread, stop = _in_thread(worker)
-        assert router.poll(10_000)
-        identity = router.recv_multipart()[0]
-        rng = np.random.default_rng(2)
-        for _ in range(N_GARBAGE):
-            router.send_multipart([identity, *_garbage(rng)])
-        _wait_for(lambda: worker.stats["malformed"] >= N_GARBAGE, "the worker to count the garbage")
-        assert thread.is_alive() and worker.stats["malformed"] == N_GARBAGE
-        stop.set()
-        thread.join(10)
-        router.close(linger=0)
+
+        def to_worker() -> None:
+            assert router.poll(10_000), "the worker never said ready"
+            identity = router.recv_multipart()[0]
+            rng = np.random.default_rng(2)
+            for _ in range(N_GARBAGE):
+                router.send_multipart([identity, *_garbage(rng)])
+
+        try:
+            _survives(worker, to_worker, N_GARBAGE, "worker")
+        finally:
+            router.close()
     finally:
         ctx.term()
 
