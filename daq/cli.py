@@ -222,6 +222,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "daq.model_cmds",
     "daq.menu_cmds",
     "daq.run_cmds",
+    "daq.hunt_cmds",
 )
 
 PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser)

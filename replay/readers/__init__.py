@@ -8,6 +8,7 @@ dataset), so the order they are tried in does not matter.
 from replay.readers import (
     adc2021,  # noqa: F401  (registers "adc2021")
     darkmachines,  # noqa: F401  (registers "darkmachines")
+    lhco,  # noqa: F401  (registers "lhco")
     nanoaod,  # noqa: F401  (registers "nanoaod")
     native,  # noqa: F401  (registers "native")
 )

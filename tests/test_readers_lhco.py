@@ -1,0 +1,188 @@
+"""The LHC Olympics 2020 reader, against files written from the published layout.
+
+pandas writes the R&D set and the black boxes with ``DataFrame.to_hdf(path, "df")``
+(PyTables "fixed" format): a group ``df`` with ``pandas_type = "frame"``, the column
+labels in ``axis0``, the row index in ``axis1``, and one float block ``block0_values``
+stored transposed, i.e. as ``(N, 2101)`` rows: 700 hadrons × (pT, η, φ), zero padded,
+then the label. pandas is not a dependency, so :func:`write_lhco` writes that layout
+with h5py (and, where pandas and PyTables are installed, a test reads it back with
+``pd.read_hdf``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from replay.errors import InputFormatError
+from replay.events import PROCESS_LABELS, SLOTS
+from replay.readers import detect_format, open_events
+
+N_HADRONS = 700
+
+
+def _s(text: str) -> np.ndarray:
+    """A string attribute as PyTables writes one: fixed length, UTF-8 (read back as str)."""
+    data = text.encode()
+    return np.array(data, dtype=h5py.string_dtype("utf-8", max(len(data), 1)))
+
+
+def write_lhco(path: Path, table: np.ndarray, *, key: str = "df", index: np.ndarray | None = None,
+               compression: str | None = None) -> Path:
+    """A pandas "fixed" frame of ``table`` ``(N, 2100 or 2101)``, as ``to_hdf`` lays it out."""
+    table = np.asarray(table, dtype=np.float64)
+    n, ncols = table.shape
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"CLASS": _s("GROUP"), "PYTABLES_FORMAT_VERSION": _s("2.1"),
+                        "TITLE": _s(""), "VERSION": _s("1.0")})
+        g = f.create_group(key)
+        g.attrs.update({"CLASS": _s("GROUP"), "TITLE": _s(""), "VERSION": _s("1.0"),
+                        "pandas_type": _s("frame"), "pandas_version": _s("0.15.2"),
+                        "encoding": _s("UTF-8"), "errors": _s("strict"), "ndim": np.int64(2),
+                        "axis0_variety": _s("regular"), "axis1_variety": _s("regular"),
+                        "nblocks": np.int64(1), "block0_items_variety": _s("regular")})
+
+        def array(name: str, data: np.ndarray, **attrs: object) -> None:
+            ds = g.create_dataset(name, data=data, compression=compression)
+            ds.attrs.update({"CLASS": _s("ARRAY"), "VERSION": _s("2.4"), "TITLE": _s(""),
+                             "FLAVOR": _s("numpy"), **attrs})
+
+        columns = np.arange(ncols, dtype=np.int64)
+        array("axis0", columns, kind=_s("integer"))
+        array("axis1", np.arange(n, dtype=np.int64) if index is None else index, kind=_s("integer"))
+        array("block0_items", columns, kind=_s("integer"))
+        array("block0_values", table, transposed=np.uint8(1))
+    return path
+
+
+def _cone(rng: np.random.Generator, pt: float, eta: float, phi: float, k: int,
+          width: float = 0.25) -> np.ndarray:
+    """``k`` massless hadrons (pT, η, φ) sharing ``pt`` within ΔR ≲ 2·width of an axis."""
+    share = rng.dirichlet(np.ones(k)) * pt
+    return np.stack([share, eta + rng.normal(0, width / 2, k),
+                     (phi + rng.normal(0, width / 2, k) + np.pi) % (2 * np.pi) - np.pi], axis=1)
+
+
+def dijet_events(n: int, seed: int = 0, label: int | None = 0,
+                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Rows of ``n`` events of two narrow back-to-back cones (and the cones), with label
+    ``label`` (−1: alternating 0, 1; None: no label column, a black box)."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((n, 3 * N_HADRONS + (label is not None)))
+    cones: list[tuple[np.ndarray, np.ndarray]] = []
+    for i in range(n):
+        phi = rng.uniform(-np.pi, np.pi)
+        a = _cone(rng, rng.uniform(1300, 1800), rng.uniform(-1, 1), phi, int(rng.integers(20, 60)))
+        b = _cone(rng, rng.uniform(1000, 1500), rng.uniform(-1, 1), phi + np.pi, int(rng.integers(20, 60)))
+        hadrons = np.concatenate([a, b])
+        hadrons = hadrons[np.argsort(-hadrons[:, 0])]
+        rows[i, : hadrons.size] = hadrons.ravel()
+        cones.append((a, b))
+        if label is not None:
+            rows[i, -1] = label if label >= 0 else i % 2
+    return rows, cones
+
+
+def _p4(h: np.ndarray) -> np.ndarray:
+    pt, eta, phi = h[:, 0], h[:, 1], h[:, 2]
+    return np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)], 1).sum(0)
+
+
+def _mass(p: np.ndarray) -> float:
+    return math.sqrt(max(p[3] ** 2 - (p[:3] ** 2).sum(), 0.0))
+
+
+def test_rnd_file_gives_jets_met_dijet_columns_and_truth(tmp_path: Path) -> None:
+    rows, cones = dijet_events(12, seed=1, label=-1)  # labels 0, 1, 0, 1, ...
+    path = write_lhco(tmp_path / "events_anomalydetection.h5", rows,
+                      index=np.arange(100, 112, dtype=np.int64))
+    assert detect_format(path) == "lhco"
+    reader = open_events(path)
+    assert reader.name == "lhco" and reader.count() == 12
+    batch = reader.read_all().validate()
+    assert len(batch) == 12 and set(batch.extra_names) >= {"mjj", "mj1", "mj2", "tau21_j1", "tau21_j2"}
+    assert batch["event"].tolist() == list(range(100, 112))
+    assert batch["truth"].tolist() == [PROCESS_LABELS["qcd_dijet"], PROCESS_LABELS["wprime_xy"]] * 6
+    jets = batch.objects[:, SLOTS["jet"]]
+    for i, (a, b) in enumerate(cones):
+        pa, pb = _p4(a), _p4(b)
+        # two narrow cones far apart are exactly two R = 1 jets
+        assert batch["mjj"][i] == pytest.approx(_mass(pa + pb), rel=1e-4)
+        masses = sorted([_mass(pa), _mass(pb)], reverse=True)
+        assert [batch["mj1"][i], batch["mj2"][i]] == pytest.approx(masses, rel=1e-3)
+        lead = max(np.hypot(pa[0], pa[1]), np.hypot(pb[0], pb[1]))
+        assert jets[i, 0, 0] == pytest.approx(lead, rel=1e-4)
+        assert (jets[i, 2:, 0] == 0).all() and jets[i, 1, 0] > 0
+        miss = -(pa + pb)[:2]
+        assert batch.objects[i, 0, 0] == pytest.approx(np.hypot(*miss), abs=1e-2)
+    assert (batch.objects[:, 1:9] == 0).all()  # no e/γ or μ identity in the files
+    assert ((batch["tau21_j1"] >= 0) & (batch["tau21_j1"] <= 1)).all()
+    assert (batch["mj1"] >= batch["mj2"]).all()
+
+
+def test_black_box_without_label_is_data_unless_told(tmp_path: Path) -> None:
+    rows, _ = dijet_events(5, seed=2, label=None)
+    path = write_lhco(tmp_path / "events_LHCO2020_BlackBox1.h5", rows, compression="gzip")
+    batch = open_events(path).read_all()
+    assert batch["truth"].tolist() == [-1] * 5
+    assert open_events(path, truth="qcd_dijet").read_all()["truth"].tolist() == [20] * 5
+    assert open_events(path).metadata()["label_column"] is False
+
+
+def test_chunks_give_the_same_events(tmp_path: Path) -> None:
+    rows, _ = dijet_events(9, seed=3)
+    path = write_lhco(tmp_path / "rnd.h5", rows)
+    whole = open_events(path).read_all()
+    parts = list(open_events(path, chunk_size=4))
+    assert [len(p) for p in parts] == [4, 4, 1]
+    for name in ("objects", "mjj", "tau21_j2", "event"):
+        np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), whole[name])
+
+
+def test_bad_rows_fail_with_file_and_row_or_are_skipped(tmp_path: Path) -> None:
+    rows, _ = dijet_events(6, seed=4)
+    rows[2, 4] = np.nan
+    rows[4, -1] = 2.0  # a label that is neither 0 nor 1
+    path = write_lhco(tmp_path / "bad.h5", rows)
+    with pytest.raises(InputFormatError, match=r"bad\.h5, row 2: expected finite numbers, got nan in column 4"):
+        open_events(path).read_all()
+    reader = open_events(path, on_error="skip")
+    batch = reader.read_all()
+    assert len(batch) == 4 and batch["event"].tolist() == [0, 1, 3, 5]
+    assert reader.skipped.count == 2 and "row 4: expected a truth label of 0 or 1" in reader.skipped.summary()
+
+
+def test_wrong_layouts_are_clear_errors(tmp_path: Path) -> None:
+    path = write_lhco(tmp_path / "narrow.h5", np.zeros((3, 2000)))
+    assert not _sniffs_as_lhco(path)
+    with pytest.raises(InputFormatError, match=r"narrow\.h5, key 'df', dataset 'block0_values': "
+                                               r"expected shape \(N, 2100\) or \(N, 2101\)"):
+        open_events(path, format="lhco")
+    two = tmp_path / "two.h5"
+    write_lhco(two, np.zeros((2, 2101)))
+    with h5py.File(two, "a") as f:
+        f.copy(f["df"], "other")
+    with pytest.raises(InputFormatError, match="one pandas DataFrame.*pass key="):
+        open_events(two, format="lhco")
+    assert open_events(two, format="lhco", key="other").count() == 2
+
+
+def _sniffs_as_lhco(path: Path) -> bool:
+    try:
+        return detect_format(path) == "lhco"
+    except InputFormatError:
+        return False
+
+
+def test_pandas_reads_the_written_layout(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("tables")
+    rows, _ = dijet_events(3, seed=5)
+    path = write_lhco(tmp_path / "rnd.h5", rows)
+    frame = pd.read_hdf(path, "df")
+    assert frame.shape == (3, 2101)
+    np.testing.assert_array_equal(frame.to_numpy(), rows)
