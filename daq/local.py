@@ -25,15 +25,21 @@ from replay.errors import DarkTriggerError
 def run_threads(topo: Topology, *, events: int | None = None, duration_s: float | None = None,
                 timeout_s: float = 120.0) -> dict[str, Any]:
     """Run every stage of ``topo`` in threads until the recorder has the run summary."""
+    from daq.run_cmds import stage_metrics
+
     ctx = zmq.Context()
     menu = Menu.from_yaml(topo.menu)
     stop = threading.Event()
-    recorder = RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), ctx)
-    runners: list[Any] = [recorder, TriggerRunner(topo, TriggerStage(menu), ctx)]
+    names = ["recorder", "trigger", *(f"scorer-{i}" for i in range(topo.workers.count)), "source"]
+    served = {name: stage_metrics(topo, menu, name) for name in names}  # (None, None) with metrics off
+    recorder = RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), ctx,
+                              metrics=served["recorder"][0])
+    runners: list[Any] = [recorder, TriggerRunner(topo, TriggerStage(menu), ctx, metrics=served["trigger"][0])]
     for i in range(topo.workers.count):
         runners.append(ScorerRunner(topo, ScorerStage.from_menu(menu, topo.workers.backend), ctx,
-                                    name=f"scorer-{i}"))
-    runners.append(SourceRunner(topo, SourceStage(topo, max_events=events), ctx, duration_s=duration_s))
+                                    name=f"scorer-{i}", metrics=served[f"scorer-{i}"][0]))
+    runners.append(SourceRunner(topo, SourceStage(topo, max_events=events), ctx, duration_s=duration_s,
+                                metrics=served["source"][0]))
     errors: list[BaseException] = []
 
     def target(runner: Any) -> None:
@@ -54,6 +60,9 @@ def run_threads(topo: Topology, *, events: int | None = None, duration_s: float 
         stop.set()
         for t in threads:
             t.join(10)
+        for _, server in served.values():
+            if server is not None:
+                server.close()
         stuck = [t.name for t in threads if t.is_alive()]
         if stuck:  # terminating the context would wait for them forever
             errors.append(DarkTriggerError(f"stage(s) {', '.join(stuck)} did not stop within 10 s"))

@@ -56,6 +56,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sup = Supervisor(args.config, events=args.events, duration_s=args.duration, verbose=args.verbose)
     print(f"starting {sup.topo.workers.count} worker(s); output in {sup.topo.output}", flush=True)
+    if sup.topo.metrics.enabled and sup.topo.metrics.live_page:
+        cfg = sup.topo.metrics
+        print(f"live page: http://{cfg.host}:{cfg.ports(sup.topo.workers.count)['supervisor']}/ "
+              f"(open it while the run goes; each stage's /metrics from port {cfg.base_port})", flush=True)
     summary = sup.run(timeout_s=args.timeout)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
@@ -78,17 +82,48 @@ def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | N
 
     topo = Topology.from_yaml(config)
     stop = stop or threading.Event()
-    if stage == "source":
-        return SourceRunner(topo, SourceStage(topo, max_events=events), duration_s=duration_s).run(stop)
+    if stage not in ("source", "scorer", "trigger", "recorder"):
+        raise ConfigError(f"unknown stage {stage!r}; expected source, scorer, trigger or recorder")
     menu = Menu.from_yaml(topo.menu)
-    if stage == "scorer":
-        scorer = ScorerStage.from_menu(menu, topo.workers.backend, topo.workers.threads)
-        return ScorerRunner(topo, scorer, name=f"scorer-{index}").run(stop)
-    if stage == "trigger":
-        return TriggerRunner(topo, TriggerStage(menu)).run(stop)
-    if stage == "recorder":
-        return RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run)).run(stop)
-    raise ConfigError(f"unknown stage {stage!r}; expected source, scorer, trigger or recorder")
+    name = f"scorer-{index}" if stage == "scorer" else stage
+    metrics, server = stage_metrics(topo, menu, name)
+    try:
+        if stage == "source":
+            return SourceRunner(topo, SourceStage(topo, max_events=events), duration_s=duration_s,
+                                metrics=metrics).run(stop)
+        if stage == "scorer":
+            scorer = ScorerStage.from_menu(menu, topo.workers.backend, topo.workers.threads)
+            return ScorerRunner(topo, scorer, name=name, metrics=metrics).run(stop)
+        if stage == "trigger":
+            return TriggerRunner(topo, TriggerStage(menu), metrics=metrics).run(stop)
+        return RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), metrics=metrics).run(stop)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def stage_metrics(topo: Any, menu: Any, name: str, serve: bool = True) -> tuple[Any, Any]:
+    """(StageMetrics, its /metrics server) for one stage, or (None, None) with metrics off."""
+    if not topo.metrics.enabled:
+        return None, None
+    from prometheus_client import CollectorRegistry
+
+    from monitoring.exposition import serve as serve_metrics
+    from monitoring.metrics import StageMetrics
+    from replay import __version__
+
+    seeds = menu.names if name == "recorder" else ()
+    targets = {s.name: s.params["rate_khz"] * 1e3 for s in menu.anomaly_seeds
+               if s.params.get("rate_khz")} if name == "recorder" else {}
+    registry = CollectorRegistry()
+    metrics = StageMetrics(registry, name, seeds=seeds,
+                           models=list(menu.used_models) if name.startswith("scorer") else (),
+                           bx_rate_hz=menu.bx_rate_mhz * 1e6,
+                           budget_hz=menu.budget_khz * 1e3 if menu.budget_khz else None,
+                           version=__version__, anomaly_targets_hz=targets)
+    port = topo.metrics.ports(topo.workers.count)[name]
+    server = serve_metrics(registry, topo.metrics.host, port) if serve else None
+    return metrics, server
 
 
 def cmd_stage(args: argparse.Namespace) -> int:

@@ -172,8 +172,8 @@ class SourceRunner(_Runner):
     stage = "source"
 
     def __init__(self, topo: Topology, source: SourceStage, ctx: zmq.Context | None = None,
-                 duration_s: float | None = None) -> None:
-        super().__init__(topo, ctx)
+                 duration_s: float | None = None, metrics: Any = None) -> None:
+        super().__init__(topo, ctx, metrics)
         self.source = source
         self.duration_s = duration_s
         self.workers: dict[bytes, _Worker] = {}
@@ -231,6 +231,7 @@ class SourceRunner(_Runner):
                         t_first = time.monotonic()
                     frames = encode_batch("batch", self.source.run, seq, batch, meta={"t_emit": time.time()})
                     self.inflight[seq] = _InFlight(frames, len(batch))
+                    self.processed(len(batch), 0.0)
                     self.events_in += len(batch)
                     self.batches_in += 1
                     self._send(router, worker, seq)
@@ -248,6 +249,9 @@ class SourceRunner(_Runner):
                         else:
                             self._on_ack(frames)
                 self._check_health(time.monotonic())
+                if self.metrics is not None:
+                    self.metrics.inflight(len(self.inflight))
+                    self.metrics.workers(sum(w.alive for w in self.workers.values()))
             seconds = time.monotonic() - t_first if t_first is not None else 0.0
             end = encode("end", run=self.source.run, meta={
                 "events_in": self.events_in, "batches_in": self.batches_in, "seconds": seconds,
@@ -284,6 +288,8 @@ class SourceRunner(_Runner):
         item.sends += 1
         if item.sends > 1:
             self.stats["batches_resent"] += 1
+            if self.metrics is not None:
+                self.metrics.resent()
 
     def _on_worker(self, frames: list[Any]) -> None:
         if len(frames) < 2:
@@ -331,6 +337,8 @@ class SourceRunner(_Runner):
             return
         w.alive, w.credit = False, 0
         self.stats["workers_lost"] += 1
+        if self.metrics is not None:
+            self.metrics.worker_lost()
         held = [seq for seq, item in self.inflight.items() if item.worker == identity and seq not in self.resend]
         self.resend.extend(sorted(held))
         log.warning("source: worker %s %s; sending its %d batch(es) again", identity.decode(errors="replace"),
@@ -354,8 +362,8 @@ class ScorerRunner(_Runner):
     stage = "scorer"
 
     def __init__(self, topo: Topology, scorer: ScorerStage, ctx: zmq.Context | None = None,
-                 name: str | None = None) -> None:
-        super().__init__(topo, ctx)
+                 name: str | None = None, metrics: Any = None) -> None:
+        super().__init__(topo, ctx, metrics)
         self.scorer = scorer
         self.name = name or f"scorer-{os.getpid()}"
         self.stage = self.name
@@ -427,8 +435,9 @@ class TriggerRunner(_Runner):
 
     stage = "trigger"
 
-    def __init__(self, topo: Topology, trigger: TriggerStage, ctx: zmq.Context | None = None) -> None:
-        super().__init__(topo, ctx)
+    def __init__(self, topo: Topology, trigger: TriggerStage, ctx: zmq.Context | None = None,
+                 metrics: Any = None) -> None:
+        super().__init__(topo, ctx, metrics)
         self.trigger = trigger
 
     def run(self, stop: threading.Event | None = None) -> dict[str, int]:
@@ -475,8 +484,9 @@ class RecorderRunner(_Runner):
 
     stage = "recorder"
 
-    def __init__(self, topo: Topology, recorder: RecorderStage, ctx: zmq.Context | None = None) -> None:
-        super().__init__(topo, ctx)
+    def __init__(self, topo: Topology, recorder: RecorderStage, ctx: zmq.Context | None = None,
+                 metrics: Any = None) -> None:
+        super().__init__(topo, ctx, metrics)
         self.recorder = recorder
         self.summary: dict[str, Any] | None = None
 
@@ -516,6 +526,8 @@ class RecorderRunner(_Runner):
                      "workers_lost": meta.get("source", {}).get("workers_lost", 0),
                      "wall_s": meta.get("seconds")}
             self.summary = self.recorder.summary(meta.get("events_in"), meta.get("batches_in"), extra)
+            if self.metrics is not None and self.summary.get("events_lost"):
+                self.metrics.lost(int(self.summary["events_lost"]))
             self.recorder.close(self.summary)
         finally:
             self.close()

@@ -71,6 +71,9 @@ class Supervisor:
         self.restarts = 0
         self.logs = self.topo.output / "logs"
         self._stopping = False
+        self.metrics: Any = None
+        self.server: Any = None
+        self.live_url: str | None = None
 
     def preflight(self) -> None:
         """Everything that can be checked before a process starts: ports, menu, models, inputs."""
@@ -78,6 +81,7 @@ class Supervisor:
 
         for stage in ("source", "trigger", "recorder"):
             self.topo.check_bindable(stage)
+        self.topo.check_metrics_ports()
         menu = Menu.from_yaml(self.topo.menu)
         for name, spec in menu.models.items():
             if not Path(spec.path).exists():
@@ -110,11 +114,33 @@ class Supervisor:
 
     def start(self) -> None:
         self.preflight()
+        self._serve_metrics()
         self._start("recorder")
         self._start("trigger")
         for i in range(self.topo.workers.count):
             self._start("scorer", i)
         self._start("source")
+
+    def _serve_metrics(self) -> None:
+        """The supervisor's own metrics (worker restarts, build info) and the live page."""
+        cfg = self.topo.metrics
+        if not cfg.enabled:
+            return
+        from prometheus_client import CollectorRegistry
+
+        from monitoring.metrics import StageMetrics
+        from replay import __version__
+
+        registry = CollectorRegistry()
+        self.metrics = StageMetrics(registry, "supervisor", version=__version__)
+        ports = cfg.ports(self.topo.workers.count)
+        if cfg.live_page:
+            from monitoring.live import serve_live
+
+            targets = {name: f"{cfg.host}:{port}" for name, port in ports.items() if name != "supervisor"}
+            self.server = serve_live(targets, cfg.host, ports["supervisor"], extra_registry=registry)
+            self.live_url = f"http://{cfg.host}:{ports['supervisor']}/"
+            log.info("live page: %s", self.live_url)
 
     def pids(self) -> dict[str, int]:
         return {name: c.proc.pid for name, c in self.children.items()}
@@ -159,6 +185,8 @@ class Supervisor:
                         else:
                             quick_exits = 0
                         self.restarts += 1
+                        if self.metrics is not None:
+                            self.metrics.worker_restart()
                         log.warning("worker %s exited (code %s); starting it again (restart %d)",
                                     name, code, self.restarts)
                         child.log_file.close()
@@ -199,6 +227,9 @@ class Supervisor:
                 child.proc.kill()
                 child.proc.wait()
             child.log_file.close()
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 def _tail(path: Path, lines: int = 15) -> str:

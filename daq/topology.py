@@ -79,6 +79,23 @@ class Reliability:
 
 
 @dataclass
+class MetricsConfig:
+    """Where each stage serves ``/metrics`` (ports from ``base_port``, see
+    :func:`monitoring.metrics.metrics_ports`) and whether ``darktrigger run`` serves the
+    live page (at the supervisor's port)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    base_port: int = 9300
+    live_page: bool = True
+
+    def ports(self, workers: int) -> dict[str, int]:
+        from monitoring.metrics import metrics_ports
+
+        return metrics_ports(self.base_port, workers)
+
+
+@dataclass
 class Topology:
     """A parsed, validated topology (see module docs)."""
 
@@ -92,7 +109,7 @@ class Topology:
     endpoints: dict[str, str] = field(default_factory=dict)
     reliability: Reliability = field(default_factory=Reliability)
     keys: Path | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def where(self) -> str:
@@ -161,6 +178,11 @@ class Topology:
         given = data.get("endpoints") or {}
         _no_unknown(given, set(ENDPOINT_NAMES), f"{where}: endpoints")
         endpoints.update({k: str(v) for k, v in given.items()})
+        m = data.get("metrics") or {}
+        _no_unknown(m, {"enabled", "host", "base_port", "live_page"}, f"{where}: metrics")
+        metrics = MetricsConfig(enabled=bool(m.get("enabled", True)), host=str(m.get("host", "127.0.0.1")),
+                                base_port=_int(m.get("base_port", 9300), "metrics.base_port", where, minimum=1024),
+                                live_page=bool(m.get("live_page", True)))
         sec = data.get("security") or {}
         _no_unknown(sec, {"keys"}, f"{where}: security")
         topo = cls(path=path, menu=rel(data["menu"], "menu"), source=source,
@@ -169,7 +191,7 @@ class Topology:
                    batch_size=_int(data.get("batch_size", 8192), "batch_size", where),
                    workers=workers, endpoints=endpoints, reliability=reliability,
                    keys=rel(sec["keys"], "security.keys") if sec.get("keys") else None,
-                   metrics=dict(data.get("metrics") or {}))
+                   metrics=metrics)
         topo.check_endpoints()
         return topo
 
@@ -184,6 +206,22 @@ class Topology:
                 raise ConfigError(f"{self.where}: endpoints.{name} and endpoints.{seen[key]} are both "
                                   f"{ep}: every endpoint needs its own address (a port clash)")
             seen[key] = name
+        if self.metrics.enabled:
+            from monitoring.errors import MonitoringError
+
+            try:
+                ports = self.metrics.ports(self.workers.count)
+            except MonitoringError as exc:
+                raise ConfigError(f"{self.where}: {exc}") from None
+            wild = ("0.0.0.0", "*", "::")
+            for stage, port in ports.items():
+                for name, ep in self.endpoints.items():
+                    kind, host, ep_port = parse_endpoint(ep, name)
+                    if kind == "tcp" and ep_port == port and (
+                            host == self.metrics.host or host in wild or self.metrics.host in wild):
+                        raise ConfigError(f"{self.where}: the {stage} stage's metrics port {port} (from "
+                                          f"metrics.base_port {self.metrics.base_port}) is also endpoints.{name} "
+                                          f"= {ep}: a port clash; choose another metrics.base_port")
         if self.off_loopback and self.keys is None:
             raise ConfigError(f"{self.where}: endpoint(s) {', '.join(self.off_loopback)} leave loopback; "
                               f"such links must be encrypted: make keys with `darktrigger keys generate "
@@ -215,6 +253,22 @@ class Topology:
                     raise ConfigError(f"{self.where}: endpoints.{name} = {self.endpoints[name]} cannot be "
                                       f"bound ({exc.strerror}): is another run or program using port "
                                       f"{port}? Choose other ports in the topology") from None
+
+    def check_metrics_ports(self) -> None:
+        """Before ``darktrigger run`` starts anything: every metrics port is free."""
+        if not self.metrics.enabled:
+            return
+        for stage, port in self.metrics.ports(self.workers.count).items():
+            if stage == "supervisor" and not self.metrics.live_page:
+                continue
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((self.metrics.host, port))
+                except OSError as exc:
+                    raise ConfigError(f"{self.where}: the {stage} stage's metrics port {self.metrics.host}:{port} "
+                                      f"cannot be bound ({exc.strerror}); choose another metrics.base_port "
+                                      f"or set metrics: {{enabled: false}}") from None
 
     def bound_by(self, stage: str) -> list[str]:
         return [n for n, b in BINDER.items() if b == stage]

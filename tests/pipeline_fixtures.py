@@ -64,6 +64,7 @@ def write_topology(root: Path, name: str = "topology.yaml", **overrides: Any) ->
         "endpoints": {k: f"tcp://127.0.0.1:{p}" for k, p in
                       zip(("dispatch", "acks", "trigger", "recorder"), ports, strict=True)},
         "reliability": {"worker_timeout_s": 1.0, "heartbeat_s": 0.1},
+        "metrics": {"enabled": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(topo.get(key), dict):
@@ -73,6 +74,29 @@ def write_topology(root: Path, name: str = "topology.yaml", **overrides: Any) ->
     path = root / name
     path.write_text(yaml.safe_dump(topo))
     return path
+
+
+def free_metrics_base(workers: int = 2) -> int:
+    """A metrics.base_port whose ports (base…base+3, base+10…) are all free now."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 60_000)
+        try:
+            socks = []
+            for port in [*range(base, base + 4), *range(base + 10, base + 10 + workers)]:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free block of metrics ports found")
 
 
 def offline(topo: Topology, events: int) -> tuple[np.ndarray, MenuCounts]:

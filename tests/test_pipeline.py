@@ -20,7 +20,7 @@ from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
 from daq.topology import Topology
 from daq.wire import encode
 from replay.errors import ConfigError
-from tests.pipeline_fixtures import make_setup, offline, recorded_ids, write_topology
+from tests.pipeline_fixtures import free_metrics_base, make_setup, offline, recorded_ids, write_topology
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def test_scorer_drops_and_counts_invalid_events(setup: Path) -> None:
 def test_threaded_run_records_what_the_menu_accepts_offline(setup: Path) -> None:
     """Real sockets, stages in threads: conservation, event by event, and the menu's
     counts equal the offline ones count for count."""
-    topo = Topology.from_yaml(write_topology(setup, "threads.yaml"))
+    topo = Topology.from_yaml(write_topology(setup, "threads.yaml", metrics={
+        "enabled": True, "base_port": free_metrics_base(), "live_page": False}))
     summary = run_threads(topo, events=60_000)
     assert summary["events_in"] == 60_000
     assert summary["events_lost"] == 0 and summary["events_duplicated"] == 0
@@ -232,6 +233,8 @@ def _topo(**kw: Any) -> dict[str, Any]:
     ({"source": {"files": ["a.h5"]}}, "no 'menu'"),
     (_topo(source={"files": ["a"], "mix": {"b": 1}}), "exactly one of 'files'"),
     (_topo(workers={"count": 0}), "workers.count must be an integer >= 1"),
+    (_topo(endpoints={"trigger": "tcp://127.0.0.1:9301"}), "the trigger stage's metrics port 9301 .* port clash"),
+    (_topo(metrics={"base_prot": 9000}), "did you mean 'base_port'"),
 ])
 def test_topology_errors_are_clear(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
