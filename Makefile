@@ -8,7 +8,7 @@ PIN_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-1
 STAMP := $(VENV)/.pins-$(PIN_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast bench lint clean
+.PHONY: venv sysdeps demo test test-fast bench lint clean
 
 venv: $(STAMP)
 
@@ -21,10 +21,19 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip check
 	@rm -f $(VENV)/.pins-*; touch $@
 
-demo: venv
+# Debian's prometheus (promtool) and chromium, for the monitoring tests and the live page;
+# installed only when missing, the package lists refreshed only if an install fails.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+sysdeps:
+	@command -v promtool >/dev/null || $(APT_INSTALL) prometheus || \
+		{ apt-get update && $(APT_INSTALL) prometheus; }
+	@command -v chromium >/dev/null || $(APT_INSTALL) chromium || \
+		{ apt-get update && $(APT_INSTALL) chromium; }
+
+demo: venv sysdeps
 	$(PY) -m daq.demo
 
-test: venv
+test: venv sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv

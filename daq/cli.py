@@ -223,6 +223,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "daq.menu_cmds",
     "daq.run_cmds",
     "daq.hunt_cmds",
+    "daq.monitor_cmds",
+    "daq.firmware_cmds",
 )
 
 PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser)

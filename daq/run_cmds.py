@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,14 @@ def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | N
         return RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), metrics=metrics).run(stop)
     finally:
         if server is not None:
+            if stage == "recorder" and not stop.is_set():
+                # the run's last counts (and events lost) reach the scrapers before the port closes
+                time.sleep(METRICS_LINGER_S)
             server.close()
+
+
+#: How long the recorder keeps serving /metrics after the run ends: two 1 s scrapes.
+METRICS_LINGER_S = 2.0
 
 
 def stage_metrics(topo: Any, menu: Any, name: str, serve: bool = True) -> tuple[Any, Any]:
@@ -120,7 +128,9 @@ def stage_metrics(topo: Any, menu: Any, name: str, serve: bool = True) -> tuple[
                            models=list(menu.used_models) if name.startswith("scorer") else (),
                            bx_rate_hz=menu.bx_rate_mhz * 1e6,
                            budget_hz=menu.budget_khz * 1e3 if menu.budget_khz else None,
-                           version=__version__, anomaly_targets_hz=targets)
+                           version=__version__, anomaly_targets_hz=targets,
+                           latency_budget_s=topo.metrics.latency_budget_s,
+                           seed_bands_hz=topo.metrics.seed_bands_hz if name == "recorder" else None)
     port = topo.metrics.ports(topo.workers.count)[name]
     server = serve_metrics(registry, topo.metrics.host, port) if serve else None
     return metrics, server

@@ -195,13 +195,14 @@ class SourceRunner(_Runner):
         it = iter(self.source)
         pending: tuple[int, EventBatch] | None = None
         exhausted = False
-        t0 = time.monotonic()
         rate = self.source.rate_hz
         t_first: float | None = None  # the first batch's emission: the run's clock starts
+        pace0: float | None = None  # when a worker first had credit for a batch: pacing starts
         try:
             while True:
                 now = time.monotonic()
-                if stop.is_set() or (self.duration_s is not None and now - t0 >= self.duration_s):
+                started = t_first if t_first is not None else now  # clocks start at the first batch
+                if stop.is_set() or (self.duration_s is not None and now - started >= self.duration_s):
                     exhausted = True  # drain: no new batches, finish those in flight
                 wake = now + POLL_MS / 1000
                 while True:  # dispatch while some worker has credit
@@ -222,7 +223,11 @@ class SourceRunner(_Runner):
                             break
                     seq, batch = pending
                     if rate:
-                        due = t0 + (self.events_in + len(batch)) / rate
+                        # paced from the first emission: workers that start slowly do not
+                        # make the source catch up in a burst
+                        if pace0 is None:
+                            pace0 = time.monotonic()
+                        due = pace0 + (self.events_in + len(batch)) / rate
                         if due > time.monotonic():
                             wake = min(wake, due)
                             break

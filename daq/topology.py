@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monitoring.config import MetricsConfig
+from monitoring.errors import MonitoringError
 from replay.errors import ConfigError
 
 ENDPOINT_NAMES = ("dispatch", "acks", "trigger", "recorder")
@@ -76,23 +78,6 @@ class Reliability:
     max_inflight: int = 0
     drain_timeout_s: float = 120.0
     flush_s: float = 0.2
-
-
-@dataclass
-class MetricsConfig:
-    """Where each stage serves ``/metrics`` (ports from ``base_port``, see
-    :func:`monitoring.metrics.metrics_ports`) and whether ``darktrigger run`` serves the
-    live page (at the supervisor's port)."""
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    base_port: int = 9300
-    live_page: bool = True
-
-    def ports(self, workers: int) -> dict[str, int]:
-        from monitoring.metrics import metrics_ports
-
-        return metrics_ports(self.base_port, workers)
 
 
 @dataclass
@@ -178,11 +163,10 @@ class Topology:
         given = data.get("endpoints") or {}
         _no_unknown(given, set(ENDPOINT_NAMES), f"{where}: endpoints")
         endpoints.update({k: str(v) for k, v in given.items()})
-        m = data.get("metrics") or {}
-        _no_unknown(m, {"enabled", "host", "base_port", "live_page"}, f"{where}: metrics")
-        metrics = MetricsConfig(enabled=bool(m.get("enabled", True)), host=str(m.get("host", "127.0.0.1")),
-                                base_port=_int(m.get("base_port", 9300), "metrics.base_port", where, minimum=1024),
-                                live_page=bool(m.get("live_page", True)))
+        try:
+            metrics = MetricsConfig.from_mapping(data.get("metrics"), where)
+        except MonitoringError as exc:
+            raise ConfigError(str(exc)) from None
         sec = data.get("security") or {}
         _no_unknown(sec, {"keys"}, f"{where}: security")
         topo = cls(path=path, menu=rel(data["menu"], "menu"), source=source,
@@ -207,21 +191,17 @@ class Topology:
                                   f"{ep}: every endpoint needs its own address (a port clash)")
             seen[key] = name
         if self.metrics.enabled:
-            from monitoring.errors import MonitoringError
-
-            try:
-                ports = self.metrics.ports(self.workers.count)
-            except MonitoringError as exc:
-                raise ConfigError(f"{self.where}: {exc}") from None
             wild = ("0.0.0.0", "*", "::")
-            for stage, port in ports.items():
-                for name, ep in self.endpoints.items():
-                    kind, host, ep_port = parse_endpoint(ep, name)
-                    if kind == "tcp" and ep_port == port and (
-                            host == self.metrics.host or host in wild or self.metrics.host in wild):
-                        raise ConfigError(f"{self.where}: the {stage} stage's metrics port {port} (from "
-                                          f"metrics.base_port {self.metrics.base_port}) is also endpoints.{name} "
-                                          f"= {ep}: a port clash; choose another metrics.base_port")
+            taken = {}
+            for name, ep in self.endpoints.items():
+                kind, host, port = parse_endpoint(ep, name)
+                if kind == "tcp" and (host == self.metrics.host or host in wild or self.metrics.host in wild
+                                      or (_is_loopback(host) and _is_loopback(self.metrics.host))):
+                    taken[name] = port
+            try:
+                self.metrics.check(self.workers.count, taken, self.where)
+            except MonitoringError as exc:
+                raise ConfigError(str(exc)) from None
         if self.off_loopback and self.keys is None:
             raise ConfigError(f"{self.where}: endpoint(s) {', '.join(self.off_loopback)} leave loopback; "
                               f"such links must be encrypted: make keys with `darktrigger keys generate "
@@ -258,17 +238,12 @@ class Topology:
         """Before ``darktrigger run`` starts anything: every metrics port is free."""
         if not self.metrics.enabled:
             return
-        for stage, port in self.metrics.ports(self.workers.count).items():
-            if stage == "supervisor" and not self.metrics.live_page:
-                continue
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((self.metrics.host, port))
-                except OSError as exc:
-                    raise ConfigError(f"{self.where}: the {stage} stage's metrics port {self.metrics.host}:{port} "
-                                      f"cannot be bound ({exc.strerror}); choose another metrics.base_port "
-                                      f"or set metrics: {{enabled: false}}") from None
+        stages = [s for s in self.metrics.ports(self.workers.count)
+                  if s != "supervisor" or self.metrics.live_page]
+        try:
+            self.metrics.check_bindable(stages, self.workers.count, self.where)
+        except MonitoringError as exc:
+            raise ConfigError(f"{exc}; choose another metrics.base_port or set metrics: {{enabled: false}}") from None
 
     def bound_by(self, stage: str) -> list[str]:
         return [n for n, b in BINDER.items() if b == stage]

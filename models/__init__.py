@@ -4,14 +4,14 @@ Importing the package registers every scorer.
 
     >>> from models import SCORERS, get_scorer, load_model, train_model
     >>> SCORERS.names()
-    ['ae', 'cwola', 'ht', 'st', 'vae']
+    ['ae', 'cwola', 'cwola_columns', 'ht', 'qae', 'qvae', 'st', 'vae']
     >>> get_scorer("vae").spec
     'vae:mu2'
 """
 
 from __future__ import annotations
 
-from models import ae, baselines, cwola, vae  # noqa: F401  (register the scorers)
+from models import ae, baselines, cwola, cwola_columns, quantised, vae  # noqa: F401  (register the scorers)
 from models.base import (
     SCORERS,
     Scorer,

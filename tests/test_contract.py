@@ -56,8 +56,16 @@ def _nano(path: Path) -> Path:
     return spec_files.write_nanoaod(path, branches)
 
 
+def _lhco(path: Path) -> Path:
+    from tests.test_readers_lhco import dijet_events, write_lhco
+
+    rows, _ = dijet_events(N, seed=4, label=-1)
+    return write_lhco(path, rows)
+
+
 # reader name -> (file name with a misleading suffix, writer)
 SAMPLES = {
+    "lhco": ("sample.txt", _lhco),
     "native": ("sample.dat", _native),
     "adc2021": ("sample.root", _adc),
     "darkmachines": ("sample.h5", _dm),

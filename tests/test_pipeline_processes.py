@@ -63,7 +63,7 @@ def _check_against_offline(topo: Topology, summary: dict[str, Any]) -> None:
 def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(setup: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
     path = write_topology(setup, f"kill{seed}.yaml", run=100 + seed, batch_size=4096,
-                          source={"seed": seed, "rate_hz": 150_000, "events": 300_000},
+                          source={"seed": seed, "rate_hz": 100_000, "events": 300_000},
                           reliability={"worker_timeout_s": 0.5, "heartbeat_s": 0.1})
     sup = Supervisor(path)
     result: dict[str, Any] = {}
@@ -76,7 +76,8 @@ def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(setup: Path, seed:
 
     t = threading.Thread(target=run)
     t.start()
-    _wait(lambda: _committed(sup.topo) > 0 or not t.is_alive(), "the first recorded events")
+    # ~10k recorded (of ~75k accepted in the run): well inside the run, with seconds to go
+    _wait(lambda: _committed(sup.topo) >= 10_000 or not t.is_alive(), "the first recorded events")
     time.sleep(rng.uniform(0.0, 0.3))  # a seeded moment in the middle of the run
     victim = f"scorer-{rng.integers(0, sup.topo.workers.count)}"
     os.kill(sup.children[victim].proc.pid, signal.SIGKILL)

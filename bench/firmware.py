@@ -1,0 +1,153 @@
+"""Firmware benchmark: quantised models on Pythia, their firmware's latency, resources and speed.
+
+    $ python -m bench.firmware --data /work/data [--epochs 20] [--threads 2]
+
+Trains ``qae`` and ``qvae`` on the Pythia ``sm_mix`` 200k sample (skipped when the model
+directories exist), evaluates them beside the float ``ae``/``vae`` (cost of
+quantisation), builds their firmware with ``--rtl`` and verifies it on the 40k test
+sample, and times firmware-emulation scoring: the Verilator RTL against hls4ml's
+``predict()`` on the same events, one core. Writes ``bench/results/firmware.md``, which
+``make bench`` copies into BENCHMARKS.md; every figure comes from the commands it lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import describe
+from bench.physics import SIGNALS
+from daq.cli import run_shown
+
+N_CSIM = 5000  #: events for hls4ml predict(), which runs one event per Python call
+
+
+def _rate(fn: object, n: int, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("/work/data"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/firmware.md"))
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock-ns", type=float, default=4.0)
+    args = parser.parse_args(argv)
+    d: Path = args.data
+    t_start = time.monotonic()
+    commands: list[str] = []
+    models = d / "models"
+    for q in ("qae", "qvae"):
+        if not (models / q / "card.json").is_file():
+            commands.append(run_shown(["train", "--model", q, "--background", str(d / "pythia_sm_mix_200k.h5"),
+                                       "--out", str(models / q), "--epochs", str(args.epochs), "--seed", "1",
+                                       "--threads", str(args.threads), "--no-progress"]))
+        else:
+            commands.append(f"darktrigger train --model {q} --background {d / 'pythia_sm_mix_200k.h5'} "
+                            f"--out {models / q} --epochs {args.epochs} --seed 1   # (made earlier, reused)")
+    test = d / "pythia_sm_mix_test_40k.h5"
+    evaluation = d / "evaluation_quantised.json"
+    commands.append(run_shown(
+        ["evaluate", *[x for m in ("ae", "vae", "qae", "qvae") for x in ("--model", str(models / m))],
+         "--background", str(test), *[x for s in SIGNALS for x in ("--signal", f"{s}={d / f'pythia_{s}_10k.h5'}")],
+         "--no-baselines", "--json", str(evaluation)]))
+    fw: dict[str, dict[str, object]] = {}
+    for q in ("qvae", "qae"):
+        out = d / "firmware" / q
+        commands.append(run_shown(["firmware", "build", "--model", str(models / q), "--out", str(out), "--rtl",
+                                   "--clock-ns", str(args.clock_ns), "--events", str(test)]))
+        vjson = d / "firmware" / f"verify_{q}.json"
+        commands.append(run_shown(["firmware", "verify", "--project", str(out), "--events", str(test),
+                                   "--n", "40000", "--json", str(vjson)]))
+        fw[q] = json.loads(vjson.read_text())
+        fw[q]["manifest"] = json.loads((out / "darktrigger-firmware.json").read_text())
+
+    # throughput, one core: the firmware backend (RTL) vs hls4ml predict on the same events
+    from firmware import hls, rtl
+    from firmware.project import load_quantised
+    from models.training import read_events
+
+    batch = read_events([test], 40_000, "bench", hashes=False)[0]
+    speed = {}
+    for q in ("qvae", "qae"):
+        out = d / "firmware" / q
+        scorer = load_quantised(out)
+        x = scorer.inputs(batch)
+        runner = rtl.RTLRunner(*rtl.load(out / "rtl"))
+        csim = hls.load_project(out)
+        speed[q] = {"rtl": _rate(lambda r=runner, x=x: r.run(x), len(x)),
+                    "csim": _rate(lambda c=csim, x=x: hls.csim_predict(c, x[:N_CSIM]), N_CSIM, repeats=1),
+                    "onnx": _rate(lambda s=scorer: s.score(batch), len(x))}
+
+    ev = json.loads(evaluation.read_text())["models"]
+    lines = [
+        "## Firmware: quantised models, HLS and RTL (issue 4)",
+        "",
+        *describe(("numpy", "tensorflow", "qkeras", "hls4ml", "da4ml", "verilator")),
+        f"- command: `python -m bench.firmware --data {d} --epochs {args.epochs} --threads {args.threads}` "
+        f"({time.monotonic() - t_start:.0f} s), which ran:",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+        "Inputs: L1 hardware units (pT LSB 0.5 GeV, η LSB 0.0435, φ LSB 2π/144), shift-normalised onto "
+        "`ap_fixed<12,6>`; weights `ap_fixed<8,2>`, biases `ap_fixed<8,4>`, activations `ap_ufixed<8,3>` "
+        "(models/quantised.py).",
+        "",
+        "### Cost of quantisation (Pythia test sample, 40k `sm_mix`; 10k per signal)",
+        "",
+        "| signal | model | AUC | TPR@1e-05 |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in SIGNALS:
+        for m in ("ae", "qae", "vae:mu2", "qvae"):
+            r = ev[m]["signals"][s]
+            ent = next((e for e in r["tpr_at_fpr"] if abs(e["fpr_target"] - 1e-5) < 1e-12), None)
+            tpr = ent["tpr"] if ent and ent["resolved"] else None
+            lines.append(f"| {s} | {m} | {r['auc']:.4f} | {'—' if tpr is None else f'{tpr:.4f}'} |")
+    loss = {q: ev[f]["signals"]["ato4l"]["auc"] - ev[q]["signals"]["ato4l"]["auc"]
+            for q, f in (("qae", "ae"), ("qvae", "vae:mu2"))}
+    lines += ["", "AUC lost on ato4l: " + ", ".join(f"{q} {v:+.4f}" for q, v in loss.items())
+              + " (goal ≤ 0.02). `—`: 40k background events cannot resolve FPR 1e-5.", "",
+              "### Bit-exactness, latency, resources", "",
+              "| model | events | equal in all (QKeras, C sim, testbench, RTL) | max diff (LSB) | RTL latency "
+              "| clock | da4ml estimate |", "| --- | ---: | --- | ---: | --- | --- | --- |"]
+    for q, r in fw.items():
+        rt = r["rtl"]
+        assert isinstance(rt, dict)
+        lines.append(f"| {q} | {r['events']:,} | {float(r['all_equal']):.4%} | "  # type: ignore[arg-type]
+                     f"{max(r['max_diff_lsb'].values())} | {rt['measured_cycles']} cycles = "  # type: ignore[union-attr]
+                     f"{rt['measured_cycles'] * rt['clock_ns']:g} ns | {rt['clock_ns']:g} ns | "
+                     f"{rt['luts_estimate']:,.0f} LUT, {rt['ffs_estimate']:,} FF |")
+    lines += ["", "The 100,000-event bit-exactness check on toy events is the slow test "
+              "`tests/test_firmware.py::test_default_models_verify_on_100k_events`.", "",
+              "### Firmware-emulation throughput (one core)", "",
+              "| model | RTL, Verilator (events/s) | hls4ml `predict()` C sim | exact model in torch (float64), for scale |",
+              "| --- | ---: | ---: | ---: |"]
+    for q, sp in speed.items():
+        lines.append(f"| {q} | {sp['rtl']:,.0f} | {sp['csim']:,.0f} | {sp['onnx']:,.0f} |")
+    lines += ["", "Goal ≥ 1 M events/s for the RTL: " + ("met" if min(v["rtl"] for v in speed.values()) >= 1e6
+                                                         else "not met") +
+              ". Verilator evaluates every adder of the fully unrolled network (da4ml's LUT estimate "
+              "above) once per clock on one core; the C simulation is called once per event from "
+              "Python by hls4ml.", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+    return 0 if np.isfinite(list(loss.values())).all() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""``darktrigger monitor config|serve``: Prometheus's scrape config and the live page for a topology.
+
+    $ darktrigger monitor config --config topology.yaml --out prometheus.yml
+    $ prometheus --config.file prometheus.yml --web.listen-address 127.0.0.1:9090
+    $ darktrigger monitor serve --config topology.yaml        # the live page, standalone
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from daq.topology import Topology, parse_endpoint
+from monitoring.config import KEYS, MetricsConfig, scrape_config
+from monitoring.errors import MonitoringError
+from replay.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_WILDCARD = {"*", "0.0.0.0", "::", ""}
+
+
+def topology_metrics(topo: Topology) -> MetricsConfig:
+    """The topology's ``metrics:`` section, validated, with no metrics port on a port one of
+    its tcp endpoints uses on the same host: a clash is a :class:`ConfigError` naming both,
+    before anything starts."""
+    parsed: Any = topo.metrics
+    section: Mapping[str, Any] = parsed if isinstance(parsed, Mapping) else {  # the topology's parsed fields
+        k: getattr(parsed, k) for k in sorted(KEYS) if getattr(parsed, k, None) is not None}
+    try:
+        cfg = MetricsConfig.from_mapping(section, topo.where)
+        taken = {}
+        for name, ep in topo.endpoints.items():
+            kind, host, port = parse_endpoint(ep, f"{topo.where}: endpoints.{name}")
+            same_host = (host == cfg.host or host in _WILDCARD or cfg.host in _WILDCARD
+                         or (MetricsConfig(host=host).is_loopback and cfg.is_loopback))
+            if kind == "tcp" and same_host:
+                taken[name] = port
+        cfg.check(topo.workers.count, taken, topo.where)
+    except MonitoringError as exc:
+        raise ConfigError(str(exc)) from None
+    return cfg
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    topo = Topology.from_yaml(args.config)
+    cfg = topology_metrics(topo)
+    if not cfg.enabled:
+        log.warning("%s: metrics.enabled is false: the stages will not serve /metrics", topo.where)
+    try:
+        text = scrape_config(cfg.targets(topo.workers.count), job=args.job, scrape_interval=args.scrape_interval,
+                             rule_dir=args.rules_dir, source=str(args.config))
+    except MonitoringError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out}: job {args.job}, {len(cfg.ports(topo.workers.count))} targets, "
+              f"scrape interval {args.scrape_interval}. Check it with `promtool check config {args.out}`; "
+              f"run `prometheus --config.file {args.out}`")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from monitoring.live import serve_live
+
+    topo = Topology.from_yaml(args.config)
+    cfg = topology_metrics(topo)
+    targets = cfg.targets(topo.workers.count)
+    port = cfg.monitor_port if args.port is None else args.port
+    if port in cfg.ports(topo.workers.count).values():
+        raise ConfigError(f"--port {port} is one of the stages' metrics ports "
+                          f"(metrics.base_port {cfg.base_port}); choose another")
+    try:
+        server = serve_live(targets, args.host, port)
+    except MonitoringError as exc:
+        raise ConfigError(str(exc)) from None
+    print(f"live page: {server.url}/  (scraping {len(targets)} stage(s) of {args.config} every second; "
+          f"Ctrl-C stops)", flush=True)
+    stop = threading.Event()
+    try:
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not stop.wait(0.2):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    finally:
+        server.close()
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
+    """``monitor config`` and ``monitor serve`` (see :data:`daq.cli.COMMAND_MODULES`)."""
+    p = sub.add_parser(
+        "monitor", formatter_class=formatter,
+        help="Prometheus scrape config and the live page for a pipeline's metrics",
+        description="Every stage of a run serves /metrics (the topology's metrics: section: host, "
+                    "base_port; see monitoring/config.py). `config` writes a Prometheus configuration "
+                    "scraping them with the shipped recording and alert rules (monitoring/prometheus/); "
+                    "`serve` runs the live page against them. Grafana provisioning and a dashboard are "
+                    "in monitoring/grafana/.",
+        epilog="examples:\n"
+               "  darktrigger monitor config --config topology.yaml --out prometheus.yml\n"
+               "  darktrigger monitor serve --config topology.yaml --port 9304")
+    msub = p.add_subparsers(dest="monitor_command", metavar="ACTION", required=True)
+    c = msub.add_parser(
+        "config", formatter_class=formatter, help="write prometheus.yml for a topology",
+        description="A Prometheus configuration with one target per stage (labelled component=<stage>), "
+                    "the recording rules and the alert rules.",
+        epilog="examples:\n"
+               "  darktrigger monitor config --config topology.yaml --out prometheus.yml\n"
+               "  darktrigger monitor config --config topology.yaml --scrape-interval 5s --job darktrigger-run7")
+    c.add_argument("--config", required=True, type=Path, help="topology YAML")
+    c.add_argument("--out", type=Path, help="write here (default: print)")
+    c.add_argument("--scrape-interval", default="1s", help="Prometheus duration (default 1s)")
+    c.add_argument("--job", default="darktrigger", help="job name; must start with 'darktrigger' (default darktrigger)")
+    c.add_argument("--rules-dir", type=Path, default=None,
+                   help="folder with rules.yml and alerts.yml (default: the installed package's)")
+    c.set_defaults(func=cmd_config)
+    s = msub.add_parser(
+        "serve", formatter_class=formatter, help="the live page on localhost, against a topology's stages",
+        description="Scrape every stage's /metrics once a second and serve live charts of the trigger "
+                    "rates, pure rates, anomaly scores, latencies and worker health. No network needed: "
+                    "the page's JavaScript ships with darktrigger. `darktrigger run` serves the same page "
+                    "at its supervisor's port.",
+        epilog="example:\n  darktrigger monitor serve --config topology.yaml")
+    s.add_argument("--config", required=True, type=Path, help="topology YAML")
+    s.add_argument("--port", type=int, default=None, help="port (default: metrics.base_port + 4)")
+    s.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    s.set_defaults(func=cmd_serve)

@@ -1,0 +1,114 @@
+"""The ``firmware`` scoring backend: events scored by the firmware itself.
+
+``load_model(project, backend="firmware")`` gives a scorer that turns events into the
+firmware's fixed-point inputs (the L1 hardware units, shift-normalised, exactly as
+:mod:`models.qpreprocess` defines them) and runs them through the project's compiled
+RTL under Verilator (``engine="rtl"``, the default when the project has RTL) or
+hls4ml's C simulation (``engine="csim"``). The trigger emulation then runs the very
+logic that would run on the FPGA, as the CMS emulators do.
+
+    >>> from models import load_model
+    >>> scorer = load_model("fw/qvae", backend="firmware")             # doctest: +SKIP
+    >>> scorer.score(batch)                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware import project
+from firmware.errors import ProjectError
+from models.base import BatchLike, Scorer, as_flat, copy_artifact, register_backend
+from models.card import ModelCard
+from replay.errors import ConfigError
+
+ENGINES = ("rtl", "csim")
+CHUNK = 65536
+
+
+class FirmwareScorer(Scorer):
+    """A firmware project scored by its RTL (Verilator) or its HLS C simulation. Not
+    registered as a scorer: it is a backend (:func:`models.load_model`)."""
+
+    name = "firmware"
+    trainable = False
+
+    def __init__(self, directory: Path, engine: str | None = None) -> None:
+        manifest = project.read_manifest(directory)
+        self.directory = directory
+        self.manifest = manifest
+        self.model = project.load_quantised(directory)
+        if project.model_hash(directory) != manifest["model_sha256"]:
+            raise ProjectError(f"{directory}: its model files changed after the firmware was built; "
+                               "build the firmware again")
+        engine = engine or ("rtl" if manifest.get("rtl") else "csim")
+        if engine not in ENGINES:
+            raise ConfigError(f"firmware engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if engine == "rtl" and not manifest.get("rtl"):
+            raise ProjectError(f"{directory}: has no RTL; build it with `darktrigger firmware build --rtl`")
+        self.engine = engine
+        self.variant = None
+        self.hyperparameters = dict(self.model.hyperparameters)
+        self.training, self.seed, self.card = self.model.training, self.model.seed, self.model.card
+        self._run: Any
+        if engine == "rtl":
+            from firmware import rtl
+
+            runner = rtl.RTLRunner(*rtl.load(directory / manifest["rtl"]["directory"]))
+            self._run = runner.run
+        else:
+            from firmware import hls
+
+            csim = hls.load_project(directory)
+            self._run = lambda x: hls.csim_predict(csim, x)
+
+    @property
+    def spec(self) -> str:
+        return self.model.spec
+
+    @property
+    def where(self) -> str:
+        return f"scorer {self.spec!r} (firmware {self.engine}, {self.directory})"
+
+    @classmethod
+    def load(cls, directory: str | Path, variant: str | None = None, *, threads: int = 1,
+             engine: str | None = None) -> FirmwareScorer:
+        if variant is not None:
+            raise ConfigError(f"{directory}: the firmware computes one score; got variant {variant!r}")
+        return cls(Path(directory), engine)
+
+    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
+            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
+            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
+            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+        raise ConfigError(f"{self.where}: the firmware backend only scores; train the model, "
+                          "then build its firmware again")
+
+    def score(self, batch: BatchLike) -> np.ndarray:
+        flat = as_flat(batch, self.where)
+        x = self.model.inputs(flat)
+        out = np.empty(len(flat), np.float32)
+        for start in range(0, len(x), CHUNK):
+            chunk = x[start:start + CHUNK]
+            out[start:start + len(chunk)] = self._run(chunk)
+        return out
+
+    def save(self, directory: str | Path) -> Path:
+        """Copy the model files (the firmware is rebuilt from them with `firmware build`)."""
+        return copy_artifact(self.directory, directory)
+
+    def _save_files(self, directory: Path) -> list[str]:  # pragma: no cover - save() is overridden
+        raise NotImplementedError
+
+    def _load_files(self, directory: Path, card: ModelCard) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _load(directory: str | Path, variant: str | None = None, *, threads: int = 1) -> Scorer:
+    return FirmwareScorer.load(directory, variant, threads=threads)
+
+
+register_backend("firmware", _load)

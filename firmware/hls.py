@@ -1,0 +1,188 @@
+"""hls4ml projects of the quantised scorers, with precisions chosen so the C simulation is exact.
+
+hls4ml's defaults (``ap_fixed<16,6>`` for every result and accumulator) leave about
+half the outputs of a QKeras model unequal (DESIGN.md). Exactness needs every type
+set on purpose, and :func:`precisions` sets all of them from the trained model's own
+bounds (:func:`models.fixedpoint.analyse`):
+
+================  ============================================================
+layer             types
+================  ============================================================
+input             ``ap_fixed<12,6>``: the grid the inputs are on, so nothing rounds
+``Dense``         weight/bias: the QKeras quantizers' types; accumulator and result:
+                  the narrowest type holding every partial sum exactly (fractional
+                  bits = input's + weight's; integer bits from Σ|x|max·|w| + |b|)
+``*_linear``      hls4ml's pass-through after a Dense: the Dense's result type
+``ReLU``/``Quant``  the quantizer's type with ``AP_RND_CONV, AP_SAT`` (QKeras rounds
+                  half to even and clips)
+``Subtract``      exact: the fractional bits of the finer operand
+``Dot`` (Σx²)     exact: twice the operand's fractional bits
+================  ============================================================
+
+    >>> from firmware.hls import precisions          # doctest: +SKIP
+    >>> precisions(scorer)["enc1"]                     # doctest: +SKIP
+    {'result': 'ap_fixed<22,10>', 'accum': 'ap_fixed<22,10>', 'weight': 'ap_fixed<8,2>', ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware.errors import FirmwareError, ToolMissingError, UnsupportedModelError
+from models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from models.quantised import QuantisedScorer
+
+log = logging.getLogger(__name__)
+
+PROJECT_NAME = "myproject"  #: hls4ml's top function and file names
+BACKENDS = ("Vitis", "Vivado")
+DEFAULT_PART = "xcvu13p-flga2577-2-e"
+INPUT_LAYER = "inputs"
+
+
+def require_cxx() -> str:
+    """The C++ compiler hls4ml's ``compile()`` calls (``g++``), or a ToolMissingError."""
+    path = shutil.which("g++")
+    if path is None:
+        raise ToolMissingError("g++ is not on PATH: hls4ml's C simulation and the project's testbench "
+                               "are compiled with it; install it (Debian/Ubuntu: apt-get install g++)")
+    return path
+
+
+def precisions(scorer: QuantisedScorer) -> dict[str, dict[str, str]]:
+    """hls4ml ``Precision`` entries, layer name → {result, accum, weight, bias}, all exact."""
+    out: dict[str, dict[str, str]] = {INPUT_LAYER: {"result": scorer.input_fmt.ap}}
+    for layer, r in zip(scorer.layers(), scorer.ranges(), strict=True):
+        if isinstance(layer, Dense):
+            acc = r.accum_fmt.ap
+            out[layer.name] = {"result": acc, "accum": acc, "weight": layer.weight.ap,
+                               "bias": layer.bias.ap}
+            out[f"{layer.name}_linear"] = {"result": acc}
+        elif isinstance(layer, ReLU | Quant):
+            out[layer.name] = {"result": layer.fmt.hls()}
+        elif isinstance(layer, SubInput):
+            out[layer.name] = {"result": r.fmt.ap}
+        elif isinstance(layer, SumSquares):
+            acc = r.accum_fmt.ap
+            out[layer.name] = {"result": acc, "accum": acc}
+    return out
+
+
+def hls_config(keras_model: Any, precision: dict[str, dict[str, str]], backend: str) -> dict[str, Any]:
+    """The hls4ml configuration: io_parallel, latency strategy, reuse 1, every precision set."""
+    import hls4ml
+
+    cfg = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend=backend)
+    cfg["Model"].update(Strategy="Latency", ReuseFactor=1)
+    unset = [name for name in cfg["LayerName"] if name not in precision]
+    if unset:
+        raise FirmwareError(f"hls4ml made layers the precisions do not cover: {', '.join(unset)}")
+    for name, entry in cfg["LayerName"].items():
+        entry.setdefault("Precision", {}).update(precision[name])
+    return cfg
+
+
+def _quiet() -> contextlib.AbstractContextManager[Any]:
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def convert(keras_model: Any, out_dir: Path, *, precision: dict[str, dict[str, str]] | None = None,
+            backend: str = "Vitis", part: str = DEFAULT_PART, clock_ns: float = 4.0,
+            tb_inputs: np.ndarray | None = None, tb_outputs: np.ndarray | None = None,
+            where: str = "model") -> Any:
+    """Write the hls4ml project of ``keras_model`` into ``out_dir``; the hls4ml model.
+
+    Without ``precision`` hls4ml's own defaults are used. An unsupported layer is an
+    :class:`UnsupportedModelError` naming it.
+    """
+    import hls4ml
+
+    if backend not in BACKENDS:
+        raise FirmwareError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    try:
+        if precision is None:
+            cfg = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend=backend)
+        else:
+            cfg = hls_config(keras_model, precision, backend)
+    except Exception as exc:
+        raise _unsupported(keras_model, exc, where) from None
+    with tempfile.TemporaryDirectory(prefix="darktrigger-tb-") as tmp:
+        tb: dict[str, str] = {}
+        if tb_inputs is not None and tb_outputs is not None:
+            np.save(Path(tmp) / "in.npy", np.asarray(tb_inputs, np.float64))
+            np.save(Path(tmp) / "out.npy", np.asarray(tb_outputs, np.float64).reshape(len(tb_outputs), -1))
+            tb = {"input_data_tb": str(Path(tmp) / "in.npy"), "output_data_tb": str(Path(tmp) / "out.npy")}
+        try:
+            with _quiet():
+                model = hls4ml.converters.convert_from_keras_model(
+                    keras_model, output_dir=str(out_dir), project_name=PROJECT_NAME, backend=backend,
+                    part=part, clock_period=clock_ns, io_type="io_parallel", hls_config=cfg, **tb)
+                model.write()
+            # written once: a later write() (compile() writes again) keeps tb_data as it is
+            model.config.config.pop("InputData", None)
+            model.config.config.pop("OutputPredictions", None)
+        except FirmwareError:
+            raise
+        except Exception as exc:
+            raise _unsupported(keras_model, exc, where) from None
+    return model
+
+
+def _unsupported(keras_model: Any, exc: Exception, where: str) -> FirmwareError:
+    import hls4ml
+
+    known = set(hls4ml.converters.get_supported_keras_layers())
+    bad = [f"{layer.name} ({type(layer).__name__})" for layer in keras_model.layers
+           if type(layer).__name__ not in known]
+    if bad:
+        return UnsupportedModelError(f"{where}: hls4ml cannot convert layer(s) {', '.join(bad)}: "
+                                     f"hls4ml 1.3 has no converter for them ({exc})")
+    return FirmwareError(f"{where}: hls4ml failed to convert the model ({type(exc).__name__}: {exc})")
+
+
+def compile_csim(model: Any, where: str = "project") -> Any:
+    """Compile hls4ml's C simulation (``compile()``, g++); the model, ready for ``predict``."""
+    require_cxx()
+    try:
+        with _quiet():
+            model.compile()
+    except Exception as exc:
+        raise FirmwareError(f"{where}: g++ could not compile hls4ml's C simulation "
+                            f"({type(exc).__name__}: {exc})") from None
+    return model
+
+
+def csim_predict(model: Any, x: np.ndarray) -> np.ndarray:
+    """C simulation outputs ``[N]`` float64 for inputs ``x`` ``[N, 57]`` (on the grid)."""
+    with _quiet():
+        y = model.predict(np.ascontiguousarray(x, np.float64))
+    return np.asarray(y, np.float64).reshape(len(x), -1)[:, 0]
+
+
+def load_project(project: Path, where: str | None = None) -> Any:
+    """The hls4ml model of a written project (from its ``hls4ml_config.yml``), compiled."""
+    import hls4ml
+
+    where = where or str(project)
+    cfg = project / "hls4ml_config.yml"
+    if not cfg.is_file():
+        raise FirmwareError(f"{where}: no hls4ml_config.yml; not an hls4ml project")
+    cwd = os.getcwd()
+    try:
+        with _quiet():
+            model = hls4ml.converters.link_existing_project(str(project))
+    except Exception as exc:
+        raise FirmwareError(f"{where}: hls4ml cannot open the project ({type(exc).__name__}: {exc})") from None
+    finally:
+        os.chdir(cwd)
+    model.config.config["OutputDir"] = str(project)  # the project may have moved since
+    return compile_csim(model, where)

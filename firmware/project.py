@@ -1,0 +1,275 @@
+"""``darktrigger firmware build``: a model directory → a firmware project folder.
+
+The project folder is at once
+
+* the **model directory** (``card.json``, ``weights.pt``, ``preprocess.json``,
+  ``model.onnx`` copied in), so ``load_model(project)`` and ``darktrigger
+  evaluate/calibrate --model project`` work on it, and the ``firmware`` backend
+  scores with the firmware it holds;
+* the **hls4ml project** (``firmware/``, ``myproject_test.cpp``, ``build_prj.tcl``,
+  ``tb_data/`` with test vectors: inputs and the QKeras outputs);
+* with ``--rtl``, the **da4ml Verilog project** in ``rtl/`` (``rtl/src/*.v``, the
+  Verilator library in ``rtl/sim/``);
+* ``darktrigger-firmware.json``, the manifest (model hash, precisions, clock, RTL
+  latency and resource estimate, checks), written **last**: a folder without it is a
+  build that did not finish, and every reader refuses it. A failed build removes what
+  it wrote.
+
+    $ darktrigger firmware build --model models/qvae --out fw/qvae --rtl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware import hls, testbench
+from firmware.errors import ProjectError, UnsupportedModelError
+from models.base import copy_artifact
+from models.card import read_card
+from models.fixedpoint import describe
+from models.quantised import QuantisedScorer
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "darktrigger-firmware.json"
+MANIFEST_VERSION = 1
+TB_EVENTS = 1000  #: test vectors written into tb_data/
+OWN_FILES = ("card.json", "weights.pt", "preprocess.json", "model.onnx")
+
+
+def model_hash(model_dir: Path) -> str:
+    """sha256 over the files that fix a quantised model's arithmetic (weights, preprocessing, card hp)."""
+    card = read_card(model_dir)
+    h = hashlib.sha256()
+    h.update(json.dumps({"scorer": card.scorer, "hp": card.hyperparameters}, sort_keys=True).encode())
+    for name in ("weights.pt", "preprocess.json"):
+        path = model_dir / name
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def load_quantised(model_dir: Path) -> QuantisedScorer:
+    """The quantised scorer in ``model_dir``, or an UnsupportedModelError saying what firmware takes."""
+    from models import SCORERS, load_model
+
+    scorer = load_model(model_dir)
+    if not isinstance(scorer, QuantisedScorer):
+        quantised = [n for n, c in SCORERS.items() if issubclass(c, QuantisedScorer)]
+        raise UnsupportedModelError(
+            f"{model_dir}: a {scorer.name!r} model; firmware is built from a quantised model "
+            f"({', '.join(quantised)}): train one with `darktrigger train --model qvae ...`")
+    return scorer
+
+
+def read_manifest(project: Path) -> dict[str, Any]:
+    """The manifest of a complete project, or a ProjectError saying what the folder is."""
+    path = project / MANIFEST
+    if not project.is_dir():
+        raise ProjectError(f"{project}: no such firmware project (build one with "
+                           "`darktrigger firmware build --model DIR --out DIR`)")
+    if not path.is_file():
+        what = "an unfinished firmware build" if (project / "hls4ml_config.yml").exists() else \
+            "not a darktrigger firmware project"
+        raise ProjectError(f"{project}: {what} (no {MANIFEST}); build it again with "
+                           "`darktrigger firmware build`")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ProjectError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION or not data.get("complete"):
+        raise ProjectError(f"{path}: not a complete version-{MANIFEST_VERSION} firmware manifest")
+    return data
+
+
+def check_model(project: Path, model_dir: Path | None, manifest: dict[str, Any]) -> None:
+    """A ProjectError when ``project`` holds the firmware of a model other than ``model_dir``'s."""
+    if model_dir is None:
+        return
+    if model_hash(model_dir) != manifest["model_sha256"]:
+        raise ProjectError(f"{project}: holds the firmware of another model ({manifest['spec']} from "
+                           f"{manifest['source_model']}), not of {model_dir}; build the firmware of "
+                           f"{model_dir} into its own folder")
+
+
+@dataclass
+class BuildOptions:
+    backend: str = "Vitis"
+    part: str = hls.DEFAULT_PART
+    clock_ns: float = 4.0
+    rtl: bool = False
+    synth: bool = False
+    tb_events: int = TB_EVENTS
+    #: layer → precision entries replacing the derived ones (tests: a wrong precision)
+    precision_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _prepare_out(out: Path, digest: str) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ProjectError(f"{out}: exists and is not a folder")
+    if not any(out.iterdir()):
+        out.rmdir()
+        return
+    if not (out / MANIFEST).is_file():
+        raise ProjectError(f"{out}: exists and is not a darktrigger firmware project; "
+                           "choose an empty or new --out")
+    old = read_manifest(out)
+    if old["model_sha256"] != digest:
+        raise ProjectError(f"{out}: holds the firmware of another model ({old['spec']} from "
+                           f"{old['source_model']}); choose another --out, or delete it first")
+    shutil.rmtree(out)  # the same model: rebuild
+
+
+def test_vectors(scorer: QuantisedScorer, n: int, events: Path | None) -> np.ndarray:
+    """``n`` events' network inputs: from ``events``, or toy ``sm_mix`` (seed 0)."""
+    if events is not None:
+        from models.training import read_events
+
+        batch = read_events([events], n, "test-vector", hashes=False)[0]
+    else:
+        from replay.generators import GENERATORS
+
+        batch = next(GENERATORS.get("toy")().generate("sm_mix", n, seed=0, batch_size=n))
+    return scorer.inputs(batch)
+
+
+def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None = None) -> dict[str, Any]:
+    """Build the project (see the module doc); its manifest."""
+    t0 = time.monotonic()
+    hls.require_cxx()  # the tools first: a missing one fails before anything is written
+    if options.rtl:
+        from firmware import rtl
+
+        rtl.verilator_env()
+    scorer = load_quantised(model_dir)
+    digest = model_hash(model_dir)
+    _prepare_out(out, digest)
+    out.mkdir(parents=True)
+    try:
+        manifest = _build(scorer, model_dir, out, options, events, digest)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    manifest["build_seconds"] = round(time.monotonic() - t0, 1)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOptions,
+           events: Path | None, digest: str) -> dict[str, Any]:
+    x = test_vectors(scorer, options.tb_events, events)
+    ref = scorer.fixed_outputs(x)["score"][:, 0]
+    keras_model = scorer.keras_model()
+    qk = np.asarray(keras_model.predict(x, batch_size=4096, verbose=0), np.float64)[:, 0]
+    precision = hls.precisions(scorer)
+    for name, entry in options.precision_overrides.items():
+        if name not in precision:
+            raise ProjectError(f"precision override for {name!r}: no such layer; layers: "
+                               f"{', '.join(precision)}")
+        precision[name] = {**precision[name], **entry}
+    model = hls.convert(keras_model, out, precision=precision, backend=options.backend,
+                        part=options.part, clock_ns=options.clock_ns, tb_inputs=x, tb_outputs=qk,
+                        where=str(model_dir))
+    hls.compile_csim(model, str(out))  # compile() writes the project again: patch after it
+    testbench.patch(out)
+    csim = hls.csim_predict(model, x)
+    copy_artifact(model_dir, out)
+    ranges = scorer.ranges()
+    manifest: dict[str, Any] = {
+        "version": MANIFEST_VERSION, "complete": True, "spec": scorer.spec, "scorer": scorer.name,
+        "source_model": str(model_dir), "model_sha256": digest,
+        "backend": options.backend, "part": options.part, "clock_ns": options.clock_ns,
+        "io_type": "io_parallel", "strategy": "Latency", "input_type": scorer.input_fmt.ap,
+        "score_type": ranges[-1].accum_fmt.ap, "score_frac": ranges[-1].frac,
+        "precisions": precision, "precision_overrides": options.precision_overrides,
+        "layers": describe(scorer.layers(), ranges),
+        "checks": {"tb_events": len(x), "qkeras_equals_reference": int(np.sum(qk == ref)),
+                   "csim_equals_qkeras": int(np.sum(csim == qk))},
+        "rtl": None, "synth": None,
+    }
+    if manifest["checks"]["csim_equals_qkeras"] != len(x):
+        log.warning("%s: the C simulation equals QKeras on %d of %d test vectors",
+                    out, manifest["checks"]["csim_equals_qkeras"], len(x))
+    if options.rtl:
+        from firmware import rtl
+
+        rtl_model, info = rtl.build(scorer, out / rtl.RTL_DIR, clock_ns=options.clock_ns, part=options.part)
+        runner = rtl.RTLRunner(rtl_model, info)
+        y = runner.run(x)
+        manifest["rtl"] = {**info.to_dict(), "directory": rtl.RTL_DIR,
+                           "measured_cycles": rtl.measure_latency(
+                               runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0])}
+        manifest["checks"]["rtl_equals_qkeras"] = int(np.sum(y == qk))
+    if options.synth:
+        from firmware import vendor
+
+        manifest["synth"] = vendor.synthesise(out, options.backend)
+    write_readme(out, manifest)
+    return manifest
+
+
+def write_readme(out: Path, m: dict[str, Any]) -> None:
+    rtl_part = ""
+    if m["rtl"]:
+        r = m["rtl"]
+        rtl_part = f"""
+## RTL (da4ml, `rtl/`)
+
+Pipelined Verilog of the same fixed-point network: `rtl/src/score.v` (top `score`,
+wrapped with uniform ports in `score_wrapper.v`), {r['cycles']} stages at {r['clock_ns']} ns
+= {r['latency_ns']} ns, II = 1. da4ml's estimate: {r['luts_estimate']:.0f} LUT, {r['ffs_estimate']} FF.
+Timing constraints: `rtl/src/score.xdc` (Vivado), `score.sdc`. Synthesise with
+`vivado -mode batch -source rtl/build_vivado_prj.tcl` (edit the part in it if needed).
+Simulate: the Verilator library in `rtl/sim/` (`darktrigger firmware verify`).
+"""
+    text = f"""# Firmware of `{m['spec']}` (darktrigger)
+
+Made by `darktrigger firmware build` from `{m['source_model']}` (model sha256 `{m['model_sha256'][:16]}…`).
+The folder is also a model directory (`card.json`, `weights.pt`, ...): `darktrigger evaluate
+--model THIS --backend firmware` scores events with the firmware.
+
+## HLS (hls4ml, {m['backend']}, {m['io_type']}, {m['strategy']} strategy)
+
+Top function `myproject` in `firmware/myproject.cpp`; input `{m['input_type']}` × 57 (the L1
+inputs in hardware units, shift-normalised: see `preprocess.json`), output the score
+`{m['score_type']}`. Every precision is set so that the C simulation equals the QKeras
+model bit for bit; they are listed in `{MANIFEST}` (`precisions`) and `hls4ml_config.yml`.
+
+Test vectors: `tb_data/tb_input_features.dat` ({m['checks']['tb_events']} events) and
+`tb_data/tb_output_predictions.dat` (the QKeras model's scores for them).
+
+C simulation with g++ only (no vendor tool):
+
+    g++ -O2 -std=c++17 -Ifirmware/ap_types -Ifirmware myproject_test.cpp firmware/myproject.cpp -o tb
+    ./tb        # writes tb_data/csim_results.log (17 significant digits); compare with tb_output_predictions.dat
+
+Synthesis, C simulation and RTL co-simulation with the vendor tools (part `{m['part']}`,
+clock {m['clock_ns']} ns):
+
+    vitis_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"     # Vitis HLS
+    vivado_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"    # Vivado HLS (older)
+
+The synthesis report is then in `myproject_prj/solution1/syn/report/myproject_csynth.rpt`;
+`darktrigger firmware build --synth` runs this and reads latency, II, LUT, FF, DSP and BRAM
+from it when `vitis_hls` or `vivado_hls` is on PATH.
+{rtl_part}
+## Check it
+
+    darktrigger firmware verify --project THIS --events events.h5 --n 100000
+"""
+    (out / "README.md").write_text(text)
+
+
+__all__ = ["MANIFEST", "OWN_FILES", "BuildOptions", "build", "check_model", "load_quantised",
+           "model_hash", "read_manifest", "test_vectors"]

@@ -1,0 +1,155 @@
+"""``darktrigger firmware verify``: every implementation of a model on the same events, bit for bit.
+
+Runs, on N events of a file: the QKeras model, hls4ml's C simulation (``compile()``/
+``predict()``), the project's own testbench compiled with g++ against ``tb_data/``-style
+files of those events, and (when the project has one) the RTL under Verilator, next
+to the exact fixed-point reference. Scores are compared as integer counts of the score's
+LSB. Reported: the fraction of events equal in all, the largest difference in LSBs,
+trigger decisions at the model's calibrated thresholds (``darktrigger calibrate``; or,
+for an uncalibrated model, thresholds at 1, 5 and 10 kHz taken from these events), the
+RTL latency measured in the simulation, and da4ml's resource estimate.
+
+    >>> report = verify(Path("fw/qvae"), Path("bkg.h5"), n=100_000)    # doctest: +SKIP
+    >>> report.ok                                                       # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware import hls, project, testbench
+from models.quantised import QuantisedScorer, lsb_counts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RATES_KHZ = (1.0, 5.0, 10.0)
+
+
+@dataclass
+class VerifyReport:
+    project: str
+    spec: str
+    events: int
+    score_frac: int
+    #: implementation → fraction of events equal to QKeras
+    equal: dict[str, float] = field(default_factory=dict)
+    max_lsb: dict[str, int] = field(default_factory=dict)
+    all_equal: float = 0.0
+    #: threshold label → fraction of events with the same decision in every implementation
+    decisions: dict[str, float] = field(default_factory=dict)
+    thresholds_from: str = ""
+    rtl: dict[str, Any] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.all_equal == 1.0 and all(v == 1.0 for v in self.decisions.values()) and \
+            (self.rtl is None or self.rtl.get("measured_cycles") == self.rtl.get("cycles"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"project": self.project, "spec": self.spec, "events": self.events,
+                "score_lsb": f"2^-{self.score_frac}", "equal_to_qkeras": self.equal,
+                "max_diff_lsb": self.max_lsb, "all_equal": self.all_equal,
+                "decisions_equal": self.decisions, "thresholds_from": self.thresholds_from,
+                "rtl": self.rtl, "seconds": self.seconds, "ok": self.ok}
+
+    def format(self) -> str:
+        lines = [f"firmware verify: {self.spec} in {self.project}, {self.events:,} events "
+                 f"(score LSB 2^-{self.score_frac})"]
+        lines.append(f"  {'implementation':<26}{'equal to QKeras':>16}{'max |diff| (LSB)':>18}{'seconds':>9}")
+        for name, frac in self.equal.items():
+            lines.append(f"  {name:<26}{frac:>16.4%}{self.max_lsb[name]:>18,}"
+                         f"{self.seconds.get(name, float('nan')):>9.1f}")
+        lines.append(f"  events equal in all: {self.all_equal:.4%}")
+        lines.append(f"  trigger decisions ({self.thresholds_from}):")
+        for label, frac in self.decisions.items():
+            lines.append(f"    {label:<40} same in all: {frac:.4%}")
+        if self.rtl:
+            r = self.rtl
+            lines.append(f"  RTL latency: {r['measured_cycles']} clocks measured in Verilator "
+                         f"({r['cycles']} pipeline stages) × {r['clock_ns']} ns = "
+                         f"{(r['measured_cycles'] or 0) * r['clock_ns']:g} ns, II = 1")
+            lines.append(f"  da4ml resource estimate: {r['luts_estimate']:,.0f} LUT, "
+                         f"{r['ffs_estimate']:,} FF")
+        lines.append("  result: " + ("OK, bit-exact" if self.ok else "MISMATCH"))
+        return "\n".join(lines)
+
+
+def _thresholds(scorer: QuantisedScorer, scores: np.ndarray) -> tuple[dict[str, float], str]:
+    card = scorer.card
+    found = {f"{t['model']} @ {t['rate_khz']:g} kHz": float(t["threshold"])
+             for t in (card.thresholds if card else []) if t.get("model") == scorer.spec}
+    if found:
+        return found, "the model's calibrated thresholds"
+    from models.thresholds import thresholds_for_rates
+
+    made = thresholds_for_rates(scores.astype(np.float32), list(DEFAULT_RATES_KHZ))
+    return ({f"{scorer.spec} @ {t.rate_khz:g} kHz": float(t.threshold) for t in made},
+            "uncalibrated model: thresholds at 1, 5, 10 kHz of 40 MHz from these events")
+
+
+def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path | None = None,
+           use_rtl: bool = True, use_testbench: bool = True) -> VerifyReport:
+    """Run every implementation on ``n`` events of ``events``; the report (see the module doc)."""
+    from models.training import read_events
+
+    manifest = project.read_manifest(project_dir)
+    project.check_model(project_dir, model_dir, manifest)
+    scorer = project.load_quantised(project_dir)
+    if project.model_hash(project_dir) != manifest["model_sha256"]:
+        raise project.ProjectError(f"{project_dir}: its model files changed after the build; "
+                                   "build the firmware again")
+    batch = read_events([events], n, "verification", hashes=False)[0]
+    x = scorer.inputs(batch)
+    frac = int(manifest["score_frac"])
+    seconds: dict[str, float] = {}
+    outputs: dict[str, np.ndarray] = {}
+
+    def timed(name: str, fn: Any) -> None:
+        t0 = time.monotonic()
+        outputs[name] = np.asarray(fn(), np.float64).reshape(-1)
+        seconds[name] = time.monotonic() - t0
+
+    timed("reference (numpy)", lambda: scorer.fixed_outputs(x)["score"][:, 0])
+    keras_model = scorer.keras_model()
+    timed("QKeras", lambda: keras_model.predict(x, batch_size=8192, verbose=0)[:, 0])
+    csim = hls.load_project(project_dir)
+    timed("hls4ml C sim (predict)", lambda: hls.csim_predict(csim, x))
+    if use_testbench:
+        with tempfile.TemporaryDirectory(prefix="darktrigger-verify-") as tmp:
+            binary = testbench.compile_testbench(project_dir, Path(tmp) / "tb")
+            timed("testbench (g++)", lambda: testbench.run(binary, x, outputs["QKeras"], Path(tmp)))
+    rtl_info: dict[str, Any] | None = None
+    if use_rtl and manifest.get("rtl"):
+        from firmware import rtl
+
+        rtl_model, info = rtl.load(project_dir / manifest["rtl"]["directory"])
+        runner = rtl.RTLRunner(rtl_model, info)
+        timed("RTL (Verilator)", lambda: runner.run(x))
+        rtl_info = {**info.to_dict(), "measured_cycles": rtl.measure_latency(
+            runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0])}
+    counts = {name: lsb_counts(v, frac) for name, v in outputs.items()}
+    base = counts["QKeras"]
+    same = np.ones(len(x), bool)
+    equal, max_lsb = {}, {}
+    for name, c in counts.items():
+        eq = c == base
+        same &= eq
+        equal[name] = float(eq.mean()) if len(x) else 1.0
+        max_lsb[name] = int(np.abs(c - base).max(initial=0))
+    thresholds, source = _thresholds(scorer, outputs["QKeras"])
+    decisions = {}
+    for label, thr in thresholds.items():
+        fired = np.stack([v.astype(np.float32) > np.float32(thr) for v in outputs.values()])
+        decisions[label] = float(np.mean(np.all(fired == fired[0], axis=0))) if len(x) else 1.0
+    return VerifyReport(str(project_dir), scorer.spec, len(x), frac, equal, max_lsb,
+                        float(same.mean()) if len(x) else 1.0, decisions, source, rtl_info,
+                        {k: round(v, 2) for k, v in seconds.items()})

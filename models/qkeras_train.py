@@ -1,0 +1,233 @@
+"""QKeras models of :mod:`models.quantised`: the training loop and the firmware network.
+
+Imported only to train a quantised scorer or to hand one to hls4ml: importing it loads
+TensorFlow (seconds). The layers are built from the scorer's fixed-point description
+(:mod:`models.fixedpoint`), one Keras layer each, named as there:
+
+=============  ==================================================================
+fixed point    Keras
+=============  ==================================================================
+``Dense``      ``QDense(kernel_quantizer=quantized_bits(b, i, alpha=1), bias_quantizer=...)``
+``ReLU``       ``QActivation(quantized_relu(b, i))``
+``Quant``      ``QActivation(quantized_bits(b, i, alpha=1))``
+``SubInput``   ``Subtract()([h, inputs])``
+``SumSquares`` ``Dot(axes=1)([h, h])``
+=============  ==================================================================
+
+The training loop mirrors :func:`models.training.run_training`: Adam on seeded
+mini-batches, a validation loss each epoch, early stopping after ``patience`` epochs,
+the best epoch's weights kept. ``qae`` minimises the mean squared reconstruction error
+of the (unrounded) decoder output; ``qvae`` the summed squared error plus ``beta`` · KL,
+with μ from the quantised encoder and the log-variance and decoder in float (they are
+not firmware).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from replay.errors import ConfigError
+
+if TYPE_CHECKING:
+    from models.quantised import QuantisedScorer
+
+log = logging.getLogger(__name__)
+LOGVAR_LIMIT = 20.0
+
+
+def import_tf(threads: int | None = None) -> Any:
+    """TensorFlow, quiet, with ``threads`` intra-op threads when it is not yet running."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised: keep what it has
+            pass
+    return tf
+
+
+def _keras_layers(scorer: QuantisedScorer, inp: Any, upto: str | None = None) -> dict[str, Any]:
+    """Apply the scorer's layers (up to and including ``upto``) to ``inp``; name → tensor."""
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    tf = import_tf()
+    h = inp
+    out: dict[str, Any] = {}
+    for layer in scorer.layers():
+        if isinstance(layer, Dense):
+            w, b = layer.weight, layer.bias
+            h = QDense(layer.n_out, name=layer.name,
+                       kernel_quantizer=quantized_bits(w.width, w.integer - 1, alpha=1),
+                       bias_quantizer=quantized_bits(b.width, b.integer - 1, alpha=1))(h)
+        elif isinstance(layer, ReLU):
+            h = QActivation(quantized_relu(layer.fmt.width, layer.fmt.integer), name=layer.name)(h)
+        elif isinstance(layer, Quant):
+            f = layer.fmt
+            h = QActivation(quantized_bits(f.width, f.integer - 1, alpha=1), name=layer.name)(h)
+        elif isinstance(layer, SubInput):
+            h = tf.keras.layers.Subtract(name=layer.name)([h, inp])
+        elif isinstance(layer, SumSquares):
+            h = tf.keras.layers.Dot(axes=1, name=layer.name)([h, h])
+        out[layer.name] = h
+        if layer.name == upto:
+            break
+    return out
+
+
+def firmware_model(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, np.ndarray]]) -> Any:
+    """The firmware network as a Keras model (inputs ``[N, 57]`` → score ``[N, 1]``), weights set."""
+    tf = import_tf()
+    inp = tf.keras.Input((scorer.layers()[0].n_in,), name="inputs")  # type: ignore[union-attr]
+    outs = _keras_layers(scorer, inp)
+    model = tf.keras.Model(inp, list(outs.values())[-1], name=f"{scorer.name}_firmware")
+    for name, (w, b) in params.items():
+        model.get_layer(name).set_weights([np.asarray(w, np.float32), np.asarray(b, np.float32)])
+    return model
+
+
+def _training_model(scorer: QuantisedScorer) -> tuple[Any, Any]:
+    """(model, per-event loss function(model, x, training)) for the scorer."""
+    tf = import_tf()
+    h = scorer.hyperparameters
+    n_in = scorer.layers()[0].n_in  # type: ignore[union-attr]
+    inp = tf.keras.Input((n_in,), name="inputs")
+    if scorer.name == "qae":
+        outs = _keras_layers(scorer, inp, upto="recon")
+        model = tf.keras.Model(inp, outs["recon"])
+
+        def ae_loss(m: Any, x: Any, training: bool) -> Any:
+            return tf.reduce_mean(tf.square(m(x, training=training) - x), axis=1)
+
+        return model, ae_loss
+    hidden = [int(n) for n in h["hidden"]]
+    last_hidden = [layer.name for layer in scorer.layers() if isinstance(layer, ReLU)][-1]
+    outs = _keras_layers(scorer, inp, upto="mu")
+    mu = outs["mu"]
+    logvar = tf.keras.layers.Dense(int(h["latent"]), name="logvar")(outs[last_hidden])
+    z_in = tf.keras.Input((int(h["latent"]),), name="z")
+    d = z_in
+    for i, n in enumerate(reversed(hidden)):
+        d = tf.keras.layers.Dense(n, activation="relu", name=f"dec{i + 1}")(d)
+    d = tf.keras.layers.Dense(n_in, name="recon")(d)
+    decoder = tf.keras.Model(z_in, d, name="decoder")
+    encoder = tf.keras.Model(inp, [mu, logvar], name="encoder")
+    beta = float(h["beta"])
+
+    class VAE(tf.keras.Model):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder, self.decoder = encoder, decoder
+
+        def call(self, x: Any, training: bool = False) -> Any:
+            m, lv = self.encoder(x, training=training)
+            return m, tf.clip_by_value(lv, -LOGVAR_LIMIT, LOGVAR_LIMIT)
+
+    model = VAE()
+    model(tf.zeros((1, n_in)))
+
+    def vae_loss(m: Any, x: Any, training: bool) -> Any:
+        mu_, lv = m(x, training=training)
+        z = mu_ + tf.exp(0.5 * lv) * tf.random.normal(tf.shape(mu_)) if training else mu_
+        # summed, not averaged, over the 57 inputs (a unit-variance Gaussian likelihood): most
+        # inputs are empty slots, exactly 0 and easy to reconstruct, and with a per-input mean
+        # the KL term won and μ collapsed onto 0 (Pythia ato4l AUC 0.54 against 0.80 in float)
+        reco = tf.reduce_sum(tf.square(m.decoder(z, training=training) - x), axis=1)
+        kl = 0.5 * tf.reduce_sum(tf.square(mu_) + tf.exp(lv) - 1.0 - lv, axis=1)
+        return reco + beta * kl
+
+    return model, vae_loss
+
+
+def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epochs: int,
+          batch_size: int, seed: int, threads: int, patience: int | None,
+          progress: bool) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """Train ``scorer``'s QKeras model on inputs ``x`` (on the grid); (quantised weights, history)."""
+    tf = import_tf(threads)
+    # set_random_seed seeds numpy's global generator too: put the caller's state back
+    state = np.random.get_state()  # noqa: NPY002
+    try:
+        tf.keras.utils.set_random_seed(seed)
+        model, loss_fn = _training_model(scorer)
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+    opt = tf.keras.optimizers.Adam(float(scorer.hyperparameters["lr"]))
+
+    @tf.function(reduce_retracing=True)
+    def step(xb: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(loss_fn(model, xb, True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def eval_loss(xb: Any) -> Any:
+        return tf.reduce_sum(loss_fn(model, xb, False))
+
+    def mean_loss(data: np.ndarray) -> float:
+        total = sum(float(eval_loss(tf.constant(data[i:i + 65536]))) for i in range(0, len(data), 65536))
+        return total / max(len(data), 1)
+
+    rng = np.random.default_rng(seed)
+    history: dict[str, Any] = {"train_loss": [], "validation_loss": [],
+                               "monitor": "validation_loss" if xv is not None else "train_loss"}
+    best, best_epoch, best_weights = math.inf, 0, copy.deepcopy(model.get_weights())
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        perm = rng.permutation(len(x))
+        total, seen = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            idx = perm[start:start + batch_size]
+            total += float(step(tf.constant(x[idx]))) * len(idx)
+            seen += len(idx)
+        history["train_loss"].append(total / seen)
+        if xv is not None:
+            history["validation_loss"].append(mean_loss(xv))
+        current = history[history["monitor"]][-1]
+        if progress:
+            log.info("%s epoch %d: %s %.5g", scorer.name, epoch, history["monitor"], current)
+        if not math.isfinite(current):
+            log.warning("%s: loss is %s at epoch %d; stopping", scorer.name, current, epoch)
+            break
+        if current < best:
+            best, best_epoch, best_weights = current, epoch, copy.deepcopy(model.get_weights())
+        elif patience is not None and epoch - best_epoch >= patience:
+            break
+    if best_epoch == 0:
+        raise ConfigError(f"scorer {scorer.name!r}: training diverged (loss {current})")
+    model.set_weights(best_weights)
+    history.update(best_epoch=best_epoch, best_loss=best, epochs_run=epoch,
+                   stopped_early=epoch < epochs)
+    return quantised_params(scorer, model), history
+
+
+def quantised_params(scorer: QuantisedScorer, model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each QDense layer's weights as its quantizers see them (exact, on their grids)."""
+    def find(m: Any, name: str) -> Any:
+        for layer in m.layers:
+            if layer.name == name:
+                return layer
+            if hasattr(layer, "layers"):
+                found = find(layer, name)
+                if found is not None:
+                    return found
+        return None
+
+    params = {}
+    for layer in scorer.layers():
+        if isinstance(layer, Dense):
+            k = find(model, layer.name)
+            w = np.asarray(k.kernel_quantizer_internal(k.kernel), np.float64)
+            b = np.asarray(k.bias_quantizer_internal(k.bias), np.float64)
+            params[layer.name] = (w, b)
+    return params

@@ -1,0 +1,415 @@
+"""``qae`` and ``qvae``: quantisation-aware autoencoders in QKeras, scored in exact fixed point.
+
+Both take the 57 L1 numbers in hardware units, shift-normalised onto an
+``ap_fixed<12,6>`` grid (:mod:`models.qpreprocess`), and are trained in QKeras with
+quantised weights and activations (defaults: weights ``quantized_bits(8,1)`` =
+``ap_fixed<8,2>``, biases ``quantized_bits(8,3)`` = ``ap_fixed<8,4>``, activations
+``quantized_relu(8,3)`` = ``ap_ufixed<8,3>``; no batch norm, so nothing is folded later).
+The score is computed in fixed point too, so firmware can compute it:
+
+=========  ================================================================================
+scorer     firmware network (:mod:`models.fixedpoint` layers) → score
+=========  ================================================================================
+``qvae``   57 → 32 → 16 → μ (``latent`` = 4), μ rounded to ``ap_fixed<10,5>``, score Σμ²
+           (the AXOL1TL score); the log-variance and decoder exist only in training
+``qae``    57 → 32 → 16 → 3 (rounded to ``ap_fixed<8,4>``) → 16 → 32 → 57, difference to
+           the input rounded to ``ap_fixed<10,5>``, score Σ d² over the 57 inputs
+=========  ================================================================================
+
+Training imports TensorFlow (seconds); scoring does not: after training, the quantised
+weights (exact dyadic numbers) go into ``weights.pt`` and a torch module computes the
+fixed-point network exactly (float64 holds every value), and ``model.onnx`` computes it
+in float32, exact as well because every intermediate fits 24 bits
+(:func:`models.fixedpoint.check_float32_exact`). :meth:`QuantisedScorer.keras_model`
+rebuilds the QKeras model from those weights for hls4ml and for bit-exact checks.
+
+    >>> from models import get_scorer
+    >>> q = get_scorer("qvae")
+    >>> [layer.name for layer in q.layers()]
+    ['enc1', 'relu1', 'enc2', 'relu2', 'mu', 'mu_q', 'score']
+    >>> q.input_fmt.ap
+    'ap_fixed<12,6>'
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.base import BatchLike, Scorer, as_flat, register_scorer
+from models.card import ONNX_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, require_file
+from models.fixedpoint import (
+    Dense,
+    Fmt,
+    Layer,
+    Quant,
+    Range,
+    ReLU,
+    SubInput,
+    SumSquares,
+    analyse,
+    check_float32_exact,
+    reference,
+)
+from models.qpreprocess import (
+    _INV_ETA,
+    _INV_PHI,
+    ETA_MAX,
+    PHI_BINS,
+    PT_LSB,
+    PT_MAX,
+    QPREPROCESS_FILE,
+    QPreprocessor,
+)
+from replay.errors import ConfigError, SchemaError
+from replay.events import N_FEATURES
+
+log = logging.getLogger(__name__)
+
+SCORE_CHUNK = 4096
+ONNX_OPSET = 17
+
+_BITS_DEFAULTS: dict[str, Any] = {
+    "input_bits": 12, "input_integer": 6,
+    "weight_bits": 8, "weight_integer": 1, "bias_bits": 8, "bias_integer": 3,
+    "act_bits": 8, "act_integer": 3,
+}
+
+
+# -- the exact fixed-point network in torch ---------------------------------------------
+class FixedNet(nn.Module):
+    """The fixed-point layers on inputs ``[N, 57]`` (on the input grid) → every value exact.
+
+    Runs in the dtype of its input: float64 for scoring, float32 for the ONNX graph.
+    """
+
+    def __init__(self, layers: list[Layer]) -> None:
+        super().__init__()
+        self.layers = layers
+        for layer in layers:
+            if isinstance(layer, Dense):
+                self.register_buffer(f"{layer.name}_w", torch.zeros(layer.n_in, layer.n_out, dtype=torch.float64))
+                self.register_buffer(f"{layer.name}_b", torch.zeros(layer.n_out, dtype=torch.float64))
+
+    def params(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {layer.name: (getattr(self, f"{layer.name}_w").numpy(), getattr(self, f"{layer.name}_b").numpy())
+                for layer in self.layers if isinstance(layer, Dense)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inp = h = x
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                w = getattr(self, f"{layer.name}_w").to(x.dtype)
+                h = h @ w + getattr(self, f"{layer.name}_b").to(x.dtype)
+            elif isinstance(layer, ReLU | Quant):
+                f = layer.fmt
+                h = torch.clamp(torch.round(h * 2.0**f.frac), f.low * 2.0**f.frac,
+                                f.high * 2.0**f.frac) * 2.0**-f.frac
+            elif isinstance(layer, SubInput):
+                h = h - inp
+            elif isinstance(layer, SumSquares):
+                h = (h * h).sum(dim=1)
+        return h
+
+
+class QInputs(nn.Module):
+    """raw ``[N, 57]`` float32 → shift-normalised inputs on the grid: :class:`QPreprocessor`
+    in torch, operation for operation, so that torch, numpy and ONNX agree exactly."""
+
+    def __init__(self, qpre: QPreprocessor) -> None:
+        super().__init__()
+        self.scale: torch.Tensor
+        self.register_buffer("scale", torch.from_numpy(qpre.scale_factors()), persistent=False)
+        self.frac, self.low, self.high = qpre.frac, qpre.low, qpre.high
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        pt = torch.clamp(torch.floor(flat[:, 0::3] * (1 / PT_LSB)), 0.0, float(PT_MAX))
+        filled = (pt > 0).to(flat.dtype)
+        eta = torch.clamp(torch.round(flat[:, 1::3] * float(_INV_ETA)), -float(ETA_MAX), float(ETA_MAX)) * filled
+        phi = torch.round(flat[:, 2::3] * float(_INV_PHI))
+        phi = (phi - float(PHI_BINS) * torch.floor((phi + float(PHI_BINS // 2)) / float(PHI_BINS))) * filled
+        hw = torch.stack([pt, eta, phi], dim=2).reshape(flat.shape[0], N_FEATURES)
+        q = torch.clamp(torch.floor(hw * self.scale), self.low * 2.0**self.frac, self.high * 2.0**self.frac)
+        return q * 2.0**-self.frac
+
+
+class QScoreGraph(nn.Module):
+    """raw ``[N, 57]`` → score ``[N]`` (the network in ``dtype``)."""
+
+    def __init__(self, qpre: QPreprocessor, net: FixedNet, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inputs, self.net, self.dtype = QInputs(qpre), net, dtype
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        return self.net(self.inputs(flat).to(self.dtype)).to(torch.float32)
+
+
+# -- the scorers ------------------------------------------------------------------------------
+class QuantisedScorer(Scorer):
+    """Base of ``qae``/``qvae``: QKeras training, exact fixed-point scoring, firmware hooks."""
+
+    hyperparameter_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, variant: str | None = None, **hyperparameters: Any) -> None:
+        super().__init__(variant, **hyperparameters)
+        self.qpre: QPreprocessor | None = None
+        self.net: FixedNet | None = None
+        self._graph: QScoreGraph | None = None
+        h = self.hyperparameters
+        for key in _BITS_DEFAULTS:
+            if not isinstance(h[key], int) or isinstance(h[key], bool):
+                raise ConfigError(f"{self.where}: hyper-parameter {key} must be an integer, got {h[key]!r}")
+        self.layers()  # validates the widths
+
+    # -- the architecture ----------------------------------------------------------------
+    @property
+    def input_fmt(self) -> Fmt:
+        h = self.hyperparameters
+        return Fmt(int(h["input_bits"]), int(h["input_integer"]))
+
+    def _dense(self, name: str, n_in: int, n_out: int) -> Dense:
+        h = self.hyperparameters
+        return Dense(name, n_in, n_out, Fmt.qkeras_bits(h["weight_bits"], h["weight_integer"]),
+                     Fmt.qkeras_bits(h["bias_bits"], h["bias_integer"]))
+
+    def _relu(self, name: str) -> ReLU:
+        h = self.hyperparameters
+        return ReLU(name, Fmt.qkeras_relu(h["act_bits"], h["act_integer"]))
+
+    def _mlp(self, prefix: str, act: str, widths: list[int]) -> list[Layer]:
+        out: list[Layer] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True), start=1):
+            out += [self._dense(f"{prefix}{i}", a, b), self._relu(f"{act}{i}")]
+        return out
+
+    def layers(self) -> list[Layer]:
+        """The firmware network, from the hyper-parameters."""
+        raise NotImplementedError
+
+    def input_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-input [low, high] of the network inputs (pT ≥ 0)."""
+        fmt = self.input_fmt
+        low = np.full(N_FEATURES, fmt.low)
+        low[0::3] = 0.0
+        return low, np.full(N_FEATURES, fmt.high)
+
+    def ranges(self) -> list[Range]:
+        """Bounds and exact types of every layer's output for the trained weights."""
+        net = self._require_net()
+        return analyse(net.layers, net.params(), *self.input_bounds(), self.input_fmt.frac)
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
+            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
+            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
+            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+        if labels is not None or validation_labels is not None:
+            raise ConfigError(f"{self.where}: is trained on background only; got labels")
+        if epochs < 1 or batch_size < 1:
+            raise ConfigError(f"{self.where}: need epochs >= 1 and batch_size >= 1, got {epochs}, {batch_size}")
+        flat = as_flat(train, f"{self.where}, training batch")
+        if len(flat) < 2:
+            raise ConfigError(f"{self.where}: need at least 2 training events, got {len(flat)}")
+        fmt = self.input_fmt
+        self.qpre = QPreprocessor.fit(flat, fmt.width, fmt.integer)
+        x = self.qpre.transform(flat)
+        xv = self.qpre.transform(as_flat(validation, f"{self.where}, validation batch")) \
+            if validation is not None else None
+        from models import qkeras_train  # TensorFlow: only training needs it
+
+        t0 = time.monotonic()
+        params, history = qkeras_train.train(self, x, xv, epochs=epochs, batch_size=batch_size,
+                                             seed=seed, threads=threads, patience=patience,
+                                             progress=progress)
+        self._set_params(params, "training")
+        history["seconds"] = round(time.monotonic() - t0, 2)
+        self.seed = seed
+        self.training = {
+            "events": len(flat), "validation_events": 0 if xv is None else len(xv),
+            "epochs": epochs, "batch_size": batch_size, "patience": patience, "threads": threads,
+            "history": history, "framework": "qkeras",
+        }
+        return history
+
+    def _set_params(self, params: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> None:
+        net = FixedNet(self.layers())
+        for layer in net.layers:
+            if not isinstance(layer, Dense):
+                continue
+            if layer.name not in params:
+                raise ModelFileError(f"{where}: no weights for layer {layer.name!r}")
+            for arr, fmt, what, shape in ((params[layer.name][0], layer.weight, "w", (layer.n_in, layer.n_out)),
+                                          (params[layer.name][1], layer.bias, "b", (layer.n_out,))):
+                arr = np.asarray(arr, np.float64)
+                if arr.shape != shape:
+                    raise ModelFileError(f"{where}: layer {layer.name!r} {what} has shape {arr.shape}, "
+                                         f"the card's hyper-parameters give {shape}")
+                scaled = arr * 2.0**fmt.frac
+                if not np.array_equal(scaled, np.round(scaled)) or arr.min(initial=0) < fmt.low \
+                        or arr.max(initial=0) > fmt.high:
+                    raise ModelFileError(f"{where}: layer {layer.name!r} {what} is not on the "
+                                         f"{fmt.ap} grid")
+                getattr(net, f"{layer.name}_{what}").copy_(torch.from_numpy(arr))
+        self.net = net.eval()
+        self._graph = None
+        check_float32_exact(self.ranges(), self.where)
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _require_net(self) -> FixedNet:
+        if self.net is None or self.qpre is None:
+            raise ConfigError(f"{self.where} is not trained: call fit() or load a model directory")
+        return self.net
+
+    def inputs(self, batch: BatchLike) -> np.ndarray:
+        """The network inputs ``[N, 57]`` float32 on the ``ap_fixed`` grid (what firmware takes)."""
+        self._require_net()
+        assert self.qpre is not None
+        return self.qpre.transform(as_flat(batch, self.where))
+
+    def fixed_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's exact output (float64) for network inputs ``x`` (numpy reference)."""
+        net = self._require_net()
+        return reference(net.layers, net.params(), x)
+
+    @property
+    def score_fmt(self) -> Fmt:
+        return self.ranges()[-1].fmt
+
+    def graph(self, dtype: torch.dtype = torch.float64) -> QScoreGraph:
+        net = self._require_net()
+        assert self.qpre is not None
+        if dtype != torch.float64:
+            return QScoreGraph(self.qpre, net, dtype).eval()
+        if self._graph is None:
+            self._graph = QScoreGraph(self.qpre, net, torch.float64).eval()
+        return self._graph
+
+    def score(self, batch: BatchLike) -> np.ndarray:
+        flat = as_flat(batch, self.where)
+        g = self.graph()
+        out = np.empty(len(flat), np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(flat), SCORE_CHUNK):
+                chunk = torch.from_numpy(flat[start:start + SCORE_CHUNK])
+                out[start:start + len(chunk)] = g(chunk).numpy()
+        return out
+
+    def keras_model(self) -> Any:
+        """The firmware network as a QKeras model with the trained weights (imports TensorFlow)."""
+        from models import qkeras_train
+
+        net = self._require_net()
+        return qkeras_train.firmware_model(self, net.params())
+
+    # -- persistence -------------------------------------------------------------------------
+    def export_onnx(self, path: str | Path) -> Path:
+        import warnings
+
+        g = self.graph(torch.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(g, (torch.zeros(2, N_FEATURES),), str(path), dynamo=False,
+                              opset_version=ONNX_OPSET, input_names=["objects"], output_names=["score"],
+                              dynamic_axes={"objects": {0: "batch"}, "score": {0: "batch"}})
+        return Path(path)
+
+    def _save_files(self, directory: Path) -> list[str]:
+        net = self._require_net()
+        assert self.qpre is not None
+        torch.save(net.state_dict(), directory / WEIGHTS_FILE)
+        self.qpre.save(directory)
+        self.export_onnx(directory / ONNX_FILE)
+        return [WEIGHTS_FILE, QPREPROCESS_FILE, ONNX_FILE]
+
+    def _load_files(self, directory: Path, card: ModelCard) -> None:
+        wpath = require_file(directory, WEIGHTS_FILE, "the quantised weights")
+        ppath = require_file(directory, QPREPROCESS_FILE, "the input quantisation")
+        try:
+            self.qpre = QPreprocessor.load(directory)
+        except SchemaError as exc:
+            raise ModelFileError(str(exc)) from None
+        except OSError as exc:
+            raise ModelFileError(f"{ppath}: cannot read ({exc})") from None
+        try:
+            state = torch.load(wpath, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several kinds for a damaged file
+            raise ModelFileError(f"{wpath}: not a readable torch state dict "
+                                 f"({type(exc).__name__}: {exc})") from None
+        if not isinstance(state, dict):
+            raise ModelFileError(f"{wpath}: expected a state dict, got {type(state).__name__}")
+        params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for layer in self.layers():
+            if isinstance(layer, Dense):
+                try:
+                    params[layer.name] = (state[f"{layer.name}_w"].numpy(), state[f"{layer.name}_b"].numpy())
+                except (KeyError, AttributeError):
+                    raise ModelFileError(f"{wpath}: the weights do not fit a {self.name!r} network with "
+                                         f"the card's hyper-parameters (no layer {layer.name!r})") from None
+        self._set_params(params, str(wpath))
+
+
+@register_scorer("qvae")
+class QVAEScorer(QuantisedScorer):
+    """Quantised VAE encoder (QKeras); score Σμ² in fixed point, as AXOL1TL. Higher = more anomalous.
+
+    Hyper-parameters: ``hidden`` ([32, 16]), ``latent`` (4), ``beta`` (1.0), ``lr`` (1e-3),
+    the bit widths (``input_bits``/``input_integer`` 12/6, ``weight_bits``/``weight_integer``
+    8/1, ``bias_bits``/``bias_integer`` 8/3, ``act_bits``/``act_integer`` 8/3, in QKeras'
+    terms) and ``mu_bits``/``mu_integer`` (10/4), the type μ is rounded to.
+    """
+
+    description = "quantised VAE encoder (QKeras), fixed-point Σμ² (AXOL1TL)"
+    hyperparameter_defaults: ClassVar[dict[str, Any]] = {
+        "hidden": [32, 16], "latent": 4, "beta": 1.0, "lr": 1e-3, **_BITS_DEFAULTS,
+        "mu_bits": 10, "mu_integer": 4,
+    }
+
+    def layers(self) -> list[Layer]:
+        h = self.hyperparameters
+        widths = [N_FEATURES, *map(int, h["hidden"])]
+        return [*self._mlp("enc", "relu", widths), self._dense("mu", widths[-1], int(h["latent"])),
+                Quant("mu_q", Fmt.qkeras_bits(h["mu_bits"], h["mu_integer"])), SumSquares("score")]
+
+
+@register_scorer("qae")
+class QAEScorer(QuantisedScorer):
+    """Quantised autoencoder (QKeras); score Σ (x̂ − x)² in fixed point. Higher = more anomalous.
+
+    Hyper-parameters: ``hidden`` ([32, 16]), ``latent`` (3), ``lr`` (1e-3), the bit widths
+    as :class:`QVAEScorer`, ``latent_bits``/``latent_integer`` (8/3) for the bottleneck and
+    ``diff_bits``/``diff_integer`` (10/4) for the rounded reconstruction difference.
+    """
+
+    description = "quantised autoencoder (QKeras), fixed-point reconstruction error"
+    hyperparameter_defaults: ClassVar[dict[str, Any]] = {
+        "hidden": [32, 16], "latent": 3, "lr": 1e-3, **_BITS_DEFAULTS,
+        "latent_bits": 8, "latent_integer": 3, "diff_bits": 10, "diff_integer": 4,
+    }
+
+    def layers(self) -> list[Layer]:
+        h = self.hyperparameters
+        hidden = list(map(int, h["hidden"]))
+        enc = [N_FEATURES, *hidden]
+        dec = [int(h["latent"]), *reversed(hidden)]
+        return [*self._mlp("enc", "relu", enc), self._dense("latent", enc[-1], int(h["latent"])),
+                Quant("latent_q", Fmt.qkeras_bits(h["latent_bits"], h["latent_integer"])),
+                *self._mlp("dec", "drelu", dec), self._dense("recon", dec[-1], N_FEATURES),
+                SubInput("diff"), Quant("diff_q", Fmt.qkeras_bits(h["diff_bits"], h["diff_integer"])),
+                SumSquares("score")]
+
+
+def lsb_counts(values: np.ndarray, frac: int) -> np.ndarray:
+    """Exact fixed-point values as int64 counts of their LSB (``value · 2^frac``)."""
+    scaled = np.asarray(values, np.float64) * 2.0**frac
+    counts = np.round(scaled)
+    if not np.array_equal(counts, scaled):
+        bad = int(np.flatnonzero(counts.ravel() != scaled.ravel())[0])
+        raise ValueError(f"value {scaled.ravel()[bad] * 2.0**-frac!r} is not a multiple of 2^-{frac}")
+    return counts.astype(np.int64)
+

@@ -1,0 +1,102 @@
+"""A stand-in pipeline that feeds :class:`StageMetrics` as a real run would: for tests, the
+live page's demo and the overhead benchmark, with no events, models or sockets.
+
+Each stage gets its own registry and (with ``serve=True``) its own ``/metrics`` port, as
+the stages of ``darktrigger run`` do. Seeds fire with fixed probabilities, scores come
+from a log-normal, latencies from an exponential: steady figures whose expected values
+are known.
+
+    >>> sim = SimulatedPipeline(seeds={"SingleMu22": 1e-3, "AXO_Loose": 1e-2}, models=["vae"])
+    >>> sim.step(100_000)
+    >>> sim.recorder_counts()["events"]
+    100000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from monitoring.exposition import Server, serve
+from monitoring.metrics import StageMetrics
+
+
+class SimulatedPipeline:
+    """source → ``workers`` scorers → trigger → recorder, each stage's metrics fed per batch."""
+
+    def __init__(self, seeds: Mapping[str, float], models: Sequence[str] = ("vae",), *, workers: int = 2,
+                 batch_size: int = 4096, bx_rate_hz: float = 40e6, budget_hz: float | None = 1e6,
+                 seed: int = 0, version: str = "simulated", **recorder_kwargs: Any) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.probs = np.asarray(list(seeds.values()), dtype=np.float64)
+        self.seeds = list(seeds)
+        self.models = list(models)
+        self.batch_size = batch_size
+        self.registries: dict[str, CollectorRegistry] = {}
+        self.metrics: dict[str, StageMetrics] = {}
+        common = {"bx_rate_hz": bx_rate_hz, "budget_hz": budget_hz, "version": version}
+        for stage in ["source", *(f"scorer-{i}" for i in range(workers)), "trigger", "recorder", "supervisor"]:
+            reg = self.registries[stage] = CollectorRegistry()
+            kwargs: dict[str, Any] = dict(common)
+            if stage.startswith("scorer"):
+                kwargs["models"] = self.models
+            if stage == "recorder":
+                kwargs["seeds"] = self.seeds
+                kwargs.update(recorder_kwargs)
+            self.metrics[stage] = StageMetrics(reg, stage, **kwargs)
+        self.workers = workers
+        self.metrics["source"].workers(workers)
+        self.servers: dict[str, Server] = {}
+        self._counts: dict[str, Any] = {"events": 0, "accepted": 0, "raw": np.zeros(len(self.seeds), np.int64),
+                        "counts": np.zeros(len(self.seeds), np.int64), "pure": np.zeros(len(self.seeds), np.int64)}
+        self._batch = 0
+
+    def serve(self, host: str = "127.0.0.1", ports: Mapping[str, int] | None = None) -> dict[str, str]:
+        """Serve each stage's registry (port 0: any free one); {stage: "host:port"}."""
+        for stage, reg in self.registries.items():
+            self.servers[stage] = serve(reg, host, (ports or {}).get(stage, 0))
+        return {stage: f"{host}:{s.port}" for stage, s in self.servers.items()}
+
+    def close(self) -> None:
+        for s in self.servers.values():
+            s.close()
+        self.servers.clear()
+
+    def step(self, events: int) -> None:
+        """Push ``events`` events through, in batches."""
+        while events > 0:
+            n = min(self.batch_size, events)
+            self._one_batch(n)
+            events -= n
+
+    def _one_batch(self, n: int) -> None:
+        rng, m = self.rng, self.metrics
+        self._batch += 1
+        m["source"].batch(n, 2e-5 * rng.exponential())
+        m["source"].inflight(int(rng.integers(1, 8)))
+        worker = m[f"scorer-{self._batch % self.workers}"]
+        worker.batch(n, n * 3e-7 * (1 + 0.2 * rng.random()))
+        for model in self.models:
+            worker.scores(model, rng.lognormal(mean=0.0, sigma=1.5, size=n).astype(np.float32))
+        m["trigger"].batch(n, n * 1e-7)
+        fired = rng.random((n, len(self.seeds))) < self.probs
+        alone = fired.sum(axis=1) == 1
+        raw = fired.sum(axis=0)
+        pure = fired[alone].sum(axis=0)
+        accepted = int(fired.any(axis=1).sum())
+        m["recorder"].batch(n, n * 5e-8)
+        m["recorder"].decisions(n, raw, raw, pure, accepted)
+        m["recorder"].end_to_end(0.004 + 0.01 * rng.exponential(), n)
+        c = self._counts
+        c["events"] += n
+        c["accepted"] += accepted
+        c["raw"] += raw
+        c["counts"] += raw
+        c["pure"] += pure
+
+    def recorder_counts(self) -> dict[str, Any]:
+        """What the recorder has counted so far (events, accepted, per-seed raw/counts/pure)."""
+        return dict(self._counts)

@@ -1,0 +1,114 @@
+"""The quantised scorers: L1 integer inputs, QKeras training, exact fixed-point scoring."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daq.cli import main
+from models import get_scorer, load_model
+from models.fixedpoint import Fmt
+from models.qpreprocess import PHI_BINS, QPreprocessor
+from models.quantised import QuantisedScorer
+from replay.errors import ConfigError
+from replay.events import EventBatch
+from replay.generators import GENERATORS
+
+
+def _toy(process: str, n: int, seed: int) -> EventBatch:
+    return next(GENERATORS.get("toy")().generate(process, n, seed=seed, batch_size=n))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    train = _toy("sm_mix", 4000, seed=21)
+    out = {}
+    for name in ("qvae", "qae"):
+        scorer = get_scorer(name, hidden=[16, 8])
+        history = scorer.fit(train, validation=_toy("sm_mix", 1000, seed=22), epochs=2,
+                             batch_size=256, seed=3)
+        assert history["epochs_run"] == 2 and len(history["validation_loss"]) == 2
+        out[name] = scorer.save(tmp_path_factory.mktemp(name))
+    return out
+
+
+def test_import_models_does_not_import_tensorflow() -> None:
+    code = "import sys, models; print('tensorflow' in sys.modules, 'qkeras' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["False", "False"]
+
+
+def test_hardware_units_phi_wraps_and_empty_slots_are_zero() -> None:
+    obj = np.zeros((4, 19, 3), np.float32)
+    obj[0, 9] = (40.0, 1.0, np.pi)
+    obj[1, 9] = (40.0, 1.0, -np.pi)
+    obj[2, 9] = (40.0, 1.0, np.float32(0.3 + 2 * np.pi))
+    obj[3, 9] = (0.0, 2.0, 1.0)  # an empty slot with junk η, φ
+    hw = QPreprocessor.hardware_units(obj.reshape(4, 57))
+    assert hw[0, 29] == hw[1, 29] == -PHI_BINS // 2
+    assert hw[2, 29] == round(0.3 / (2 * np.pi / PHI_BINS))
+    assert hw[0, 27] == 80 and hw[0, 28] == 23
+    assert np.all(hw[3] == 0)
+
+
+def test_inputs_are_on_the_grid_and_saturate() -> None:
+    bkg = _toy("sm_mix", 3000, seed=1)
+    qp = QPreprocessor.fit(bkg.flat)
+    assert all(0 <= s <= 24 for s in qp.shifts) and max(qp.shifts) >= 4
+    x = qp.transform(bkg.flat)
+    assert np.array_equal(x * 64, np.round(x * 64))  # 6 fractional bits
+    assert x.min() >= -32 and x.max() <= 32 - 1 / 64
+    big = np.zeros((1, 57), np.float32)
+    big[0, 0] = 1e5
+    assert qp.transform(big)[0, 0] == 32 - 1 / 64
+    assert QPreprocessor.from_dict(qp.to_dict()) == QPreprocessor(qp.shifts, n_fit=qp.n_fit)
+
+
+def test_fmt_rounds_half_to_even_and_saturates() -> None:
+    f = Fmt(4, 2)  # ap_fixed<4,2>: step 0.25, range [-2, 1.75]
+    vals = np.array([0.125, 0.375, -0.125, 5.0, -5.0, 1.8])
+    assert f.quantize(vals).tolist() == [0.0, 0.5, -0.0, 1.75, -2.0, 1.75]
+    assert Fmt.covering(-3.0, 100.0, 4).ap == "ap_fixed<12,8>"
+
+
+@pytest.mark.parametrize("name", ["qvae", "qae"])
+def test_qkeras_torch_onnx_and_reference_agree_exactly(name: str, trained: dict[str, Path]) -> None:
+    events = _toy("sm_mix", 5000, seed=23)
+    scorer = load_model(trained[name])
+    assert isinstance(scorer, QuantisedScorer)
+    x = scorer.inputs(events)
+    ref = scorer.fixed_outputs(x)["score"][:, 0]
+    keras = scorer.keras_model().predict(x, batch_size=4096, verbose=0)[:, 0]
+    np.testing.assert_array_equal(keras.astype(np.float64), ref)
+    np.testing.assert_array_equal(scorer.score(events), ref.astype(np.float32))
+    np.testing.assert_array_equal(load_model(trained[name], "onnxruntime").score(events),
+                                  ref.astype(np.float32))
+
+
+def test_signal_scores_above_background(trained: dict[str, Path]) -> None:
+    bkg, sig = _toy("sm_mix", 4000, seed=24), _toy("ato4l", 4000, seed=25)
+    for name in ("qvae", "qae"):
+        scorer = load_model(trained[name])
+        assert np.median(scorer.score(sig)) > np.median(scorer.score(bkg)), name
+
+
+def test_widths_that_float32_cannot_hold_are_refused() -> None:
+    with pytest.raises(ConfigError, match="integer"):
+        get_scorer("qvae", act_bits=8.5)
+    scorer = get_scorer("qvae", input_bits=20, input_integer=10, weight_bits=12, hidden=[8])
+    with pytest.raises(ConfigError, match="float32"):
+        scorer.fit(_toy("sm_mix", 500, seed=1), epochs=1, batch_size=256)
+
+
+def test_train_command(tmp_path: Path) -> None:
+    from replay.storage import NativeWriter
+
+    with NativeWriter(tmp_path / "bkg.h5") as w:
+        w.write(_toy("sm_mix", 2000, seed=5))
+    assert main(["train", "--model", "qvae", "--background", str(tmp_path / "bkg.h5"),
+                 "--out", str(tmp_path / "m"), "--epochs", "1", "--no-progress"]) == 0
+    assert load_model(tmp_path / "m").spec == "qvae"
