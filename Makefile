@@ -33,8 +33,13 @@ sysdeps:
 demo: venv sysdeps
 	$(PY) -m daq.demo
 
+# Two pytest workers, one test file each at a time (module fixtures such as a built firmware
+# project are made once): the long files (firmware, Pythia, the process-level pipeline runs)
+# then overlap instead of queueing, which keeps the whole suite, slow tests included,
+# under 15 minutes on a 2-core machine.
+PYTEST_WORKERS ?= 2
 test: venv sysdeps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -173,7 +173,7 @@ class Supervisor:
                     if code is None:
                         continue
                     if child.stage == "scorer":
-                        if self._stopping or "source" not in self.children:
+                        if self._stopping or code == 0:  # stopped: by us, or by the source at the end
                             continue
                         if time.monotonic() - child.started < QUICK_EXIT_S:
                             quick_exits += 1
