@@ -1,7 +1,7 @@
 """Firmware: hls4ml project, g++ testbench and da4ml RTL under Verilator, verified bit for bit.
 
-The fast tests use a small seeded ``qvae`` (57-16-8-3); the ``slow`` ones train the
-default ``qae`` and ``qvae`` and verify them on 100,000 events.
+These use a small seeded ``qvae`` (57-16-8-3); ``test_firmware_100k.py`` trains the
+default ``qae`` and ``qvae`` and verifies them on 100,000 events.
 """
 
 from __future__ import annotations
@@ -200,23 +200,3 @@ def test_vendor_synthesis(built: Path) -> None:  # pragma: no cover - needs a ve
     backend = "Vitis" if vendor.find_tool("Vitis") else "Vivado"
     report = vendor.synthesise(built, backend)
     assert report["ii"] == 1 and report["lut"] > 0
-
-
-# -- the acceptance: default models, 100,000 events ---------------------------------------
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["qvae", "qae"])
-def test_default_models_verify_on_100k_events(name: str, tmp_path: Path) -> None:
-    model = _train(name, tmp_path / name, n=20000)
-    out = tmp_path / f"fw-{name}"
-    project.build(model, out, BuildOptions(rtl=True))
-    path = tmp_path / "bkg100k.h5"
-    with NativeWriter(path) as w:
-        for seed in (41, 42):
-            w.write(_toy("sm_mix", 50_000, seed=seed))
-    report = verify(out, path, 100_000)
-    assert report.events == 100_000
-    assert report.all_equal == 1.0 and all(v == 0 for v in report.max_lsb.values())
-    assert all(v == 1.0 for v in report.decisions.values())
-    assert report.rtl is not None and report.rtl["measured_cycles"] == report.rtl["cycles"]
-    if name == "qvae":  # AXOL1TL's budget
-        assert report.rtl["measured_cycles"] * report.rtl["clock_ns"] <= 50
