@@ -20,7 +20,13 @@ from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
 from daq.topology import Topology
 from daq.wire import encode
 from replay.errors import ConfigError
-from tests.pipeline_fixtures import free_metrics_base, make_setup, offline, recorded_ids, write_topology
+from tests.pipeline_fixtures import (
+    free_metrics_base,
+    make_setup,
+    offline,
+    recorded_ids,
+    write_topology,
+)
 
 
 @pytest.fixture(scope="module")
