@@ -243,7 +243,7 @@ class SourceRunner(_Runner):
                 if exhausted and not self.inflight and not self.resend:
                     break
                 timeout = max(0.0, wake - time.monotonic())
-                for sock, _ in poller.poll(timeout * 1000):
+                for sock, _ in poller.poll(int(timeout * 1000)):
                     while True:
                         try:
                             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)

@@ -156,8 +156,9 @@ class Topology:
                               f"got {workers.backend!r}")
         r = data.get("reliability") or {}
         _no_unknown(r, set(Reliability.__dataclass_fields__), f"{where}: reliability")
-        reliability = Reliability(**{k: _number(v, f"reliability.{k}", where, positive=True)
-                                     for k, v in r.items()})
+        reliability = Reliability()
+        for key, value in r.items():
+            setattr(reliability, key, _number(value, f"reliability.{key}", where, positive=True))
         reliability.max_inflight = int(reliability.max_inflight) or workers.count * workers.prefetch + 4
         endpoints = {name: f"tcp://127.0.0.1:{DEFAULT_BASE_PORT + i}" for i, name in enumerate(ENDPOINT_NAMES)}
         given = data.get("endpoints") or {}
