@@ -80,13 +80,13 @@ class ScorerStage:
     def process(self, batch: EventBatch) -> tuple[EventBatch, int]:
         """(the batch with score columns, the number of events dropped as invalid)."""
         dropped = 0
-        if not batch._values_ok():
-            bad = np.array([row for row, _ in batch.problems()], dtype=np.int64)
+        found = batch.problems()  # a whole-batch check; rows are looked at only if it fails
+        if found:
             keep = np.ones(len(batch), bool)
-            keep[bad] = False
-            dropped = int(len(batch) - keep.sum())
+            keep[[row for row, _ in found]] = False
+            dropped = len(found)
             log.warning("scorer: dropped %d invalid event(s) of %d (first: %s)", dropped, len(batch),
-                        batch.problems()[0][1])
+                        found[0][1])
             batch = batch[keep]
         scores = {f"{SCORE_PREFIX}{name}": s.score(batch) for name, s in self.scorers.items()}
         return batch.with_columns(**scores) if scores else batch, dropped

@@ -45,7 +45,7 @@ from torch.nn import functional
 from models.base import BatchLike, Scorer, register_scorer
 from models.card import WEIGHTS_FILE, ModelCard, ModelFileError, require_file
 from models.cwola import Classifier
-from models.training import SCORE_CHUNK, run_training, torch_threads
+from models.training import SCORE_CHUNK, read_state_dict, run_training, torch_threads
 from replay.errors import ConfigError, SchemaError
 from replay.events import EventBatch
 
@@ -257,11 +257,7 @@ class ColumnCWoLaScorer(Scorer):
 
     def _load_files(self, directory: Path, card: ModelCard) -> None:
         wpath = require_file(directory, WEIGHTS_FILE, "the network weights")
-        try:
-            state = torch.load(wpath, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several kinds for a damaged file
-            raise ModelFileError(f"{wpath}: not a readable torch state dict "
-                                 f"({type(exc).__name__}: {exc})") from None
+        state = read_state_dict(wpath)
         net = self._build()
         try:
             net.load_state_dict(state)

@@ -67,6 +67,7 @@ from models.qpreprocess import (
     QPREPROCESS_FILE,
     QPreprocessor,
 )
+from models.training import read_state_dict
 from replay.errors import ConfigError, SchemaError
 from replay.events import N_FEATURES
 
@@ -336,13 +337,7 @@ class QuantisedScorer(Scorer):
             raise ModelFileError(str(exc)) from None
         except OSError as exc:
             raise ModelFileError(f"{ppath}: cannot read ({exc})") from None
-        try:
-            state = torch.load(wpath, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several kinds for a damaged file
-            raise ModelFileError(f"{wpath}: not a readable torch state dict "
-                                 f"({type(exc).__name__}: {exc})") from None
-        if not isinstance(state, dict):
-            raise ModelFileError(f"{wpath}: expected a state dict, got {type(state).__name__}")
+        state = read_state_dict(wpath)
         params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for layer in self.layers():
             if isinstance(layer, Dense):

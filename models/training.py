@@ -158,6 +158,19 @@ def run_training(net: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
     return history
 
 
+
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """A torch state dict saved with ``torch.save``, or a :class:`ModelFileError` naming the
+    file (the scorers with torch weights all read theirs through this)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several kinds for a damaged file
+        raise ModelFileError(f"{path}: not a readable torch state dict "
+                             f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
 class TorchScorer(Scorer):
     """Base of the neural scorers: a network on the preprocessed features, trained by
     :func:`run_training`, scored by a :class:`ScoreGraph` that ONNX export takes whole.
@@ -305,11 +318,7 @@ class TorchScorer(Scorer):
             raise ModelFileError(str(exc)) from None
         except OSError as exc:
             raise ModelFileError(f"{ppath}: cannot read ({exc})") from None
-        try:
-            state = torch.load(wpath, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several kinds for a damaged file
-            raise ModelFileError(f"{wpath}: not a readable torch state dict "
-                                 f"({type(exc).__name__}: {exc})") from None
+        state = read_state_dict(wpath)
         net = self.build()
         try:
             net.load_state_dict(state)

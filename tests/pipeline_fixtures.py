@@ -77,26 +77,10 @@ def write_topology(root: Path, name: str = "topology.yaml", **overrides: Any) ->
 
 
 def free_metrics_base(workers: int = 2) -> int:
-    """A metrics.base_port whose ports (base…base+3, base+10…) are all free now."""
-    import random
-    import socket
+    """A metrics.base_port whose ports (base…base+3, base+10…base+10+workers) are all free now."""
+    from tests.test_monitoring import _free_port_block
 
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 60_000)
-        try:
-            socks = []
-            for port in [*range(base, base + 4), *range(base + 10, base + 10 + workers)]:
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free block of metrics ports found")
+    return _free_port_block(10 + workers)
 
 
 def offline(topo: Topology, events: int) -> tuple[np.ndarray, MenuCounts]:
