@@ -21,20 +21,20 @@ import numpy as np
 
 from firmware import project
 from firmware.errors import ProjectError
-from models.base import BatchLike, Scorer, as_flat, copy_artifact, register_backend
-from models.card import ModelCard
+from models.base import BatchLike, ScoreOnlyScorer, Scorer, as_flat, register_backend
 from replay.errors import ConfigError
 
 ENGINES = ("rtl", "csim")
 CHUNK = 65536
 
 
-class FirmwareScorer(Scorer):
+class FirmwareScorer(ScoreOnlyScorer):
     """A firmware project scored by its RTL (Verilator) or its HLS C simulation. Not
     registered as a scorer: it is a backend (:func:`models.load_model`)."""
 
     name = "firmware"
-    trainable = False
+    backend = "firmware"
+    retrain_hint = "train the model, then build its firmware again"
 
     def __init__(self, directory: Path, engine: str | None = None) -> None:
         manifest = project.read_manifest(directory)
@@ -80,12 +80,6 @@ class FirmwareScorer(Scorer):
             raise ConfigError(f"{directory}: the firmware computes one score; got variant {variant!r}")
         return cls(Path(directory), engine)
 
-    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
-            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
-            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
-            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
-        raise ConfigError(f"{self.where}: the firmware backend only scores; train the model, "
-                          "then build its firmware again")
 
     def score(self, batch: BatchLike) -> np.ndarray:
         flat = as_flat(batch, self.where)
@@ -96,15 +90,6 @@ class FirmwareScorer(Scorer):
             out[start:start + len(chunk)] = self._run(chunk)
         return out
 
-    def save(self, directory: str | Path) -> Path:
-        """Copy the model files (the firmware is rebuilt from them with `firmware build`)."""
-        return copy_artifact(self.directory, directory)
-
-    def _save_files(self, directory: Path) -> list[str]:  # pragma: no cover - save() is overridden
-        raise NotImplementedError
-
-    def _load_files(self, directory: Path, card: ModelCard) -> None:  # pragma: no cover
-        raise NotImplementedError
 
 
 def _load(directory: str | Path, variant: str | None = None, *, threads: int = 1) -> Scorer:

@@ -269,6 +269,33 @@ def register_backend(name: str, loader: Any) -> None:
     BACKEND_LOADERS[name] = loader
 
 
+class ScoreOnlyScorer(Scorer):
+    """Base of the backends that score a saved model directory but cannot train it
+    (onnxruntime, firmware): ``fit`` is refused, ``save`` copies the directory."""
+
+    trainable = False
+    directory: Path
+    backend: ClassVar[str]
+    #: what ``fit`` tells the user to do instead
+    retrain_hint: ClassVar[str] = "train with the torch backend (get_scorer(...).fit)"
+
+    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
+            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
+            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
+            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+        raise ConfigError(f"{self.where}: the {self.backend} backend only scores; {self.retrain_hint}")
+
+    def save(self, directory: str | Path) -> Path:
+        """Copy the model directory (this backend holds no weights of its own)."""
+        return copy_artifact(self.directory, directory)
+
+    def _save_files(self, directory: Path) -> list[str]:  # pragma: no cover - save() is overridden
+        raise NotImplementedError
+
+    def _load_files(self, directory: Path, card: ModelCard) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
 def copy_artifact(src: str | Path, dst: str | Path) -> Path:
     """Copy a model directory's files (those its card lists, and the card)."""
     card = read_card(src)

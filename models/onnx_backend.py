@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import BatchLike, Scorer, as_flat, copy_artifact
+from models.base import BatchLike, ScoreOnlyScorer, as_flat
 from models.card import ModelCard, ModelFileError, onnx_file, read_card, require_file
 from replay.errors import ConfigError, UnknownNameError
 from replay.events import N_FEATURES
@@ -63,13 +63,13 @@ def make_session(path: Path, threads: int = 1) -> Any:
     return session
 
 
-class OnnxScorer(Scorer):
+class OnnxScorer(ScoreOnlyScorer):
     """A saved model scored by onnxruntime. Not registered: it is a backend, made by
     :func:`models.load_model` with ``backend="onnxruntime"`` (or :meth:`load`).
     """
 
     name = "onnx"
-    trainable = False
+    backend = "onnxruntime"
 
     def __init__(self, card: ModelCard, variant: str | None, session: Any, directory: Path) -> None:
         self.model_card = card
@@ -104,12 +104,6 @@ class OnnxScorer(Scorer):
         path = require_file(directory, name, f"the ONNX graph of {card.spec}")
         return cls(card, variant, make_session(path, threads), directory)
 
-    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
-            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
-            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
-            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
-        raise ConfigError(f"{self.where}: the onnxruntime backend only scores; "
-                          "train with the torch backend (get_scorer(...).fit)")
 
     def score(self, batch: BatchLike) -> np.ndarray:
         flat = as_flat(batch, self.where)
@@ -119,12 +113,3 @@ class OnnxScorer(Scorer):
             out[start:start + len(chunk)] = self.session.run(None, {self._input: chunk})[0]
         return out
 
-    def save(self, directory: str | Path) -> Path:
-        """Copy the model directory (the ONNX backend holds no weights of its own)."""
-        return copy_artifact(self.directory, directory)
-
-    def _save_files(self, directory: Path) -> list[str]:  # pragma: no cover - save() is overridden
-        raise NotImplementedError
-
-    def _load_files(self, directory: Path, card: ModelCard) -> None:  # pragma: no cover
-        raise NotImplementedError
