@@ -198,6 +198,7 @@ class SourceRunner(_Runner):
         rate = self.source.rate_hz
         t_first: float | None = None  # the first batch's emission: the run's clock starts
         pace0: float | None = None  # when a worker first had credit for a batch: pacing starts
+        read_s = 0.0  # time the replay took for the pending batch
         try:
             while True:
                 now = time.monotonic()
@@ -217,14 +218,14 @@ class SourceRunner(_Runner):
                     if pending is None:
                         t_read = time.perf_counter()
                         pending = next(it, None)
-                        self.busy_s += time.perf_counter() - t_read
+                        read_s = time.perf_counter() - t_read
                         if pending is None:
                             exhausted = True
                             break
                     seq, batch = pending
                     if rate:
-                        # paced from the first emission: workers that start slowly do not
-                        # make the source catch up in a burst
+                        # paced from when the first batch could go (a worker had credit):
+                        # workers that start slowly do not make the source catch up in a burst
                         if pace0 is None:
                             pace0 = time.monotonic()
                         due = pace0 + (self.events_in + len(batch)) / rate
@@ -234,9 +235,10 @@ class SourceRunner(_Runner):
                     pending = None
                     if t_first is None:
                         t_first = time.monotonic()
+                    t_encode = time.perf_counter()
                     frames = encode_batch("batch", self.source.run, seq, batch, meta={"t_emit": time.time()})
                     self.inflight[seq] = _InFlight(frames, len(batch))
-                    self.processed(len(batch), 0.0)
+                    self.processed(len(batch), read_s + time.perf_counter() - t_encode)  # read + encode
                     self.events_in += len(batch)
                     self.batches_in += 1
                     self._send(router, worker, seq)
