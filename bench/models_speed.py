@@ -5,12 +5,11 @@ round after round), through the public scoring API (``load_model(...).score(batc
 which chunks internally), on a model trained briefly on toy ``sm_mix`` (the weights do
 not change the speed). Row format as :func:`bench.io_gen.run`.
 
-Three more rows time the two parts of the ONNX graph alone, in the same rounds and
-chunks as ``OnnxScorer`` (:data:`models.onnx_backend.SCORE_CHUNK`): each network from
-features preprocessed beforehand (what the graph costs without its preprocessing), and
-onnxruntime's Cos and Sin of the 19 φ (its Cos/Sin are scalar ``std::cos``/``std::sin``).
-The graph can be no faster than its network alone, and the Cos/Sin row bounds how much
-the φ part of the preprocessing can take off.
+The "part:" rows time the pieces of the onnxruntime backend's score alone, in the same
+rounds and chunks as ``OnnxScorer`` (:data:`models.onnx_backend.SCORE_CHUNK`): the
+compiled preprocessing kernel (:mod:`models.kernels`), each network (``net.onnx``) on
+ready features, and the self-contained ``model.onnx`` that has the preprocessing in the
+graph (what the backend ran before ``net.onnx``).
 
     $ python -m bench.models_speed            # prints the rows
 """
@@ -21,7 +20,6 @@ import logging
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,11 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from models import get_scorer, load_model
-from models.onnx_backend import SCORE_CHUNK, session_options
-from models.training import ONNX_OPSET, TorchScorer
+from models import get_scorer, kernels, load_model
+from models.onnx_backend import SCORE_CHUNK, OnnxScorer, make_session
 from replay.events import EventBatch
 from replay.generators import GENERATORS
 
@@ -69,53 +65,46 @@ def trained_models(work: Path, n_train: int = 20_000) -> dict[str, Path]:
     return out
 
 
-class _CosSin(nn.Module):
-    def forward(self, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.cos(phi), torch.sin(phi)
-
-
-def _onnx_chunks(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str],
-                 path: Path) -> Callable[[list[dict[str, np.ndarray]]], None]:
-    """Export ``module`` (inputs ``names``, dynamic last axis) and return a function that
-    runs it on a list of feeds, one onnxruntime session run per feed (one thread)."""
-    import onnxruntime as ort
-
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=names, dynamic_axes={n: {1: "batch"} for n in names})
-    session = ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
-    used = {i.name for i in session.get_inputs()}  # the exporter drops inputs a head ignores
-
-    def go(feeds: list[dict[str, np.ndarray]]) -> None:
-        for feed in feeds:
-            session.run(None, {k: v for k, v in feed.items() if k in used})
-    return go
-
-
-def part_cases(dirs: dict[str, Path], batch: EventBatch,
-               work: Path) -> list[tuple[str, Callable[[], Any]]]:
-    """(row name, timed function) for the parts of the ONNX graph: each network from
-    preprocessed features, and Cos/Sin of the 19 φ, chunked as ``OnnxScorer`` chunks."""
-    flat = torch.from_numpy(batch.objects.reshape(len(batch), -1).copy())
+def part_cases(dirs: dict[str, Path], batch: EventBatch) -> list[tuple[str, Callable[[], Any]]]:
+    """(row name, timed function) for the parts of the onnxruntime backend's score, chunked
+    as ``OnnxScorer`` chunks: the compiled preprocessing alone, each network (``net.onnx``)
+    alone on ready features, and, for comparison, the self-contained ``model.onnx`` (the
+    preprocessing inside the graph: the backend's path before ``net.onnx``)."""
+    flat = np.ascontiguousarray(batch.objects.reshape(len(batch), -1))
+    chunks = [flat[i:i + SCORE_CHUNK] for i in range(0, len(flat), SCORE_CHUNK)]
     cases: list[tuple[str, Callable[[], Any]]] = []
     for spec in ("ae", "vae:mu2"):
         name, _, variant = spec.partition(":")
-        scorer = load_model(dirs[name], "torch", variant=variant or None)
-        assert isinstance(scorer, TorchScorer)
-        graph = scorer.graph()
-        with torch.inference_mode():
-            parts = [graph.pre(flat[i:i + SCORE_CHUNK]) for i in range(0, len(flat), SCORE_CHUNK)]
-        feeds = [{"features": f.numpy(), "filled": m.numpy()} for f, m in parts]
-        go = _onnx_chunks(graph.head, (parts[0][0].clone(), parts[0][1].clone()),
-                          ["features", "filled"], work / f"{name}-head.onnx")
-        cases.append((f"{NAMES[spec]}, network alone from preprocessed features, onnxruntime",
-                      partial(go, feeds)))
-    phi = [{"phi": np.ascontiguousarray(batch.objects[i:i + SCORE_CHUNK, :, 2].T)}
-           for i in range(0, len(batch), SCORE_CHUNK)]
-    go = _onnx_chunks(_CosSin(), (torch.zeros(19, 2),), ["phi"], work / "cossin.onnx")
-    cases.append(("cos φ and sin φ of the 19 slots alone (Cos, Sin), onnxruntime", partial(go, phi)))
+        scorer = load_model(dirs[name], "onnxruntime", variant=variant or None, threads=1)
+        assert isinstance(scorer, OnnxScorer) and scorer.pre is not None
+        pre = scorer.pre
+        feeds = [{"features": kernels.features(c, pre.shift, pre.scale)[0]} for c in chunks]
+        if spec == "ae":
+            cases.append(("preprocessing kernel alone (numba: pT^¼, η, cos φ, sin φ, masks)",
+                          partial(_each, partial(_features, pre), chunks)))
+        cases.append((f"{NAMES[spec]}, network alone (net.onnx) on ready features, onnxruntime",
+                      partial(_each, partial(_run, scorer.session), feeds)))
+        whole = make_session(dirs[name] / "model.onnx", 1)
+        cases.append((f"{NAMES[spec]}, self-contained model.onnx (preprocessing in the graph), onnxruntime",
+                      partial(_each, partial(_run_objects, whole), chunks)))
     return cases
+
+
+def _each(fn: Callable[[Any], Any], items: list[Any]) -> None:
+    for item in items:
+        fn(item)
+
+
+def _features(pre: Any, chunk: np.ndarray) -> None:
+    kernels.features(chunk, pre.shift, pre.scale)
+
+
+def _run(session: Any, feed: dict[str, np.ndarray]) -> None:
+    session.run(None, feed)
+
+
+def _run_objects(session: Any, chunk: np.ndarray) -> None:
+    session.run(None, {"objects": chunk})
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -137,7 +126,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 name, _, variant = spec.partition(":")
                 scorer = load_model(dirs[name], backend, variant=variant or None, threads=1)
                 fns.append(partial(scorer.score, batch))
-            parts = part_cases(dirs, batch, Path(tmp))
+            parts = part_cases(dirs, batch)
             rates = best_rates(BATCH, fns + [fn for _, fn in parts], repeats)
     finally:
         torch.set_num_threads(before)

@@ -25,11 +25,11 @@ LIMITS = {
     "ADC2021 read (float32": "the class-column check and the copy that drops it, on top of the "
                              "value checks; both are whole-chunk numpy passes",
     "ADC2021 read (float64": "the float64 → float32 conversion on top of the float32 path",
-    "AE ": "the network alone (the 'part:' rows) is already at about the goal, and onnxruntime's "
-           "Cos and Sin on the 19 φ (scalar, ~3 ns an element) come on top; numpy's and torch's "
-           "float32 cos/sin are no faster on this machine (see models/inference.py)",
-    "VAE ": "the encoder alone plus onnxruntime's Cos and Sin (the 'part:' rows) already exceed "
-            "the 200 ns an event the goal allows (see models/inference.py)",
+    "AE ": "the network alone (net.onnx, the 'part:' row) takes most of it: two 75×32 "
+           "matrix products an event, at the ~20 GMAC/s onnxruntime's MLAS gives one core here; "
+           "the preprocessing kernel and the masked error come on top (models/kernels.py)",
+    "VAE ": "the encoder alone (net-mu2.onnx) plus the preprocessing kernel (the 'part:' rows); "
+            "see models/kernels.py",
     "toy generation, ttbar": "ranking ~11 jet candidates per event into slots",
     "toy generation, sm_mix": "copying the four sub-process batches together",
     "toy generation, ato4l": "two-level decay chain (A → XX → 4ℓ) with boosts",

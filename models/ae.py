@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from models.base import register_scorer
-from models.inference import ColumnMLP, column_masked_mse
+from models.inference import ColumnMLP, RowNet, column_masked_mse
 from models.preprocess import N_MODEL_FEATURES
 from models.training import TorchScorer, masked_mse, mlp
 
@@ -53,6 +53,10 @@ class ReconstructionError(nn.Module):
 
     def forward(self, feats: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         return column_masked_mse(self.decoder(self.encoder(feats)), feats, filled)
+
+    def rows(self) -> RowNet:
+        """Event-major network for ``net.onnx``: features → reconstruction."""
+        return RowNet([self.encoder, self.decoder], "recon")
 
 
 @register_scorer("ae")

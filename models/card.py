@@ -59,6 +59,13 @@ def onnx_file(variant: str | None) -> str:
     return ONNX_FILE if variant is None else f"model-{variant}.onnx"
 
 
+def net_file(variant: str | None) -> str:
+    """The file of a variant's event-major network graph (``net-mu2.onnx``; ``net.onnx`` for
+    None): features ``[N, 75]`` → ``score`` or ``recon``, what the ``onnxruntime`` backend
+    runs after its compiled preprocessing (:mod:`models.kernels`)."""
+    return "net.onnx" if variant is None else f"net-{variant}.onnx"
+
+
 def require_file(directory: str | Path, name: str, what: str = "") -> Path:
     """``directory/name``, or a :class:`MissingModelFileError` naming both."""
     directory = Path(directory)

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional
 
 from models.base import register_scorer
-from models.inference import ColumnMLP, column_linear
+from models.inference import ColumnMLP, RowNet, column_linear
 from models.preprocess import N_MODEL_FEATURES
 from models.training import TorchScorer, mlp
 
@@ -60,6 +60,10 @@ class Logit(nn.Module):
 
     def forward(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.out(self.body(feats)).reshape(-1)
+
+    def rows(self) -> RowNet:
+        """Event-major network for ``net.onnx``: features → logit."""
+        return RowNet([self.body, self.out], "flat")
 
 
 @register_scorer("cwola")

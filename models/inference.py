@@ -18,6 +18,12 @@ blocks row by row. So the score graph
 * **folds batch norm** into the preceding linear layer (eval mode: running statistics);
 * computes the same numbers as the training modules (tested to float32 rounding).
 
+That graph, whole, is ``model.onnx``. The ``onnxruntime`` backend runs only its network,
+event-major (:class:`RowMLP`, :class:`RowNet`: ``net.onnx``), after the compiled
+preprocessing of :mod:`models.kernels`: event-major, onnxruntime packs the constant
+weights once, and the kernels do in ~60 ns an event what the graph's Cos, Sin and
+broadcasts did in ~200 (``bench/models_speed.py``).
+
     >>> import torch
     >>> from models.preprocess import Preprocessor
     >>> pre = ColumnPreprocess(Preprocessor.identity())
@@ -98,6 +104,76 @@ class ColumnMLP(nn.Module):
             if slope is not None:
                 h = functional.leaky_relu(h, slope)
         return h
+
+    def rows(self) -> RowMLP:
+        """The same folded layers, event-major (for the ``net.onnx`` graphs)."""
+        return RowMLP(self)
+
+
+class RowMLP(nn.Module):
+    """A :class:`ColumnMLP`'s folded layers applied event-major, ``[N, F]`` → ``[N, F']``
+    (``h @ Wᵀ + b``): the weights are the constant operand onnxruntime packs once."""
+
+    def __init__(self, col: ColumnMLP) -> None:
+        super().__init__()
+        self.weights = nn.ParameterList(nn.Parameter(w.detach().t().contiguous(), requires_grad=False)
+                                        for w in col.weights)
+        self.biases = nn.ParameterList(nn.Parameter(b.detach()[:, 0].clone(), requires_grad=False)
+                                       for b in col.biases)
+        self.slopes = list(col.slopes)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for w, b, slope in zip(self.weights, self.biases, self.slopes, strict=True):
+            h = torch.addmm(b, h, w)
+            if slope is not None:
+                h = functional.leaky_relu(h, slope)
+        return h
+
+
+class RowNet(nn.Module):
+    """A head's network event-major: features ``[N, 75]`` → ``score`` ``[N]`` or ``recon``
+    ``[N, 75]`` (what :attr:`output` names), through ``stages`` in turn.
+
+    ``finish``: ``"sum_squares"`` (Σ over the last stage's outputs of their squares, the
+    VAE's Σμ²), ``"flat"`` (a single output column, a classifier's logit) or ``"recon"``
+    (the reconstruction itself; its masked error is :func:`models.kernels.masked_mse`).
+    """
+
+    FINISHES = {"sum_squares": "score", "flat": "score", "recon": "recon"}
+
+    def __init__(self, stages: list[ColumnMLP], finish: str) -> None:
+        super().__init__()
+        if finish not in self.FINISHES:
+            raise ValueError(f"finish must be one of {sorted(self.FINISHES)}, got {finish!r}")
+        self.stages = nn.ModuleList(stage.rows() for stage in stages)
+        self.finish = finish
+        self.output = self.FINISHES[finish]
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        h = feats
+        for stage in self.stages:
+            h = stage(h)
+        if self.finish == "sum_squares":
+            return (h * h).sum(dim=1)
+        if self.finish == "flat":
+            return h.reshape(-1)
+        return h
+
+
+class RowKL(nn.Module):
+    """The VAE's KL divergence from the prior, event-major: features ``[N, 75]`` → ``score``."""
+
+    output = "score"
+
+    def __init__(self, encoder: ColumnMLP, mu: ColumnMLP, logvar: ColumnMLP, limit: float) -> None:
+        super().__init__()
+        self.encoder, self.mu, self.logvar = encoder.rows(), mu.rows(), logvar.rows()
+        self.limit = limit
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(feats)
+        mu, logvar = self.mu(h), self.logvar(h).clamp(-self.limit, self.limit)
+        return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(dim=1)
 
 
 def column_linear(layer: nn.Linear) -> ColumnMLP:

@@ -34,12 +34,13 @@ from models.card import (
     WEIGHTS_FILE,
     ModelCard,
     ModelFileError,
+    net_file,
     onnx_file,
     require_file,
     sha256_file,
 )
 from models.inference import ColumnPreprocess, ScoreGraph
-from models.preprocess import PREPROCESS_FILE, PreprocessModule, Preprocessor
+from models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, PreprocessModule, Preprocessor
 from replay.errors import ConfigError, SchemaError
 from replay.events import N_FEATURES, EventBatch
 
@@ -297,6 +298,24 @@ class TorchScorer(Scorer):
                               dynamic_axes={"objects": {0: "batch"}, "score": {0: "batch"}})
         return Path(path)
 
+    def export_net(self, path: str | Path, variant: str | None = None) -> Path | None:
+        """Write the event-major network graph of ``variant``: ``features`` [N, 75] →
+        ``score`` [N] or ``recon`` [N, 75] (dynamic N), the part of the score the
+        ``onnxruntime`` backend runs after :func:`models.kernels.features`; None (nothing
+        written) for a head that has no event-major form."""
+        rows = getattr(self.graph(variant).head, "rows", None)
+        if not callable(rows):
+            return None
+        module: nn.Module = rows().eval()
+        output = str(module.output)
+        dummy = torch.zeros(2, N_MODEL_FEATURES)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["features"], output_names=[output],
+                              dynamic_axes={"features": {0: "batch"}, output: {0: "batch"}})
+        return Path(path)
+
     def _save_files(self, directory: Path) -> list[str]:
         net = self._require_net()
         assert self.pre is not None
@@ -304,9 +323,13 @@ class TorchScorer(Scorer):
         self.pre.save(directory)
         files = [WEIGHTS_FILE, PREPROCESS_FILE, ONNX_FILE]
         self.export_onnx(directory / ONNX_FILE, self.variant)
+        if self.export_net(directory / net_file(None), self.variant):
+            files.append(net_file(None))
         for v in self.variants:
             self.export_onnx(directory / onnx_file(v), v)
             files.append(onnx_file(v))
+            if self.export_net(directory / net_file(v), v):
+                files.append(net_file(v))
         return files
 
     def _load_files(self, directory: Path, card: ModelCard) -> None:

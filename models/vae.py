@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from models.base import register_scorer
-from models.inference import ColumnMLP, column_linear, column_masked_mse
+from models.inference import ColumnMLP, RowKL, RowNet, column_linear, column_masked_mse
 from models.preprocess import N_MODEL_FEATURES
 from models.training import TorchScorer, masked_mse, mlp
 
@@ -73,6 +73,10 @@ class Mu2(nn.Module):
         mu = self.mu(self.encoder(feats))
         return (mu * mu).sum(dim=0)
 
+    def rows(self) -> RowNet:
+        """Event-major network for ``net-mu2.onnx``: features → Σμ²."""
+        return RowNet([self.encoder, self.mu], "sum_squares")
+
 
 class KL(nn.Module):
     """Feature-major (features, filled) → KL divergence from the prior ``[N]``."""
@@ -87,6 +91,10 @@ class KL(nn.Module):
         mu, logvar = self.mu(h), self.logvar(h).clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)
         return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(dim=0)
 
+    def rows(self) -> RowKL:
+        """Event-major network for ``net-kl.onnx``: features → KL divergence."""
+        return RowKL(self.encoder, self.mu, self.logvar, LOGVAR_LIMIT)
+
 
 class Reco(nn.Module):
     """Feature-major (features, filled) → masked reconstruction error of the decoded μ ``[N]``."""
@@ -98,6 +106,10 @@ class Reco(nn.Module):
 
     def forward(self, feats: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         return column_masked_mse(self.decoder(self.mu(self.encoder(feats))), feats, filled)
+
+    def rows(self) -> RowNet:
+        """Event-major network for ``net-reco.onnx``: features → reconstruction of μ."""
+        return RowNet([self.encoder, self.mu, self.decoder], "recon")
 
 
 HEADS: dict[str, type[nn.Module]] = {"mu2": Mu2, "kl": KL, "reco": Reco}

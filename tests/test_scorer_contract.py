@@ -21,6 +21,7 @@ import replay
 from models import SCORERS, get_scorer, load_model, parse_spec
 from models.base import Scorer
 from models.card import CARD_FILE, CARD_SCHEMA_VERSION, MissingModelFileError, ModelFileError
+from models.onnx_backend import OnnxScorer
 from models.training import TorchScorer
 from replay.errors import ConfigError, DarkTriggerError, SchemaError, UnknownNameError
 from replay.events import SLOTS, EventBatch
@@ -217,17 +218,20 @@ def test_card_contents(name: str, trained: Callable[[str], Path]) -> None:
         assert card["hyperparameters"] == json.loads(json.dumps(SCORERS.get(name).hyperparameter_defaults))
     for variant in SCORERS.get(name).variants:
         assert f"model-{variant}.onnx" in card["files"]
+    if issubclass(SCORERS.get(name), TorchScorer):  # the onnxruntime backend's networks
+        assert "net.onnx" in card["files"]
+        assert all(f"net-{v}.onnx" in card["files"] for v in SCORERS.get(name).variants)
 
 
 def _copy(trained: Callable[[str], Path], tmp_path: Path, name: str = "ae") -> Path:
     return Path(shutil.copytree(trained(name), tmp_path / "model"))
 
 
-@pytest.mark.parametrize("missing", ["card.json", "weights.pt", "preprocess.json", "model.onnx"])
+@pytest.mark.parametrize("missing", ["card.json", "weights.pt", "preprocess.json", "net.onnx"])
 def test_missing_model_file(missing: str, trained: Callable[[str], Path], tmp_path: Path) -> None:
     directory = _copy(trained, tmp_path)
     (directory / missing).unlink()
-    backend = "onnxruntime" if missing == "model.onnx" else "torch"
+    backend = "onnxruntime" if missing == "net.onnx" else "torch"
     with pytest.raises(MissingModelFileError, match=missing) as info:
         load_model(directory, backend)
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, DarkTriggerError)
@@ -241,7 +245,7 @@ def test_missing_model_directory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("damaged", "backend", "match"), [
     ("weights.pt", "torch", "not a readable torch state dict"),
-    ("model.onnx", "onnxruntime", "onnxruntime cannot load"),
+    ("net.onnx", "onnxruntime", "onnxruntime cannot load"),
     ("card.json", "torch", "not valid JSON"),
     ("preprocess.json", "torch", "not valid JSON"),
 ])
@@ -253,6 +257,29 @@ def test_corrupt_model_file(damaged: str, backend: str, match: str,
     with pytest.raises(ModelFileError, match=match) as info:
         load_model(directory, backend)
     assert damaged in str(info.value) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("spec", ["ae", "vae:mu2"])
+def test_model_saved_without_net_graph_is_scored_with_model_onnx(
+        spec: str, trained: Callable[[str], Path], tmp_path: Path, bulk: EventBatch) -> None:
+    """A directory saved before ``net.onnx`` existed: onnxruntime runs its ``model.onnx``."""
+    name, _, variant = spec.partition(":")
+    directory = _copy(trained, tmp_path, name)
+    fast = load_model(directory, "onnxruntime", variant=variant or None)
+    card = json.loads((directory / CARD_FILE).read_text())
+    card["files"] = [f for f in card["files"] if not f.startswith("net")]
+    (directory / CARD_FILE).write_text(json.dumps(card))
+    for f in directory.glob("net*.onnx"):
+        f.unlink()
+    old = load_model(directory, "onnxruntime", variant=variant or None)
+    assert isinstance(fast, OnnxScorer) and isinstance(old, OnnxScorer)
+    assert fast.pre is not None and old.pre is None
+    t = fast.score(bulk)
+    np.testing.assert_allclose(old.score(bulk), t, rtol=1e-5, atol=1e-5 * float(np.abs(t).mean()))
+    onnx = directory / "model.onnx"  # the default variant's (mu2 is the VAE's default)
+    onnx.write_bytes(onnx.read_bytes()[:100])
+    with pytest.raises(ModelFileError, match=f"{onnx.name}.*onnxruntime cannot load"):
+        load_model(directory, "onnxruntime", variant=variant or None)
 
 
 def test_weights_that_do_not_fit_the_card(trained: Callable[[str], Path], tmp_path: Path) -> None:
