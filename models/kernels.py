@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba as nb
 import numpy as np
 
 from replay.events import N_FEATURES, N_SLOTS
@@ -69,71 +70,62 @@ _HALF, _ONE, _ZERO, _FOUR = _f32(0.5), _f32(1.0), _f32(0.0), _f32(4.0)
 # no 'reassoc': it would undo the Cody–Waite reduction; 'contract' lets it use FMA
 _MATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
 
-_kernels: dict[str, Any] = {}
+
+@nb.njit(inline="always", fastmath=_MATH)
+def sincos(phi: Any) -> Any:
+    """(sin φ, cos φ) in float32, branch-free (the module docstring has the method)."""
+    x = phi - _TWO_PI * np.floor(phi * _INV_TWO_PI + _HALF)  # into [−π, π]
+    # float32 has no angle left above ~1e7 rad: there, keep the result finite (|k| ≤ 2)
+    x = min(max(x, -_FOUR), _FOUR)
+    k = np.floor(x * _TWO_OVER_PI + _HALF)
+    r = ((x - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3
+    z = r * r
+    s = r + r * z * (_S1 + z * (_S2 + z * _S3))
+    c = _ONE - _HALF * z + z * z * (_C1 + z * (_C2 + z * _C3))
+    q = np.int32(k) & 3
+    odd = (q & 1) != 0
+    sa = c if odd else s
+    ca = s if odd else c
+    sa = -sa if (q & 2) != 0 else sa
+    ca = -ca if ((q + 1) & 2) != 0 else ca
+    return sa, ca
 
 
-def _compile() -> dict[str, Any]:
-    """Define and return the numba kernels (numba is imported here, not at module load)."""
-    if _kernels:
-        return _kernels
-    import numba as nb
+@nb.njit(fastmath=_MATH, nogil=True, cache=True)
+def features_into(flat: Any, shift: Any, scale: Any, feats: Any, filled: Any) -> None:
+    for i in range(flat.shape[0]):
+        row, f, m = flat[i], feats[i], filled[i]
+        for s in range(N_SLOTS):
+            pt = row[3 * s]
+            w = _ONE if pt > _ZERO else _ZERO
+            m[s] = w
+            # the operation order of Preprocessor.transform: (raw − shift) · scale · mask
+            f[s] = (np.sqrt(np.sqrt(pt)) - shift[s]) * scale[s] * w
+            sn, cs = sincos(row[3 * s + 2])
+            f[_COS0 + s] = cs * w
+            f[_SIN0 + s] = sn * w
+        for s in range(1, N_SLOTS):  # MET (slot 0) has no η
+            f[_ETA0 + s] = (row[3 * s + 1] - shift[_ETA0 + s]) * scale[_ETA0 + s] * m[s]
 
-    @nb.njit(inline="always", fastmath=_MATH)
-    def sincos(phi: Any) -> Any:
-        x = phi - _TWO_PI * np.floor(phi * _INV_TWO_PI + _HALF)  # into [−π, π]
-        # float32 has no angle left above ~1e7 rad: there, keep the result finite (|k| ≤ 2)
-        x = min(max(x, -_FOUR), _FOUR)
-        k = np.floor(x * _TWO_OVER_PI + _HALF)
-        r = ((x - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3
-        z = r * r
-        s = r + r * z * (_S1 + z * (_S2 + z * _S3))
-        c = _ONE - _HALF * z + z * z * (_C1 + z * (_C2 + z * _C3))
-        q = np.int32(k) & 3
-        odd = (q & 1) != 0
-        sa = c if odd else s
-        ca = s if odd else c
-        sa = -sa if (q & 2) != 0 else sa
-        ca = -ca if ((q + 1) & 2) != 0 else ca
-        return sa, ca
-
-    @nb.njit(fastmath=_MATH, nogil=True, cache=True)
-    def features_into(flat: Any, shift: Any, scale: Any, feats: Any, filled: Any) -> None:
-        for i in range(flat.shape[0]):
-            row, f, m = flat[i], feats[i], filled[i]
-            for s in range(N_SLOTS):
-                pt = row[3 * s]
-                w = _ONE if pt > _ZERO else _ZERO
-                m[s] = w
-                # the operation order of Preprocessor.transform: (raw − shift) · scale · mask
-                f[s] = (np.sqrt(np.sqrt(pt)) - shift[s]) * scale[s] * w
-                sn, cs = sincos(row[3 * s + 2])
-                f[_COS0 + s] = cs * w
-                f[_SIN0 + s] = sn * w
-            for s in range(1, N_SLOTS):  # MET (slot 0) has no η
-                f[_ETA0 + s] = (row[3 * s + 1] - shift[_ETA0 + s]) * scale[_ETA0 + s] * m[s]
-
-    @nb.njit(fastmath=True, nogil=True, cache=True)
-    def masked_mse_into(recon: Any, feats: Any, filled: Any, out: Any) -> None:
-        for i in range(recon.shape[0]):
-            r, f, m = recon[i], feats[i], filled[i]
-            acc = _ZERO
-            count = _ZERO
-            for s in range(N_SLOTS):
-                w = m[s]
-                # (recon − feats) · mask = recon · mask − feats: feats are 0 where mask is
-                d0 = r[s] * w - f[s]
-                d2 = r[_COS0 + s] * w - f[_COS0 + s]
-                d3 = r[_SIN0 + s] * w - f[_SIN0 + s]
-                acc += d0 * d0 + d2 * d2 + d3 * d3
-                count += w
-            for s in range(1, N_SLOTS):
-                d1 = r[_ETA0 + s] * m[s] - f[_ETA0 + s]
-                acc += d1 * d1
-            count = _FOUR * count - m[0]  # pT, η, cos, sin per filled slot; MET has no η
-            out[i] = acc / max(count, _ONE)
-
-    _kernels.update(features_into=features_into, masked_mse_into=masked_mse_into)
-    return _kernels
+@nb.njit(fastmath=True, nogil=True, cache=True)
+def masked_mse_into(recon: Any, feats: Any, filled: Any, out: Any) -> None:
+    for i in range(recon.shape[0]):
+        r, f, m = recon[i], feats[i], filled[i]
+        acc = _ZERO
+        count = _ZERO
+        for s in range(N_SLOTS):
+            w = m[s]
+            # (recon − feats) · mask = recon · mask − feats: feats are 0 where mask is
+            d0 = r[s] * w - f[s]
+            d2 = r[_COS0 + s] * w - f[_COS0 + s]
+            d3 = r[_SIN0 + s] * w - f[_SIN0 + s]
+            acc += d0 * d0 + d2 * d2 + d3 * d3
+            count += w
+        for s in range(1, N_SLOTS):
+            d1 = r[_ETA0 + s] * m[s] - f[_ETA0 + s]
+            acc += d1 * d1
+        count = _FOUR * count - m[0]  # pT, η, cos, sin per filled slot; MET has no η
+        out[i] = acc / max(count, _ONE)
 
 
 def features(flat: np.ndarray, shift: np.ndarray, scale: np.ndarray,
@@ -148,8 +140,8 @@ def features(flat: np.ndarray, shift: np.ndarray, scale: np.ndarray,
     feats, filled = out if out is not None else (np.empty((n, N_OUT), np.float32),
                                                   np.empty((n, N_SLOTS), np.float32))
     feats, filled = feats[:n], filled[:n]
-    _compile()["features_into"](np.ascontiguousarray(flat, np.float32).reshape(n, N_FEATURES),
-                                shift, scale, feats, filled)
+    features_into(np.ascontiguousarray(flat, np.float32).reshape(n, N_FEATURES),
+                  shift, scale, feats, filled)
     return feats, filled
 
 
@@ -160,7 +152,7 @@ def masked_mse(recon: np.ndarray, feats: np.ndarray, filled: np.ndarray,
     :func:`models.inference.column_masked_mse` computes it feature-major."""
     n = len(recon)
     result = np.empty(n, np.float32) if out is None else out[:n]
-    _compile()["masked_mse_into"](recon, feats, filled, result)
+    masked_mse_into(recon, feats, filled, result)
     return result
 
 

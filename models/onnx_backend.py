@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from models import kernels
 from models.base import BatchLike, ScoreOnlyScorer, as_flat
 from models.card import ModelCard, ModelFileError, net_file, onnx_file, read_card, require_file
 from models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, Preprocessor
@@ -135,7 +134,9 @@ class OnnxScorer(ScoreOnlyScorer):
         if session.get_outputs()[0].name not in ("score", "recon"):
             raise ModelFileError(f"{path}: expected the output 'score' or 'recon', "
                                  f"got {session.get_outputs()[0].name!r}")
-        kernels.warm_up()  # numba's compile (~1.5 s) now, not on the first batch
+        from models import kernels  # numba: imported by the scorers that use it
+
+        kernels.warm_up()  # numba's start-up and compile (~1.5 s) now, not on the first batch
         return cls(card, variant, session, directory, pre)
 
 
@@ -147,6 +148,8 @@ class OnnxScorer(ScoreOnlyScorer):
                 chunk = flat[start:start + SCORE_CHUNK]
                 out[start:start + len(chunk)] = self.session.run(None, {self._input: chunk})[0]
             return out
+        from models import kernels
+
         size = min(SCORE_CHUNK, len(flat))
         buffers = (np.empty((size, N_MODEL_FEATURES), np.float32), np.empty((size, N_SLOTS), np.float32))
         for start in range(0, len(flat), SCORE_CHUNK):
