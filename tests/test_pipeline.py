@@ -16,7 +16,7 @@ from daq.local import run_threads
 from daq.menu import Menu
 from daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
 from daq.security import Curve, generate_keys
-from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage, label_counts
 from daq.topology import Topology
 from daq.wire import encode
 from replay.errors import ConfigError
@@ -257,3 +257,10 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path: Path) -> Non
         topo = Topology.from_dict(_topo(endpoints={"trigger": f"tcp://127.0.0.1:{port}"}), base=tmp_path)
         with pytest.raises(ConfigError, match=f"endpoints.trigger = tcp://127.0.0.1:{port} cannot be bound"):
             topo.check_bindable("trigger")
+
+
+def test_label_counts_equal_numpy_unique() -> None:
+    labels = np.random.default_rng(1).choice(np.int16([-1, 0, 3, 7, 300]), 5000).astype(np.int16)
+    values, counts = np.unique(labels, return_counts=True)
+    assert label_counts(labels) == dict(zip(values.tolist(), counts.tolist(), strict=True))
+    assert label_counts(labels[:0]) == {}
