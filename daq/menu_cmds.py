@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daq.menu import Menu, MenuCounts, add_scores, calibrate_menu, load_scorers
+from daq.menu import Menu, add_scores, calibrate_menu, load_scorers
+from daq.rates import MenuCounts
 from replay.errors import ConfigError
 
 log = logging.getLogger(__name__)

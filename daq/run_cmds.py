@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The run summary for the terminal: conservation, seeds, efficiencies, latency."""
-    from daq.menu import MenuCounts
+    from daq.rates import MenuCounts
 
     lines = []
     ev_in = summary.get("events_in")

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from daq.menu import Decision, Menu, MenuCounts
+from daq.menu import Decision, Menu
+from daq.rates import MenuCounts
 from daq.topology import Topology
 from replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch
 

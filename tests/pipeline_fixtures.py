@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from daq.menu import Menu, MenuCounts, calibrate_menu
+from daq.menu import Menu, calibrate_menu
+from daq.rates import MenuCounts
 from daq.stages import ScorerStage, SourceStage, TriggerStage
 from daq.topology import Topology, free_tcp_ports
 from replay.generators import GENERATORS

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from daq.menu import Menu, MenuCounts, calibrate_menu
+from daq.menu import Menu, calibrate_menu
 from daq.menus import example_menu
+from daq.rates import MenuCounts
 from daq.seeds import SEEDS, event_hash, prescale_pass, scalar_ht
 from replay.errors import ConfigError, SchemaError
 from replay.events import EventBatch
