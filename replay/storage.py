@@ -197,7 +197,8 @@ class NativeWriter:
 
 
 def open_hdf5(path: str | Path) -> Any:
-    """Open an HDF5 file for reading, following a live or killed SWMR writer if there is one.
+    """Open an HDF5 file for reading (ours or a public format's; the Blosc filters
+    registered), following a live or killed SWMR writer if there is one.
 
     A plain open comes first: it checks the file's stored length, so a truncated file
     fails at once (an SWMR reader would retry its metadata reads for a long time).
@@ -208,11 +209,13 @@ def open_hdf5(path: str | Path) -> Any:
         return h5py.File(path, "r")
     except OSError as exc:
         if "already open for write" not in str(exc):
-            raise InputFormatError(str(path), "", "a readable HDF5 file", str(exc)) from exc
+            raise InputFormatError(str(path), "", "a complete, readable HDF5 file",
+                                   f"an unreadable one (truncated or corrupt? {exc})") from exc
     try:
         return h5py.File(path, "r", swmr=True)
     except OSError as exc:
-        raise InputFormatError(str(path), "", "a readable HDF5 file", str(exc)) from exc
+        raise InputFormatError(str(path), "", "a complete, readable HDF5 file",
+                               f"an unreadable one (truncated or corrupt? {exc})") from exc
 
 
 def check_native(path: str | Path) -> None:

@@ -186,3 +186,12 @@ def test_pandas_reads_the_written_layout(tmp_path: Path) -> None:
     frame = pd.read_hdf(path, "df")
     assert frame.shape == (3, 2101)
     np.testing.assert_array_equal(frame.to_numpy(), rows)
+
+
+def test_truncated_file_names_it(tmp_path: Path) -> None:
+    rows, _ = dijet_events(40, seed=2, label=-1)
+    path = write_lhco(tmp_path / "cut.h5", rows)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputFormatError, match="complete, readable HDF5 file.*truncated or corrupt") as err:
+        list(open_events(path, format="lhco"))
+    assert str(path) in str(err.value)

@@ -29,7 +29,7 @@ import numpy as np
 from replay.errors import ConfigError, InputFormatError
 from replay.events import N_SLOTS, PROCESS_LABELS, SLOT_TYPES, EventBatch
 from replay.readers.base import EventReader, register_reader
-from replay.storage import HDF5_MAGIC
+from replay.storage import HDF5_MAGIC, open_hdf5
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +104,7 @@ class ADC2021Reader(EventReader):
 
     # -- reading ---------------------------------------------------------------------
     def _open(self) -> Any:
-        import h5py
-
-        try:
-            return h5py.File(self.path, "r")
-        except OSError as exc:
-            raise InputFormatError(str(self.path), "", "a complete, readable HDF5 file",
-                                   f"an unreadable one (truncated or corrupt? {exc})") from exc
+        return open_hdf5(self.path)
 
     def _particles(self, f: Any) -> Any:
         import h5py

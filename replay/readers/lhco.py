@@ -43,7 +43,7 @@ from replay.events import PROCESS_LABELS, EventBatch
 from replay.objects import empty_block, pack_slots, set_met
 from replay.readers.adc2021 import truth_label
 from replay.readers.base import EventReader, register_reader
-from replay.storage import HDF5_MAGIC
+from replay.storage import HDF5_MAGIC, open_hdf5
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +120,7 @@ class LHCOReader(EventReader):
 
     # -- reading ---------------------------------------------------------------------
     def _open(self) -> Any:
-        import h5py
-        import hdf5plugin  # noqa: F401
-
-        try:
-            return h5py.File(self.path, "r")
-        except OSError as exc:
-            raise InputFormatError(str(self.path), "", "a complete, readable HDF5 file",
-                                   f"an unreadable one (truncated or corrupt? {exc})") from exc
+        return open_hdf5(self.path)
 
     def _key(self, f: Any) -> str:
         key = self.options.get("key")
