@@ -17,9 +17,10 @@ fixed point    Keras
 The training loop mirrors :func:`models.training.run_training`: Adam on seeded
 mini-batches, a validation loss each epoch, early stopping after ``patience`` epochs,
 the best epoch's weights kept. ``qae`` minimises the mean squared reconstruction error
-of the (unrounded) decoder output; ``qvae`` the summed squared error plus ``beta`` · KL,
-with μ from the quantised encoder and the log-variance and decoder in float (they are
-not firmware).
+of the (unrounded) decoder output; ``qvae`` the weighted summed squared error (weights
+from :meth:`models.quantised.QVAEScorer.reco_weight_vector`) plus ``beta`` · KL, with μ
+from the quantised encoder and the log-variance and decoder in float (they are not
+firmware).
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def _training_model(scorer: QuantisedScorer) -> tuple[Any, Any]:
     decoder = tf.keras.Model(z_in, d, name="decoder")
     encoder = tf.keras.Model(inp, [mu, logvar], name="encoder")
     beta = float(h["beta"])
+    reco_w = tf.constant(scorer.reco_weight_vector()[None, :])  # type: ignore[attr-defined]
 
     class VAE(tf.keras.Model):  # type: ignore[name-defined]
         def __init__(self) -> None:
@@ -138,10 +140,12 @@ def _training_model(scorer: QuantisedScorer) -> tuple[Any, Any]:
     def vae_loss(m: Any, x: Any, training: bool) -> Any:
         mu_, lv = m(x, training=training)
         z = mu_ + tf.exp(0.5 * lv) * tf.random.normal(tf.shape(mu_)) if training else mu_
-        # summed, not averaged, over the 57 inputs (a unit-variance Gaussian likelihood): most
-        # inputs are empty slots, exactly 0 and easy to reconstruct, and with a per-input mean
-        # the KL term won and μ collapsed onto 0 (Pythia ato4l AUC 0.54 against 0.80 in float)
-        reco = tf.reduce_sum(tf.square(m.decoder(z, training=training) - x), axis=1)
+        # weighted sum, not a mean, over the 57 inputs (a Gaussian likelihood, the weights its
+        # inverse variances): most inputs are empty slots, exactly 0 and easy to reconstruct,
+        # and with a per-input mean the KL term won and μ collapsed onto 0. With equal weights
+        # μ encoded φ (uniform noise to a trigger) and Σμ² ranked ato4l below background (AUC
+        # 0.42); the weights (QVAEScorer) make μ encode pT and the rare leptons instead
+        reco = tf.reduce_sum(reco_w * tf.square(m.decoder(z, training=training) - x), axis=1)
         kl = 0.5 * tf.reduce_sum(tf.square(mu_) + tf.exp(lv) - 1.0 - lv, axis=1)
         return reco + beta * kl
 

@@ -112,3 +112,20 @@ def test_train_command(tmp_path: Path) -> None:
     assert main(["train", "--model", "qvae", "--background", str(tmp_path / "bkg.h5"),
                  "--out", str(tmp_path / "m"), "--epochs", "1", "--no-progress"]) == 0
     assert load_model(tmp_path / "m").spec == "qvae"
+
+
+def test_qvae_reconstruction_weights() -> None:
+    from models.quantised import QVAEScorer
+
+    scorer = get_scorer("qvae")
+    assert isinstance(scorer, QVAEScorer)
+    w = scorer.reco_weight_vector()
+    assert w.shape == (57,) and w.dtype == np.float32
+    assert w[0] == 8 and np.all(w[2::3] == 0)  # MET pT; φ is left out of the loss
+    assert w[3] == 8 * 64 and w[4] == 64 and w[27] == 8 and w[28] == 1  # e/γ0 pT, η; jet0 pT, η
+    flat = get_scorer("qvae", reco_weights={"pt": 1, "eta": 1, "phi": 1},
+                      reco_object_weights={"met": 1, "egamma": 1, "muon": 1, "jet": 1})
+    assert np.all(flat.reco_weight_vector() == 1)  # type: ignore[attr-defined]
+    for bad in ({"pt": 1, "eta": 1}, {"pt": -1, "eta": 1, "phi": 0}, {"pt": 0, "eta": 0, "phi": 0}):
+        with pytest.raises(ConfigError, match="reco_weights|all 0"):
+            get_scorer("qvae", reco_weights=bad)
