@@ -21,6 +21,11 @@ of the (unrounded) decoder output; ``qvae`` the weighted summed squared error (w
 from :meth:`models.quantised.QVAEScorer.reco_weight_vector`) plus ``beta`` · KL, with μ
 from the quantised encoder and the log-variance and decoder in float (they are not
 firmware).
+
+``quantise=False`` (:func:`train`, :func:`firmware_model`) builds the *float twin* of the
+same network: plain ``Dense`` (with QDense's initialisers) and ``ReLU``, no rounding
+(``Quant`` is the identity), the same loss and training loop. Its difference from the
+quantised model is the cost of quantisation proper (:mod:`bench.quantisation_cost`).
 """
 
 from __future__ import annotations
@@ -57,8 +62,11 @@ def import_tf(threads: int | None = None) -> Any:
     return tf
 
 
-def _keras_layers(scorer: QuantisedScorer, inp: Any, upto: str | None = None) -> dict[str, Any]:
-    """Apply the scorer's layers (up to and including ``upto``) to ``inp``; name → tensor."""
+def _keras_layers(scorer: QuantisedScorer, inp: Any, upto: str | None = None, *,
+                  quantise: bool = True) -> dict[str, Any]:
+    """Apply the scorer's layers (up to and including ``upto``) to ``inp``; name → tensor.
+
+    ``quantise=False``: the float twin (``Dense``, ``ReLU``, and ``Quant`` left out)."""
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
     tf = import_tf()
@@ -67,14 +75,22 @@ def _keras_layers(scorer: QuantisedScorer, inp: Any, upto: str | None = None) ->
     for layer in scorer.layers():
         if isinstance(layer, Dense):
             w, b = layer.weight, layer.bias
-            h = QDense(layer.n_out, name=layer.name,
-                       kernel_quantizer=quantized_bits(w.width, w.integer - 1, alpha=1),
-                       bias_quantizer=quantized_bits(b.width, b.integer - 1, alpha=1))(h)
+            if quantise:
+                h = QDense(layer.n_out, name=layer.name,
+                           kernel_quantizer=quantized_bits(w.width, w.integer - 1, alpha=1),
+                           bias_quantizer=quantized_bits(b.width, b.integer - 1, alpha=1))(h)
+            else:  # QDense's initialisers (Dense's differ), so that one seed starts both alike
+                h = tf.keras.layers.Dense(layer.n_out, name=layer.name, kernel_initializer="he_normal",
+                                          bias_initializer="zeros")(h)
         elif isinstance(layer, ReLU):
-            h = QActivation(quantized_relu(layer.fmt.width, layer.fmt.integer), name=layer.name)(h)
+            if quantise:
+                h = QActivation(quantized_relu(layer.fmt.width, layer.fmt.integer), name=layer.name)(h)
+            else:
+                h = tf.keras.layers.ReLU(name=layer.name)(h)
         elif isinstance(layer, Quant):
             f = layer.fmt
-            h = QActivation(quantized_bits(f.width, f.integer - 1, alpha=1), name=layer.name)(h)
+            if quantise:
+                h = QActivation(quantized_bits(f.width, f.integer - 1, alpha=1), name=layer.name)(h)
         elif isinstance(layer, SubInput):
             h = tf.keras.layers.Subtract(name=layer.name)([h, inp])
         elif isinstance(layer, SumSquares):
@@ -85,25 +101,29 @@ def _keras_layers(scorer: QuantisedScorer, inp: Any, upto: str | None = None) ->
     return out
 
 
-def firmware_model(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, np.ndarray]]) -> Any:
-    """The firmware network as a Keras model (inputs ``[N, 57]`` → score ``[N, 1]``), weights set."""
+def firmware_model(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, np.ndarray]], *,
+                   quantise: bool = True) -> Any:
+    """The firmware network as a Keras model (inputs ``[N, 57]`` → score ``[N, 1]``), weights set.
+
+    ``quantise=False``: its float twin, for the weights :func:`train` gives with ``quantise=False``."""
     tf = import_tf()
     inp = tf.keras.Input((scorer.layers()[0].n_in,), name="inputs")  # type: ignore[union-attr]
-    outs = _keras_layers(scorer, inp)
-    model = tf.keras.Model(inp, list(outs.values())[-1], name=f"{scorer.name}_firmware")
+    outs = _keras_layers(scorer, inp, quantise=quantise)
+    name = f"{scorer.name}_firmware" if quantise else f"{scorer.name}_float_twin"
+    model = tf.keras.Model(inp, list(outs.values())[-1], name=name)
     for name, (w, b) in params.items():
         model.get_layer(name).set_weights([np.asarray(w, np.float32), np.asarray(b, np.float32)])
     return model
 
 
-def _training_model(scorer: QuantisedScorer) -> tuple[Any, Any]:
-    """(model, per-event loss function(model, x, training)) for the scorer."""
+def _training_model(scorer: QuantisedScorer, quantise: bool = True) -> tuple[Any, Any]:
+    """(model, per-event loss function(model, x, training)) for the scorer (or its float twin)."""
     tf = import_tf()
     h = scorer.hyperparameters
     n_in = scorer.layers()[0].n_in  # type: ignore[union-attr]
     inp = tf.keras.Input((n_in,), name="inputs")
     if scorer.name == "qae":
-        outs = _keras_layers(scorer, inp, upto="recon")
+        outs = _keras_layers(scorer, inp, upto="recon", quantise=quantise)
         model = tf.keras.Model(inp, outs["recon"])
 
         def ae_loss(m: Any, x: Any, training: bool) -> Any:
@@ -112,7 +132,7 @@ def _training_model(scorer: QuantisedScorer) -> tuple[Any, Any]:
         return model, ae_loss
     hidden = [int(n) for n in h["hidden"]]
     last_hidden = [layer.name for layer in scorer.layers() if isinstance(layer, ReLU)][-1]
-    outs = _keras_layers(scorer, inp, upto="mu")
+    outs = _keras_layers(scorer, inp, upto="mu", quantise=quantise)
     mu = outs["mu"]
     logvar = tf.keras.layers.Dense(int(h["latent"]), name="logvar")(outs[last_hidden])
     z_in = tf.keras.Input((int(h["latent"]),), name="z")
@@ -154,14 +174,16 @@ def _training_model(scorer: QuantisedScorer) -> tuple[Any, Any]:
 
 def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epochs: int,
           batch_size: int, seed: int, threads: int, patience: int | None,
-          progress: bool) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """Train ``scorer``'s QKeras model on inputs ``x`` (on the grid); (quantised weights, history)."""
+          progress: bool, quantise: bool = True) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """Train ``scorer``'s QKeras model on inputs ``x`` (on the grid); (quantised weights, history).
+
+    ``quantise=False`` trains the float twin instead, the same way; (float weights, history)."""
     tf = import_tf(threads)
     # set_random_seed seeds numpy's global generator too: put the caller's state back
     state = np.random.get_state()  # noqa: NPY002
     try:
         tf.keras.utils.set_random_seed(seed)
-        model, loss_fn = _training_model(scorer)
+        model, loss_fn = _training_model(scorer, quantise)
     finally:
         np.random.set_state(state)  # noqa: NPY002
     opt = tf.keras.optimizers.Adam(float(scorer.hyperparameters["lr"]))
@@ -212,26 +234,39 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epoc
     model.set_weights(best_weights)
     history.update(best_epoch=best_epoch, best_loss=best, epochs_run=epoch,
                    stopped_early=epoch < epochs)
-    return quantised_params(scorer, model), history
+    params = quantised_params(scorer, model) if quantise else float_params(scorer, model)
+    return params, history
+
+
+def _find_layer(m: Any, name: str) -> Any:
+    """The layer ``name`` of a Keras model, looked for in nested models too; None if absent."""
+    for layer in m.layers:
+        if layer.name == name:
+            return layer
+        if hasattr(layer, "layers"):
+            found = _find_layer(layer, name)
+            if found is not None:
+                return found
+    return None
 
 
 def quantised_params(scorer: QuantisedScorer, model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each QDense layer's weights as its quantizers see them (exact, on their grids)."""
-    def find(m: Any, name: str) -> Any:
-        for layer in m.layers:
-            if layer.name == name:
-                return layer
-            if hasattr(layer, "layers"):
-                found = find(layer, name)
-                if found is not None:
-                    return found
-        return None
-
     params = {}
     for layer in scorer.layers():
         if isinstance(layer, Dense):
-            k = find(model, layer.name)
+            k = _find_layer(model, layer.name)
             w = np.asarray(k.kernel_quantizer_internal(k.kernel), np.float64)
             b = np.asarray(k.bias_quantizer_internal(k.bias), np.float64)
             params[layer.name] = (w, b)
+    return params
+
+
+def float_params(scorer: QuantisedScorer, model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each Dense layer's float weights (float32, as trained) of a float twin."""
+    params = {}
+    for layer in scorer.layers():
+        if isinstance(layer, Dense):
+            w, b = _find_layer(model, layer.name).get_weights()
+            params[layer.name] = (np.asarray(w, np.float32), np.asarray(b, np.float32))
     return params

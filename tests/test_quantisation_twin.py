@@ -1,0 +1,63 @@
+"""Float twins of the quantised scorers (``models.qkeras_train`` with ``quantise=False``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import get_scorer
+from models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from models.qpreprocess import QPreprocessor
+from models.quantised import QuantisedScorer
+from replay.events import EventBatch
+from replay.generators import GENERATORS
+
+
+def _toy(process: str, n: int, seed: int) -> EventBatch:
+    return next(GENERATORS.get("toy")().generate(process, n, seed=seed, batch_size=n))
+
+
+def _float_forward(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, np.ndarray]],
+                   x: np.ndarray) -> np.ndarray:
+    """The scorer's firmware network in float64, no rounding: what a float twin computes."""
+    h = x.astype(np.float64)
+    for layer in scorer.layers():
+        if isinstance(layer, Dense):
+            w, b = params[layer.name]
+            h = h @ w + b
+        elif isinstance(layer, ReLU):
+            h = np.maximum(h, 0.0)
+        elif isinstance(layer, SubInput):
+            h = h - x
+        elif isinstance(layer, SumSquares):
+            h = (h * h).sum(axis=1)
+        else:
+            assert isinstance(layer, Quant)  # the rounding the twin leaves out
+    return h
+
+
+@pytest.mark.parametrize("name", ["qvae", "qae"])
+def test_float_twin_is_the_same_network_without_rounding(name: str) -> None:
+    from models import qkeras_train
+
+    scorer = get_scorer(name, hidden=[16, 8])
+    assert isinstance(scorer, QuantisedScorer)
+    train, val = _toy("sm_mix", 3000, seed=21), _toy("sm_mix", 500, seed=22)
+    qpre = QPreprocessor.fit(train.flat)
+    x, xv = qpre.transform(train.flat), qpre.transform(val.flat)
+    params, history = qkeras_train.train(scorer, x, xv, epochs=2, batch_size=256, seed=3, threads=1,
+                                         patience=None, progress=False, quantise=False)
+    assert history["epochs_run"] == 2 and np.isfinite(history["best_loss"])
+    assert set(params) == {layer.name for layer in scorer.layers() if isinstance(layer, Dense)}
+    # float weights: most are off the grid a quantised model's weights lie on
+    enc1 = scorer.layers()[0]
+    assert isinstance(enc1, Dense)
+    scaled = params["enc1"][0].astype(np.float64) * 2.0**enc1.weight.frac
+    assert np.mean(scaled != np.round(scaled)) > 0.9
+    net = qkeras_train.firmware_model(scorer, params, quantise=False)
+    assert not any(type(layer).__name__.startswith("Q") for layer in net.layers)
+    got = np.asarray(net(xv, training=False)).reshape(-1)
+    want = _float_forward(scorer, params, xv)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    # and unlike the firmware network, the score is not on any fixed-point grid
+    assert np.mean(got * 2.0**12 != np.round(got * 2.0**12)) > 0.5
