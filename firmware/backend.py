@@ -4,7 +4,11 @@
 firmware's fixed-point inputs (the L1 hardware units, shift-normalised, exactly as
 :mod:`models.qpreprocess` defines them) and runs them through the project's compiled
 RTL under Verilator (``engine="rtl"``, the default when the project has RTL) or
-hls4ml's C simulation (``engine="csim"``). The trigger emulation then runs the very
+hls4ml's C simulation (``engine="csim"``). The RTL engine runs the project's
+combinational build (``rtl/comb``: da4ml's netlist without the pipeline registers, one
+``eval()`` an event: 29,900 instructions against 33,300 for a clock of the pipelined
+build of qvae, 59,300 against 72,600 for qae; both builds are checked bit for bit by
+``firmware verify``), or the pipelined build in projects made before it existed. The trigger emulation then runs the very
 logic that would run on the FPGA, as the CMS emulators do.
 
     >>> from models import load_model

@@ -210,7 +210,8 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
         manifest["rtl"] = {**info.to_dict(), "directory": rtl.RTL_DIR,
                            "measured_cycles": rtl.measure_latency(
                                runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0])}
-        manifest["checks"]["rtl_equals_qkeras"] = int(np.sum(y == qk))
+        # both builds: the combinational one scores (firmware backend), the pipelined one is the firmware
+        manifest["checks"]["rtl_equals_qkeras"] = int(np.sum((y == qk) & (runner.run_pipelined(x) == qk)))
     if options.synth:
         from firmware import vendor
 
@@ -232,6 +233,9 @@ wrapped with uniform ports in `score_wrapper.v`), {r['cycles']} stages at {r['cl
 Timing constraints: `rtl/src/score.xdc` (Vivado), `score.sdc`. Synthesise with
 `vivado -mode batch -source rtl/build_vivado_prj.tcl` (edit the part in it if needed).
 Simulate: the Verilator library in `rtl/sim/` (`darktrigger firmware verify`).
+`rtl/comb/` holds the same netlist without pipeline registers, for simulation only: the
+`firmware` backend scores events with it (one evaluation an event, faster than a clock
+of the pipelined design); `firmware verify` checks both bit for bit.
 """
     text = f"""# Firmware of `{m['spec']}` (darktrigger)
 

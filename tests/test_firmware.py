@@ -60,7 +60,7 @@ def test_project_layout(built: Path) -> None:
     m = json.loads((built / MANIFEST).read_text())
     for name in ("card.json", "weights.pt", "README.md", "build_prj.tcl", "myproject_test.cpp",
                  "firmware/myproject.cpp", "tb_data/tb_input_features.dat",
-                 "tb_data/tb_output_predictions.dat", "rtl/src/score.v"):
+                 "tb_data/tb_output_predictions.dat", "rtl/src/score.v", "rtl/comb/src/score.v"):
         assert (built / name).is_file(), name
     assert len((built / "tb_data/tb_input_features.dat").read_text().splitlines()) == 300
     assert m["complete"] and m["io_type"] == "io_parallel" and m["strategy"] == "Latency"
@@ -77,10 +77,41 @@ def test_verify_is_bit_exact(built: Path, events: Path, capsys: pytest.CaptureFi
     report = json.loads((built.parent / "v.json").read_text())
     assert report["events"] == 5000 and report["all_equal"] == 1.0
     assert set(report["equal_to_qkeras"]) == {"reference (numpy)", "QKeras", "hls4ml C sim (predict)",
-                                              "testbench (g++)", "RTL (Verilator)"}
+                                              "testbench (g++)", "RTL (Verilator)",
+                                              "RTL, combinational (Verilator)"}
     assert all(v == 0 for v in report["max_diff_lsb"].values())
     assert report["decisions_equal"] and all(v == 1.0 for v in report["decisions_equal"].values())
     assert report["rtl"]["measured_cycles"] == report["rtl"]["cycles"]
+    assert report["rtl"]["scoring"] == "combinational"
+
+
+def test_rtl_builds_score_alike(built: Path) -> None:
+    from firmware import rtl
+
+    scorer = project.load_quantised(built)
+    x = scorer.inputs(_toy("sm_mix", 700, seed=35))
+    expected = scorer.fixed_outputs(x)["score"][:, 0]
+    runner = rtl.RTLRunner(*rtl.load(built / "rtl"))
+    assert runner.scoring == "combinational" and runner.info.cycles >= 2
+    for n in (0, 1, runner.info.cycles - 1, runner.info.cycles + 1, 700):  # around the pipeline's depth
+        np.testing.assert_array_equal(runner.run(x[:n]), expected[:n])
+        np.testing.assert_array_equal(runner.run_pipelined(x[:n]), expected[:n])
+    np.testing.assert_array_equal(runner.run(x.astype(np.float64)), expected)
+    pipelined = rtl.RTLRunner(*rtl.load(built / "rtl"), comb=None)
+    assert pipelined.scoring == "pipelined"
+    np.testing.assert_array_equal(pipelined.run(x), expected)
+
+
+def test_rtl_library_without_the_batch_function() -> None:
+    # projects built before darktrigger_score: da4ml's inference, one thread
+    from types import SimpleNamespace
+
+    from firmware import rtl
+
+    calls = []
+    lib = SimpleNamespace(inference=lambda *a: calls.append(a))
+    rtl._score_fn(lib)(1, 2, 3)
+    assert calls == [(1, 2, 3, 1)]
 
 
 def test_verify_catches_a_wrong_precision(small: Path, events: Path, tmp_path: Path,
