@@ -94,6 +94,16 @@ def throughput_lines(speed: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def _formats(name: str, h: dict[str, Any]) -> str:
+    """One line of a quantised model's fixed-point types, from its card's hyper-parameters."""
+    line = (f"- `{name}`: weights `ap_fixed<{h['weight_bits']},{h['weight_integer'] + 1}>`, biases "
+            f"`ap_fixed<{h['bias_bits']},{h['bias_integer'] + 1}>`, activations "
+            f"`ap_ufixed<{h['act_bits']},{h['act_integer']}>`")
+    if "mu_bits" in h:
+        line += f", μ `ap_fixed<{h['mu_bits']},{h['mu_integer'] + 1}>`"
+    return line
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("/work/data"))
@@ -152,8 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         "```",
         "",
         "Inputs: L1 hardware units (pT LSB 0.5 GeV, η LSB 0.0435, φ LSB 2π/144), shift-normalised onto "
-        "`ap_fixed<12,6>`; weights `ap_fixed<8,2>`, biases `ap_fixed<8,4>`, activations `ap_ufixed<8,3>` "
-        "(models/quantised.py).",
+        "`ap_fixed<12,6>` (models/qpreprocess.py); bit widths from the model cards:",
+        "",
+        *[_formats(q, json.loads((models / q / "card.json").read_text())["hyperparameters"])
+          for q in ("qae", "qvae")],
+        "",
+        "`qvae` is trained on a weighted reconstruction error (pT 8, η 1, φ 0; e/γ and muon slots ×64, "
+        "`QVAEScorer.reco_weight_vector`); the lepton weight was chosen while looking at Pythia `ato4l`, "
+        "so the float `vae:mu2` below is not its like-for-like reference: the float twins further down "
+        "(same network, inputs and loss, no quantisation) measure the cost of quantisation alone.",
         "",
         "### Cost of quantisation (Pythia test sample, 40k `sm_mix`; 10k per signal)",
         "",
