@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{rt['measured_cycles'] * rt['clock_ns']:g} ns | {rt['clock_ns']:g} ns | "
                      f"{rt['luts_estimate']:,.0f} LUT, {rt['ffs_estimate']:,} FF |")
     lines += ["", "The 100,000-event bit-exactness check on toy events is the slow test "
-              "`tests/test_firmware.py::test_default_models_verify_on_100k_events`.", "",
+              "`tests/test_firmware_100k.py::test_default_models_verify_on_100k_events`.", "",
               *throughput_lines(speed)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")
