@@ -97,6 +97,14 @@ def metrics_ports(base_port: int, workers: int) -> dict[str, int]:
     return ports
 
 
+def fasthist_min_values() -> int:
+    """Batches at least this long are counted by the compiled kernel (:mod:`monitoring.fasthist`)."""
+    return _FASTHIST_MIN[0]
+
+
+_FASTHIST_MIN = [4096]  # a list, so tests can lower it
+
+
 class _Histograms(Collector):
     """Fixed-bucket histograms kept as numpy counts, one per label value, fed whole arrays.
 
@@ -115,6 +123,7 @@ class _Histograms(Collector):
         self._pow2 = int(k[0]) if np.all(k == np.round(k)) and np.all(np.diff(k) == 1) else None
         self._counts: dict[str, np.ndarray] = {}
         self._sums: dict[str, float] = {}
+        self._tables: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def declare(self, key: str) -> None:
@@ -125,14 +134,20 @@ class _Histograms(Collector):
                 self._sums[key] = 0.0
 
     def observe_many(self, key: str, values: np.ndarray) -> None:
-        v = np.asarray(values).ravel()
+        v = np.ascontiguousarray(np.asarray(values).ravel())
         if v.dtype not in (np.float32, np.float64):
             v = v.astype(np.float64)
-        total = float(v.sum(dtype=v.dtype))
-        if not np.isfinite(total):  # rare: keep NaN out of every bucket and ±inf out of the sum
-            v = v[~np.isnan(v)]
-            total = float(v[np.isfinite(v)].sum(dtype=np.float64))
-        add = self._bucket_counts(v)
+        if self._pow2 is not None and len(v) >= fasthist_min_values():
+            from monitoring import fasthist
+
+            add, total = fasthist.count(v, self._exponent_table(v.dtype))
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):  # inf − inf: handled below
+                total = float(v.sum(dtype=v.dtype))
+            if not np.isfinite(total):  # rare: keep NaN out of every bucket and ±inf out of the sum
+                v = v[~np.isnan(v)]
+                total = float(v[np.isfinite(v)].sum(dtype=np.float64))
+            add = self._bucket_counts(v)
         with self._lock:
             counts = self._counts.get(key)
             if counts is None:
@@ -141,24 +156,44 @@ class _Histograms(Collector):
             counts += add
             self._sums[key] += total
 
+    def _exponent_table(self, dtype: np.dtype[Any]) -> np.ndarray:
+        """Bucket index of every value of ``(bits(x) − 1) >> mantissa bits`` (power-of-two
+        buckets only): the folding :meth:`_bucket_counts` does, as a lookup table."""
+        table = self._tables.get(dtype.char)
+        if table is None:
+            n_exp = 256 if dtype == np.float32 else 2048
+            nb = len(self.edges) + 1
+            assert self._pow2 is not None
+            first = n_exp // 2 - 1 + self._pow2
+            j = np.arange(2 * n_exp)
+            table = np.where(j < first, 0, np.where(j < first + nb - 2, j - first + 1, nb - 1))
+            table[n_exp - 1:] = 0  # −0.0 and the negatives: the first bucket
+            table = self._tables[dtype.char] = table.astype(np.int64)
+        return table
+
     def _bucket_counts(self, v: np.ndarray) -> np.ndarray:
         """Per-bucket counts of ``v`` (no NaN); bucket i holds edges[i-1] < x <= edges[i]
         (Prometheus's ``le``: the upper bound included), the last one +Inf."""
         nb = len(self.edges) + 1
         if self._pow2 is None:
             return np.bincount(np.searchsorted(self.edges, v, side="left"), minlength=nb)
-        # x in (2^(e-1), 2^e] ⇔ the float just below x has exponent e-1: with x > 0 normal,
-        # ((bits(x) - 1) >> mantissa bits) - bias = e - 1. Zero, negatives and subnormals are
-        # raised to the smallest normal number first (all fall in the first bucket anyway).
-        ftype, itype, mant, bias = ((np.float32, np.int32, 23, 127) if v.dtype == np.float32
-                                    else (np.float64, np.int64, 52, 1023))
-        w = np.maximum(v, np.finfo(ftype).tiny)
-        b = w.view(itype)
-        np.subtract(b, 1, out=b)
+        # x in (2^(e-1), 2^e] ⇔ the float just below x has exponent e-1: for x > 0 normal,
+        # (bits(x) - 1) >> mantissa bits = e - 1 + bias. Read as unsigned, zero wraps round and
+        # negatives have the sign bit set: they land above every exponent of a positive number
+        # and go to the first bucket, as do subnormals (exponent 0). One histogram of all the
+        # exponents, then folded onto the buckets: three passes over the values, not eight.
+        utype, mant, n_exp = (np.uint32, 23, 256) if v.dtype == np.float32 else (np.uint64, 52, 2048)
+        b = np.subtract(v.view(utype), 1, dtype=utype)
         np.right_shift(b, mant, out=b)
-        np.subtract(b, bias + self._pow2 - 1, out=b)
-        np.clip(b, 0, nb - 1, out=b)
-        return np.bincount(b, minlength=nb)
+        every = np.bincount(b.view(np.int64) if b.dtype == np.uint64 else b, minlength=2 * n_exp)
+        first = n_exp // 2 - 1 + self._pow2  # (bits(x) - 1) >> mant for x in (edges[0], 2 edges[0]]
+        out = np.empty(nb, np.int64)
+        # −0.0 becomes all ones below the sign bit: the top exponent, n_exp − 1, which no
+        # positive number reaches (+inf gives n_exp − 2, NaN is gone): it is ≤ edges[0] too
+        out[0] = every[:first].sum() + every[n_exp - 1:].sum()
+        out[1:nb - 1] = every[first:first + nb - 2]
+        out[nb - 1] = every[first + nb - 2:n_exp - 1].sum()
+        return out
 
     def observe_weighted(self, key: str, value: float, weight: int) -> None:
         """One value that counts ``weight`` times (a batch's latency, per event)."""

@@ -374,3 +374,23 @@ def test_a_port_clash_in_the_topology_is_an_error_before_anything_starts(
     assert main(["monitor", "config", "--config", str(topo)]) == 2
     assert "port clash" in capsys.readouterr().err
     assert main(["monitor", "serve", "--config", str(topo), "--duration", "0"]) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_and_numpy_histograms_count_alike(dtype: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """monitoring.fasthist (long batches) against the numpy path, bucket for bucket."""
+    from monitoring import metrics
+
+    rng = np.random.default_rng(5)
+    values = np.concatenate([10 ** rng.uniform(-6, 5, 30_000), np.asarray(SCORE_BUCKETS),
+                             np.nextafter(np.asarray(SCORE_BUCKETS), np.inf),
+                             [0.0, -0.0, -1.0, 1e-30, 1e30, np.inf, -np.inf, np.nan, 5e-324]]).astype(dtype)
+    got = {}
+    for minimum in (10**9, 1):  # numpy, then compiled
+        monkeypatch.setattr(metrics, "_FASTHIST_MIN", [minimum])
+        reg = CollectorRegistry()
+        StageMetrics(reg, "scorer-0", models=["vae"]).scores("vae", values)
+        got[minimum] = _buckets(reg, "darktrigger_anomaly_score", {"model": "vae"})
+    (b_np, s_np, c_np), (b_nb, s_nb, c_nb) = got[10**9], got[1]
+    assert b_np == b_nb and c_np == c_nb == len(values) - 1  # the NaN is counted nowhere
+    assert s_nb == pytest.approx(s_np, rel=1e-6)

@@ -1,0 +1,44 @@
+"""Compiled one-pass counting for the power-of-two histograms (the scorer's score histograms).
+
+numpy needs several passes per batch for a histogram (a sum, the exponent bits, a
+``bincount`` that converts and scans twice): on a 16,384-score batch about 60 µs per
+model, which was 3.7 % of the scorer stage's own work once its models became twice as fast
+(BENCHMARKS.md, "Monitoring overhead"). This kernel reads each score once: its exponent
+bits index a table that folds every exponent onto its bucket, and the finite ones add to
+the sum. :class:`monitoring.metrics._Histograms` uses it for batches of at least
+:data:`MIN_VALUES` scores; numba is imported only then (the scorer stage imports it anyway
+for the onnxruntime backend's kernels).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+MIN_VALUES = 4096  #: smaller batches are counted by numpy (no compile for a few values)
+
+
+@nb.njit(cache=True, nogil=True)
+def _count(bits: Any, values: Any, one: Any, shift: Any, mask: Any, table: Any, counts: Any) -> float:
+    # numba widens uint32 arithmetic to 64 bits: 0 - 1 is then 2^64 − 1, and the mask keeps
+    # the index inside the table (for float32 as for float64 it is then all ones: −0.0's row)
+    total = 0.0
+    for i in range(bits.shape[0]):
+        x = values[i]
+        if x != x:  # NaN: in no bucket, not in the sum
+            continue
+        counts[table[((bits[i] - one) >> shift) & mask]] += 1
+        if x - x == 0:  # finite
+            total += x
+    return total
+
+
+def count(values: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, float]:
+    """(per-bucket counts, sum of the finite values) of float32 or float64 ``values`` (C
+    contiguous), ``table`` mapping ``(bits − 1) >> mantissa bits`` onto bucket indices."""
+    utype, shift = (np.uint32, 23) if values.dtype == np.float32 else (np.uint64, 52)
+    counts = np.zeros(int(table.max()) + 1, np.int64)
+    total = _count(values.view(utype), values, utype(1), utype(shift), utype(len(table) - 1), table, counts)
+    return counts, float(total)
