@@ -31,12 +31,15 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import replay
-from replay.errors import DarkTriggerError
+from replay.errors import DarkTriggerError, SchemaError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,33 @@ def require_file(directory: str | Path, name: str, what: str = "") -> Path:
         raise MissingModelFileError(f"{directory}: model file {name!r}{extra} is missing; "
                                     f"the directory holds {present}")
     return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON (a model directory's small files)."""
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def read_json(path: Path) -> Any:
+    """The content of a JSON file; a :class:`SchemaError` naming it when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_part(directory: str | Path, name: str, what: str, load: Callable[[Path], T]) -> T:
+    """``load(directory)`` for the file ``name`` of a model directory (its preprocessing):
+    a :class:`MissingModelFileError` when it is absent, a :class:`ModelFileError` naming it
+    when it cannot be read or does not fit."""
+    path = require_file(directory, name, what)
+    try:
+        return load(Path(directory))
+    except SchemaError as exc:
+        raise ModelFileError(str(exc)) from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read ({exc})") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -30,9 +30,17 @@ from typing import Any
 import numpy as np
 
 from models.base import BatchLike, ScoreOnlyScorer, as_flat
-from models.card import ModelCard, ModelFileError, net_file, onnx_file, read_card, require_file
+from models.card import (
+    ModelCard,
+    ModelFileError,
+    load_part,
+    net_file,
+    onnx_file,
+    read_card,
+    require_file,
+)
 from models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, Preprocessor
-from replay.errors import ConfigError, SchemaError, UnknownNameError
+from replay.errors import ConfigError, UnknownNameError
 from replay.events import N_FEATURES, N_SLOTS
 
 log = logging.getLogger(__name__)
@@ -125,11 +133,7 @@ class OnnxScorer(ScoreOnlyScorer):
             path = require_file(directory, onnx_file(own), f"the ONNX graph of {card.spec}")
             return cls(card, variant, make_session(path, threads), directory)
         path = require_file(directory, net_file(own), f"the ONNX network graph of {card.spec}")
-        require_file(directory, PREPROCESS_FILE, "the preprocessing parameters")
-        try:
-            pre = Preprocessor.load(directory)
-        except SchemaError as exc:
-            raise ModelFileError(str(exc)) from None
+        pre = load_part(directory, PREPROCESS_FILE, "the preprocessing parameters", Preprocessor.load)
         session = make_session(path, threads, N_MODEL_FEATURES)
         if session.get_outputs()[0].name not in ("score", "recon"):
             raise ModelFileError(f"{path}: expected the output 'score' or 'recon', "

@@ -47,7 +47,6 @@ slots stay out of the loss. pT is the mask: a slot is filled when pT > 0.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.card import read_json, write_json
 from replay.errors import SchemaError
 from replay.events import N_FEATURES, N_SLOTS, SLOT_TYPES, SLOTS
 
@@ -195,18 +195,12 @@ class Preprocessor:
             raise SchemaError(f"{where}: {exc}") from None
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / PREPROCESS_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        return write_json(Path(directory) / PREPROCESS_FILE, self.to_dict())
 
     @classmethod
     def load(cls, directory: str | Path) -> Preprocessor:
         path = Path(directory) / PREPROCESS_FILE
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SchemaError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path), str(path))
 
 
 class PreprocessModule(nn.Module):

@@ -42,7 +42,6 @@ powers of two), so every backend puts an event on the same integers.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from models.card import read_json, write_json
 from replay.errors import SchemaError
 from replay.events import N_FEATURES, SLOT_TYPES
 
@@ -176,15 +176,9 @@ class QPreprocessor:
             raise SchemaError(f"{where}: {exc}") from None
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / QPREPROCESS_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        return write_json(Path(directory) / QPREPROCESS_FILE, self.to_dict())
 
     @classmethod
     def load(cls, directory: str | Path) -> QPreprocessor:
         path = Path(directory) / QPREPROCESS_FILE
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SchemaError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path), str(path))

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from models.base import BatchLike, Scorer, as_flat, register_scorer
-from models.card import ONNX_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, require_file
+from models.card import ONNX_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, load_part, require_file
 from models.fixedpoint import (
     Dense,
     Fmt,
@@ -72,7 +72,7 @@ from models.qpreprocess import (
     QPreprocessor,
 )
 from models.training import read_state_dict
-from replay.errors import ConfigError, SchemaError
+from replay.errors import ConfigError
 from replay.events import N_FEATURES, SLOT_TYPES
 
 log = logging.getLogger(__name__)
@@ -339,13 +339,7 @@ class QuantisedScorer(Scorer):
 
     def _load_files(self, directory: Path, card: ModelCard) -> None:
         wpath = require_file(directory, WEIGHTS_FILE, "the quantised weights")
-        ppath = require_file(directory, QPREPROCESS_FILE, "the input quantisation")
-        try:
-            self.qpre = QPreprocessor.load(directory)
-        except SchemaError as exc:
-            raise ModelFileError(str(exc)) from None
-        except OSError as exc:
-            raise ModelFileError(f"{ppath}: cannot read ({exc})") from None
+        self.qpre = load_part(directory, QPREPROCESS_FILE, "the input quantisation", QPreprocessor.load)
         state = read_state_dict(wpath)
         params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for layer in self.layers():

@@ -34,6 +34,7 @@ from models.card import (
     WEIGHTS_FILE,
     ModelCard,
     ModelFileError,
+    load_part,
     net_file,
     onnx_file,
     require_file,
@@ -334,13 +335,7 @@ class TorchScorer(Scorer):
 
     def _load_files(self, directory: Path, card: ModelCard) -> None:
         wpath = require_file(directory, WEIGHTS_FILE, "the network weights")
-        ppath = require_file(directory, PREPROCESS_FILE, "the preprocessing parameters")
-        try:
-            self.pre = Preprocessor.load(directory)
-        except SchemaError as exc:
-            raise ModelFileError(str(exc)) from None
-        except OSError as exc:
-            raise ModelFileError(f"{ppath}: cannot read ({exc})") from None
+        self.pre = load_part(directory, PREPROCESS_FILE, "the preprocessing parameters", Preprocessor.load)
         state = read_state_dict(wpath)
         net = self.build()
         try:
