@@ -6,8 +6,8 @@ model, which was 3.7 % of the scorer stage's own work once its models became twi
 (BENCHMARKS.md, "Monitoring overhead"). This kernel reads each score once: its exponent
 bits index a table that folds every exponent onto its bucket, and the finite ones add to
 the sum. :class:`monitoring.metrics._Histograms` uses it for batches of at least
-:data:`MIN_VALUES` scores; numba is imported only then (the scorer stage imports it anyway
-for the onnxruntime backend's kernels).
+:data:`monitoring.metrics.FASTHIST_MIN_VALUES` scores; numba is imported only then (the
+scorer stage imports it anyway for the onnxruntime backend's kernels).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from typing import Any
 
 import numba as nb
 import numpy as np
-
-MIN_VALUES = 4096  #: smaller batches are counted by numpy (no compile for a few values)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -35,10 +33,10 @@ def _count(bits: Any, values: Any, one: Any, shift: Any, mask: Any, table: Any, 
     return total
 
 
-def count(values: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, float]:
-    """(per-bucket counts, sum of the finite values) of float32 or float64 ``values`` (C
-    contiguous), ``table`` mapping ``(bits − 1) >> mantissa bits`` onto bucket indices."""
+def count(values: np.ndarray, table: np.ndarray, buckets: int) -> tuple[np.ndarray, float]:
+    """(counts of the ``buckets`` buckets, sum of the finite values) of float32 or float64
+    ``values`` (C contiguous); ``table`` maps ``(bits − 1) >> mantissa bits`` onto buckets."""
     utype, shift = (np.uint32, 23) if values.dtype == np.float32 else (np.uint64, 52)
-    counts = np.zeros(int(table.max()) + 1, np.int64)
+    counts = np.zeros(buckets, np.int64)
     total = _count(values.view(utype), values, utype(1), utype(shift), utype(len(table) - 1), table, counts)
     return counts, float(total)

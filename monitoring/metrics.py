@@ -97,12 +97,9 @@ def metrics_ports(base_port: int, workers: int) -> dict[str, int]:
     return ports
 
 
-def fasthist_min_values() -> int:
-    """Batches at least this long are counted by the compiled kernel (:mod:`monitoring.fasthist`)."""
-    return _FASTHIST_MIN[0]
-
-
-_FASTHIST_MIN = [4096]  # a list, so tests can lower it
+#: batches at least this long are counted by the compiled kernel (:mod:`monitoring.fasthist`);
+#: smaller ones by numpy, so that a few values never wait for numba's start-up
+FASTHIST_MIN_VALUES = 4096
 
 
 class _Histograms(Collector):
@@ -134,13 +131,13 @@ class _Histograms(Collector):
                 self._sums[key] = 0.0
 
     def observe_many(self, key: str, values: np.ndarray) -> None:
-        v = np.ascontiguousarray(np.asarray(values).ravel())
+        v = np.asarray(values).ravel()  # contiguous: a copy when it was not
         if v.dtype not in (np.float32, np.float64):
             v = v.astype(np.float64)
-        if self._pow2 is not None and len(v) >= fasthist_min_values():
+        if self._pow2 is not None and len(v) >= FASTHIST_MIN_VALUES:
             from monitoring import fasthist
 
-            add, total = fasthist.count(v, self._exponent_table(v.dtype))
+            add, total = fasthist.count(v, self._exponent_table(v.dtype), len(self.edges) + 1)
         else:
             with np.errstate(invalid="ignore", over="ignore"):  # inf − inf: handled below
                 total = float(v.sum(dtype=v.dtype))
@@ -158,7 +155,10 @@ class _Histograms(Collector):
 
     def _exponent_table(self, dtype: np.dtype[Any]) -> np.ndarray:
         """Bucket index of every value of ``(bits(x) − 1) >> mantissa bits`` (power-of-two
-        buckets only): the folding :meth:`_bucket_counts` does, as a lookup table."""
+        buckets only). Read as unsigned, zero wraps round to all ones and negatives have the
+        sign bit set: they land above every exponent of a positive number and, with −0.0
+        (all ones below the sign bit) and the subnormals (exponent 0), in the first bucket;
+        +inf gives the largest exponent of a positive number, in the last one."""
         table = self._tables.get(dtype.char)
         if table is None:
             n_exp = 256 if dtype == np.float32 else 2048
@@ -178,22 +178,15 @@ class _Histograms(Collector):
         if self._pow2 is None:
             return np.bincount(np.searchsorted(self.edges, v, side="left"), minlength=nb)
         # x in (2^(e-1), 2^e] ⇔ the float just below x has exponent e-1: for x > 0 normal,
-        # (bits(x) - 1) >> mantissa bits = e - 1 + bias. Read as unsigned, zero wraps round and
-        # negatives have the sign bit set: they land above every exponent of a positive number
-        # and go to the first bucket, as do subnormals (exponent 0). One histogram of all the
-        # exponents, then folded onto the buckets: three passes over the values, not eight.
-        utype, mant, n_exp = (np.uint32, 23, 256) if v.dtype == np.float32 else (np.uint64, 52, 2048)
+        # (bits(x) - 1) >> mantissa bits = e - 1 + bias. One histogram of all the exponents,
+        # folded onto the buckets by the exponent table: three passes over the values.
+        utype, mant = (np.uint32, 23) if v.dtype == np.float32 else (np.uint64, 52)
         b = np.subtract(v.view(utype), 1, dtype=utype)
         np.right_shift(b, mant, out=b)
-        every = np.bincount(b.view(np.int64) if b.dtype == np.uint64 else b, minlength=2 * n_exp)
-        first = n_exp // 2 - 1 + self._pow2  # (bits(x) - 1) >> mant for x in (edges[0], 2 edges[0]]
-        out = np.empty(nb, np.int64)
-        # −0.0 becomes all ones below the sign bit: the top exponent, n_exp − 1, which no
-        # positive number reaches (+inf gives n_exp − 2, NaN is gone): it is ≤ edges[0] too
-        out[0] = every[:first].sum() + every[n_exp - 1:].sum()
-        out[1:nb - 1] = every[first:first + nb - 2]
-        out[nb - 1] = every[first + nb - 2:n_exp - 1].sum()
-        return out
+        table = self._exponent_table(v.dtype)
+        every = np.bincount(b.view(np.int64) if b.dtype == np.uint64 else b, minlength=len(table))
+        # summed as float64 by bincount: exact while a batch has under 2^53 values
+        return np.bincount(table, weights=every, minlength=nb).astype(np.int64)
 
     def observe_weighted(self, key: str, value: float, weight: int) -> None:
         """One value that counts ``weight`` times (a batch's latency, per event)."""

@@ -387,7 +387,7 @@ def test_compiled_and_numpy_histograms_count_alike(dtype: type, monkeypatch: pyt
                              [0.0, -0.0, -1.0, 1e-30, 1e30, np.inf, -np.inf, np.nan, 5e-324]]).astype(dtype)
     got = {}
     for minimum in (10**9, 1):  # numpy, then compiled
-        monkeypatch.setattr(metrics, "_FASTHIST_MIN", [minimum])
+        monkeypatch.setattr(metrics, "FASTHIST_MIN_VALUES", minimum)
         reg = CollectorRegistry()
         StageMetrics(reg, "scorer-0", models=["vae"]).scores("vae", values)
         got[minimum] = _buckets(reg, "darktrigger_anomaly_score", {"model": "vae"})
