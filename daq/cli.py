@@ -15,10 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from replay.errors import ConfigError, DarkTriggerError
-from replay.events import ALL_PROCESSES, LABEL_NAMES
+from replay.events import ALL_PROCESSES, LABEL_NAMES, label_counts
 
 log = logging.getLogger("darktrigger")
 
@@ -141,8 +139,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     writer = NativeWriter(args.out, provenance={"generator": "replay", "inputs": str(inputs)}) if args.out else None
     try:
         for batch in replay:
-            labels, counts = np.unique(batch["truth"], return_counts=True)
-            truth.update(dict(zip(labels.tolist(), counts.tolist(), strict=True)))
+            truth.update(label_counts(batch["truth"]))
             if writer:
                 writer.write(batch)
     finally:

@@ -16,8 +16,9 @@ the backend splits the work (:class:`models.onnx_backend.OnnxScorer`):
    error over the filled features, one pass per event.
 
 Measured on the 2-core EPYC, one thread, 65,536 toy ``sm_mix`` events in 4096-event
-chunks (``bench/models_speed.py``): the AE went from 1.5 M to 2.8 M events/s and
-``vae:mu2`` from 2.5 M to 5.3 M (load average 2.7 during both).
+chunks (``make bench``, BENCHMARKS.md "Scoring throughput", 2026-11-24): the AE scores
+3.05 M events/s this way against 1.69 M for the self-contained ``model.onnx``, and
+``vae:mu2`` 6.00 M against 3.07 M.
 
 The sin/cos: φ is first wrapped into [−π, π] (so φ + 2π gives φ; above ~1e7 rad,
 where float32 holds no angle, the result is only kept finite), then reduced by the nearest multiple k of π/2 in three parts

@@ -16,10 +16,11 @@ from daq.local import run_threads
 from daq.menu import Menu
 from daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
 from daq.security import Curve, generate_keys
-from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage, label_counts
+from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
 from daq.topology import Topology
 from daq.wire import encode
 from replay.errors import ConfigError
+from replay.events import label_counts
 from tests.pipeline_fixtures import (
     free_metrics_base,
     make_setup,
