@@ -71,13 +71,12 @@ from models.qpreprocess import (
     QUANTITIES,
     QPreprocessor,
 )
-from models.training import read_state_dict
+from models.training import read_state_dict, score_in_chunks
 from replay.errors import ConfigError
 from replay.events import N_FEATURES, SLOT_TYPES
 
 log = logging.getLogger(__name__)
 
-SCORE_CHUNK = 4096
 ONNX_OPSET = 17
 
 #: ``qvae``'s training reconstruction error weights, per quantity and per object type (the
@@ -301,14 +300,7 @@ class QuantisedScorer(Scorer):
         return self._graph
 
     def score(self, batch: BatchLike) -> np.ndarray:
-        flat = as_flat(batch, self.where)
-        g = self.graph()
-        out = np.empty(len(flat), np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(flat), SCORE_CHUNK):
-                chunk = torch.from_numpy(flat[start:start + SCORE_CHUNK])
-                out[start:start + len(chunk)] = g(chunk).numpy()
-        return out
+        return score_in_chunks(self.graph(), as_flat(batch, self.where))
 
     def keras_model(self) -> Any:
         """The firmware network as a QKeras model with the trained weights (imports TensorFlow)."""

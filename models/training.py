@@ -69,6 +69,17 @@ def mlp(widths: Sequence[int], *, batch_norm: bool = True, slope: float = 0.01,
     return nn.Sequential(*layers)
 
 
+def score_in_chunks(graph: nn.Module, flat: np.ndarray) -> np.ndarray:
+    """float32 scores ``[N]`` of a raw → score module on ``flat`` ``[N, 57]``, run on
+    :data:`SCORE_CHUNK` events at a time without autograd (the torch backends' scoring)."""
+    out = np.empty(len(flat), np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(flat), SCORE_CHUNK):
+            chunk = torch.from_numpy(flat[start:start + SCORE_CHUNK])
+            out[start:start + len(chunk)] = graph(chunk).numpy()
+    return out
+
+
 def masked_mse(recon: torch.Tensor, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-event mean squared error over the filled features; 0 for an empty event."""
     err = ((recon - feats) ** 2 * mask).sum(dim=1)
@@ -278,14 +289,7 @@ class TorchScorer(Scorer):
         return self._graphs[variant]
 
     def score(self, batch: BatchLike) -> np.ndarray:
-        flat = as_flat(batch, self.where)
-        g = self.graph()
-        out = np.empty(len(flat), np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(flat), SCORE_CHUNK):
-                chunk = torch.from_numpy(flat[start:start + SCORE_CHUNK])
-                out[start:start + len(chunk)] = g(chunk).numpy()
-        return out
+        return score_in_chunks(self.graph(), as_flat(batch, self.where))
 
     # -- persistence -------------------------------------------------------------------
     def export_onnx(self, path: str | Path, variant: str | None = None) -> Path:
