@@ -61,6 +61,21 @@ def _scorers_of(model_dir: Path, backend: str, threads: int) -> list[tuple[str, 
 
 
 # -- train ----------------------------------------------------------------------------
+def _parse_settings(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` hyper-parameters; VALUE is read as JSON (numbers, lists, objects),
+    else taken as a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ConfigError(f"--set takes KEY=VALUE (e.g. sparsity=0.8 or hidden=[32,16]), got {item!r}")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from models import train_model
 
@@ -71,7 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, seed=args.seed, threads=args.threads,
                       validation_fraction=args.validation_fraction, max_events=args.max_events,
                       progress=not args.no_progress, patience=args.patience,
-                      signal_paths=args.signal_region or None)
+                      signal_paths=args.signal_region or None,
+                      hyperparameters=_parse_settings(args.set))
     from models import read_card
 
     card = read_card(out)
@@ -86,17 +102,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> None:
     p = sub.add_parser(
         "train", formatter_class=formatter,
-        help="train an anomaly scorer (ae, vae, cwola) and save it as a model directory",
+        help="train an anomaly scorer (ae, vae, cwola, qae, qvae) and save it as a model directory",
         description="Train a scorer on background events and save the model directory: weights,\n"
                     "preprocessing, card.json (hyper-parameters, training files with sha256, seed)\n"
                     "and model.onnx. A seeded random validation fraction drives early stopping.\n\n"
-                    "scorers: ae, vae, cwola (ht and st are baselines: nothing to train; see\n"
-                    "`darktrigger formats` for every registered scorer)",
+                    "scorers: ae, vae, cwola (torch); qae, qvae (QKeras, quantised, for firmware);\n"
+                    "ht and st are baselines: nothing to train (`darktrigger formats` lists every\n"
+                    "registered scorer). --set overrides a default hyper-parameter; card.json\n"
+                    "records them all, and an unknown name is an error that lists the known ones.",
         epilog="examples:\n"
                "  darktrigger train --model ae --background sm_mix.h5 --out models/ae --epochs 30\n"
                "  darktrigger train --model vae --background sm_mix.h5 --out models/vae --seed 2 --threads 2\n"
-               "  darktrigger train --model cwola --signal-region sr.h5 --background sb.h5 --out models/cwola")
-    p.add_argument("--model", required=True, help="scorer to train: ae, vae, cwola")
+               "  darktrigger train --model cwola --signal-region sr.h5 --background sb.h5 --out models/cwola\n"
+               "  darktrigger train --model qvae --background sm_mix.h5 --out models/qvae --set sparsity=0.9")
+    p.add_argument("--model", required=True, help="scorer to train: ae, vae, cwola, qae, qvae")
     p.add_argument("--background", nargs="+", type=Path, required=True, help="training events (label 0 for cwola)")
     p.add_argument("--signal-region", nargs="+", type=Path, default=[], help="cwola only: label-1 events")
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
@@ -107,6 +126,9 @@ def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
     p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement")
     p.add_argument("--validation-fraction", type=float, default=0.2)
     p.add_argument("--max-events", type=int, default=None, help="use at most this many events per sample")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a hyper-parameter (repeatable; VALUE as JSON), e.g. --set sparsity=0.8 "
+                        "--set hidden=[32,16]")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 

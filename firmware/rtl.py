@@ -90,7 +90,7 @@ def round_half_even(v: Any, f: int) -> Any:
     if fv <= f:
         return v
     wide = int(i) + 2
-    odd = v.quantize(1, wide, f) - v.quantize(1, wide, f - 1)  # 0 or 2^-f: the kept LSB
+    odd = v.quantize(0, 1 - f, f)  # the kept LSB alone (0 or 2^-f): one wrapping slice
     bumped = v + (2.0 ** -(f + 1) - 2.0**-fv) + odd * 2.0 ** (f - fv)
     return bumped.quantize(1, wide, f)
 

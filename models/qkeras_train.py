@@ -205,17 +205,30 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epoc
         return total / max(len(data), 1)
 
     rng = np.random.default_rng(seed)
-    history: dict[str, Any] = {"train_loss": [], "validation_loss": [],
+    history: dict[str, Any] = {"train_loss": [], "validation_loss": [], "sparsity": [],
                                "monitor": "validation_loss" if xv is not None else "train_loss"}
     best, best_epoch, best_weights = math.inf, 0, copy.deepcopy(model.get_weights())
+    target = float(scorer.hyperparameters.get("sparsity", 0.0))
+    schedule = sparsity_schedule(epochs, target)
+    dense = [layer.name for layer in scorer.layers() if isinstance(layer, Dense)]
+    kernels = [_find_layer(model, name).kernel for name in dense]
+    allowed = scorer.weight_masks(training=True)
+    masks: list[Any] = []
     epoch = 0
     for epoch in range(1, epochs + 1):
+        if target > 0 or allowed:
+            masks = [tf.constant(prune_mask(k.numpy(), schedule[epoch - 1], allowed.get(name)))
+                     for name, k in zip(dense, kernels, strict=True)]
+            apply_masks(kernels, masks)
         perm = rng.permutation(len(x))
         total, seen = 0.0, 0
         for start in range(0, len(x), batch_size):
             idx = perm[start:start + batch_size]
             total += float(step(tf.constant(x[idx]))) * len(idx)
             seen += len(idx)
+            if masks:
+                apply_masks(kernels, masks)
+        history["sparsity"].append(schedule[epoch - 1])
         history["train_loss"].append(total / seen)
         if xv is not None:
             history["validation_loss"].append(mean_loss(xv))
@@ -225,6 +238,8 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epoc
         if not math.isfinite(current):
             log.warning("%s: loss is %s at epoch %d; stopping", scorer.name, current, epoch)
             break
+        if schedule[epoch - 1] < target:  # still pruning: not a candidate, no early stop
+            continue
         if current < best:
             best, best_epoch, best_weights = current, epoch, copy.deepcopy(model.get_weights())
         elif patience is not None and epoch - best_epoch >= patience:
@@ -236,6 +251,51 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epoc
                    stopped_early=epoch < epochs)
     params = quantised_params(scorer, model) if quantise else float_params(scorer, model)
     return params, history
+
+
+def sparsity_schedule(epochs: int, target: float) -> list[float]:
+    """The pruned fraction of each Dense kernel during each epoch (magnitude pruning).
+
+    Dense training for the first fifth of the epochs, then the fraction rises as
+    ``target · (1 − (1 − t)³)`` (Zhu & Gupta 2017, as TensorFlow Model Optimization's
+    polynomial decay) to ``target`` at three fifths, held from there on; only epochs at
+    ``target`` compete for the kept weights and count towards early stopping.
+
+        >>> sparsity_schedule(10, 0.8)
+        [0.0, 0.0, 0.4625, 0.7, 0.7875, 0.8, 0.8, 0.8, 0.8, 0.8]
+        >>> sparsity_schedule(2, 0.5)
+        [0.4375, 0.5]
+    """
+    if not 0 <= target < 1:
+        raise ConfigError(f"sparsity must be in [0, 1), got {target}")
+    if target == 0:
+        return [0.0] * epochs
+    start, end = epochs // 5, max(1, math.ceil(0.6 * epochs))
+    out = []
+    for epoch in range(1, epochs + 1):
+        t = 1.0 if epoch >= end else max(0.0, (epoch - start) / (end - start))
+        out.append(round(target * (1.0 - (1.0 - t) ** 3), 6) if t < 1 else target)
+    return out
+
+
+def prune_mask(kernel: np.ndarray, fraction: float, allowed: np.ndarray | None = None) -> np.ndarray:
+    """1/0 mask (kernel's dtype): 0 where ``allowed`` is False (a connection the network
+    does not have) and on the ``round(fraction · n)`` smallest |weights| of the ``n``
+    allowed ones; ties broken by position, so one kernel and fraction give one mask."""
+    ok = np.ones(kernel.shape, bool) if allowed is None else np.asarray(allowed, bool)
+    if ok.shape != kernel.shape:
+        raise ConfigError(f"weight mask of shape {ok.shape} for a kernel of shape {kernel.shape}")
+    mask = ok.astype(kernel.dtype)
+    idx = np.flatnonzero(ok)
+    k = int(round(fraction * idx.size))
+    if k:
+        mask.flat[idx[np.argsort(np.abs(kernel.flat[idx]), kind="stable")[:k]]] = 0
+    return mask
+
+
+def apply_masks(kernels: list[Any], masks: list[Any]) -> None:
+    for kernel, mask in zip(kernels, masks, strict=True):
+        kernel.assign(kernel * mask)
 
 
 def _find_layer(m: Any, name: str) -> Any:

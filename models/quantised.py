@@ -174,6 +174,10 @@ class QuantisedScorer(Scorer):
         for key in _BITS_DEFAULTS:
             if not isinstance(h[key], int) or isinstance(h[key], bool):
                 raise ConfigError(f"{self.where}: hyper-parameter {key} must be an integer, got {h[key]!r}")
+        sparsity = h.get("sparsity", 0.0)
+        if not isinstance(sparsity, int | float) or isinstance(sparsity, bool) or not 0 <= sparsity < 1:
+            raise ConfigError(f"{self.where}: hyper-parameter sparsity must be a fraction in [0, 1), "
+                              f"got {sparsity!r}")
         self.layers()  # validates the widths
 
     # -- the architecture ----------------------------------------------------------------
@@ -200,6 +204,13 @@ class QuantisedScorer(Scorer):
     def layers(self) -> list[Layer]:
         """The firmware network, from the hyper-parameters."""
         raise NotImplementedError
+
+    def weight_masks(self, *, training: bool = False) -> dict[str, np.ndarray]:
+        """Dense layer → bool ``[n_in, n_out]``: the connections the network has (False: the
+        weight must be 0 in a saved model); layers not named are fully connected.
+        ``training=True``: the connections training keeps, which may be fewer (weights held
+        at 0 from the first step)."""
+        return {}
 
     def input_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-input [low, high] of the network inputs (pT ≥ 0)."""
@@ -243,6 +254,7 @@ class QuantisedScorer(Scorer):
             "events": len(flat), "validation_events": 0 if xv is None else len(xv),
             "epochs": epochs, "batch_size": batch_size, "patience": patience, "threads": threads,
             "history": history, "framework": "qkeras",
+            "zero_weights": {name: round(float(np.mean(w == 0)), 4) for name, (w, _) in params.items()},
         }
         return history
 
@@ -259,6 +271,10 @@ class QuantisedScorer(Scorer):
                 if arr.shape != shape:
                     raise ModelFileError(f"{where}: layer {layer.name!r} {what} has shape {arr.shape}, "
                                          f"the card's hyper-parameters give {shape}")
+                mask = self.weight_masks().get(layer.name)
+                if what == "w" and mask is not None and np.any(arr[~mask] != 0):
+                    raise ModelFileError(f"{where}: layer {layer.name!r} has weights on connections its "
+                                         "hyper-parameters leave out (encoder_inputs)")
                 scaled = arr * 2.0**fmt.frac
                 if not np.array_equal(scaled, np.round(scaled)) or arr.min(initial=0) < fmt.low \
                         or arr.max(initial=0) > fmt.high:
@@ -379,13 +395,31 @@ class QVAEScorer(QuantisedScorer):
     description = "quantised VAE encoder (QKeras), fixed-point Σμ² (AXOL1TL)"
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {
         "hidden": [32, 16], "latent": 4, "beta": 1.0, "lr": 1e-3, **_BITS_DEFAULTS, "act_bits": 6,
-        "mu_bits": 8, "mu_integer": 4,
+        "mu_bits": 8, "mu_integer": 4, "sparsity": 0.0, "encoder_inputs": ["pt", "eta", "phi"],
         "reco_weights": dict(RECO_WEIGHTS), "reco_object_weights": dict(RECO_OBJECT_WEIGHTS),
     }
 
     def __init__(self, variant: str | None = None, **hyperparameters: Any) -> None:
         super().__init__(variant, **hyperparameters)
         self.reco_weight_vector()  # validates the weights
+        self.weight_masks()
+
+    def weight_masks(self, *, training: bool = False) -> dict[str, np.ndarray]:
+        """The first layer's rows of the quantities not in ``encoder_inputs`` are left out;
+        in training the MET's η as well (always 0: its weights would cost adders and learn
+        nothing; models saved before this rule may have them, so loading allows them)."""
+        used = self.hyperparameters["encoder_inputs"]
+        if not isinstance(used, list) or not used or not set(used) <= set(QUANTITIES) \
+                or len(set(used)) != len(used):
+            raise ConfigError(f"{self.where}: hyper-parameter encoder_inputs must list some of "
+                              f"{', '.join(QUANTITIES)} once each, got {used!r}")
+        rows = np.array([QUANTITIES[i % 3] in used for i in range(N_FEATURES)])
+        if training:
+            rows[1] = False  # the MET's η
+        if rows.all():
+            return {}
+        first = next(layer for layer in self.layers() if isinstance(layer, Dense))
+        return {first.name: np.repeat(rows[:, None], first.n_out, axis=1)}
 
     def reco_weight_vector(self) -> np.ndarray:
         """Weight of each of the 57 inputs in the training reconstruction error, float32 ``[57]``:
@@ -424,7 +458,7 @@ class QAEScorer(QuantisedScorer):
 
     description = "quantised autoencoder (QKeras), fixed-point reconstruction error"
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {
-        "hidden": [32, 16], "latent": 3, "lr": 1e-3, **_BITS_DEFAULTS,
+        "hidden": [32, 16], "latent": 3, "lr": 1e-3, **_BITS_DEFAULTS, "sparsity": 0.0,
         "latent_bits": 8, "latent_integer": 3, "diff_bits": 10, "diff_integer": 4,
     }
 

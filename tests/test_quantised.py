@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from daq.cli import main
 from models import get_scorer, load_model
@@ -104,14 +107,54 @@ def test_widths_that_float32_cannot_hold_are_refused() -> None:
         scorer.fit(_toy("sm_mix", 500, seed=1), epochs=1, batch_size=256)
 
 
-def test_train_command(tmp_path: Path) -> None:
+def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from replay.storage import NativeWriter
 
     with NativeWriter(tmp_path / "bkg.h5") as w:
         w.write(_toy("sm_mix", 2000, seed=5))
     assert main(["train", "--model", "qvae", "--background", str(tmp_path / "bkg.h5"),
-                 "--out", str(tmp_path / "m"), "--epochs", "1", "--no-progress"]) == 0
-    assert load_model(tmp_path / "m").spec == "qvae"
+                 "--out", str(tmp_path / "m"), "--epochs", "1", "--no-progress",
+                 "--set", "sparsity=0.5", "--set", "hidden=[8]"]) == 0
+    model = load_model(tmp_path / "m")
+    assert model.spec == "qvae"
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["hyperparameters"]["sparsity"] == 0.5 and card["hyperparameters"]["hidden"] == [8]
+    assert all(z >= 0.5 for z in card["training"]["zero_weights"].values())
+    for bad, match in ((["--set", "sparsity"], "KEY=VALUE"), (["--set", "sparsty=0.5"], "takes hidden"),
+                       (["--set", "sparsity=1.5"], r"sparsity must be a fraction in \[0, 1\)")):
+        assert main(["train", "--model", "qvae", "--background", str(tmp_path / "bkg.h5"),
+                     "--out", str(tmp_path / "bad"), "--epochs", "1", "--no-progress", *bad]) == 2
+        assert re.search(match, capsys.readouterr().err), bad
+    assert not (tmp_path / "bad").exists()
+
+
+def test_sparsity_schedule_and_masks() -> None:
+    from models.qkeras_train import prune_mask, sparsity_schedule
+
+    assert sparsity_schedule(4, 0.0) == [0.0] * 4
+    s = sparsity_schedule(20, 0.8)
+    assert s[:4] == [0.0] * 4 and s[11:] == [0.8] * 9  # dense, the cubic ramp, held
+    assert all(a <= b for a, b in zip(s, s[1:], strict=False))
+    assert sparsity_schedule(1, 0.6) == [0.6]
+    with pytest.raises(ConfigError, match="sparsity"):
+        sparsity_schedule(5, 1.0)
+    w = np.array([[0.5, -0.1], [0.1, -0.7], [0.0, 0.2]], np.float32)
+    m = prune_mask(w, 0.5)  # the 3 smallest |w|: 0.0, then the tie 0.1 / -0.1 in order, ...
+    assert m.dtype == np.float32 and m.tolist() == [[1, 0], [0, 1], [0, 1]]
+    assert prune_mask(w, 0.0).all() and not prune_mask(w, 0.99).any()
+
+
+def test_pruning_trains_the_kept_weights_only() -> None:
+    train = _toy("sm_mix", 3000, seed=23)
+    scorer = get_scorer("qvae", hidden=[16, 8], sparsity=0.75)
+    history = scorer.fit(train, validation=_toy("sm_mix", 500, seed=24), epochs=5, batch_size=256, seed=3)
+    assert history["sparsity"] == [0.0, 0.65625, 0.75, 0.75, 0.75]
+    assert history["best_epoch"] >= 3  # an epoch at the full sparsity
+    for name, (w, _) in scorer._require_net().params().items():
+        assert np.mean(w == 0) >= 0.75 - 0.5 / w.size, name  # round(0.75 n) pruned, maybe more rounded to 0
+    dense = get_scorer("qvae", hidden=[16, 8])
+    dense.fit(train, epochs=1, batch_size=256, seed=3)
+    assert dense.training["history"]["sparsity"] == [0.0]
 
 
 def test_qvae_reconstruction_weights() -> None:
@@ -129,3 +172,25 @@ def test_qvae_reconstruction_weights() -> None:
     for bad in ({"pt": 1, "eta": 1}, {"pt": -1, "eta": 1, "phi": 0}, {"pt": 0, "eta": 0, "phi": 0}):
         with pytest.raises(ConfigError, match="reco_weights|all 0"):
             get_scorer("qvae", reco_weights=bad)
+
+
+def test_encoder_inputs_leave_quantities_out_of_the_network(tmp_path: Path) -> None:
+    from models.card import ModelFileError
+
+    scorer = get_scorer("qvae", hidden=[8], encoder_inputs=["pt", "eta"], sparsity=0.5)
+    scorer.fit(_toy("sm_mix", 2000, seed=25), epochs=2, batch_size=256, seed=3)
+    w = scorer._require_net().params()["enc1"][0]
+    assert not w[2::3].any()  # every φ row held at 0
+    kept = np.concatenate([w[0::3], w[1::3]])
+    assert np.mean(kept == 0) >= 0.5 - 0.5 / kept.size  # the sparsity counts the kept connections
+    saved = scorer.save(tmp_path / "m")
+    assert np.array_equal(load_model(saved).score(_toy("sm_mix", 300, seed=26)),  # type: ignore[attr-defined]
+                          scorer.score(_toy("sm_mix", 300, seed=26)))
+    state = torch.load(saved / "weights.pt")
+    state["enc1_w"][2, 0] = 0.5  # a φ weight in a model whose card leaves φ out
+    torch.save(state, saved / "weights.pt")
+    with pytest.raises(ModelFileError, match="encoder_inputs"):
+        load_model(saved)
+    for bad in (["pt", "pt"], [], ["pt", "mass"], "pt"):
+        with pytest.raises(ConfigError, match="encoder_inputs"):
+            get_scorer("qvae", encoder_inputs=bad)
