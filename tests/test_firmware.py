@@ -64,7 +64,7 @@ def test_project_layout(built: Path) -> None:
         assert (built / name).is_file(), name
     assert len((built / "tb_data/tb_input_features.dat").read_text().splitlines()) == 300
     assert m["complete"] and m["io_type"] == "io_parallel" and m["strategy"] == "Latency"
-    assert m["precisions"]["relu1"]["result"] == "ap_ufixed<6,3,AP_RND_CONV,AP_SAT>"
+    assert m["precisions"]["relu1"]["result"] == "ap_ufixed<8,3,AP_RND_CONV,AP_SAT>"
     assert m["rtl"]["measured_cycles"] == m["rtl"]["cycles"] >= 2
     assert "vitis_hls" in (built / "README.md").read_text()
 

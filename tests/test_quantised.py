@@ -152,7 +152,7 @@ def test_pruning_trains_the_kept_weights_only() -> None:
     assert history["best_epoch"] >= 3  # an epoch at the full sparsity
     for name, (w, _) in scorer._require_net().params().items():
         assert np.mean(w == 0) >= 0.75 - 0.5 / w.size, name  # round(0.75 n) pruned, maybe more rounded to 0
-    dense = get_scorer("qvae", hidden=[16, 8])
+    dense = get_scorer("qvae", hidden=[16, 8], sparsity=0.0)
     dense.fit(train, epochs=1, batch_size=256, seed=3)
     assert dense.training["history"]["sparsity"] == [0.0]
 
