@@ -93,7 +93,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     card = read_card(out)
     history = card.training.get("history", {})
     val = history.get("validation_loss") or history.get("val_loss") or []
-    best = f", best validation loss {min(val):.5g}" if val else ""
+    # the kept epoch's loss: with pruning, the lowest loss can be a dense epoch's, not the model's
+    kept = history.get("best_loss") if history.get("monitor") == "validation_loss" else None
+    best = f", best validation loss {kept if kept is not None else min(val):.5g}" if val else ""
     print(f"trained {card.spec} on {sum(f['events'] for f in card.training.get('files', [])):,} events"
           f"{best}; model in {out}")
     return 0

@@ -49,11 +49,14 @@ def test_float_twin_is_the_same_network_without_rounding(name: str) -> None:
                                          patience=None, progress=False, quantise=False)
     assert history["epochs_run"] == 2 and np.isfinite(history["best_loss"])
     assert set(params) == {layer.name for layer in scorer.layers() if isinstance(layer, Dense)}
-    # float weights: most are off the grid a quantised model's weights lie on
+    # float weights: most of the kept ones are off the grid a quantised model's weights lie
+    # on; the pruned ones are 0 in the twin too (the same masks, ``sparsity`` of them)
     enc1 = scorer.layers()[0]
     assert isinstance(enc1, Dense)
-    scaled = params["enc1"][0].astype(np.float64) * 2.0**enc1.weight.frac
-    assert np.mean(scaled != np.round(scaled)) > 0.9
+    w = params["enc1"][0].astype(np.float64)
+    kept = w[w != 0] * 2.0**enc1.weight.frac
+    assert np.mean(kept != np.round(kept)) > 0.9
+    assert np.mean(w == 0) >= float(scorer.hyperparameters["sparsity"]) - 0.5 / w.size
     net = qkeras_train.firmware_model(scorer, params, quantise=False)
     assert not any(type(layer).__name__.startswith("Q") for layer in net.layers)
     got = np.asarray(net(xv, training=False)).reshape(-1)
