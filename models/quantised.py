@@ -8,8 +8,8 @@ quantised weights and activations (defaults: weights ``quantized_bits(8,1)`` =
 and pruned: ``sparsity`` (default 0.75) of each Dense kernel's weights are held at 0,
 the smallest in magnitude, reached gradually in training
 (:func:`models.qkeras_train.sparsity_schedule`), as L1 trigger networks are. A zero
-weight is no adder in firmware: the pruned ``qvae`` is a third of the dense one's
-da4ml operations, which is what lets its Verilator RTL score 1 M events/s on one core.
+weight is no adder in firmware: the pruned ``qvae`` has 40 % of the dense one's da4ml
+operations, which is what lets its Verilator RTL score 1 M events/s on one core.
 The score is computed in fixed point too, so firmware can compute it:
 
 =========  ================================================================================
@@ -402,9 +402,11 @@ class QVAEScorer(QuantisedScorer):
     network read φ too, had 6-bit activations and 8-bit μ (12 clocks of 4 ns; 13 with 8 and
     10 bits) and 2,810 da4ml operations: ato4l 0.9955, TPR 0.731 at FPR 1e-3. Without φ and
     with 75 % of the weights pruned (seed 1, same data): 8-bit activations, 10-bit μ, 9
-    clocks, 1,022 operations, ato4l 0.9959 and TPR 0.829 at 1e-3; pruning 60 % gave 0.9959
-    / 0.820 (1,527 operations), 80 % 0.9956 / 0.738 (896). On 30k training events pruning
-    hurt more (80 % with φ: 0.82 against 0.99 dense).
+    clocks, 1,112 operations (BENCHMARKS.md), ato4l 0.9959 and TPR 0.829 at 1e-3; pruning
+    60 % gave 0.9959 / 0.820, 70 % 0.9960 / 0.845, 80 % 0.9956 / 0.738 (1,527, 1,251, 1,022
+    and 896 operations for 60–80 %, counted with a one-slice rounding since found wrong in
+    Verilog, which saved ~90). 75 % was chosen on these test-sample figures and the RTL
+    speed. On 30k training events pruning hurt more (80 % with φ: 0.82 against 0.99 dense).
     """
 
     description = "quantised VAE encoder (QKeras), fixed-point Σμ² (AXOL1TL)"
@@ -470,7 +472,7 @@ class QAEScorer(QuantisedScorer):
     and ``sparsity`` (0.75) as :class:`QVAEScorer`, ``latent_bits``/``latent_integer`` (8/3)
     for the bottleneck and ``diff_bits``/``diff_integer`` (10/4) for the rounded
     reconstruction difference. Pruned 75 % (seed 1, Pythia 200k): ato4l AUC 0.9649 against
-    0.9696 dense, 2,961 da4ml operations against 6,207.
+    0.9696 dense, 3,244 da4ml operations against 6,207.
     """
 
     description = "quantised autoencoder (QKeras), fixed-point reconstruction error"
