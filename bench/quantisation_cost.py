@@ -46,8 +46,8 @@ def twin_label(name: str) -> str:
 def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: int) -> tuple[Any, dict[str, Any]]:
     """Train the float twin of the quantised model in ``model_dir`` on ``data`` (an EventBatch)
     exactly as ``darktrigger train`` trained it; (score function raw batch → ``[N]``, record)."""
-    from models import get_scorer, read_card
-    from models.base import as_flat
+    from models import read_card
+    from models.base import SCORERS, as_flat
     from models.qkeras_train import firmware_model, train
     from models.qpreprocess import QPreprocessor
     from models.quantised import QuantisedScorer
@@ -56,7 +56,7 @@ def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: i
     if card.scorer != name:
         raise SystemExit(f"{model_dir}: expected a {name!r} model, the card says {card.scorer!r}")
     t = card.training
-    scorer = get_scorer(name, **card.hyperparameters)
+    scorer = SCORERS.get(name).from_card(card)
     assert isinstance(scorer, QuantisedScorer)
     seed = int(card.seed or 0)
     # the split of models.training.train_model

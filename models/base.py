@@ -107,6 +107,9 @@ class Scorer(ABC):
     #: True when ``fit`` needs ``labels`` (CWoLa)
     needs_labels: ClassVar[bool] = False
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {}
+    #: hyper-parameters added after models were saved without them: the value that model
+    #: was trained with, used by :meth:`load` where a card lacks the key (not the new default)
+    card_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, variant: str | None = None, **hyperparameters: Any) -> None:
         if variant is None:
@@ -200,6 +203,12 @@ class Scorer(ABC):
         return directory
 
     @classmethod
+    def from_card(cls, card: ModelCard, variant: str | None = None) -> Scorer:
+        """An untrained scorer with a card's hyper-parameters (:attr:`card_defaults` for the
+        ones it predates); ``variant`` overrides the card's."""
+        return cls(variant or card.variant, **{**cls.card_defaults, **card.hyperparameters})
+
+    @classmethod
     def load(cls, directory: str | Path, variant: str | None = None) -> Scorer:
         """The scorer saved in ``directory`` (``variant`` overrides the card's)."""
         card = read_card(directory)
@@ -207,7 +216,7 @@ class Scorer(ABC):
             raise ModelFileError(f"{Path(directory) / 'card.json'}: a {card.scorer!r} model, "
                                  f"not a {cls.name!r} one")
         try:
-            obj = cls(variant or card.variant, **card.hyperparameters)
+            obj = cls.from_card(card, variant)
         except ConfigError as exc:
             raise ModelFileError(f"{directory}: card.json does not fit scorer "
                                  f"{cls.name!r}: {exc}") from None

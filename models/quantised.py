@@ -265,6 +265,7 @@ class QuantisedScorer(Scorer):
 
     def _set_params(self, params: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> None:
         net = FixedNet(self.layers())
+        masks = self.weight_masks()
         for layer in net.layers:
             if not isinstance(layer, Dense):
                 continue
@@ -276,7 +277,7 @@ class QuantisedScorer(Scorer):
                 if arr.shape != shape:
                     raise ModelFileError(f"{where}: layer {layer.name!r} {what} has shape {arr.shape}, "
                                          f"the card's hyper-parameters give {shape}")
-                mask = self.weight_masks().get(layer.name)
+                mask = masks.get(layer.name)
                 if what == "w" and mask is not None and np.any(arr[~mask] != 0):
                     raise ModelFileError(f"{where}: layer {layer.name!r} has weights on connections its "
                                          "hyper-parameters leave out (encoder_inputs)")
@@ -410,6 +411,7 @@ class QVAEScorer(QuantisedScorer):
     """
 
     description = "quantised VAE encoder (QKeras), fixed-point Σμ² (AXOL1TL)"
+    card_defaults: ClassVar[dict[str, Any]] = {"sparsity": 0.0, "encoder_inputs": ["pt", "eta", "phi"]}
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {
         "hidden": [32, 16], "latent": 4, "beta": 1.0, "lr": 1e-3, **_BITS_DEFAULTS,
         "mu_bits": 10, "mu_integer": 4, "sparsity": 0.75, "encoder_inputs": ["pt", "eta"],
@@ -476,6 +478,7 @@ class QAEScorer(QuantisedScorer):
     """
 
     description = "quantised autoencoder (QKeras), fixed-point reconstruction error"
+    card_defaults: ClassVar[dict[str, Any]] = {"sparsity": 0.0}
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {
         "hidden": [32, 16], "latent": 3, "lr": 1e-3, **_BITS_DEFAULTS, "sparsity": 0.75,
         "latent_bits": 8, "latent_integer": 3, "diff_bits": 10, "diff_integer": 4,

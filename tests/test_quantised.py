@@ -194,3 +194,20 @@ def test_encoder_inputs_leave_quantities_out_of_the_network(tmp_path: Path) -> N
     for bad in (["pt", "pt"], [], ["pt", "mass"], "pt"):
         with pytest.raises(ConfigError, match="encoder_inputs"):
             get_scorer("qvae", encoder_inputs=bad)
+
+
+def test_a_model_saved_before_pruning_and_encoder_inputs_loads_as_trained(tmp_path: Path) -> None:
+    # a dense qvae reading φ, its card without the two hyper-parameters (as saved before them)
+    scorer = get_scorer("qvae", hidden=[8], sparsity=0.0, encoder_inputs=["pt", "eta", "phi"])
+    scorer.fit(_toy("sm_mix", 1500, seed=27), epochs=1, batch_size=256, seed=3)
+    assert scorer._require_net().params()["enc1"][0][2::3].any()  # weights on φ
+    saved = scorer.save(tmp_path / "old")
+    card = json.loads((saved / "card.json").read_text())
+    for key in ("sparsity", "encoder_inputs"):
+        del card["hyperparameters"][key]
+    (saved / "card.json").write_text(json.dumps(card))
+    loaded = load_model(saved)
+    assert loaded.hyperparameters["encoder_inputs"] == ["pt", "eta", "phi"]  # not today's default
+    assert loaded.hyperparameters["sparsity"] == 0.0
+    events = _toy("sm_mix", 300, seed=28)
+    assert np.array_equal(loaded.score(events), scorer.score(events))  # type: ignore[attr-defined]
