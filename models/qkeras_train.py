@@ -273,8 +273,8 @@ def sparsity_schedule(epochs: int, target: float) -> list[float]:
     start, end = epochs // 5, max(1, math.ceil(0.6 * epochs))
     out = []
     for epoch in range(1, epochs + 1):
-        t = 1.0 if epoch >= end else max(0.0, (epoch - start) / (end - start))
-        out.append(round(target * (1.0 - (1.0 - t) ** 3), 6) if t < 1 else target)
+        t = max(0.0, (epoch - start) / (end - start))
+        out.append(target if epoch >= end else round(target * (1.0 - (1.0 - t) ** 3), 6))
     return out
 
 
