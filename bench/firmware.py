@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.machine import describe
 from bench.physics import SIGNALS
-from daq.cli import run_shown
+from darktrigger.daq.cli import run_shown
 
 N_CSIM = 5000  #: events for hls4ml predict(), which runs one event per Python call
 
@@ -53,9 +53,9 @@ def _rates(fns: dict[str, Any], n: int, repeats: int = 5) -> dict[str, float]:
 def throughput(d: Path) -> dict[str, dict[str, float]]:
     """Events/s on one core, 40k test events: the RTL's scoring build (``firmware`` backend)
     and its pipelined build, hls4ml ``predict()`` and the exact model, for qvae and qae."""
-    from firmware import hls, rtl
-    from firmware.project import load_quantised
-    from models.training import read_events
+    from darktrigger.firmware import hls, rtl
+    from darktrigger.firmware.project import load_quantised
+    from darktrigger.models.training import read_events
 
     batch = read_events([d / "pythia_sm_mix_test_40k.h5"], 40_000, "bench", hashes=False)[0]
     speed = {}

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from daq.cli import run_shown
+from darktrigger.daq.cli import run_shown
 
 QCD = {"qcd_dijet_36k_s1": ("qcd_dijet", 36_000, 1),
        **{f"qcd_dijet_12k_s{s}": ("qcd_dijet", 12_000, s) for s in (2, 3, 4, 5)}}

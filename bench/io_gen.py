@@ -17,9 +17,9 @@ os.environ.setdefault("BLOSC_NTHREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from replay.generators import GENERATORS  # noqa: E402
-from replay.readers import open_events  # noqa: E402
-from replay.storage import write_events  # noqa: E402
+from darktrigger.replay.generators import GENERATORS  # noqa: E402
+from darktrigger.replay.readers import open_events  # noqa: E402
+from darktrigger.replay.storage import write_events  # noqa: E402
 from tests import spec_files  # noqa: E402
 
 

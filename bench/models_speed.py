@@ -6,8 +6,8 @@ which chunks internally), on a model trained briefly on toy ``sm_mix`` (the weig
 not change the speed). Row format as :func:`bench.io_gen.run`.
 
 The "part:" rows time the pieces of the onnxruntime backend's score alone, in the same
-rounds and chunks as ``OnnxScorer`` (:data:`models.onnx_backend.SCORE_CHUNK`): the
-compiled preprocessing kernel (:mod:`models.kernels`), each network (``net.onnx``) on
+rounds and chunks as ``OnnxScorer`` (:data:`darktrigger.models.onnx_backend.SCORE_CHUNK`): the
+compiled preprocessing kernel (:mod:`darktrigger.models.kernels`), each network (``net.onnx``) on
 ready features, and the self-contained ``model.onnx`` that has the preprocessing in the
 graph (what the backend ran before ``net.onnx``).
 
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from models import get_scorer, kernels, load_model
-from models.onnx_backend import SCORE_CHUNK, OnnxScorer, make_session
-from replay.events import EventBatch
-from replay.generators import GENERATORS
+from darktrigger.models import get_scorer, kernels, load_model
+from darktrigger.models.onnx_backend import SCORE_CHUNK, OnnxScorer, make_session
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.generators import GENERATORS
 
 BATCH = 65536
 GOALS = {"ae": {"onnxruntime": 3e6}, "vae:mu2": {"onnxruntime": 5e6}}

@@ -1,6 +1,6 @@
 """What monitoring costs: the metrics calls per batch, and the pipeline with metrics on and off.
 
-1. Per stage, the :class:`monitoring.metrics.StageMetrics` calls a runner makes for one
+1. Per stage, the :class:`darktrigger.monitoring.metrics.StageMetrics` calls a runner makes for one
    batch (scorer: ``batch`` + ``scores`` for two models; recorder: ``batch`` +
    ``decisions`` for 16 seeds + ``end_to_end``), timed alone, as events/s.
 2. The whole pipeline (``darktrigger run``'s supervisor, every stage a process, the
@@ -37,7 +37,7 @@ def micro() -> list[str]:
     """Rows: stage, batch size, µs per batch, events/s the calls alone would allow."""
     from prometheus_client import CollectorRegistry
 
-    from monitoring.metrics import StageMetrics
+    from darktrigger.monitoring.metrics import StageMetrics
 
     rng = np.random.default_rng(0)
     seeds = [f"seed{i}" for i in range(16)]
@@ -80,10 +80,10 @@ def stage_costs(work: Path, batch_size: int = 16384, batches: int = 40) -> list[
     from prometheus_client import CollectorRegistry
 
     from bench.pipeline import topology
-    from daq.menu import Menu
-    from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-    from daq.topology import Topology
-    from monitoring.metrics import StageMetrics
+    from darktrigger.daq.menu import Menu
+    from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+    from darktrigger.daq.topology import Topology
+    from darktrigger.monitoring.metrics import StageMetrics
 
     topo = Topology.from_yaml(topology(work, batch_size, 1, batch_size * batches, "stage-costs"))
     menu = Menu.from_yaml(topo.menu)
@@ -131,8 +131,8 @@ def stage_costs(work: Path, batch_size: int = 16384, batches: int = 40) -> list[
 
 def live_page_cost(seconds: float = 5.0) -> str:
     """CPU per tick of the live page scraping a stand-in pipeline's six stages."""
-    from monitoring.live import LivePage
-    from monitoring.simulate import SimulatedPipeline
+    from darktrigger.monitoring.live import LivePage
+    from darktrigger.monitoring.simulate import SimulatedPipeline
 
     sim = SimulatedPipeline({f"seed{i}": 1e-3 for i in range(16)}, ["vae", "ae"])
     targets = sim.serve()
@@ -165,7 +165,7 @@ def _scraper(ports: list[int], stop: threading.Event) -> None:
 def pipeline(events: int, repeat: int, quick: bool) -> tuple[list[str], float]:
     """Rows (metrics on/off, run, events/s) and the relative cost of the medians."""
     from bench.pipeline import run_one, setup, topology
-    from monitoring.metrics import metrics_ports
+    from darktrigger.monitoring.metrics import metrics_ports
     from tests.pipeline_fixtures import free_ports
 
     work = Path(tempfile.mkdtemp(prefix="darktrigger-monitoring-bench-"))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.machine import describe
-from daq.cli import run_shown
+from darktrigger.daq.cli import run_shown
 
 SIGNALS = ("ato4l", "lq_btau", "h_tautau", "hpm_taunu")
 TAU_SIGNALS = ("lq_btau", "h_tautau", "hpm_taunu")
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--json", str(d / "evaluation.json"), "--plots", str(d / "plots")]
     run(evaluate, commands)
 
-    from models.metrics import format_table
+    from darktrigger.models.metrics import format_table
 
     report = json.loads((d / "evaluation.json").read_text())
     models = report["models"]

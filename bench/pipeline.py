@@ -33,11 +33,11 @@ GOAL_P99_S = 0.050
 
 def setup(work: Path, quick: bool = False) -> Path:
     """Toy events, small AE and VAE, the example menu calibrated on toy zero bias."""
-    from daq.menu import Menu, calibrate_menu
-    from daq.menus import example_menu
-    from models import get_scorer
-    from replay.generators import GENERATORS
-    from replay.storage import write_events
+    from darktrigger.daq.menu import Menu, calibrate_menu
+    from darktrigger.daq.menus import example_menu
+    from darktrigger.models import get_scorer
+    from darktrigger.replay.generators import GENERATORS
+    from darktrigger.replay.storage import write_events
 
     toy = GENERATORS.get("toy")()
     n = 100_000 if quick else 400_000
@@ -55,7 +55,7 @@ def setup(work: Path, quick: bool = False) -> Path:
 
 
 def topology(work: Path, batch_size: int, workers: int, events: int, name: str) -> Path:
-    from daq.topology import free_tcp_ports
+    from darktrigger.daq.topology import free_tcp_ports
 
     ports = free_tcp_ports(4)
     topo = {"run": 1, "output": f"out-{name}", "menu": "menu.yaml", "batch_size": batch_size,
@@ -69,7 +69,7 @@ def topology(work: Path, batch_size: int, workers: int, events: int, name: str) 
 
 
 def run_one(config: Path, codec: str) -> dict[str, Any]:
-    from daq.supervisor import Supervisor
+    from darktrigger.daq.supervisor import Supervisor
 
     if codec == "pickle":  # the stages run this module (not installed: found from the repository)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -85,10 +85,10 @@ def stage_costs(work: Path, events: int) -> tuple[list[str], float]:
     machine's cores (every stage is a process; the cores are shared)."""
     import time
 
-    from daq.menu import Menu
-    from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-    from daq.topology import Topology
-    from daq.wire import decode, encode_batch
+    from darktrigger.daq.menu import Menu
+    from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+    from darktrigger.daq.topology import Topology
+    from darktrigger.daq.wire import decode, encode_batch
 
     topo = Topology.from_yaml(topology(work, 16384, 1, events, "costs"))
     menu = Menu.from_yaml(topo.menu)
@@ -170,8 +170,8 @@ def run(quick: bool = False, events: int | None = None) -> list[str]:
 
 # -- the pickle codec, for the comparison only (never used by the product) ------------
 def _pickle_codec() -> None:
-    import daq.runner as runner
-    from daq.wire import Message, WireError
+    import darktrigger.daq.runner as runner
+    from darktrigger.daq.wire import Message, WireError
 
     def encode(kind: str, *, run: int = 0, seq: int = 0, columns: Any = None, meta: Any = None,
                count: int | None = None) -> list[bytes]:
@@ -197,7 +197,7 @@ def _pickle_codec() -> None:
 def stage_main() -> int:
     """``python -m bench.pipeline stage ...``: a stage with the pickle codec."""
     _pickle_codec()
-    from daq.cli import main
+    from darktrigger.daq.cli import main
 
     return main(sys.argv[1:])
 

@@ -3,10 +3,10 @@
     $ python -m bench.quantisation_cost --data /work/data --epochs 20 --threads 2
 
 A float twin is the quantised scorer's own Keras network, inputs, loss, seed, epochs,
-validation split and training loop (:func:`models.qkeras_train.train` with
+validation split and training loop (:func:`darktrigger.models.qkeras_train.train` with
 ``quantise=False``), with plain ``Dense`` + ``ReLU`` layers and no rounding anywhere
 after the inputs: float μ and Σμ² for ``qvae``, float Σ d² over the 57 inputs for
-``qae``. Both see the same :class:`models.qpreprocess.QPreprocessor` inputs (already on
+``qae``. Both see the same :class:`darktrigger.models.qpreprocess.QPreprocessor` inputs (already on
 the ``ap_fixed<12,6>`` grid: input quantisation is shared, so it is not part of the
 difference). The quantised models are the saved ``<data>/models/qvae`` and
 ``<data>/models/qae`` (not retrained); the recipe of the twins (seed, batch size,
@@ -14,7 +14,7 @@ patience, validation fraction, hyper-parameters) is read from their cards.
 
 Writes ``bench/results/firmware_twin.md``: AUC and TPR at FPR 1e-2 and 1e-3 on the
 Pythia test background (40k ``sm_mix``) and the four 10k signal samples, with the
-uncertainties of :func:`models.metrics.evaluate_scores`.
+uncertainties of :func:`darktrigger.models.metrics.evaluate_scores`.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ def twin_label(name: str) -> str:
 def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: int) -> tuple[Any, dict[str, Any]]:
     """Train the float twin of the quantised model in ``model_dir`` on ``data`` (an EventBatch)
     exactly as ``darktrigger train`` trained it; (score function raw batch → ``[N]``, record)."""
-    from models import read_card
-    from models.base import SCORERS, as_flat
-    from models.qkeras_train import firmware_model, train
-    from models.qpreprocess import QPreprocessor
-    from models.quantised import QuantisedScorer
+    from darktrigger.models import read_card
+    from darktrigger.models.base import SCORERS, as_flat
+    from darktrigger.models.qkeras_train import firmware_model, train
+    from darktrigger.models.qpreprocess import QPreprocessor
+    from darktrigger.models.quantised import QuantisedScorer
 
     card = read_card(model_dir)
     if card.scorer != name:
@@ -80,7 +80,7 @@ def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: i
         return np.concatenate([np.asarray(net(xs[i:i + SCORE_CHUNK], training=False)).reshape(-1)
                                for i in range(0, len(xs), SCORE_CHUNK)])
 
-    from models import load_model
+    from darktrigger.models import load_model
 
     quantised = load_model(model_dir)
     same_inputs = np.array_equal(qpre.scale_factors(), quantised.qpre.scale_factors())  # type: ignore[attr-defined]
@@ -131,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     import torch
 
-    from models import load_model
-    from models.metrics import evaluate_scores
-    from models.qkeras_train import import_tf
-    from models.training import read_events
+    from darktrigger.models import load_model
+    from darktrigger.models.metrics import evaluate_scores
+    from darktrigger.models.qkeras_train import import_tf
+    from darktrigger.models.training import read_events
 
     torch.set_num_threads(args.threads)
     import_tf(args.threads)

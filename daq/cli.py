@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from replay.errors import ConfigError, DarkTriggerError
-from replay.events import ALL_PROCESSES, LABEL_NAMES, label_counts
+from darktrigger.replay.errors import ConfigError, DarkTriggerError
+from darktrigger.replay.events import ALL_PROCESSES, LABEL_NAMES, label_counts
 
 log = logging.getLogger("darktrigger")
 
@@ -35,8 +35,8 @@ def _add_on_error(p: argparse.ArgumentParser) -> None:
 
 # -- generate -------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
-    from replay.generators import GENERATORS
-    from replay.storage import NativeWriter
+    from darktrigger.replay.generators import GENERATORS
+    from darktrigger.replay.storage import NativeWriter
 
     gen = GENERATORS.get(args.generator)()
     gen.check_process(args.process)
@@ -80,8 +80,8 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
 
 # -- inspect --------------------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from replay.readers import open_events
-    from replay.summary import format_summary, summarize
+    from darktrigger.replay.readers import open_events
+    from darktrigger.replay.summary import format_summary, summarize
 
     reader = open_events(args.file, format=args.format, on_error=args.on_error)
     info = summarize(reader)
@@ -93,7 +93,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_parser(sub: argparse._SubParsersAction) -> None:
-    from replay.readers import READERS
+    from darktrigger.replay.readers import READERS
 
     p = sub.add_parser(
         "inspect", formatter_class=_formatter,
@@ -126,8 +126,8 @@ def _parse_mix(items: Sequence[str]) -> dict[str, float]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from replay.storage import NativeWriter
-    from replay.stream import Replay
+    from darktrigger.replay.storage import NativeWriter
+    from darktrigger.replay.stream import Replay
 
     if bool(args.files) == bool(args.mix):
         raise ConfigError("give input files, or --mix FILE=FRACTION ... (not both)")
@@ -186,8 +186,8 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
 
 # -- formats --------------------------------------------------------------------------
 def cmd_formats(args: argparse.Namespace) -> int:
-    from replay.generators import GENERATORS
-    from replay.readers import READERS
+    from darktrigger.replay.generators import GENERATORS
+    from darktrigger.replay.readers import READERS
 
     print("readers (chosen by file content):")
     for name, cls in READERS.items():
@@ -196,7 +196,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
     for name, gcls in GENERATORS.items():
         print(f"  {name:<14}{gcls.description}")
     print(f"processes: {', '.join(ALL_PROCESSES)}")
-    from models import SCORERS
+    from darktrigger.models import SCORERS
 
     print("scorers (higher score = more anomalous):")
     for name, scls in SCORERS.items():
@@ -216,12 +216,12 @@ def _formats_parser(sub: argparse._SubParsersAction) -> None:
 #: Modules that add subcommands: each has ``add_parsers(sub, formatter)``. One line a
 #: module, so that adding a command family touches nothing else here.
 COMMAND_MODULES: tuple[str, ...] = (
-    "daq.model_cmds",
-    "daq.menu_cmds",
-    "daq.run_cmds",
-    "daq.hunt_cmds",
-    "daq.monitor_cmds",
-    "daq.firmware_cmds",
+    "darktrigger.daq.model_cmds",
+    "darktrigger.daq.menu_cmds",
+    "darktrigger.daq.run_cmds",
+    "darktrigger.daq.hunt_cmds",
+    "darktrigger.daq.monitor_cmds",
+    "darktrigger.daq.firmware_cmds",
 )
 
 PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser)

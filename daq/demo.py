@@ -8,7 +8,7 @@ scorer workers, trigger, recorder, each a process) on the stream, ending with th
 summary: per-seed rates and pure rates, the total rate against the budget, the
 efficiency for the injected signal, and latency. Everything goes to ``demo-output/``.
 
-    $ python -m daq.demo [--out demo-output] [--pythia-events 300] [--run-events 2000000]
+    $ python -m darktrigger.daq.demo [--out demo-output] [--pythia-events 300] [--run-events 2000000]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from daq.cli import run_shown
+from darktrigger.daq.cli import run_shown
 
 
 def step(title: str, *args: str) -> None:
@@ -32,7 +32,7 @@ def step(title: str, *args: str) -> None:
 
 def reusable(path: Path, events: int) -> bool:
     """An earlier demo's complete file of at least ``events`` events."""
-    from replay.storage import NativeFile
+    from darktrigger.replay.storage import NativeFile
 
     try:
         with NativeFile(path) as f:
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
          "replay", "--mix", f"{files['toy sm_mix']}=0.999", "--mix", f"{files['toy ato4l']}=0.001",
          "--loop", "--rate-hz", "100000", "--events", "200000", "--out", str(out / "stream.h5"))
 
-    from replay.readers import open_events
-    from replay.summary import summarize
+    from darktrigger.replay.readers import open_events
+    from darktrigger.replay.summary import summarize
 
     print("\n== summary")
     print(f"{'sample':<14}{'events':>10}{'e/γ per evt':>13}{'μ per evt':>11}{'jets per evt':>14}{'median MET':>12}")
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def pipeline(args: argparse.Namespace, out: Path, files: dict[str, Path]) -> None:
     """Train small models, calibrate the example menu, run the pipeline on the stream."""
-    from daq.menus import example_menu
+    from darktrigger.daq.menus import example_menu
 
     models = out / "models"
     for name in ("ae", "vae"):

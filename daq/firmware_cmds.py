@@ -13,7 +13,7 @@ from typing import Any
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from firmware.project import BuildOptions, build
+    from darktrigger.firmware.project import BuildOptions, build
 
     opts = BuildOptions(backend=args.backend, part=args.part, clock_ns=args.clock_ns, rtl=args.rtl,
                         synth=args.synth, tb_events=args.tb_events,
@@ -40,7 +40,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    from replay.errors import ConfigError
+    from darktrigger.replay.errors import ConfigError
 
     out: dict[str, dict[str, str]] = {}
     for item in items:
@@ -54,7 +54,7 @@ def _parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from firmware.verify import verify
+    from darktrigger.firmware.verify import verify
 
     report = verify(args.project, args.events, args.n, model_dir=args.model,
                     use_rtl=not args.no_rtl, use_testbench=not args.no_testbench)
@@ -67,7 +67,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
-    """``firmware build`` and ``firmware verify`` (see :data:`daq.cli.COMMAND_MODULES`)."""
+    """``firmware build`` and ``firmware verify`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     p = sub.add_parser(
         "firmware", formatter_class=formatter,
         help="FPGA firmware of a quantised model (hls4ml HLS, da4ml RTL), verified bit for bit",

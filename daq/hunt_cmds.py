@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from replay.errors import ConfigError
-from replay.events import EventBatch
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import EventBatch
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _parse_inject(items: list[str]) -> list[tuple[Path, int]]:
 
 def _read(path: Path, limit: int | None, keep: list[str], on_error: str) -> EventBatch:
     """Events of ``path`` (the first ``limit``) with only the ``keep`` analysis columns."""
-    from replay.readers import open_events
+    from darktrigger.replay.readers import open_events
 
     batches, total = [], 0
     for batch in open_events(path, on_error=on_error):
@@ -60,8 +60,8 @@ def _read(path: Path, limit: int | None, keep: list[str], on_error: str) -> Even
 
 
 def cmd_hunt(args: argparse.Namespace) -> int:
-    from models.hunt import HuntConfig, parse_windows, run_hunt
-    from models.hunt_report import format_table, write_report
+    from darktrigger.models.hunt import HuntConfig, parse_windows, run_hunt
+    from darktrigger.models.hunt_report import format_table, write_report
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     effs = _floats(args.efficiencies, "--efficiencies")
@@ -154,7 +154,7 @@ def add_hunt_parser(cwola_sub: Any, formatter: Any) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
-    """``cwola`` with its ``hunt`` subcommand (see :data:`daq.cli.COMMAND_MODULES`)."""
+    """``cwola`` with its ``hunt`` subcommand (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     p = sub.add_parser(
         "cwola", formatter_class=formatter,
         help="CWoLa (weakly supervised) searches: `darktrigger cwola hunt --help`",

@@ -1,6 +1,6 @@
 """The trigger menu: seeds from YAML, per-event decisions as bit masks, and rate counting.
 
-A menu is a list of seeds (:mod:`daq.seeds`), each with a prescale, the models its
+A menu is a list of seeds (:mod:`darktrigger.daq.seeds`), each with a prescale, the models its
 anomaly seeds read, the bunch-crossing rate and an accept budget:
 
 .. code-block:: yaml
@@ -16,17 +16,17 @@ anomaly seeds read, the bunch-crossing rate and an accept budget:
 
 Bit ``i`` of a decision is seed ``i`` in menu order (at most 64 seeds). Scores arrive
 as float32 columns ``score/<model name>``. Prescales are decided per event by a hash
-of (run, lumi, event) and the seed name (:func:`daq.seeds.prescale_pass`), so batches
+of (run, lumi, event) and the seed name (:func:`darktrigger.daq.seeds.prescale_pass`), so batches
 may arrive in any order and split in any way: the same event always gets the same bits.
 
     >>> import numpy as np
-    >>> from replay.events import EventBatch
+    >>> from darktrigger.replay.events import EventBatch
     >>> menu = Menu.from_dict({"seeds": [{"name": "MET90", "type": "met", "met_min": 90}]})
     >>> objects = np.zeros((4, 19, 3), np.float32); objects[:2, 0, 0] = (100, 50)
     >>> decision = menu.decide(EventBatch.from_objects(objects))
     >>> decision.bits, decision.accepted
     (array([1, 0, 0, 0], dtype=uint64), array([ True, False, False, False]))
-    >>> from daq.rates import MenuCounts
+    >>> from darktrigger.daq.rates import MenuCounts
     >>> counts = MenuCounts.for_menu(menu).add(decision)
     >>> counts.counts.tolist(), counts.rates_hz.tolist()
     ([1], [10000000.0])
@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from daq.rates import DEFAULT_BX_RATE_MHZ
-from daq.seeds import (
+from darktrigger.daq.rates import DEFAULT_BX_RATE_MHZ
+from darktrigger.daq.seeds import (
     COMMON_KEYS,
     AnomalySeed,
     Columns,
@@ -57,11 +57,11 @@ from daq.seeds import (
     prescale_pass,
     score_column,
 )
-from replay.errors import ConfigError, SchemaError
-from replay.events import EventBatch
+from darktrigger.replay.errors import ConfigError, SchemaError
+from darktrigger.replay.events import EventBatch
 
 if TYPE_CHECKING:  # models pulls in torch: only calibration and offline rates need it
-    from models.base import Scorer
+    from darktrigger.models.base import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ class ModelSpec:
         return score_column(self.name)
 
     def load(self, threads: int = 1) -> Scorer:
-        """The scorer, via :func:`models.load_model`."""
-        from models import load_model
+        """The scorer, via :func:`darktrigger.models.load_model`."""
+        from darktrigger.models import load_model
 
         return load_model(self.path, self.backend, variant=self.variant, threads=threads)
 
@@ -141,7 +141,7 @@ class Menu:
     """An ordered list of seeds with prescales; see the module docs for the YAML.
 
     Build one with :meth:`from_yaml` or :meth:`from_dict`, which validate everything up
-    front and raise :class:`~replay.errors.ConfigError` naming the file, seed and key.
+    front and raise :class:`~darktrigger.replay.errors.ConfigError` naming the file, seed and key.
     """
 
     def __init__(self, seeds: Sequence[Seed], prescales: Sequence[float],
@@ -418,7 +418,7 @@ def _column(columns: Columns, name: str, where: str, seed: str) -> np.ndarray:
 
 
 def _seed_types() -> list[str]:
-    from daq.seeds import SEEDS
+    from darktrigger.daq.seeds import SEEDS
 
     return SEEDS.names()
 
@@ -441,7 +441,7 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
     """A new menu whose anomaly seeds with ``rate_khz`` have thresholds for those rates.
 
     Each threshold is the zero-bias score quantile at FPR = rate / bx rate
-    (:func:`models.thresholds.thresholds_for_rates`, as ``darktrigger calibrate`` uses), for
+    (:func:`darktrigger.models.thresholds.thresholds_for_rates`, as ``darktrigger calibrate`` uses), for
     the seed's rate before prescale. Scores come from the batch's ``score/<model>`` column
     when it has one, else from ``scorers`` or the menu's models, loaded here. The seed keeps
     ``rate_khz`` and gains a ``calibration`` record: the sample (``source``), its size, the
@@ -453,7 +453,7 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
         >>> calibrate_menu(menu, zb).seed("AD").threshold
         989.0
     """
-    from models.thresholds import thresholds_for_rates
+    from darktrigger.models.thresholds import thresholds_for_rates
 
     todo = [s for s in menu.anomaly_seeds if s.params["rate_khz"] is not None]
     if not todo:

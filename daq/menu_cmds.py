@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daq.menu import Menu, add_scores, calibrate_menu, load_scorers
-from daq.rates import MenuCounts
-from replay.errors import ConfigError
+from darktrigger.daq.menu import Menu, add_scores, calibrate_menu, load_scorers
+from darktrigger.daq.rates import MenuCounts
+from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # -- calibrate ------------------------------------------------------------------------
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from models.training import read_events
+    from darktrigger.models.training import read_events
 
     menu = Menu.from_yaml(args.menu)
     todo = [s for s in menu.anomaly_seeds if s.params["rate_khz"] is not None]
@@ -81,7 +81,7 @@ def offline_counts(menu: Menu, paths: list[Path], *, max_events: int | None = No
                    chunk_size: int = 65536, threads: int = 1, on_error: str = "fail") -> MenuCounts:
     """Per-seed counts of a menu over files: each needed model scores each chunk, then
     :meth:`Menu.decide`. What ``darktrigger menu rates`` prints."""
-    from replay.readers import open_events
+    from darktrigger.replay.readers import open_events
 
     if menu.uncalibrated:
         raise ConfigError(f"{menu.where}: seed(s) {', '.join(menu.uncalibrated)} have rate_khz but "
@@ -121,7 +121,7 @@ def cmd_rates(args: argparse.Namespace) -> int:
 
 # -- parsers --------------------------------------------------------------------------
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
-    """``menu check``, ``menu calibrate`` and ``menu rates`` (see :data:`daq.cli.COMMAND_MODULES`)."""
+    """``menu check``, ``menu calibrate`` and ``menu rates`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     menu = sub.add_parser(
         "menu", formatter_class=formatter,
         help="trigger menu: check it, calibrate its anomaly seeds, measure its rates offline",

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import ConfigError
-from replay.events import EventBatch
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import EventBatch
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ BASELINES = ("ht", "st")
 
 
 def _read(path: Path, max_events: int | None, on_error: str) -> EventBatch:
-    from models.training import read_events
+    from darktrigger.models.training import read_events
 
     return read_events([path], max_events, "evaluation", on_error=on_error, hashes=False)[0]
 
@@ -52,7 +52,7 @@ def _parse_rates(text: str) -> list[float]:
 
 def _scorers_of(model_dir: Path, backend: str, threads: int) -> list[tuple[str, Any]]:
     """(label, scorer) for every variant of a saved model."""
-    from models import load_model, read_card
+    from darktrigger.models import load_model, read_card
 
     card = read_card(model_dir)
     variants: list[str | None] = list(card.variants) or [card.variant]
@@ -77,7 +77,7 @@ def _parse_settings(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models import train_model
+    from darktrigger.models import train_model
 
     if args.model == "cwola" and not args.signal_region:
         raise ConfigError("--model cwola is trained on two samples: give --signal-region FILE... "
@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       progress=not args.no_progress, patience=args.patience,
                       signal_paths=args.signal_region or None,
                       hyperparameters=_parse_settings(args.set))
-    from models import read_card
+    from darktrigger.models import read_card
 
     card = read_card(out)
     history = card.training.get("history", {})
@@ -137,9 +137,9 @@ def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
 
 # -- evaluate -------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from models import get_scorer
-    from models.card import ModelCard
-    from models.metrics import evaluate_scores, format_table, roc_curve
+    from darktrigger.models import get_scorer
+    from darktrigger.models.card import ModelCard
+    from darktrigger.models.metrics import evaluate_scores, format_table, roc_curve
 
     signals = _parse_signals(args.signal)
     if not signals:
@@ -176,7 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                          "models": results}, indent=2, allow_nan=False))
         print(f"JSON written to {args.json}")
     if args.plots:
-        from models.plots import plot_roc, plot_score_distributions
+        from darktrigger.models.plots import plot_roc, plot_score_distributions
 
         for name, c in curves.items():
             plot_roc(c, args.plots / f"roc_{name}.png", input_rate_mhz=args.input_rate_mhz,
@@ -218,8 +218,8 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
 
 # -- calibrate ------------------------------------------------------------------------
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from models.card import ModelCard
-    from models.thresholds import thresholds_for_rates
+    from darktrigger.models.card import ModelCard
+    from darktrigger.models.thresholds import thresholds_for_rates
 
     rates = _parse_rates(args.rate_khz)
     zb = _read(args.zero_bias, args.max_events, args.on_error)
@@ -270,7 +270,7 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
 
 
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
-    """``train``, ``evaluate`` and ``calibrate`` (see :data:`daq.cli.COMMAND_MODULES`)."""
+    """``train``, ``evaluate`` and ``calibrate`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     add_train_parser(sub, formatter)
     add_evaluate_parser(sub, formatter)
     add_calibrate_parser(sub, formatter)

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from daq.topology import Topology, parse_endpoint
-from monitoring.config import KEYS, MetricsConfig, scrape_config
-from monitoring.errors import MonitoringError
-from replay.errors import ConfigError
+from darktrigger.daq.topology import Topology, parse_endpoint
+from darktrigger.monitoring.config import KEYS, MetricsConfig, scrape_config
+from darktrigger.monitoring.errors import MonitoringError
+from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from monitoring.live import serve_live
+    from darktrigger.monitoring.live import serve_live
 
     topo = Topology.from_yaml(args.config)
     cfg = topology_metrics(topo)
@@ -95,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
-    """``monitor config`` and ``monitor serve`` (see :data:`daq.cli.COMMAND_MODULES`)."""
+    """``monitor config`` and ``monitor serve`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     p = sub.add_parser(
         "monitor", formatter_class=formatter,
         help="Prometheus scrape config and the live page for a pipeline's metrics",

@@ -1,6 +1,6 @@
 """Rates from trigger decisions: per-seed counts, pure rates, overlaps, and the budget.
 
-:class:`MenuCounts` accumulates a menu's :class:`~daq.menu.Decision` batch by batch (in
+:class:`MenuCounts` accumulates a menu's :class:`~darktrigger.daq.menu.Decision` batch by batch (in
 any order and split: counts add up, across stages and files too) and turns the counts
 into rates at the bunch-crossing rate, with binomial uncertainties.
 """
@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError
 
 if TYPE_CHECKING:
-    from daq.menu import Decision, Menu
+    from darktrigger.daq.menu import Decision, Menu
 
 DEFAULT_BX_RATE_MHZ = 40.0  #: LHC bunch-crossing rate
 

@@ -16,14 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The run summary for the terminal: conservation, seeds, efficiencies, latency."""
-    from daq.rates import MenuCounts
+    from darktrigger.daq.rates import MenuCounts
 
     lines = []
     ev_in = summary.get("events_in")
@@ -53,7 +53,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daq.supervisor import Supervisor
+    from darktrigger.daq.supervisor import Supervisor
 
     sup = Supervisor(args.config, events=args.events, duration_s=args.duration, verbose=args.verbose)
     print(f"starting {sup.topo.workers.count} worker(s); output in {sup.topo.output}", flush=True)
@@ -76,10 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | None = None,
               duration_s: float | None = None, stop: threading.Event | None = None) -> Any:
     """Run one stage of a topology in this process until it is done (or ``stop`` is set)."""
-    from daq.menu import Menu
-    from daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
-    from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-    from daq.topology import Topology
+    from darktrigger.daq.menu import Menu
+    from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
+    from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+    from darktrigger.daq.topology import Topology
 
     topo = Topology.from_yaml(config)
     stop = stop or threading.Event()
@@ -116,9 +116,9 @@ def stage_metrics(topo: Any, menu: Any, name: str, serve: bool = True) -> tuple[
         return None, None
     from prometheus_client import CollectorRegistry
 
-    from monitoring.exposition import serve as serve_metrics
-    from monitoring.metrics import StageMetrics
-    from replay import __version__
+    from darktrigger.monitoring.exposition import serve as serve_metrics
+    from darktrigger.monitoring.metrics import StageMetrics
+    from darktrigger import __version__
 
     seeds = menu.names if name == "recorder" else ()
     targets = {s.name: s.params["rate_khz"] * 1e3 for s in menu.anomaly_seeds
@@ -152,7 +152,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from daq.security import generate_keys
+    from darktrigger.daq.security import generate_keys
 
     out = generate_keys(args.out, overwrite=args.force)
     print(f"wrote CURVE keys to {out}: server.key(_secret) for the binding stages, client.key(_secret) for "
@@ -162,7 +162,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
-    """``run``, ``stage`` and ``keys`` (see :data:`daq.cli.COMMAND_MODULES`)."""
+    """``run``, ``stage`` and ``keys`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     p = sub.add_parser(
         "run", formatter_class=formatter,
         help="run the whole pipeline locally (source, scorer workers, trigger, recorder) and print the summary",

@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import zmq
 
-from daq.menu import Decision
-from daq.security import Curve
-from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-from daq.topology import Topology
-from daq.wire import Message, WireError, decode, encode, encode_batch, peek_kind
-from replay.events import TRIGGER_BITS, EventBatch
+from darktrigger.daq.menu import Decision
+from darktrigger.daq.security import Curve
+from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from darktrigger.daq.topology import Topology
+from darktrigger.daq.wire import Message, WireError, decode, encode, encode_batch, peek_kind
+from darktrigger.replay.events import TRIGGER_BITS, EventBatch
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class _Runner:
         self.topo = topo
         self.ctx = ctx or zmq.Context.instance()
         self.curve = Curve.from_topology(topo)
-        self.metrics = metrics  # a monitoring.metrics.StageMetrics, or None
+        self.metrics = metrics  # a darktrigger.monitoring.metrics.StageMetrics, or None
         self.stats: Counter[str] = Counter()
         self.busy_s = 0.0  # time spent processing batches (the rest is waiting)
         self._stop = threading.Event()

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError
 
 if TYPE_CHECKING:
-    from daq.topology import Topology
+    from darktrigger.daq.topology import Topology
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Trigger seeds: one condition on an event each, registered by type like readers and scorers.
 
 A seed answers ``fires(columns) -> bool[N]`` for a batch (an
-:class:`~replay.events.EventBatch` or a mapping of columns), before any prescale. The
-menu (:mod:`daq.menu`) builds seeds from YAML by their ``type``:
+:class:`~darktrigger.replay.events.EventBatch` or a mapping of columns), before any prescale. The
+menu (:mod:`darktrigger.daq.menu`) builds seeds from YAML by their ``type``:
 
 ==============  ====================================  ==========================================
 type            keys (GeV; η is |η|)                  fires when
@@ -22,11 +22,11 @@ type            keys (GeV; η is |η|)                  fires when
 ==============  ====================================  ==========================================
 
 Object thresholds are inclusive (``≥``), as the CMS L1 seed names read (SingleMu22 is
-pT ≥ 22 GeV); anomaly thresholds are strict (``>``), as :mod:`models.thresholds`
+pT ≥ 22 GeV); anomaly thresholds are strict (``>``), as :mod:`darktrigger.models.thresholds`
 calibrates them. Empty slots (pT = 0) never pass, since every pT threshold is positive.
 
     >>> import numpy as np
-    >>> from daq.seeds import make_seed
+    >>> from darktrigger.daq.seeds import make_seed
     >>> objects = np.zeros((2, 19, 3), np.float32)
     >>> objects[0, 5] = (25.0, 0.3, 1.0)           # one 25 GeV muon in event 0
     >>> make_seed("SingleMu22", "single_mu", {"pt_min": 22}).fires({"objects": objects})
@@ -48,9 +48,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from replay.errors import ConfigError, SchemaError, UnknownNameError
-from replay.events import SLOTS, EventBatch
-from replay.registry import Registry
+from darktrigger.replay.errors import ConfigError, SchemaError, UnknownNameError
+from darktrigger.replay.events import SLOTS, EventBatch
+from darktrigger.replay.registry import Registry
 
 Columns = EventBatch | Mapping[str, np.ndarray]
 

@@ -1,9 +1,9 @@
 """The pipeline's stages as plain classes: no sockets here (the runner owns those).
 
-Each stage is fed batches in-process in the tests, and by :mod:`daq.runner` in a run:
+Each stage is fed batches in-process in the tests, and by :mod:`darktrigger.daq.runner` in a run:
 
-    >>> from daq.menu import Menu
-    >>> from replay.generators import GENERATORS
+    >>> from darktrigger.daq.menu import Menu
+    >>> from darktrigger.replay.generators import GENERATORS
     >>> menu = Menu.from_dict({"seeds": [{"name": "SingleMu22", "type": "single_mu", "pt_min": 22}]})
     >>> batch = next(GENERATORS.get("toy")().generate("sm_mix", 1000, seed=1))
     >>> scored, dropped = ScorerStage({}).process(batch)
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from daq.menu import Decision, Menu
-from daq.rates import MenuCounts
-from daq.topology import Topology
-from replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, label_counts
+from darktrigger.daq.menu import Decision, Menu
+from darktrigger.daq.rates import MenuCounts
+from darktrigger.daq.topology import Topology
+from darktrigger.replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, label_counts
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class SourceStage:
     """
 
     def __init__(self, topo: Topology, max_events: int | None = None) -> None:
-        from replay.stream import MAX_BATCH_SECONDS, Replay
+        from darktrigger.replay.stream import MAX_BATCH_SECONDS, Replay
 
         src = topo.source
         self.rate_hz = src.rate_hz
@@ -71,7 +71,7 @@ class ScorerStage:
     @classmethod
     def from_menu(cls, menu: Menu, backend: str | None = None, threads: int = 1) -> ScorerStage:
         """Load every model the menu declares (``backend`` overrides the menu's)."""
-        from models import load_model
+        from darktrigger.models import load_model
 
         scorers = {}
         for name, spec in menu.used_models.items():
@@ -120,7 +120,7 @@ class RecorderStage:
     counts everything for the run summary (``<output>/run_summary.json``)."""
 
     def __init__(self, output: Path, menu: Menu, run: int = 1) -> None:
-        from replay.storage import NativeWriter
+        from darktrigger.replay.storage import NativeWriter
 
         self.output = Path(output)
         self.output.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from daq.topology import STAGES, Topology
-from replay.errors import DarkTriggerError
+from darktrigger.daq.topology import STAGES, Topology
+from darktrigger.replay.errors import DarkTriggerError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Supervisor:
     """Starts, restarts and stops the stage processes of one run (see module docs)."""
 
     def __init__(self, config: str | Path, *, events: int | None = None, duration_s: float | None = None,
-                 verbose: int = 0, python: str | None = None, module: str = "daq.cli",
+                 verbose: int = 0, python: str | None = None, module: str = "darktrigger.daq.cli",
                  env: dict[str, str] | None = None) -> None:
         self.config = Path(config)
         self.topo = Topology.from_yaml(self.config)
@@ -77,7 +77,7 @@ class Supervisor:
 
     def preflight(self) -> None:
         """Everything that can be checked before a process starts: ports, menu, models, inputs."""
-        from daq.menu import Menu
+        from darktrigger.daq.menu import Menu
 
         for stage in ("source", "trigger", "recorder"):
             self.topo.check_bindable(stage)
@@ -92,9 +92,7 @@ class Supervisor:
 
     def _start(self, stage: str, index: int = 0) -> Child:
         self.logs.mkdir(parents=True, exist_ok=True)
-        # -P: the run folder may hold a `models/` directory of trained models, which must
-        # not shadow the `models` package
-        cmd = [self.python, "-P", "-m", self.module, *(["-v"] * self.verbose), "stage", stage,
+        cmd = [self.python, "-m", self.module, *(["-v"] * self.verbose), "stage", stage,
                "--config", str(self.config)]
         if stage == "scorer":
             cmd += ["--index", str(index)]
@@ -128,14 +126,14 @@ class Supervisor:
             return
         from prometheus_client import CollectorRegistry
 
-        from monitoring.metrics import StageMetrics
-        from replay import __version__
+        from darktrigger.monitoring.metrics import StageMetrics
+        from darktrigger import __version__
 
         registry = CollectorRegistry()
         self.metrics = StageMetrics(registry, "supervisor", version=__version__)
         ports = cfg.ports(self.topo.workers.count)
         if cfg.live_page:
-            from monitoring.live import serve_live
+            from darktrigger.monitoring.live import serve_live
 
             targets = {name: f"{cfg.host}:{port}" for name, port in ports.items() if name != "supervisor"}
             self.server = serve_live(targets, cfg.host, ports["supervisor"], extra_registry=registry)

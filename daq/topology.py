@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitoring.config import MetricsConfig
-from monitoring.errors import MonitoringError
-from replay.errors import ConfigError
+from darktrigger.monitoring.config import MetricsConfig
+from darktrigger.monitoring.errors import MonitoringError
+from darktrigger.replay.errors import ConfigError
 
 ENDPOINT_NAMES = ("dispatch", "acks", "trigger", "recorder")
 #: Which stage binds each endpoint (the others connect to it).

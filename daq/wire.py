@@ -21,7 +21,7 @@ arrays are views on the ZeroMQ frames (``recv_multipart(copy=False)``).
     >>> decode([b"garbage"])
     Traceback (most recent call last):
     ...
-    daq.wire.WireError: header frame: expected a msgpack map, got bytes that do not parse (ExtraData)
+    darktrigger.daq.wire.WireError: header frame: expected a msgpack map, got bytes that do not parse (ExtraData)
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from replay.errors import DarkTriggerError
-from replay.events import EventBatch
+from darktrigger.replay.errors import DarkTriggerError
+from darktrigger.replay.events import EventBatch
 
 WIRE_VERSION = 1
 #: Message kinds: data flows as ``batch`` (source → workers → trigger) and

@@ -2,7 +2,7 @@
 
 ``load_model(project, backend="firmware")`` gives a scorer that turns events into the
 firmware's fixed-point inputs (the L1 hardware units, shift-normalised, exactly as
-:mod:`models.qpreprocess` defines them) and runs them through the project's compiled
+:mod:`darktrigger.models.qpreprocess` defines them) and runs them through the project's compiled
 RTL under Verilator (``engine="rtl"``, the default when the project has RTL) or
 hls4ml's C simulation (``engine="csim"``). The RTL engine runs the project's
 combinational build (``rtl/comb``: da4ml's netlist without the pipeline registers, one
@@ -11,7 +11,7 @@ build of qvae, 59,300 against 72,600 for qae; both builds are checked bit for bi
 ``firmware verify``), or the pipelined build in projects made before it existed. The trigger emulation then runs the very
 logic that would run on the FPGA, as the CMS emulators do.
 
-    >>> from models import load_model
+    >>> from darktrigger.models import load_model
     >>> scorer = load_model("fw/qvae", backend="firmware")             # doctest: +SKIP
     >>> scorer.score(batch)                                            # doctest: +SKIP
 """
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from firmware import project
-from firmware.errors import ProjectError
-from models.base import BatchLike, ScoreOnlyScorer, Scorer, as_flat, register_backend
-from replay.errors import ConfigError
+from darktrigger.firmware import project
+from darktrigger.firmware.errors import ProjectError
+from darktrigger.models.base import BatchLike, ScoreOnlyScorer, Scorer, as_flat, register_backend
+from darktrigger.replay.errors import ConfigError
 
 ENGINES = ("rtl", "csim")
 CHUNK = 65536
@@ -34,7 +34,7 @@ CHUNK = 65536
 
 class FirmwareScorer(ScoreOnlyScorer):
     """A firmware project scored by its RTL (Verilator) or its HLS C simulation. Not
-    registered as a scorer: it is a backend (:func:`models.load_model`)."""
+    registered as a scorer: it is a backend (:func:`darktrigger.models.load_model`)."""
 
     name = "firmware"
     backend = "firmware"
@@ -59,12 +59,12 @@ class FirmwareScorer(ScoreOnlyScorer):
         self.training, self.seed, self.card = self.model.training, self.model.seed, self.model.card
         self._run: Any
         if engine == "rtl":
-            from firmware import rtl
+            from darktrigger.firmware import rtl
 
             runner = rtl.RTLRunner(*rtl.load(directory / manifest["rtl"]["directory"]))
             self._run = runner.run
         else:
-            from firmware import hls
+            from darktrigger.firmware import hls
 
             csim = hls.load_project(directory)
             self._run = lambda x: hls.csim_predict(csim, x)

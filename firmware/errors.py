@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from replay.errors import ConfigError, DarkTriggerError
+from darktrigger.replay.errors import ConfigError, DarkTriggerError
 
 
 class FirmwareError(DarkTriggerError, RuntimeError):

@@ -3,7 +3,7 @@
 hls4ml's defaults (``ap_fixed<16,6>`` for every result and accumulator) leave about
 half the outputs of a QKeras model unequal (DESIGN.md). Exactness needs every type
 set on purpose, and :func:`precisions` sets all of them from the trained model's own
-bounds (:func:`models.fixedpoint.analyse`):
+bounds (:func:`darktrigger.models.fixedpoint.analyse`):
 
 ================  ============================================================
 layer             types
@@ -19,7 +19,7 @@ input             ``ap_fixed<12,6>``: the grid the inputs are on, so nothing rou
 ``Dot`` (Σx²)     exact: twice the operand's fractional bits
 ================  ============================================================
 
-    >>> from firmware.hls import precisions          # doctest: +SKIP
+    >>> from darktrigger.firmware.hls import precisions          # doctest: +SKIP
     >>> precisions(scorer)["enc1"]                     # doctest: +SKIP
     {'result': 'ap_fixed<22,10>', 'accum': 'ap_fixed<22,10>', 'weight': 'ap_fixed<8,2>', ...}
 """
@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from firmware.errors import FirmwareError, ToolMissingError, UnsupportedModelError
-from models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
-from models.quantised import QuantisedScorer
+from darktrigger.firmware.errors import FirmwareError, ToolMissingError, UnsupportedModelError
+from darktrigger.models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from darktrigger.models.quantised import QuantisedScorer
 
 log = logging.getLogger(__name__)
 

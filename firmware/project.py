@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from firmware import hls, testbench
-from firmware.errors import ProjectError, UnsupportedModelError
-from models.base import copy_artifact
-from models.card import read_card
-from models.fixedpoint import describe
-from models.quantised import QuantisedScorer
+from darktrigger.firmware import hls, testbench
+from darktrigger.firmware.errors import ProjectError, UnsupportedModelError
+from darktrigger.models.base import copy_artifact
+from darktrigger.models.card import read_card
+from darktrigger.models.fixedpoint import describe
+from darktrigger.models.quantised import QuantisedScorer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def model_hash(model_dir: Path) -> str:
 
 def load_quantised(model_dir: Path) -> QuantisedScorer:
     """The quantised scorer in ``model_dir``, or an UnsupportedModelError saying what firmware takes."""
-    from models import SCORERS, load_model
+    from darktrigger.models import SCORERS, load_model
 
     scorer = load_model(model_dir)
     if not isinstance(scorer, QuantisedScorer):
@@ -134,11 +134,11 @@ def _prepare_out(out: Path, digest: str) -> None:
 def test_vectors(scorer: QuantisedScorer, n: int, events: Path | None) -> np.ndarray:
     """``n`` events' network inputs: from ``events``, or toy ``sm_mix`` (seed 0)."""
     if events is not None:
-        from models.training import read_events
+        from darktrigger.models.training import read_events
 
         batch = read_events([events], n, "test-vector", hashes=False)[0]
     else:
-        from replay.generators import GENERATORS
+        from darktrigger.replay.generators import GENERATORS
 
         batch = next(GENERATORS.get("toy")().generate("sm_mix", n, seed=0, batch_size=n))
     return scorer.inputs(batch)
@@ -149,7 +149,7 @@ def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None
     t0 = time.monotonic()
     hls.require_cxx()  # the tools first: a missing one fails before anything is written
     if options.rtl:
-        from firmware import rtl
+        from darktrigger.firmware import rtl
 
         rtl.verilator_env()
     scorer = load_quantised(model_dir)
@@ -202,7 +202,7 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
         log.warning("%s: the C simulation equals QKeras on %d of %d test vectors",
                     out, manifest["checks"]["csim_equals_qkeras"], len(x))
     if options.rtl:
-        from firmware import rtl
+        from darktrigger.firmware import rtl
 
         rtl_model, info = rtl.build(scorer, out / rtl.RTL_DIR, clock_ns=options.clock_ns, part=options.part)
         runner = rtl.RTLRunner(rtl_model, info)
@@ -213,7 +213,7 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
         # both builds: the combinational one scores (firmware backend), the pipelined one is the firmware
         manifest["checks"]["rtl_equals_qkeras"] = int(np.sum((y == qk) & (runner.run_pipelined(x) == qk)))
     if options.synth:
-        from firmware import vendor
+        from darktrigger.firmware import vendor
 
         manifest["synth"] = vendor.synthesise(out, options.backend)
     write_readme(out, manifest)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.errors import FirmwareError
-from firmware.hls import PROJECT_NAME, require_cxx
+from darktrigger.firmware.errors import FirmwareError
+from darktrigger.firmware.hls import PROJECT_NAME, require_cxx
 
 TB_SOURCE = f"{PROJECT_NAME}_test.cpp"
 PATCH_MARK = "// darktrigger: full precision"

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from firmware.errors import FirmwareError, ToolMissingError
+from darktrigger.firmware.errors import FirmwareError, ToolMissingError
 
 TOOLS = {"Vitis": "vitis_hls", "Vivado": "vivado_hls"}
 

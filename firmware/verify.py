@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware import hls, project, testbench
-from models.quantised import QuantisedScorer, lsb_counts
+from darktrigger.firmware import hls, project, testbench
+from darktrigger.models.quantised import QuantisedScorer, lsb_counts
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _thresholds(scorer: QuantisedScorer, scores: np.ndarray) -> tuple[dict[str, 
              for t in (card.thresholds if card else []) if t.get("model") == scorer.spec}
     if found:
         return found, "the model's calibrated thresholds"
-    from models.thresholds import thresholds_for_rates
+    from darktrigger.models.thresholds import thresholds_for_rates
 
     made = thresholds_for_rates(scores.astype(np.float32), list(DEFAULT_RATES_KHZ))
     return ({f"{scorer.spec} @ {t.rate_khz:g} kHz": float(t.threshold) for t in made},
@@ -101,7 +101,7 @@ def _thresholds(scorer: QuantisedScorer, scores: np.ndarray) -> tuple[dict[str, 
 def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path | None = None,
            use_rtl: bool = True, use_testbench: bool = True) -> VerifyReport:
     """Run every implementation on ``n`` events of ``events``; the report (see the module doc)."""
-    from models.training import read_events
+    from darktrigger.models.training import read_events
 
     manifest = project.read_manifest(project_dir)
     project.check_model(project_dir, model_dir, manifest)
@@ -131,7 +131,7 @@ def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path
             timed("testbench (g++)", lambda: testbench.run(binary, x, outputs["QKeras"], Path(tmp)))
     rtl_info: dict[str, Any] | None = None
     if use_rtl and manifest.get("rtl"):
-        from firmware import rtl
+        from darktrigger.firmware import rtl
 
         rtl_model, info = rtl.load(project_dir / manifest["rtl"]["directory"])
         runner = rtl.RTLRunner(rtl_model, info)

@@ -2,7 +2,7 @@
 
 Importing the package registers every scorer.
 
-    >>> from models import SCORERS, get_scorer, load_model, train_model
+    >>> from darktrigger.models import SCORERS, get_scorer, load_model, train_model
     >>> SCORERS.names()
     ['ae', 'cwola', 'cwola_columns', 'ht', 'qae', 'qvae', 'st', 'vae']
     >>> get_scorer("vae").spec
@@ -11,8 +11,8 @@ Importing the package registers every scorer.
 
 from __future__ import annotations
 
-from models import ae, baselines, cwola, cwola_columns, quantised, vae  # noqa: F401  (register the scorers)
-from models.base import (
+from darktrigger.models import ae, baselines, cwola, cwola_columns, quantised, vae  # noqa: F401  (register the scorers)
+from darktrigger.models.base import (
     SCORERS,
     Scorer,
     as_flat,
@@ -21,16 +21,16 @@ from models.base import (
     parse_spec,
     register_scorer,
 )
-from models.card import (
+from darktrigger.models.card import (
     CARD_SCHEMA_VERSION,
     MissingModelFileError,
     ModelCard,
     ModelFileError,
     read_card,
 )
-from models.onnx_backend import OnnxScorer
-from models.preprocess import MODEL_FEATURE_NAMES, N_MODEL_FEATURES, Preprocessor
-from models.training import TorchScorer, run_training, train_model
+from darktrigger.models.onnx_backend import OnnxScorer
+from darktrigger.models.preprocess import MODEL_FEATURE_NAMES, N_MODEL_FEATURES, Preprocessor
+from darktrigger.models.training import TorchScorer, run_training, train_model
 
 __all__ = [
     "CARD_SCHEMA_VERSION",

@@ -1,14 +1,14 @@
 """``ae``: a dense autoencoder; score = masked reconstruction error.
 
-The network works on the preprocessed features (:mod:`models.preprocess`), so its
+The network works on the preprocessed features (:mod:`darktrigger.models.preprocess`), so its
 width follows the preprocessing: with the default ``hidden=(32, 16)`` and
 ``latent=3`` it is 75-32-16-3-16-32-75 (the field's 57-32-16-3-16-32-57 on the raw
 numbers, with φ as (cos, sin) and no MET η), batch norm and leaky ReLU after every
 hidden layer. The score (and the training loss) is the mean squared error over the
 *filled* features only, φ compared as (cos φ, sin φ); an event with no object scores 0.
 
-    >>> from models import get_scorer
-    >>> from replay.generators import GENERATORS
+    >>> from darktrigger.models import get_scorer
+    >>> from darktrigger.replay.generators import GENERATORS
     >>> bkg = next(GENERATORS.get("toy")().generate("sm_mix", 4000, seed=1))
     >>> ae = get_scorer("ae")
     >>> history = ae.fit(bkg, epochs=2, batch_size=256)
@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from models.base import register_scorer
-from models.inference import ColumnMLP, RowNet, column_masked_mse
-from models.preprocess import N_MODEL_FEATURES
-from models.training import TorchScorer, masked_mse, mlp
+from darktrigger.models.base import register_scorer
+from darktrigger.models.inference import ColumnMLP, RowNet, column_masked_mse
+from darktrigger.models.preprocess import N_MODEL_FEATURES
+from darktrigger.models.training import TorchScorer, masked_mse, mlp
 
 
 class Autoencoder(nn.Module):

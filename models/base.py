@@ -1,11 +1,11 @@
 """What every scorer is: registered by name, fitted on event batches, scoring ``float32[N]``.
 
 A scorer maps each event to one number, higher = more anomalous (pyod's convention);
-thresholds live apart from it (:mod:`models.thresholds`). Scorers with several outputs
+thresholds live apart from it (:mod:`darktrigger.models.thresholds`). Scorers with several outputs
 name them as variants, ``name:variant`` (``vae:mu2``).
 
-    >>> from models import get_scorer
-    >>> from replay.generators import GENERATORS
+    >>> from darktrigger.models import get_scorer
+    >>> from darktrigger.replay.generators import GENERATORS
     >>> bkg = next(GENERATORS.get("toy")().generate("sm_mix", 2000, seed=1))
     >>> st = get_scorer("st")
     >>> st.fit(bkg)
@@ -14,9 +14,9 @@ name them as variants, ``name:variant`` (``vae:mu2``).
     >>> scores.dtype, scores.shape
     (dtype('float32'), (2000,))
 
-A scorer takes an :class:`~replay.events.EventBatch`, a mapping of columns with
+A scorer takes an :class:`~darktrigger.replay.events.EventBatch`, a mapping of columns with
 ``objects``, or a float array ``[N, 19, 3]`` or ``[N, 57]``; anything else is a
-:class:`~replay.errors.SchemaError` naming the scorer and what arrived.
+:class:`~darktrigger.replay.errors.SchemaError` naming the scorer and what arrived.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from models.card import ModelCard, ModelFileError, read_card
-from replay.errors import ConfigError, SchemaError, UnknownNameError
-from replay.events import N_FEATURES, N_SLOTS, EventBatch
-from replay.registry import Registry
+from darktrigger.models.card import ModelCard, ModelFileError, read_card
+from darktrigger.replay.errors import ConfigError, SchemaError, UnknownNameError
+from darktrigger.replay.events import N_FEATURES, N_SLOTS, EventBatch
+from darktrigger.replay.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ BACKENDS = ("torch", "onnxruntime")
 #: filled by :func:`register_backend` when the module named in PLUGIN_BACKENDS is imported
 #: (on first use, so ``import models`` never imports a higher layer).
 BACKEND_LOADERS: dict[str, Any] = {}
-PLUGIN_BACKENDS = {"firmware": "firmware.backend"}
+PLUGIN_BACKENDS = {"firmware": "darktrigger.firmware.backend"}
 
 BatchLike = EventBatch | Mapping[str, np.ndarray] | np.ndarray
 
@@ -60,7 +60,7 @@ def as_flat(batch: BatchLike, where: str = "scorer") -> np.ndarray:
         >>> as_flat(np.zeros((2, 19, 4)), "scorer 'ae'")
         Traceback (most recent call last):
         ...
-        replay.errors.SchemaError: scorer 'ae': expected objects of shape (N, 19, 3) or a flat (N, 57) array, got shape (2, 19, 4)
+        darktrigger.replay.errors.SchemaError: scorer 'ae': expected objects of shape (N, 19, 3) or a flat (N, 57) array, got shape (2, 19, 4)
     """
     if isinstance(batch, EventBatch):
         arr = batch.objects
@@ -93,7 +93,7 @@ class Scorer(ABC):
     several outputs, ``hyperparameter_defaults``, and implement :meth:`fit`,
     :meth:`score`, :meth:`_save_files` and :meth:`_load_files`.
 
-        >>> from models import get_scorer
+        >>> from darktrigger.models import get_scorer
         >>> get_scorer("vae").spec
         'vae:mu2'
     """
@@ -194,7 +194,7 @@ class Scorer(ABC):
         return card
 
     def save(self, directory: str | Path) -> Path:
-        """Write the model directory (see :mod:`models.card`); returns it."""
+        """Write the model directory (see :mod:`darktrigger.models.card`); returns it."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         files = self._save_files(directory)
@@ -262,7 +262,7 @@ def load_model(directory: str | Path, backend: str = "torch", *, variant: str | 
         raise ConfigError(f"backend must be one of {known}, got {backend!r}")
     if backend == "onnxruntime":
         # imported here: onnx_backend subclasses Scorer, so it imports this module
-        from models.onnx_backend import OnnxScorer
+        from darktrigger.models.onnx_backend import OnnxScorer
 
         return OnnxScorer.load(directory, variant, threads=threads)
     card = read_card(directory)

@@ -7,7 +7,7 @@
 ``model.onnx`` (raw [N, 57] → score), so a pipeline can run them like any model.
 
     >>> import numpy as np
-    >>> from models import get_scorer
+    >>> from darktrigger.models import get_scorer
     >>> obj = np.zeros((1, 19, 3), np.float32)
     >>> obj[0, 0, 0], obj[0, 1, 0], obj[0, 9, 0], obj[0, 10, 0] = 40, 25, 100, 60
     >>> get_scorer("ht").score(obj), get_scorer("st").score(obj)
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.base import BatchLike, Scorer, as_flat, register_scorer
-from models.card import ONNX_FILE, ModelCard
-from models.training import ONNX_OPSET
-from replay.events import N_FEATURES, SLOTS
+from darktrigger.models.base import BatchLike, Scorer, as_flat, register_scorer
+from darktrigger.models.card import ONNX_FILE, ModelCard
+from darktrigger.models.training import ONNX_OPSET
+from darktrigger.replay.events import N_FEATURES, SLOTS
 
 
 class PtSum(nn.Module):

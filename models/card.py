@@ -5,7 +5,7 @@ file                content
 ==================  ==========================================================
 ``card.json``       the model card (:class:`ModelCard`), always
 ``weights.pt``      the network's torch state dict (neural scorers)
-``preprocess.json`` the fitted feature scaling (neural scorers, :mod:`models.preprocess`)
+``preprocess.json`` the fitted feature scaling (neural scorers, :mod:`darktrigger.models.preprocess`)
 ``model.onnx``      raw ``[N, 57]`` float32 → score ``[N]``, dynamic batch axis,
                     preprocessing inside the graph; for a scorer with variants
                     (``vae``) the card's variant, and ``model-<variant>.onnx``
@@ -22,7 +22,7 @@ files with sha256 and event counts, seed, history), and is filled later by
     >>> ModelCard.from_dict({"schema_version": 99, "scorer": "ae"}, "m/card.json")
     Traceback (most recent call last):
     ...
-    models.card.ModelFileError: m/card.json: card schema_version 99 is newer than this darktrigger reads (up to 1); upgrade darktrigger to load this model
+    darktrigger.models.card.ModelFileError: m/card.json: card schema_version 99 is newer than this darktrigger reads (up to 1); upgrade darktrigger to load this model
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import replay
-from replay.errors import DarkTriggerError, SchemaError
+import darktrigger
+from darktrigger.replay.errors import DarkTriggerError, SchemaError
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def onnx_file(variant: str | None) -> str:
 def net_file(variant: str | None) -> str:
     """The file of a variant's event-major network graph (``net-mu2.onnx``; ``net.onnx`` for
     None): features ``[N, 75]`` → ``score`` or ``recon``, what the ``onnxruntime`` backend
-    runs after its compiled preprocessing (:mod:`models.kernels`)."""
+    runs after its compiled preprocessing (:mod:`darktrigger.models.kernels`)."""
     return "net.onnx" if variant is None else f"net-{variant}.onnx"
 
 
@@ -124,7 +124,7 @@ def _now() -> str:
 
 
 def _software() -> dict[str, str]:
-    info = {"darktrigger": replay.__version__}
+    info = {"darktrigger": darktrigger.__version__}
     try:
         import torch
 
@@ -161,7 +161,7 @@ class ModelCard:
 
     @property
     def spec(self) -> str:
-        """``scorer`` or ``scorer:variant``, the name :func:`models.get_scorer` takes."""
+        """``scorer`` or ``scorer:variant``, the name :func:`darktrigger.models.get_scorer` takes."""
         return self.scorer if self.variant is None else f"{self.scorer}:{self.variant}"
 
     def to_dict(self) -> dict[str, Any]:

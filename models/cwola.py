@@ -6,9 +6,9 @@ only by a signal fraction, the optimal classifier is the optimal signal/backgrou
 one. The labels go to :meth:`fit` as an array beside the batch:
 
     >>> import numpy as np
-    >>> from models import get_scorer
-    >>> from replay.events import EventBatch
-    >>> from replay.generators import GENERATORS
+    >>> from darktrigger.models import get_scorer
+    >>> from darktrigger.replay.events import EventBatch
+    >>> from darktrigger.replay.generators import GENERATORS
     >>> toy = GENERATORS.get("toy")()
     >>> sr = next(toy.generate("ato4l", 1000, seed=1))           # sample labelled 1
     >>> sb = next(toy.generate("sm_mix", 3000, seed=2))          # sample labelled 0
@@ -21,7 +21,7 @@ one. The labels go to :meth:`fit` as an array beside the batch:
 The score is the classifier's **logit** (log-odds of label 1): monotonic in the
 probability, so every threshold and ROC is the same, but it keeps resolution in the
 far tail where a float32 probability rounds to 1. Features are the preprocessed ones
-(:mod:`models.preprocess`, fitted on the whole training batch); k-folding and the
+(:mod:`darktrigger.models.preprocess`, fitted on the whole training batch); k-folding and the
 choice of features uncorrelated with m_jj belong to the CWoLa hunt, not here.
 """
 
@@ -33,10 +33,10 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from models.base import register_scorer
-from models.inference import ColumnMLP, RowNet, column_linear
-from models.preprocess import N_MODEL_FEATURES
-from models.training import TorchScorer, mlp
+from darktrigger.models.base import register_scorer
+from darktrigger.models.inference import ColumnMLP, RowNet, column_linear
+from darktrigger.models.preprocess import N_MODEL_FEATURES
+from darktrigger.models.training import TorchScorer, mlp
 
 
 class Classifier(nn.Module):

@@ -7,10 +7,10 @@ name. One saved model can hold several member networks (the k fold models of a h
 window, :meth:`ColumnCWoLaScorer.ensemble`); the score is the mean of their logits.
 
     >>> import numpy as np
-    >>> from models import get_scorer
-    >>> from models import cwola_columns  # noqa: F401  (registers "cwola_columns")
-    >>> from replay.events import EventBatch
-    >>> from replay.generators import GENERATORS
+    >>> from darktrigger.models import get_scorer
+    >>> from darktrigger.models import cwola_columns  # noqa: F401  (registers "cwola_columns")
+    >>> from darktrigger.replay.events import EventBatch
+    >>> from darktrigger.replay.generators import GENERATORS
     >>> toy = GENERATORS.get("toy")()
     >>> sig = next(toy.generate("wprime_xy", 500, seed=1))
     >>> bkg = next(toy.generate("qcd_dijet", 2000, seed=2))
@@ -22,11 +22,11 @@ window, :meth:`ColumnCWoLaScorer.ensemble`); the score is the mean of their logi
     >>> clf.score(EventBatch.from_objects(np.zeros((2, 19, 3), np.float32)))
     Traceback (most recent call last):
     ...
-    replay.errors.SchemaError: scorer 'cwola_columns': the batch has no column 'mj1' (it has objects, run, lumi, event, bx, truth, weight); this scorer reads the analysis columns mj1, mj2, tau21_j1, tau21_j2
+    darktrigger.replay.errors.SchemaError: scorer 'cwola_columns': the batch has no column 'mj1' (it has objects, run, lumi, event, bx, truth, weight); this scorer reads the analysis columns mj1, mj2, tau21_j1, tau21_j2
 
 The model directory holds ``card.json`` and ``weights.pt`` (members, each with its
 feature scaling as buffers). There is no ``model.onnx``: the ``onnxruntime`` backend
-of :func:`models.load_model` takes the ``[N, 57]`` object block, which this scorer
+of :func:`darktrigger.models.load_model` takes the ``[N, 57]`` object block, which this scorer
 does not read; load it with the torch backend (the default).
 """
 
@@ -42,12 +42,12 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from models.base import BatchLike, Scorer, register_scorer
-from models.card import WEIGHTS_FILE, ModelCard, ModelFileError, require_file
-from models.cwola import Classifier
-from models.training import SCORE_CHUNK, read_state_dict, run_training, torch_threads
-from replay.errors import ConfigError, SchemaError
-from replay.events import EventBatch
+from darktrigger.models.base import BatchLike, Scorer, register_scorer
+from darktrigger.models.card import WEIGHTS_FILE, ModelCard, ModelFileError, require_file
+from darktrigger.models.cwola import Classifier
+from darktrigger.models.training import SCORE_CHUNK, read_state_dict, run_training, torch_threads
+from darktrigger.replay.errors import ConfigError, SchemaError
+from darktrigger.replay.events import EventBatch
 
 log = logging.getLogger(__name__)
 

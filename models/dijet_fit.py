@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import DarkTriggerError
+from darktrigger.replay.errors import DarkTriggerError
 
 log = logging.getLogger(__name__)
 

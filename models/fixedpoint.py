@@ -1,10 +1,10 @@
 """The quantised networks as exact fixed-point arithmetic: formats, layers, reference, ranges.
 
-A quantised scorer (:mod:`models.quantised`) is a short list of layers on fixed-point
+A quantised scorer (:mod:`darktrigger.models.quantised`) is a short list of layers on fixed-point
 numbers. This module is the one description of that arithmetic that every
 implementation follows: the QKeras model trains it, the torch module here computes
 it exactly (scoring and ONNX), hls4ml's precisions are derived from it
-(:mod:`firmware.hls`), and da4ml traces it into Verilog (:mod:`firmware.rtl`).
+(:mod:`darktrigger.firmware.hls`), and da4ml traces it into Verilog (:mod:`darktrigger.firmware.rtl`).
 
 =================  =============================================================
 layer              arithmetic
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError
 
 FLOAT32_BITS = 24  #: significant bits of a float32
 

@@ -5,12 +5,12 @@ For each signal-region window in m_jj (label 1) with a sideband on each side (la
 τ21) is trained by k-fold so that every event is scored by a model that never saw it;
 for each efficiency ε the most signal-like fraction ε is kept, the m_jj spectrum of the
 kept events is fitted outside the window with the dijet function
-(:mod:`models.dijet_fit`), and the background predicted inside gives the local
+(:mod:`darktrigger.models.dijet_fit`), and the background predicted inside gives the local
 significance. ε = 1 (no cut) is always there too: the plain bump hunt.
 
     >>> import numpy as np
-    >>> from replay.events import EventBatch
-    >>> from replay.generators import GENERATORS
+    >>> from darktrigger.replay.events import EventBatch
+    >>> from darktrigger.replay.generators import GENERATORS
     >>> toy = GENERATORS.get("toy")()
     >>> bkg = next(toy.generate("qcd_dijet", 40_000, seed=1, batch_size=40_000))
     >>> sig = next(toy.generate("wprime_xy", 250, seed=2))
@@ -45,8 +45,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.cwola_columns import DEFAULT_FEATURES, ColumnCWoLaScorer, read_columns
-from models.dijet_fit import (
+from darktrigger.models.cwola_columns import DEFAULT_FEATURES, ColumnCWoLaScorer, read_columns
+from darktrigger.models.dijet_fit import (
     SQRT_S_GEV,
     DijetFit,
     FitError,
@@ -55,8 +55,8 @@ from models.dijet_fit import (
     significance,
     significance_spread,
 )
-from replay.errors import ConfigError, DarkTriggerError, SchemaError
-from replay.events import LABEL_NAMES, EventBatch
+from darktrigger.replay.errors import ConfigError, DarkTriggerError, SchemaError
+from darktrigger.replay.events import LABEL_NAMES, EventBatch
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +453,7 @@ def hunt_window(w: Window, mjj: np.ndarray, x: np.ndarray, truth: np.ndarray | N
         thresholds[f] = np.quantile(scores[test], 1.0 - np.asarray(cfg.efficiencies, np.float64))
         if bar is not None:
             bar.update(1)
-    from models.metrics import roc_auc
+    from darktrigger.models.metrics import roc_auc
 
     result.sr_vs_sb_auc = float(roc_auc(scores[regions == 0], scores[regions == 1]))
     result.model = ColumnCWoLaScorer.ensemble(models, training={

@@ -1,7 +1,7 @@
 """What a CWoLa hunt writes: the window × efficiency table, the JSON report, the plots,
 and the chosen window's classifier as a model directory.
 
-    >>> from models.hunt import HuntConfig, run_hunt                       # doctest: +SKIP
+    >>> from darktrigger.models.hunt import HuntConfig, run_hunt                       # doctest: +SKIP
     >>> result = run_hunt(batch, HuntConfig())                             # doctest: +SKIP
     >>> print(format_table(result))                                        # doctest: +SKIP
     >>> write_report(result, "hunt-out")                                   # doctest: +SKIP
@@ -20,7 +20,7 @@ and the chosen window's classifier as a model directory.
                             the dijet fit outside the window and its prediction inside
 ``significance.png``        local significance against the window's centre, one line per ε
 ``model/``                  the best window's fold models as one ``cwola_columns`` model
-                            (:func:`models.load_model` reads it)
+                            (:func:`darktrigger.models.load_model` reads it)
 ==========================  ==================================================================
 """
 
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.hunt import NO_CUT, CutResult, HuntResult, WindowResult
+from darktrigger.models.hunt import NO_CUT, CutResult, HuntResult, WindowResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -5,10 +5,10 @@ the constant weights packed once when the session loads) but spends most of a sc
 elsewhere when the graph also does the preprocessing: its ``Cos``/``Sin`` are scalar
 (~3 ns an element), a per-feature scale broadcast over ``[N, F]`` goes row by row, and
 transposing to feature-major (where those are fast) costs the weight packing back. So
-the backend splits the work (:class:`models.onnx_backend.OnnxScorer`):
+the backend splits the work (:class:`darktrigger.models.onnx_backend.OnnxScorer`):
 
 1. :func:`features` (here): raw ``[N, 57]`` → the scaled, masked model features
-   ``[N, 75]`` (exactly :meth:`models.preprocess.Preprocessor.transform`, to float32
+   ``[N, 75]`` (exactly :meth:`darktrigger.models.preprocess.Preprocessor.transform`, to float32
    rounding) and the per-slot ``filled`` ``[N, 19]``, in one pass per event, with a
    branch-free float32 sin/cos that the compiler vectorises;
 2. the network, in onnxruntime (``net.onnx``): features → score, or → reconstruction;
@@ -35,7 +35,7 @@ is cached on disk after the first compile, but numba's own start-up remains).
 its first batch.
 
     >>> import numpy as np
-    >>> from models.preprocess import Preprocessor
+    >>> from darktrigger.models.preprocess import Preprocessor
     >>> pre = Preprocessor.identity()
     >>> flat = np.zeros((2, 57), np.float32)
     >>> flat[:, 27:30] = (16.0, 0.5, np.pi)             # a jet in slot 9
@@ -54,9 +54,9 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from replay.events import N_FEATURES, N_SLOTS
+from darktrigger.replay.events import N_FEATURES, N_SLOTS
 
-#: feature layout of models.preprocess (blocks pt 19, eta 18, cos 19, sin 19)
+#: feature layout of darktrigger.models.preprocess (blocks pt 19, eta 18, cos 19, sin 19)
 _ETA0, _COS0, _SIN0, N_OUT = N_SLOTS - 1, 2 * N_SLOTS - 1, 3 * N_SLOTS - 1, 4 * N_SLOTS - 1
 
 _f32 = np.float32
@@ -133,7 +133,7 @@ def features(flat: np.ndarray, shift: np.ndarray, scale: np.ndarray,
              out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Raw float32 ``[N, 57]`` → (features ``[N, 75]``, filled ``[N, 19]``), float32.
 
-    ``shift``/``scale`` are a :class:`~models.preprocess.Preprocessor`'s (float32 ``[75]``);
+    ``shift``/``scale`` are a :class:`~darktrigger.models.preprocess.Preprocessor`'s (float32 ``[75]``);
     ``out`` are arrays of at least ``N`` rows to write into (their first ``N`` rows are
     returned), so a caller scoring chunk after chunk allocates once.
     """
@@ -150,7 +150,7 @@ def masked_mse(recon: np.ndarray, feats: np.ndarray, filled: np.ndarray,
                out: np.ndarray | None = None) -> np.ndarray:
     """Per-event mean squared error over the filled features: reconstruction and features
     ``[N, 75]``, filled ``[N, 19]`` → ``[N]`` (0 for an empty event), as
-    :func:`models.inference.column_masked_mse` computes it feature-major."""
+    :func:`darktrigger.models.inference.column_masked_mse` computes it feature-major."""
     n = len(recon)
     result = np.empty(n, np.float32) if out is None else out[:n]
     masked_mse_into(recon, feats, filled, result)

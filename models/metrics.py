@@ -2,7 +2,7 @@
 
 Scores are "higher = more anomalous"; a cut selects ``score > threshold``, as the trigger
 does. TPR at an FPR uses the same background quantile as a trigger threshold
-(:mod:`models.thresholds`). An FPR is reported only where the background sample
+(:mod:`darktrigger.models.thresholds`). An FPR is reported only where the background sample
 resolves it: n_eff · FPR ≥ ``min_expected`` (default 10 events expected above the
 threshold, a ≈ 30 % statistical error on the FPR). Below that the entry has
 ``"resolved": False``, ``None`` for every number and a ``note`` saying what the
@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from models.thresholds import (
+from darktrigger.models.thresholds import (
     as_scores,
     as_weights,
     background_quantiles,
     effective_size,
     fraction_above,
 )
-from replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

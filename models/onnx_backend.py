@@ -7,15 +7,15 @@ Two graphs per variant are saved with a neural model:
 * ``net.onnx`` (``net-<variant>.onnx``): the network alone, event-major, model
   ``features`` ``[N, 75]`` → ``score`` ``[N]`` or ``recon`` ``[N, 75]``.
 
-This backend scores with ``net.onnx``: the compiled kernels of :mod:`models.kernels`
+This backend scores with ``net.onnx``: the compiled kernels of :mod:`darktrigger.models.kernels`
 make the features (and, for a reconstruction, the masked error), onnxruntime runs the
 network. That is about twice as fast as ``model.onnx`` on one thread (its Cos/Sin and
 per-feature broadcasts cost more than the network; the module docstring of
-:mod:`models.kernels` has the figures). A model directory saved before ``net.onnx``
+:mod:`darktrigger.models.kernels` has the figures). A model directory saved before ``net.onnx``
 existed is scored with its ``model.onnx``. Either way the scores agree with the torch
 backend within 1e-5 relative.
 
-    >>> from models import load_model
+    >>> from darktrigger.models import load_model
     >>> scorer = load_model("models/vae-toy", backend="onnxruntime",
     ...                     variant="mu2", threads=1)                      # doctest: +SKIP
     >>> scorer.score(batch)                                               # doctest: +SKIP
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from models.base import BatchLike, ScoreOnlyScorer, as_flat
-from models.card import (
+from darktrigger.models.base import BatchLike, ScoreOnlyScorer, as_flat
+from darktrigger.models.card import (
     ModelCard,
     ModelFileError,
     load_part,
@@ -39,9 +39,9 @@ from models.card import (
     read_card,
     require_file,
 )
-from models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, Preprocessor
-from replay.errors import ConfigError, UnknownNameError
-from replay.events import N_FEATURES, N_SLOTS
+from darktrigger.models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, Preprocessor
+from darktrigger.replay.errors import ConfigError, UnknownNameError
+from darktrigger.replay.events import N_FEATURES, N_SLOTS
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def make_session(path: Path, threads: int = 1, n_in: int = N_FEATURES) -> Any:
 
 class OnnxScorer(ScoreOnlyScorer):
     """A saved model scored by onnxruntime. Not registered: it is a backend, made by
-    :func:`models.load_model` with ``backend="onnxruntime"`` (or :meth:`load`).
+    :func:`darktrigger.models.load_model` with ``backend="onnxruntime"`` (or :meth:`load`).
     """
 
     name = "onnx"
@@ -138,7 +138,7 @@ class OnnxScorer(ScoreOnlyScorer):
         if session.get_outputs()[0].name not in ("score", "recon"):
             raise ModelFileError(f"{path}: expected the output 'score' or 'recon', "
                                  f"got {session.get_outputs()[0].name!r}")
-        from models import kernels  # numba: imported by the scorers that use it
+        from darktrigger.models import kernels  # numba: imported by the scorers that use it
 
         kernels.warm_up()  # numba's start-up and compile (~1.5 s) now, not on the first batch
         return cls(card, variant, session, directory, pre)
@@ -152,7 +152,7 @@ class OnnxScorer(ScoreOnlyScorer):
                 chunk = flat[start:start + SCORE_CHUNK]
                 out[start:start + len(chunk)] = self.session.run(None, {self._input: chunk})[0]
             return out
-        from models import kernels
+        from darktrigger.models import kernels
 
         size = min(SCORE_CHUNK, len(flat))
         buffers = (np.empty((size, N_MODEL_FEATURES), np.float32), np.empty((size, N_SLOTS), np.float32))

@@ -5,7 +5,7 @@ without pyplot, so importing this module costs nothing and never touches a GUI
 backend or pyplot's global state.
 
     >>> import numpy as np, tempfile, pathlib
-    >>> from models.metrics import roc_curve
+    >>> from darktrigger.models.metrics import roc_curve
     >>> rng = np.random.default_rng(0)
     >>> bkg, sig = rng.normal(0, 1, 10_000), rng.normal(2, 1, 1_000)
     >>> fpr, tpr, _ = roc_curve(bkg, sig)
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.thresholds import as_scores
-from replay.errors import ConfigError
+from darktrigger.models.thresholds import as_scores
+from darktrigger.replay.errors import ConfigError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -61,7 +61,7 @@ def plot_roc(
 ) -> Path:
     """ROC curves, TPR against a log FPR axis from 1e-6 to 1, with the random-guess line.
 
-    ``curves`` maps a label to ``(fpr, tpr)`` (or :func:`models.metrics.roc_curve`'s
+    ``curves`` maps a label to ``(fpr, tpr)`` (or :func:`darktrigger.models.metrics.roc_curve`'s
     triple). With ``input_rate_mhz``, a top axis gives the trigger rate in kHz that
     each FPR means at that input rate. Returns the PNG's path.
     """

@@ -33,7 +33,7 @@ statistics of its object type (all jets, all muons, ...); std is floored at
 slots stay out of the loss. pT is the mask: a slot is filled when pT > 0.
 
     >>> import numpy as np
-    >>> from replay.events import EventBatch
+    >>> from darktrigger.replay.events import EventBatch
     >>> obj = np.zeros((2, 19, 3), np.float32)
     >>> obj[:, 9] = (50.0, 1.0, np.pi)                  # one jet in each event
     >>> obj[1, 9, 2] = -np.pi                            # the same direction
@@ -56,9 +56,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.card import read_json, write_json
-from replay.errors import SchemaError
-from replay.events import N_FEATURES, N_SLOTS, SLOT_TYPES, SLOTS
+from darktrigger.models.card import read_json, write_json
+from darktrigger.replay.errors import SchemaError
+from darktrigger.replay.events import N_FEATURES, N_SLOTS, SLOT_TYPES, SLOTS
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class PreprocessModule(nn.Module):
     """The preprocessing as a torch module: ``[N, 57]`` raw → (features, mask) ``[N, 75]``.
 
     Used for training; the scoring graph (torch backend and ONNX) computes the same
-    numbers feature-major in :class:`models.inference.ColumnPreprocess`.
+    numbers feature-major in :class:`darktrigger.models.inference.ColumnPreprocess`.
 
         >>> mod = PreprocessModule(Preprocessor.identity())
         >>> feats, mask = mod(torch.zeros(3, 57))

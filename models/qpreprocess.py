@@ -1,7 +1,7 @@
 """The quantised models' inputs: the 57 L1 numbers in hardware integer units, normalised by shifts.
 
 The CMS Global Trigger sees each object as integers: hardware pT, η and φ counts.
-The quantised scorers (:mod:`models.quantised`) start from the same integers, with
+The quantised scorers (:mod:`darktrigger.models.quantised`) start from the same integers, with
 these least significant bits (LSBs), those of the Phase-1 calorimeter trigger objects
 as the uGT receives them:
 
@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from models.card import read_json, write_json
-from replay.errors import SchemaError
-from replay.events import N_FEATURES, SLOT_TYPES
+from darktrigger.models.card import read_json, write_json
+from darktrigger.replay.errors import SchemaError
+from darktrigger.replay.events import N_FEATURES, SLOT_TYPES
 
 PT_LSB = 0.5  #: GeV per hardware pT count
 ETA_LSB = 0.0435  #: η per hardware count (0.087 / 2, the calorimeter tower half-width)

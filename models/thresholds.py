@@ -9,7 +9,7 @@ trigger menu all use these functions; they need numpy only, and use ``np.partiti
 (no full sort) for unweighted samples, so 10^7 scores take a fraction of a second.
 
     >>> import numpy as np
-    >>> from models.thresholds import threshold_for_rate
+    >>> from darktrigger.models.thresholds import threshold_for_rate
     >>> t = threshold_for_rate(np.arange(1000.0), rate_khz=400, input_rate_mhz=40)
     >>> t.fpr, t.threshold, t.n_above, t.resolved
     (0.01, 989.0, 10, True)
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from models.base import BatchLike, Scorer, as_flat, get_scorer
-from models.card import (
+from darktrigger.models.base import BatchLike, Scorer, as_flat, get_scorer
+from darktrigger.models.card import (
     ONNX_FILE,
     WEIGHTS_FILE,
     ModelCard,
@@ -40,10 +40,10 @@ from models.card import (
     require_file,
     sha256_file,
 )
-from models.inference import ColumnPreprocess, ScoreGraph
-from models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, PreprocessModule, Preprocessor
-from replay.errors import ConfigError, SchemaError
-from replay.events import N_FEATURES, EventBatch
+from darktrigger.models.inference import ColumnPreprocess, ScoreGraph
+from darktrigger.models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, PreprocessModule, Preprocessor
+from darktrigger.replay.errors import ConfigError, SchemaError
+from darktrigger.replay.events import N_FEATURES, EventBatch
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class TorchScorer(Scorer):
 
     Subclasses implement :meth:`build` (the network), :meth:`loss` (per event) and
     :meth:`head` (features, mask → score for a variant, in the lean feature-major form
-    of :mod:`models.inference` that scoring and ONNX use).
+    of :mod:`darktrigger.models.inference` that scoring and ONNX use).
     """
 
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
@@ -213,7 +213,7 @@ class TorchScorer(Scorer):
     @abstractmethod
     def head(self, net: nn.Module, variant: str | None) -> nn.Module:
         """A module ``(feats [75, N], filled [19, N]) → score [N]`` for ``variant``, on
-        feature-major tensors, with ``net``'s weights folded (see :mod:`models.inference`)."""
+        feature-major tensors, with ``net``'s weights folded (see :mod:`darktrigger.models.inference`)."""
 
     # -- fitting -----------------------------------------------------------------------
     def _labels(self, labels: np.ndarray | None, n: int, what: str) -> list[torch.Tensor]:
@@ -306,7 +306,7 @@ class TorchScorer(Scorer):
     def export_net(self, path: str | Path, variant: str | None = None) -> Path | None:
         """Write the event-major network graph of ``variant``: ``features`` [N, 75] →
         ``score`` [N] or ``recon`` [N, 75] (dynamic N), the part of the score the
-        ``onnxruntime`` backend runs after :func:`models.kernels.features`; None (nothing
+        ``onnxruntime`` backend runs after :func:`darktrigger.models.kernels.features`; None (nothing
         written) for a head that has no event-major form."""
         rows = getattr(self.graph(variant).head, "rows", None)
         if not callable(rows):
@@ -355,7 +355,7 @@ def read_events(paths: Sequence[Path], max_events: int | None, what: str, *,
                 on_error: str = "fail", hashes: bool = True) -> tuple[EventBatch, list[dict[str, Any]]]:
     """All events of ``paths`` (at most ``max_events`` in all) and a record of each file
     (path, sha256 when ``hashes``, events used, role ``what``)."""
-    from replay.readers import open_events  # readers pull in h5py/uproot; only train needs them
+    from darktrigger.replay.readers import open_events  # readers pull in h5py/uproot; only train needs them
 
     batches, files, total = [], [], 0
     for path in paths:
@@ -386,7 +386,7 @@ def train_model(scorer_name: str, background_paths: Sequence[Path], out_dir: str
                 hyperparameters: dict[str, Any] | None = None) -> Path:
     """Train ``scorer_name`` (``ae``, ``vae:mu2``, ``cwola``...) on files; the model directory.
 
-    Reads the files with :func:`replay.readers.open_events` (at most ``max_events`` per
+    Reads the files with :func:`darktrigger.replay.readers.open_events` (at most ``max_events`` per
     sample), holds out a seeded random ``validation_fraction`` for the validation
     loss, fits, records every file with its sha256 and event count in the card, and
     saves weights, preprocessing, card and ONNX to ``out_dir``. ``cwola`` is trained

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitoring.errors import MonitoringError
-from monitoring.metrics import metrics_ports
+from darktrigger.monitoring.errors import MonitoringError
+from darktrigger.monitoring.metrics import metrics_ports
 
 DEFAULT_BASE_PORT = 9300
 #: ``darktrigger monitor serve`` (standalone live page): base_port + this by default.
@@ -106,7 +106,7 @@ class MetricsConfig:
             return False
 
     def ports(self, workers: int) -> dict[str, int]:
-        """{stage: port} of every ``/metrics`` (see :func:`monitoring.metrics.metrics_ports`)."""
+        """{stage: port} of every ``/metrics`` (see :func:`darktrigger.monitoring.metrics.metrics_ports`)."""
         return metrics_ports(self.base_port, workers)
 
     @property

@@ -4,7 +4,7 @@ Writing it from code keeps its queries in one reviewable place; the tests check 
 shipped JSON is what :func:`dashboard` builds, that every query parses (``promtool``), and
 that a real Prometheus scraping a pipeline answers each one with data.
 
-    $ python -m monitoring.dashboard        # rewrite the shipped JSON
+    $ python -m darktrigger.monitoring.dashboard        # rewrite the shipped JSON
 
     >>> d = dashboard()
     >>> d["uid"], len(expressions(d)) > 10

@@ -1,6 +1,6 @@
 """A small HTTP server in a daemon thread: ``/metrics`` of a registry, and any other routes.
 
-Each stage serves its registry with :func:`serve`; the live page (:mod:`monitoring.live`)
+Each stage serves its registry with :func:`serve`; the live page (:mod:`darktrigger.monitoring.live`)
 mounts its own routes on the same kind of server. A scrape is never answered with an
 error: before the server starts the connection is refused, while it runs and while it
 closes every ``/metrics`` request gets 200 (in-flight requests finish before ``close``
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from monitoring.errors import MonitoringError
+from darktrigger.monitoring.errors import MonitoringError
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ numpy needs several passes per batch for a histogram (a sum, the exponent bits, 
 model, which was 3.7 % of the scorer stage's own work once its models became twice as fast
 (BENCHMARKS.md, "Monitoring overhead"). This kernel reads each score once: its exponent
 bits index a table that folds every exponent onto its bucket, and the finite ones add to
-the sum. :class:`monitoring.metrics._Histograms` uses it for batches of at least
-:data:`monitoring.metrics.FASTHIST_MIN_VALUES` scores; numba is imported only then (the
+the sum. :class:`darktrigger.monitoring.metrics._Histograms` uses it for batches of at least
+:data:`darktrigger.monitoring.metrics.FASTHIST_MIN_VALUES` scores; numba is imported only then (the
 scorer stage imports it anyway for the onnxruntime backend's kernels).
 """
 

@@ -31,7 +31,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from monitoring.exposition import MetricsRoute, Response, Route, Server
+from darktrigger.monitoring.exposition import MetricsRoute, Response, Route, Server
 
 log = logging.getLogger(__name__)
 

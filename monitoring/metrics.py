@@ -59,8 +59,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from monitoring.errors import MonitoringError
-from monitoring.exposition import Server, serve
+from darktrigger.monitoring.errors import MonitoringError
+from darktrigger.monitoring.exposition import Server, serve
 
 #: Batch processing and end-to-end latency buckets, seconds: sub-millisecond at the bottom.
 LATENCY_BUCKETS_S: tuple[float, ...] = (
@@ -97,7 +97,7 @@ def metrics_ports(base_port: int, workers: int) -> dict[str, int]:
     return ports
 
 
-#: batches at least this long are counted by the compiled kernel (:mod:`monitoring.fasthist`);
+#: batches at least this long are counted by the compiled kernel (:mod:`darktrigger.monitoring.fasthist`);
 #: smaller ones by numpy, so that a few values never wait for numba's start-up
 FASTHIST_MIN_VALUES = 4096
 
@@ -135,7 +135,7 @@ class _Histograms(Collector):
         if v.dtype not in (np.float32, np.float64):
             v = v.astype(np.float64)
         if self._pow2 is not None and len(v) >= FASTHIST_MIN_VALUES:
-            from monitoring import fasthist
+            from darktrigger.monitoring import fasthist
 
             add, total = fasthist.count(v, self._exponent_table(v.dtype), len(self.edges) + 1)
         else:

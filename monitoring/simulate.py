@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from monitoring.exposition import Server, serve
-from monitoring.metrics import StageMetrics
+from darktrigger.monitoring.exposition import Server, serve
+from darktrigger.monitoring.metrics import StageMetrics
 
 
 class SimulatedPipeline:

@@ -1,12 +1,12 @@
 """A parametrised L1 detector: visible final-state particles → the 19-slot object block.
 
-Used by the Pythia generator (:mod:`replay.generators.pythia`) to turn generator-level
+Used by the Pythia generator (:mod:`darktrigger.replay.generators.pythia`) to turn generator-level
 events into the ADC2021-style L1 objects of the event model (DESIGN.md): MET, up to
 4 e/γ, 4 muons and 10 jets. It is a fast, Delphes-like parametrisation, not a
 simulation: acceptance, efficiency, isolation and Gaussian resolutions per object type.
 
     >>> import numpy as np
-    >>> from replay.detector import L1Detector, ParticleBatch
+    >>> from darktrigger.replay.detector import L1Detector, ParticleBatch
     >>> parts = ParticleBatch.from_arrays(                     # one event: a muon, a pion
     ...     px=np.array([40.0, -20.0]), py=np.array([0.0, 1.0]), pz=np.array([5.0, 3.0]),
     ...     e=np.array([40.4, 20.3]), pid=np.array([13, 211]), counts=np.array([2]))
@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.objects import empty_block, pack_slots, set_met, wrap_phi
+from darktrigger.replay.objects import empty_block, pack_slots, set_met, wrap_phi
 
 log = logging.getLogger(__name__)
 

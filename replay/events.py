@@ -19,7 +19,7 @@ column          dtype        meaning
 ==============  ===========  ===========================================================
 
     >>> import numpy as np
-    >>> from replay.events import EventBatch
+    >>> from darktrigger.replay.events import EventBatch
     >>> b = EventBatch.from_objects(np.zeros((4, 19, 3), np.float32), truth=0)
     >>> len(b), b.flat.shape
     (4, (4, 57))
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import SchemaError
+from darktrigger.replay.errors import SchemaError
 
 SCHEMA_VERSION = 1
 

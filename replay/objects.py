@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from replay.events import N_SLOTS, SLOT_MET, SLOTS
+from darktrigger.replay.events import N_SLOTS, SLOT_MET, SLOTS
 
 
 def pack_slots(

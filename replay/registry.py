@@ -1,6 +1,6 @@
 """Name → class registries, used for readers, generators, scorers and trigger seeds.
 
-    >>> from replay.registry import Registry
+    >>> from darktrigger.replay.registry import Registry
     >>> COLOURS = Registry("colour")
     >>> @COLOURS.register("red")
     ... class Red: ...
@@ -9,7 +9,7 @@
     >>> COLOURS.get("rde")
     Traceback (most recent call last):
     ...
-    replay.errors.UnknownNameError: no colour named 'rde'; did you mean 'red'? Known: red
+    darktrigger.replay.errors.UnknownNameError: no colour named 'rde'; did you mean 'red'? Known: red
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from replay.errors import UnknownNameError
+from darktrigger.replay.errors import UnknownNameError
 
 T = TypeVar("T")
 

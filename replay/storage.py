@@ -1,6 +1,6 @@
 """darktrigger's native HDF5 event files: chunked, compressed, appendable, crash-safe.
 
-    >>> from replay.storage import NativeWriter, NativeFile
+    >>> from darktrigger.replay.storage import NativeWriter, NativeFile
     >>> with NativeWriter("events.h5", provenance={"generator": "toy"}) as w:  # doctest: +SKIP
     ...     w.write(batch)
     >>> f = NativeFile("events.h5"); len(f); next(f.iter_batches(4096))          # doctest: +SKIP
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import InputFormatError, SchemaError
-from replay.events import REQUIRED, SCHEMA_VERSION, EventBatch, expected_dtype, expected_shape
+from darktrigger.replay.errors import InputFormatError, SchemaError
+from darktrigger.replay.events import REQUIRED, SCHEMA_VERSION, EventBatch, expected_dtype, expected_shape
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class NativeWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = h5py.File(self.path, "w", libver="latest")
             self._committed = 0
-            from replay import __version__
+            from darktrigger import __version__
 
             attrs = self._file.attrs
             attrs["darktrigger_format"] = FORMAT_TAG

@@ -1,6 +1,6 @@
 """The replay iterator: events from files, or a mixture of files, paced and stamped.
 
-    >>> from replay.stream import Replay
+    >>> from darktrigger.replay.stream import Replay
     >>> r = Replay(["sm_mix.h5"], batch_size=4096)                         # doctest: +SKIP
     >>> mix = Replay({"sm_mix.h5": 1 - 1e-4, "ato4l.h5": 1e-4},            # doctest: +SKIP
     ...              rate_hz=100_000, loop=True, max_events=1_000_000)
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import ConfigError
-from replay.events import EventBatch
-from replay.readers import EventReader, open_events
-from replay.readers.base import SkipReport
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.readers import EventReader, open_events
+from darktrigger.replay.readers.base import SkipReport
 
 log = logging.getLogger(__name__)
 

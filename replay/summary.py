@@ -1,7 +1,7 @@
 """A file's content at a glance: what ``darktrigger inspect`` prints.
 
-    >>> from replay.readers import open_events
-    >>> from replay.summary import summarize
+    >>> from darktrigger.replay.readers import open_events
+    >>> from darktrigger.replay.summary import summarize
     >>> info = summarize(open_events("events.h5"))   # doctest: +SKIP
     >>> info["events"], info["format"]                # doctest: +SKIP
     (100000, 'native')
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from replay.events import LABEL_NAMES, SLOT_TYPES, SLOTS, EventBatch
-from replay.readers import EventReader
+from darktrigger.replay.events import LABEL_NAMES, SLOT_TYPES, SLOTS, EventBatch
+from darktrigger.replay.readers import EventReader
 
 _EDGES = np.geomspace(0.1, 1e5, 700)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from replay.events import SLOTS, EventBatch
+from darktrigger.replay.events import SLOTS, EventBatch
 
 
 def random_batch(n: int, seed: int = 0, truth: int = 0, extra: bool = False) -> EventBatch:

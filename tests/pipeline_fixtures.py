@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from daq.menu import Menu, calibrate_menu
-from daq.rates import MenuCounts
-from daq.stages import ScorerStage, SourceStage, TriggerStage
-from daq.topology import Topology, free_tcp_ports
-from replay.generators import GENERATORS
-from replay.storage import write_events
+from darktrigger.daq.menu import Menu, calibrate_menu
+from darktrigger.daq.rates import MenuCounts
+from darktrigger.daq.stages import ScorerStage, SourceStage, TriggerStage
+from darktrigger.daq.topology import Topology, free_tcp_ports
+from darktrigger.replay.generators import GENERATORS
+from darktrigger.replay.storage import write_events
 
 MENU = {
     "name": "test",
@@ -43,7 +43,7 @@ def make_setup(root: Path, n_bkg: int = 60_000) -> Path:
     sig = next(toy.generate("ato4l", 5_000, seed=12, batch_size=5_000))
     write_events(root / "bkg.h5", bkg)
     write_events(root / "sig.h5", sig)
-    from models import get_scorer
+    from darktrigger.models import get_scorer
 
     vae = get_scorer("vae")
     vae.fit(bkg[:20_000], epochs=1, batch_size=512, seed=0)
@@ -100,7 +100,7 @@ def offline(topo: Topology, events: int) -> tuple[np.ndarray, MenuCounts]:
 
 
 def recorded_ids(topo: Topology) -> np.ndarray:
-    from replay.storage import NativeFile
+    from darktrigger.replay.storage import NativeFile
 
     with NativeFile(topo.output / "events.h5") as f:
         return np.sort(f.read(0, len(f)).columns["event"]) if len(f) else np.zeros(0, np.uint64)

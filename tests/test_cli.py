@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from daq.cli import build_parser, main
+from darktrigger.daq.cli import build_parser, main
 from tests import spec_files
 
-DARKTRIGGER = [sys.executable, "-m", "daq.cli"]
+DARKTRIGGER = [sys.executable, "-m", "darktrigger.daq.cli"]
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -65,7 +65,7 @@ def test_generate_inspect_replay(tmp_path):
 def test_same_seed_same_file_content(tmp_path):
     import numpy as np
 
-    from replay.readers import open_events
+    from darktrigger.replay.readers import open_events
 
     paths = []
     for name in ("a.h5", "b.h5"):

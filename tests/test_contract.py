@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from replay.errors import ConfigError
-from replay.events import PROCESS_LABELS, EventBatch
-from replay.generators import GENERATORS
-from replay.readers import READERS, detect_format, open_events
-from replay.storage import write_events
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import PROCESS_LABELS, EventBatch
+from darktrigger.replay.generators import GENERATORS
+from darktrigger.replay.readers import READERS, detect_format, open_events
+from darktrigger.replay.storage import write_events
 from tests import spec_files
 from tests.conftest import random_batch
 

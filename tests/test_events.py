@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from replay.errors import SchemaError
-from replay.events import FEATURE_NAMES, N_FEATURES, SLOT_TYPES, EventBatch
-from replay.objects import pack_slots, set_met, wrap_phi
+from darktrigger.replay.errors import SchemaError
+from darktrigger.replay.events import FEATURE_NAMES, N_FEATURES, SLOT_TYPES, EventBatch
+from darktrigger.replay.objects import pack_slots, set_met, wrap_phi
 from tests.conftest import random_batch
 
 

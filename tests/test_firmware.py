@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daq.cli import main
-from firmware import hls, project, vendor
-from firmware.errors import ProjectError, ToolMissingError, UnsupportedModelError
-from firmware.project import MANIFEST, BuildOptions
-from firmware.verify import verify
-from models import get_scorer, load_model
-from replay.events import EventBatch
-from replay.generators import GENERATORS
-from replay.storage import NativeWriter
+from darktrigger.daq.cli import main
+from darktrigger.firmware import hls, project, vendor
+from darktrigger.firmware.errors import ProjectError, ToolMissingError, UnsupportedModelError
+from darktrigger.firmware.project import MANIFEST, BuildOptions
+from darktrigger.firmware.verify import verify
+from darktrigger.models import get_scorer, load_model
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.generators import GENERATORS
+from darktrigger.replay.storage import NativeWriter
 
 
 def _toy(process: str, n: int, seed: int) -> EventBatch:
@@ -86,7 +86,7 @@ def test_verify_is_bit_exact(built: Path, events: Path, capsys: pytest.CaptureFi
 
 
 def test_rtl_builds_score_alike(built: Path) -> None:
-    from firmware import rtl
+    from darktrigger.firmware import rtl
 
     scorer = project.load_quantised(built)
     x = scorer.inputs(_toy("sm_mix", 700, seed=35))
@@ -113,7 +113,7 @@ def test_rtl_library_without_the_batch_function() -> None:
     # projects built before darktrigger_score: da4ml's inference, one thread
     from types import SimpleNamespace
 
-    from firmware import rtl
+    from darktrigger.firmware import rtl
 
     calls = []
     lib = SimpleNamespace(inference=lambda *a: calls.append(a))
@@ -143,7 +143,7 @@ def test_firmware_backend_scores_like_the_model(built: Path) -> None:
     rtl = load_model(built, "firmware")
     assert rtl.spec == "qvae" and "firmware rtl" in rtl.where
     np.testing.assert_array_equal(rtl.score(batch), expected)
-    from firmware.backend import FirmwareScorer
+    from darktrigger.firmware.backend import FirmwareScorer
 
     np.testing.assert_array_equal(FirmwareScorer.load(built, engine="csim").score(batch[:500]),
                                   expected[:500])
@@ -170,7 +170,7 @@ def test_a_float_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unsupported_layer_is_named(tmp_path: Path) -> None:
-    from models.qkeras_train import import_tf
+    from darktrigger.models.qkeras_train import import_tf
 
     tf = import_tf()
     inp = tf.keras.Input((57,))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from firmware import project
-from firmware.project import BuildOptions
-from firmware.verify import verify
-from replay.storage import NativeWriter
+from darktrigger.firmware import project
+from darktrigger.firmware.project import BuildOptions
+from darktrigger.firmware.verify import verify
+from darktrigger.replay.storage import NativeWriter
 from tests.test_firmware import _toy, _train
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.kernels import features, masked_mse
-from models.preprocess import Preprocessor
-from models.training import masked_mse as torch_masked_mse
-from replay.generators import GENERATORS
+from darktrigger.models.kernels import features, masked_mse
+from darktrigger.models.preprocess import Preprocessor
+from darktrigger.models.training import masked_mse as torch_masked_mse
+from darktrigger.replay.generators import GENERATORS
 
 
 def _toy(n: int, seed: int) -> np.ndarray:

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from daq.menu import Menu, calibrate_menu
-from daq.menus import example_menu
-from daq.rates import MenuCounts
-from daq.seeds import SEEDS, event_hash, prescale_pass, scalar_ht
-from replay.errors import ConfigError, SchemaError
-from replay.events import EventBatch
+from darktrigger.daq.menu import Menu, calibrate_menu
+from darktrigger.daq.menus import example_menu
+from darktrigger.daq.rates import MenuCounts
+from darktrigger.daq.seeds import SEEDS, event_hash, prescale_pass, scalar_ht
+from darktrigger.replay.errors import ConfigError, SchemaError
+from darktrigger.replay.events import EventBatch
 
 HAND_MENU = {
     "bx_rate_mhz": 40,
@@ -190,7 +190,7 @@ def test_prescale_hash_is_pinned():
 
 # -- calibration ------------------------------------------------------------------------
 def toy_zero_bias(n: int, seed: int) -> EventBatch:
-    from replay.generators import GENERATORS
+    from darktrigger.replay.generators import GENERATORS
 
     batch = next(GENERATORS.get("toy")().generate("sm_mix", n, seed=seed, batch_size=n))
     st = batch.objects[:, :, 0].sum(axis=1, dtype=np.float32)  # a stand-in anomaly score
@@ -281,7 +281,7 @@ def test_example_menu_is_shipped_and_valid():
     from pathlib import Path
 
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    assert "*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["daq.menus"]
+    assert "*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["darktrigger.daq.menus"]
 
 
 def test_to_yaml_round_trip_keeps_seeds_and_rewrites_model_paths(tmp_path):
@@ -297,14 +297,14 @@ def test_to_yaml_round_trip_keeps_seeds_and_rewrites_model_paths(tmp_path):
 @pytest.fixture(scope="module")
 def toy_setup(tmp_path_factory):
     """Toy zero-bias files and a tiny VAE trained for a few seconds, beside a menu."""
-    from daq.cli import main
-    from models import get_scorer
+    from darktrigger.daq.cli import main
+    from darktrigger.models import get_scorer
 
     d = tmp_path_factory.mktemp("menu")
     for name, n, seed in [("zb", 20_000, 21), ("test", 20_000, 22)]:
         assert main(["generate", "--generator", "toy", "--process", "sm_mix", "--events", str(n),
                      "--seed", str(seed), "--out", str(d / f"{name}.h5"), "--no-progress"]) == 0
-    from replay.readers import open_events
+    from darktrigger.replay.readers import open_events
 
     train = open_events(d / "zb.h5").read_all()[:2000]
     vae = get_scorer("vae", hidden=[16, 8], latent=3)
@@ -330,9 +330,9 @@ def toy_setup(tmp_path_factory):
 
 
 def test_cli_calibrate_then_rates_equals_decide_count_for_count(toy_setup, capsys):
-    from daq.cli import main
-    from models import load_model
-    from replay.readers import open_events
+    from darktrigger.daq.cli import main
+    from darktrigger.models import load_model
+    from darktrigger.replay.readers import open_events
 
     d = toy_setup
     assert main(["menu", "rates", "--menu", str(d / "menu.yaml"), "--events", str(d / "test.h5")]) == 2
@@ -372,7 +372,7 @@ def test_cli_calibrate_then_rates_equals_decide_count_for_count(toy_setup, capsy
 
 
 def test_cli_help_has_examples(capsys):
-    from daq.cli import main
+    from darktrigger.daq.cli import main
 
     for action in ("calibrate", "rates", "check"):
         with pytest.raises(SystemExit) as info:

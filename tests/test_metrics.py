@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from models.metrics import (
+from darktrigger.models.metrics import (
     CL_1SIGMA,
     binomial_interval,
     evaluate_scores,
@@ -20,7 +20,7 @@ from models.metrics import (
     significance_improvement,
     tpr_at_fpr,
 )
-from replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError
 
 
 def brute_force_auc(bkg: np.ndarray, sig: np.ndarray) -> float:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from daq.cli import main
-from models.card import ModelCard
+from darktrigger.daq.cli import main
+from darktrigger.models.card import ModelCard
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_train_evaluate_calibrate(samples, capsys):
     assert main(["train", "--model", "ae", "--background", str(d / "bkg.h5"), "--out", str(d / "ae"),
                  "--epochs", "3", "--seed", "1", "--no-progress"]) == 0
     assert "trained ae" in capsys.readouterr().out
-    from models.base import copy_artifact
+    from darktrigger.models.base import copy_artifact
 
     copy_artifact(d / "ae", d / "ae_copy")  # a second --model must add to the first, not replace it
     assert main(["evaluate", "--model", str(d / "ae"), "--model", str(d / "ae_copy"),

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from models import get_scorer, load_model, train_model
-from models.card import sha256_file
-from models.training import TorchScorer
-from replay.errors import ConfigError, SchemaError
-from replay.events import EventBatch
-from replay.generators import GENERATORS
-from replay.storage import write_events
+from darktrigger.models import get_scorer, load_model, train_model
+from darktrigger.models.card import sha256_file
+from darktrigger.models.training import TorchScorer
+from darktrigger.replay.errors import ConfigError, SchemaError
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.generators import GENERATORS
+from darktrigger.replay.storage import write_events
 
 
 def _toy(process: str, n: int, seed: int) -> EventBatch:

@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.config import MetricsConfig, port_in_use, scrape_config
-from monitoring.errors import MonitoringError
-from monitoring.exposition import Server, serve
-from monitoring.metrics import LATENCY_BUCKETS_S, SCORE_BUCKETS, StageMetrics, metrics_ports
+from darktrigger.monitoring.config import MetricsConfig, port_in_use, scrape_config
+from darktrigger.monitoring.errors import MonitoringError
+from darktrigger.monitoring.exposition import Server, serve
+from darktrigger.monitoring.metrics import LATENCY_BUCKETS_S, SCORE_BUCKETS, StageMetrics, metrics_ports
 
 OPENMETRICS = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
                "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")  # what Prometheus 2.42 sends
@@ -349,7 +349,7 @@ def _topology(tmp_path: Path, metrics: dict[str, object], dispatch_port: int = 5
 
 
 def test_monitor_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from daq.cli import main
+    from darktrigger.daq.cli import main
 
     topo = _topology(tmp_path, {"base_port": 9600})
     out = tmp_path / "prometheus.yml"
@@ -363,10 +363,10 @@ def test_monitor_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_a_port_clash_in_the_topology_is_an_error_before_anything_starts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from daq.cli import main
-    from daq.monitor_cmds import topology_metrics
-    from daq.topology import Topology
-    from replay.errors import ConfigError
+    from darktrigger.daq.cli import main
+    from darktrigger.daq.monitor_cmds import topology_metrics
+    from darktrigger.daq.topology import Topology
+    from darktrigger.replay.errors import ConfigError
 
     topo = _topology(tmp_path, {"base_port": 9700}, dispatch_port=9702)
     with pytest.raises(ConfigError, match="recorder stage's metrics port 9702 .* is also endpoints.dispatch"):
@@ -379,7 +379,7 @@ def test_a_port_clash_in_the_topology_is_an_error_before_anything_starts(
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_and_numpy_histograms_count_alike(dtype: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """monitoring.fasthist (long batches) against the numpy path, bucket for bucket."""
-    from monitoring import metrics
+    from darktrigger.monitoring import metrics
 
     rng = np.random.default_rng(5)
     values = np.concatenate([10 ** rng.uniform(-6, 5, 30_000), np.asarray(SCORE_BUCKETS),

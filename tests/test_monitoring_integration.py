@@ -3,7 +3,7 @@
 Through its HTTP API, every recording rule and every query of the Grafana dashboard must
 return data, and the trigger rates it reports must agree with the run's own counts within
 5 %. Two pipelines: the stand-in one (known seed probabilities, always available) and the
-real DAQ pipeline (``daq.local.run_threads`` with metrics on).
+real DAQ pipeline (``darktrigger.daq.local.run_threads`` with metrics on).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring.config import PROMETHEUS_DIR, scrape_config
-from monitoring.dashboard import expressions
-from monitoring.simulate import SimulatedPipeline
+from darktrigger.monitoring.config import PROMETHEUS_DIR, scrape_config
+from darktrigger.monitoring.dashboard import expressions
+from darktrigger.monitoring.simulate import SimulatedPipeline
 from tests.test_monitoring import _free_port, _free_port_block
 from tests.test_monitoring_promtool import concrete
 
@@ -159,7 +159,7 @@ def _pipeline_has_metrics() -> str | None:
     """Why the real-pipeline test cannot run yet (None when it can)."""
     import inspect
 
-    from daq import run_cmds, supervisor
+    from darktrigger.daq import run_cmds, supervisor
 
     src = inspect.getsource(supervisor) + inspect.getsource(run_cmds)
     if "StageMetrics" not in src and "monitoring" not in src:
@@ -173,9 +173,9 @@ def test_prometheus_on_the_real_pipeline(tmp_path_factory: pytest.TempPathFactor
     """``darktrigger run``'s supervisor (every stage a process) with metrics on, paced to run
     ~25 s; Prometheus scrapes every stage each second; its rates agree with the run summary
     within 5 %."""
-    from daq.monitor_cmds import topology_metrics
-    from daq.supervisor import Supervisor
-    from daq.topology import Topology
+    from darktrigger.daq.monitor_cmds import topology_metrics
+    from darktrigger.daq.supervisor import Supervisor
+    from darktrigger.daq.topology import Topology
     from tests.pipeline_fixtures import make_setup, write_topology
 
     root = make_setup(tmp_path_factory.mktemp("monitoring-pipeline"))

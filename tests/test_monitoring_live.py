@@ -1,6 +1,6 @@
 """The built-in live page: its figures, its JSON, and the page itself in headless Chromium.
 
-The stages here are :class:`monitoring.simulate.SimulatedPipeline`'s: real registries on
+The stages here are :class:`darktrigger.monitoring.simulate.SimulatedPipeline`'s: real registries on
 real ports fed as a run feeds them, with known seed probabilities. The Chromium test keeps
 its screenshot (its path is printed; ``DARKTRIGGER_ARTIFACTS`` chooses the folder).
 """
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitoring.live import LiveServer, figures, histogram_quantile, parse_exposition, serve_live
-from monitoring.simulate import SimulatedPipeline
+from darktrigger.monitoring.live import LiveServer, figures, histogram_quantile, parse_exposition, serve_live
+from darktrigger.monitoring.simulate import SimulatedPipeline
 
 PROBS = {"SingleMu22": 2e-3, "ETM90": 5e-4, "AXO_Loose": 1e-2, "AXO_Tight": 2.5e-3}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -183,8 +183,8 @@ def test_the_page_in_headless_chromium_shows_non_empty_charts(
 
 def test_monitor_serve_command_shows_a_topology_s_stages(tmp_path: Path) -> None:
     """``darktrigger monitor serve`` against stages on the topology's metrics ports."""
-    from daq.cli import main
-    from monitoring.metrics import metrics_ports
+    from darktrigger.daq.cli import main
+    from darktrigger.monitoring.metrics import metrics_ports
     from tests.test_monitoring import _free_port, _free_port_block, _topology
 
     base = _free_port_block(20)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.config import GRAFANA_DIR, PROMETHEUS_DIR
-from monitoring.dashboard import JSON_PATH, dashboard, expressions, render
+from darktrigger.monitoring.config import GRAFANA_DIR, PROMETHEUS_DIR
+from darktrigger.monitoring.dashboard import JSON_PATH, dashboard, expressions, render
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed: `make sysdeps` "
@@ -53,7 +53,7 @@ def test_every_alert_has_a_test_that_fires_it_and_one_that_does_not() -> None:
 
 
 def test_the_shipped_scrape_config_is_what_the_generator_writes(tmp_path: Path) -> None:
-    from daq.cli import main
+    from darktrigger.daq.cli import main
 
     out = tmp_path / "prometheus.yml"
     assert main(["monitor", "config", "--config", str(PROMETHEUS_DIR / "example_topology.yaml"),
@@ -64,7 +64,7 @@ def test_the_shipped_scrape_config_is_what_the_generator_writes(tmp_path: Path) 
 
 @needs_promtool
 def test_a_generated_config_with_the_installed_rules_passes_promtool(tmp_path: Path) -> None:
-    from daq.cli import main
+    from darktrigger.daq.cli import main
     from tests.test_monitoring import _topology
 
     out = tmp_path / "prometheus.yml"
@@ -74,7 +74,7 @@ def test_a_generated_config_with_the_installed_rules_passes_promtool(tmp_path: P
 
 
 def test_the_shipped_dashboard_is_what_the_code_builds() -> None:
-    assert JSON_PATH.read_text() == render(), "run `python -m monitoring.dashboard` to rewrite it"
+    assert JSON_PATH.read_text() == render(), "run `python -m darktrigger.monitoring.dashboard` to rewrite it"
     board = json.loads(JSON_PATH.read_text())
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import zmq
 
-from daq.local import run_threads
-from daq.menu import Menu
-from daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
-from daq.security import Curve, generate_keys
-from daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-from daq.topology import Topology
-from daq.wire import encode
-from replay.errors import ConfigError
-from replay.events import label_counts
+from darktrigger.daq.local import run_threads
+from darktrigger.daq.menu import Menu
+from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
+from darktrigger.daq.security import Curve, generate_keys
+from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from darktrigger.daq.topology import Topology
+from darktrigger.daq.wire import encode
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import label_counts
 from tests.pipeline_fixtures import (
     free_metrics_base,
     make_setup,

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from daq.supervisor import Supervisor
-from daq.topology import Topology
-from replay.storage import NativeFile
+from darktrigger.daq.supervisor import Supervisor
+from darktrigger.daq.topology import Topology
+from darktrigger.replay.storage import NativeFile
 from tests.pipeline_fixtures import make_setup, offline, recorded_ids, write_topology
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,7 @@ def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(setup: Path, seed:
 def test_sigterm_mid_run_drains_and_leaves_a_readable_file(setup: Path) -> None:
     path = write_topology(setup, "sigterm.yaml", source={"rate_hz": 100_000, "events": 5_000_000})
     topo = Topology.from_yaml(path)
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "daq.cli", "run", "--config", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "darktrigger.daq.cli", "run", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait(lambda: _committed(topo) > 0, "the first recorded events")
@@ -153,7 +153,7 @@ def two_hosts() -> Any:
 
 
 def _stage(ns: str, name: str, config: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = ["ip", "netns", "exec", ns, sys.executable, "-P", "-m", "daq.cli", "stage", name,
+    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "darktrigger.daq.cli", "stage", name,
            "--config", str(config), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -164,7 +164,7 @@ from zmq.utils.monitor import recv_monitor_message
 ctx = zmq.Context()
 s = ctx.socket(zmq.PUSH)
 if sys.argv[2] == "other-keys":
-    from daq.security import Curve
+    from darktrigger.daq.security import Curve
     c = Curve(__import__("pathlib").Path(sys.argv[3]))
     c.client(s)
 m = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -177,7 +177,7 @@ print("SUCCEEDED" if recv_monitor_message(m)["event"] == zmq.EVENT_HANDSHAKE_SUC
 
 def test_stages_on_two_hosts_talk_curve_and_refuse_a_peer_without_the_key(setup: Path, two_hosts: Any) -> None:
     host_a, host_b = two_hosts
-    from daq.security import generate_keys
+    from darktrigger.daq.security import generate_keys
 
     keys = generate_keys(setup / "netns-keys", overwrite=True)
     endpoints = {"dispatch": "tcp://10.77.0.1:7550", "acks": "tcp://10.77.0.1:7551",
@@ -192,7 +192,7 @@ def test_stages_on_two_hosts_talk_curve_and_refuse_a_peer_without_the_key(setup:
         # peers on host b without the key: refused by the recorder's endpoint
         other = generate_keys(setup / "netns-other-keys", overwrite=True)
         for mode, extra in (("no-curve", []), ("other-keys", [str(other)])):
-            out = subprocess.run(["ip", "netns", "exec", host_b, sys.executable, "-P", "-c", REFUSED_PEER,
+            out = subprocess.run(["ip", "netns", "exec", host_b, sys.executable, "-c", REFUSED_PEER,
                                   endpoints["recorder"], mode, *extra],
                                  capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
             assert out.stdout.strip() == "REFUSED", (mode, out.stdout, out.stderr)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.metrics import roc_curve
-from models.plots import plot_roc, plot_score_distributions
-from replay.errors import ConfigError
+from darktrigger.models.metrics import roc_curve
+from darktrigger.models.plots import plot_roc, plot_score_distributions
+from darktrigger.replay.errors import ConfigError
 
 Scores = tuple[np.ndarray, dict[str, np.ndarray]]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.inference import ColumnPreprocess
-from models.preprocess import (
+from darktrigger.models.inference import ColumnPreprocess
+from darktrigger.models.preprocess import (
     MIN_STD,
     MODEL_FEATURE_NAMES,
     N_MODEL_FEATURES,
@@ -17,8 +17,8 @@ from models.preprocess import (
     PreprocessModule,
     Preprocessor,
 )
-from replay.errors import DarkTriggerError, SchemaError
-from replay.events import SLOTS
+from darktrigger.replay.errors import DarkTriggerError, SchemaError
+from darktrigger.replay.events import SLOTS
 from tests.conftest import random_batch
 
 

@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("pythia8mc")
 pytest.importorskip("fastjet")
 
-from replay.errors import ConfigError, DarkTriggerError, GenerationError  # noqa: E402
-from replay.events import ALL_PROCESSES, PROCESS_LABELS, SM_PROCESSES, EventBatch  # noqa: E402
-from replay.generators.pythia import (  # noqa: E402
+from darktrigger.replay.errors import ConfigError, DarkTriggerError, GenerationError  # noqa: E402
+from darktrigger.replay.events import ALL_PROCESSES, PROCESS_LABELS, SM_PROCESSES, EventBatch  # noqa: E402
+from darktrigger.replay.generators.pythia import (  # noqa: E402
     DEFAULT_LEPTON_FILTERS,
     LeptonFilter,
     PythiaGenerator,

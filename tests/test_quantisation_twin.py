@@ -1,16 +1,16 @@
-"""Float twins of the quantised scorers (``models.qkeras_train`` with ``quantise=False``)."""
+"""Float twins of the quantised scorers (``darktrigger.models.qkeras_train`` with ``quantise=False``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models import get_scorer
-from models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
-from models.qpreprocess import QPreprocessor
-from models.quantised import QuantisedScorer
-from replay.events import EventBatch
-from replay.generators import GENERATORS
+from darktrigger.models import get_scorer
+from darktrigger.models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from darktrigger.models.qpreprocess import QPreprocessor
+from darktrigger.models.quantised import QuantisedScorer
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.generators import GENERATORS
 
 
 def _toy(process: str, n: int, seed: int) -> EventBatch:
@@ -38,7 +38,7 @@ def _float_forward(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, 
 
 @pytest.mark.parametrize("name", ["qvae", "qae"])
 def test_float_twin_is_the_same_network_without_rounding(name: str) -> None:
-    from models import qkeras_train
+    from darktrigger.models import qkeras_train
 
     scorer = get_scorer(name, hidden=[16, 8])
     assert isinstance(scorer, QuantisedScorer)

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from daq.cli import main
-from models import get_scorer, load_model
-from models.fixedpoint import Fmt
-from models.qpreprocess import PHI_BINS, QPreprocessor
-from models.quantised import QuantisedScorer
-from replay.errors import ConfigError
-from replay.events import EventBatch
-from replay.generators import GENERATORS
+from darktrigger.daq.cli import main
+from darktrigger.models import get_scorer, load_model
+from darktrigger.models.fixedpoint import Fmt
+from darktrigger.models.qpreprocess import PHI_BINS, QPreprocessor
+from darktrigger.models.quantised import QuantisedScorer
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.generators import GENERATORS
 
 
 def _toy(process: str, n: int, seed: int) -> EventBatch:
@@ -108,7 +108,7 @@ def test_widths_that_float32_cannot_hold_are_refused() -> None:
 
 
 def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from replay.storage import NativeWriter
+    from darktrigger.replay.storage import NativeWriter
 
     with NativeWriter(tmp_path / "bkg.h5") as w:
         w.write(_toy("sm_mix", 2000, seed=5))
@@ -129,7 +129,7 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_sparsity_schedule_and_masks() -> None:
-    from models.qkeras_train import prune_mask, sparsity_schedule
+    from darktrigger.models.qkeras_train import prune_mask, sparsity_schedule
 
     assert sparsity_schedule(4, 0.0) == [0.0] * 4
     s = sparsity_schedule(20, 0.8)
@@ -158,7 +158,7 @@ def test_pruning_trains_the_kept_weights_only() -> None:
 
 
 def test_qvae_reconstruction_weights() -> None:
-    from models.quantised import QVAEScorer
+    from darktrigger.models.quantised import QVAEScorer
 
     scorer = get_scorer("qvae")
     assert isinstance(scorer, QVAEScorer)
@@ -175,7 +175,7 @@ def test_qvae_reconstruction_weights() -> None:
 
 
 def test_encoder_inputs_leave_quantities_out_of_the_network(tmp_path: Path) -> None:
-    from models.card import ModelFileError
+    from darktrigger.models.card import ModelFileError
 
     scorer = get_scorer("qvae", hidden=[8], encoder_inputs=["pt", "eta"], sparsity=0.5)
     scorer.fit(_toy("sm_mix", 2000, seed=25), epochs=2, batch_size=256, seed=3)

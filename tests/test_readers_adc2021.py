@@ -6,10 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from replay.errors import InputFormatError
-from replay.events import PROCESS_LABELS
-from replay.readers import detect_format, open_events
-from replay.readers.adc2021 import ADC2021Reader
+from darktrigger.replay.errors import InputFormatError
+from darktrigger.replay.events import PROCESS_LABELS
+from darktrigger.replay.readers import detect_format, open_events
+from darktrigger.replay.readers.adc2021 import ADC2021Reader
 from tests.spec_files import adc_event, random_adc_particles, write_adc2021
 
 

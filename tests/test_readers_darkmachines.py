@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from replay.errors import InputFormatError
-from replay.events import PROCESS_LABELS, SLOTS
-from replay.readers import detect_format, open_events
-from replay.readers.darkmachines import DarkMachinesReader
+from darktrigger.replay.errors import InputFormatError
+from darktrigger.replay.events import PROCESS_LABELS, SLOTS
+from darktrigger.replay.readers import detect_format, open_events
+from darktrigger.replay.readers.darkmachines import DarkMachinesReader
 from tests.spec_files import dm_line, random_dm_lines, write_darkmachines
 
 
@@ -198,7 +198,7 @@ def test_engines_agree_on_tricky_lines(tmp_path, newline, chunk_size):
 @pytest.mark.parametrize("seed", range(3))
 def test_engines_agree_on_random_files(tmp_path, seed, monkeypatch):
     pytest.importorskip("numba")
-    from replay.readers import darkmachines
+    from darktrigger.replay.readers import darkmachines
     monkeypatch.setattr(darkmachines, "_READ_BYTES", 1000)  # reads end mid-line
     rng = np.random.default_rng(seed)
     lines = random_dm_lines(3000, seed=seed, mean_objects=rng.uniform(1, 12))
@@ -249,7 +249,7 @@ def test_engines_report_bad_lines_alike(tmp_path, bad):
 
 def test_numbers_equal_float(tmp_path):
     """Every number the kernel accepts is bit for bit what float() gives; most are accepted."""
-    K = pytest.importorskip("replay.readers._dm_fast")
+    K = pytest.importorskip("darktrigger.replay.readers._dm_fast")
     rng = np.random.default_rng(7)
     x = rng.standard_normal(20000) * 10.0 ** rng.integers(-12, 12, 20000)
     texts = [*map(repr, x), *(f"{v:.6g}" for v in x), *(f"{v:.9e}" for v in x),
@@ -268,9 +268,9 @@ def test_numbers_equal_float(tmp_path):
 
 
 def test_compiled_packing_matches_pack_slots():
-    K = pytest.importorskip("replay.readers._dm_fast")
-    from replay.objects import empty_block, pack_slots
-    from replay.readers.darkmachines import _FIRST_SLOT, _KINDS, _N_SLOTS
+    K = pytest.importorskip("darktrigger.replay.readers._dm_fast")
+    from darktrigger.replay.objects import empty_block, pack_slots
+    from darktrigger.replay.readers.darkmachines import _FIRST_SLOT, _KINDS, _N_SLOTS
     rng = np.random.default_rng(3)
     m, n = 50000, 2000
     event, kind = rng.integers(0, n, m), rng.integers(0, 3, m).astype(np.int8)
@@ -288,8 +288,8 @@ def test_compiled_packing_matches_pack_slots():
 
 
 def test_without_numba_the_python_engine_reads(tmp_path, monkeypatch):
-    from replay.errors import ConfigError
-    from replay.readers import darkmachines
+    from darktrigger.replay.errors import ConfigError
+    from darktrigger.replay.readers import darkmachines
     path = write_darkmachines(tmp_path / "x.csv", LINES)
     monkeypatch.setattr(darkmachines, "_KERNEL", None)
     reader = DarkMachinesReader(path)
@@ -303,13 +303,13 @@ def test_without_numba_the_python_engine_reads(tmp_path, monkeypatch):
 def test_import_does_not_load_numba():
     import subprocess
     import sys
-    code = "import sys, replay, replay.readers; assert 'numba' not in sys.modules"
+    code = "import sys, darktrigger.replay, darktrigger.replay.readers; assert 'numba' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_auto_engine_compiles_only_for_big_files(tmp_path, monkeypatch):
     pytest.importorskip("numba")
-    from replay.readers import darkmachines
+    from darktrigger.replay.readers import darkmachines
     path = write_darkmachines(tmp_path / "x.csv", LINES)
     monkeypatch.setattr(darkmachines, "_KERNEL", darkmachines._UNSET)  # as in a new process
     small = DarkMachinesReader(path)
@@ -321,7 +321,7 @@ def test_auto_engine_compiles_only_for_big_files(tmp_path, monkeypatch):
 
 
 def test_engines_agree_beyond_the_kernels_process_table(tmp_path):
-    K = pytest.importorskip("replay.readers._dm_fast")
+    K = pytest.importorskip("darktrigger.replay.readers._dm_fast")
     n = K.MAX_PROCESSES + 50
     lines = [dm_line(i, f"proc{i % (n - 10)}", 1.0, 5.0, 0.1, [("j", 1, 3000.0 + i, 0, 0)])
              for i in range(n)]

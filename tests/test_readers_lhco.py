@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 import pytest
 
-from replay.errors import InputFormatError
-from replay.events import PROCESS_LABELS, SLOTS
-from replay.readers import detect_format, open_events
+from darktrigger.replay.errors import InputFormatError
+from darktrigger.replay.events import PROCESS_LABELS, SLOTS
+from darktrigger.replay.readers import detect_format, open_events
 
 N_HADRONS = 700
 

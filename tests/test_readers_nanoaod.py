@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from replay.errors import ConfigError, InputFormatError
-from replay.events import SLOTS
-from replay.readers import detect_format, open_events
-from replay.readers.nanoaod import NanoAODReader
+from darktrigger.replay.errors import ConfigError, InputFormatError
+from darktrigger.replay.events import SLOTS
+from darktrigger.replay.readers import detect_format, open_events
+from darktrigger.replay.readers.nanoaod import NanoAODReader
 from tests.spec_files import nanoaod_collection as coll
 from tests.spec_files import write_nanoaod
 

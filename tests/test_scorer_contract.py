@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-import replay
-from models import SCORERS, get_scorer, load_model, parse_spec
-from models.base import Scorer
-from models.card import CARD_FILE, CARD_SCHEMA_VERSION, MissingModelFileError, ModelFileError
-from models.onnx_backend import OnnxScorer
-from models.training import TorchScorer
-from replay.errors import ConfigError, DarkTriggerError, SchemaError, UnknownNameError
-from replay.events import SLOTS, EventBatch
-from replay.generators import GENERATORS
+import darktrigger
+from darktrigger.models import SCORERS, get_scorer, load_model, parse_spec
+from darktrigger.models.base import Scorer
+from darktrigger.models.card import CARD_FILE, CARD_SCHEMA_VERSION, MissingModelFileError, ModelFileError
+from darktrigger.models.onnx_backend import OnnxScorer
+from darktrigger.models.training import TorchScorer
+from darktrigger.replay.errors import ConfigError, DarkTriggerError, SchemaError, UnknownNameError
+from darktrigger.replay.events import SLOTS, EventBatch
+from darktrigger.replay.generators import GENERATORS
 
 # scorers of the 57-number object block; those of named feature columns (input_columns,
 # e.g. the CWoLa hunt's export) have their own tests in tests/test_hunt.py
@@ -209,7 +209,7 @@ def test_card_contents(name: str, trained: Callable[[str], Path]) -> None:
     card = json.loads((directory / CARD_FILE).read_text())
     assert card["schema_version"] == CARD_SCHEMA_VERSION and card["scorer"] == name
     assert card["metrics"] == {} and card["thresholds"] == []
-    assert card["software"]["darktrigger"] == replay.__version__ and card["created"]
+    assert card["software"]["darktrigger"] == darktrigger.__version__ and card["created"]
     assert card["variant"] == SCORERS.get(name).default_variant
     assert "model.onnx" in card["files"] and all((directory / f).is_file() for f in card["files"])
     if SCORERS.get(name).trainable:

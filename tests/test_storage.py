@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from replay.errors import InputFormatError, SchemaError
-from replay.readers import detect_format, open_events
-from replay.storage import COMPRESSIONS, NativeFile, NativeWriter, write_events
+from darktrigger.replay.errors import InputFormatError, SchemaError
+from darktrigger.replay.readers import detect_format, open_events
+from darktrigger.replay.storage import COMPRESSIONS, NativeFile, NativeWriter, write_events
 from tests.conftest import random_batch
 
 
@@ -68,7 +68,7 @@ WRITER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {root!r})
     from tests.conftest import random_batch
-    from replay.storage import NativeWriter
+    from darktrigger.replay.storage import NativeWriter
     w = NativeWriter({path!r}, chunk_events=1000, provenance={{"generator": "test"}})
     b = random_batch(5500, seed=5)
     w.write(b)                       # five full chunks are flushed, 500 events wait in memory

@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from replay.errors import ConfigError
-from replay.storage import write_events
-from replay.stream import BUNCH_SLOTS, Replay
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.storage import write_events
+from darktrigger.replay.stream import BUNCH_SLOTS, Replay
 from tests.conftest import random_batch
 
 

@@ -9,14 +9,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from models.thresholds import (
+from darktrigger.models.thresholds import (
     Threshold,
     background_quantiles,
     rate_of,
     threshold_for_rate,
     thresholds_for_rates,
 )
-from replay.errors import ConfigError, DarkTriggerError
+from darktrigger.replay.errors import ConfigError, DarkTriggerError
 
 
 @pytest.fixture

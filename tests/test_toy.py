@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-import replay.generators.base  # noqa: F401  (the package also imports pythia)
-from replay.errors import ConfigError
-from replay.events import (
+import darktrigger.replay.generators.base  # noqa: F401  (the package also imports pythia)
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import (
     ALL_PROCESSES,
     DIJET_PROCESSES,
     PROCESS_LABELS,
@@ -17,8 +17,8 @@ from replay.events import (
     SM_PROCESSES,
     EventBatch,
 )
-from replay.generators.base import GENERATORS
-from replay.generators.toy import CHUNK, DIJET_COLUMNS, SM_MIX_FRACTIONS, ToyGenerator
+from darktrigger.replay.generators.base import GENERATORS
+from darktrigger.replay.generators.toy import CHUNK, DIJET_COLUMNS, SM_MIX_FRACTIONS, ToyGenerator
 
 GEN = ToyGenerator()
 

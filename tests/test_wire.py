@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import zmq
 
-from daq.wire import WireError, decode, decode_batch, encode, encode_batch
+from darktrigger.daq.wire import WireError, decode, decode_batch, encode, encode_batch
 from tests.conftest import random_batch
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError
 
 MENU_DIR = Path(__file__).parent
 

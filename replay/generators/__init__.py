@@ -1,9 +1,9 @@
 """Event generators, registered by name. Importing this package registers them all."""
 
-from replay.generators import (
+from darktrigger.replay.generators import (
     pythia,  # noqa: F401  (registers "pythia"; pythia8mc is imported lazily)
     toy,  # noqa: F401  (registers "toy")
 )
-from replay.generators.base import GENERATORS, EventGenerator, register_generator
+from darktrigger.replay.generators.base import GENERATORS, EventGenerator, register_generator
 
 __all__ = ["GENERATORS", "EventGenerator", "register_generator"]

@@ -1,6 +1,6 @@
 """What every event generator is: registered by name, seeded, yielding event batches.
 
-    >>> from replay.generators import GENERATORS
+    >>> from darktrigger.replay.generators import GENERATORS
     >>> gen = GENERATORS.get("toy")()
     >>> batches = list(gen.generate("qcd", 1000, seed=1))   # doctest: +SKIP
 
@@ -13,9 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from replay.errors import ConfigError
-from replay.events import ALL_PROCESSES, EventBatch
-from replay.registry import Registry
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import ALL_PROCESSES, EventBatch
+from darktrigger.replay.registry import Registry
 
 
 class EventGenerator(ABC):

@@ -2,10 +2,10 @@
 
 Generates the Standard-Model backgrounds, ADC2021-like signals and the CWoLa dijet
 samples of the event model with ``pythia8mc`` (Pythia 8.317), turns the visible final
-state into L1 objects with :class:`replay.detector.L1Detector`, and yields
-:class:`~replay.events.EventBatch` es.
+state into L1 objects with :class:`darktrigger.replay.detector.L1Detector`, and yields
+:class:`~darktrigger.replay.events.EventBatch` es.
 
-    >>> from replay.generators import GENERATORS
+    >>> from darktrigger.replay.generators import GENERATORS
     >>> gen = GENERATORS.get("pythia")()
     >>> batch = next(gen.generate("ttbar", 100, seed=1, batch_size=100))   # doctest: +SKIP
     >>> batch.validate().objects.shape                                      # doctest: +SKIP
@@ -37,7 +37,7 @@ Processes (settings in :data:`PROCESS_SETTINGS`):
                H⁺ → qq̄′ (mostly cs̄), as the LHC Olympics 2020 R&D signal.
 
 ``qcd_dijet`` and ``wprime_xy`` also carry ``mjj, mj1, mj2, tau21_j1, tau21_j2``
-(:func:`replay.detector.dijet_features`).
+(:func:`darktrigger.replay.detector.dijet_features`).
 
 Weights: ``weight`` = σ/N in pb (σ·ε/N with a lepton filter, below), so the weights of a
 sample sum to its cross section.
@@ -86,11 +86,11 @@ Reproducibility: Pythia is seeded (``Random:setSeed = on``) with a seed derived 
 ``(seed, process)``, the detector from another; the same arguments give bit-identical
 batches, whatever ``batch_size`` is. A failed ``pythia.next()`` is retried and counted
 (``self.last_failures``); more than ``max_failures`` (default 10 % of the events, at
-least 10) raises :class:`~replay.errors.GenerationError`.
+least 10) raises :class:`~darktrigger.replay.errors.GenerationError`.
 
 Options (``PythiaGenerator(**options)``): ``settings`` (extra Pythia lines, applied after
 the process's), ``mix_fractions``, ``sigma_events``, ``max_failures``, ``run``,
-``detector`` (a :class:`~replay.detector.DetectorConfig`), ``chunk`` (events per
+``detector`` (a :class:`~darktrigger.replay.detector.DetectorConfig`), ``chunk`` (events per
 ``nextBatch`` call, default 100), ``lepton_filter`` (a :class:`LeptonFilter` or a dict of
 its fields: applied to the process generated, replacing its default; ``None`` or ``False``:
 no filter for any process; not given: :data:`DEFAULT_LEPTON_FILTERS`; not for ``sm_mix``),
@@ -106,10 +106,10 @@ from typing import Any
 
 import numpy as np
 
-from replay.detector import DetectorConfig, L1Detector, ParticleBatch, dijet_features
-from replay.errors import ConfigError, GenerationError
-from replay.events import DIJET_PROCESSES, PROCESS_LABELS, SM_PROCESSES, EventBatch
-from replay.generators.base import EventGenerator, register_generator
+from darktrigger.replay.detector import DetectorConfig, L1Detector, ParticleBatch, dijet_features
+from darktrigger.replay.errors import ConfigError, GenerationError
+from darktrigger.replay.events import DIJET_PROCESSES, PROCESS_LABELS, SM_PROCESSES, EventBatch
+from darktrigger.replay.generators.base import EventGenerator, register_generator
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ resonances, two-body decays and falling spectra chosen so that its L1 signature 
 multiplicities, pT scales, η acceptance, MET) resembles the real process; the numbers
 are round guesses, not fits.
 
-    >>> from replay.generators.toy import ToyGenerator
+    >>> from darktrigger.replay.generators.toy import ToyGenerator
     >>> batches = list(ToyGenerator().generate("ato4l", 25_000, seed=7, batch_size=10_000))
     >>> [len(b) for b in batches], int(batches[0]["truth"][0])
     ([10000, 10000, 5000], 10)
@@ -58,9 +58,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from replay.errors import ConfigError
-from replay.events import PROCESS_LABELS, SLOT_MET, SLOTS, EventBatch
-from replay.generators.base import EventGenerator, register_generator
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import PROCESS_LABELS, SLOT_MET, SLOTS, EventBatch
+from darktrigger.replay.generators.base import EventGenerator, register_generator
 
 log = logging.getLogger(__name__)
 

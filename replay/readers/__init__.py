@@ -5,14 +5,14 @@ files are both HDF5, told apart by the native format tag and the ``Particles``
 dataset), so the order they are tried in does not matter.
 """
 
-from replay.readers import (
+from darktrigger.replay.readers import (
     adc2021,  # noqa: F401  (registers "adc2021")
     darkmachines,  # noqa: F401  (registers "darkmachines")
     lhco,  # noqa: F401  (registers "lhco")
     nanoaod,  # noqa: F401  (registers "nanoaod")
     native,  # noqa: F401  (registers "native")
 )
-from replay.readers.base import (
+from darktrigger.replay.readers.base import (
     READERS,
     EventReader,
     SkipReport,

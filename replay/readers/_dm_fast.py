@@ -1,4 +1,4 @@
-"""Numba kernels behind :class:`~replay.readers.darkmachines.DarkMachinesReader`'s fast path.
+"""Numba kernels behind :class:`~darktrigger.replay.readers.darkmachines.DarkMachinesReader`'s fast path.
 
 Imported lazily (numba takes a while to load), and optional: without numba the reader
 parses with Python alone. :func:`scan_lines` finds the lines of a chunk of bytes the way
@@ -307,7 +307,7 @@ def parse_lines(buf, starts, ends, n):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def pack_objects(block, event, kind, pt, eta, phi, first_slot, n_slots):  # pragma: no cover - compiled
-    """Compiled twin of :func:`replay.objects.pack_slots` for all object types at once.
+    """Compiled twin of :func:`darktrigger.replay.objects.pack_slots` for all object types at once.
 
     Writes object ``i`` (pT in GeV, η, φ; float64) of type ``kind[i]`` (0 e/γ, 1 μ,
     2 jet, whose slots start at ``first_slot[kind]``, ``n_slots[kind]`` of them) into row

@@ -6,7 +6,7 @@ the same slot order as our event model; optionally ``Particles_Classes`` (the cl
 names) and ``EvtId`` (the black-box file's event ids). The class column is checked
 against the slot and dropped.
 
-    >>> from replay.readers import open_events
+    >>> from darktrigger.replay.readers import open_events
     >>> reader = open_events("background_for_training.h5")      # doctest: +SKIP
     >>> reader.name, reader.count()                              # doctest: +SKIP
     ('adc2021', 4000000)
@@ -14,7 +14,7 @@ against the slot and dropped.
     (65536, 19, 3)
 
 Options: ``truth=`` a process label (int or a name in
-:data:`~replay.events.PROCESS_LABELS`) for every event, default −1 (data).
+:data:`~darktrigger.replay.events.PROCESS_LABELS`) for every event, default −1 (data).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import ConfigError, InputFormatError
-from replay.events import N_SLOTS, PROCESS_LABELS, SLOT_TYPES, EventBatch
-from replay.readers.base import EventReader, register_reader
-from replay.storage import HDF5_MAGIC, open_hdf5
+from darktrigger.replay.errors import ConfigError, InputFormatError
+from darktrigger.replay.events import N_SLOTS, PROCESS_LABELS, SLOT_TYPES, EventBatch
+from darktrigger.replay.readers.base import EventReader, register_reader
+from darktrigger.replay.storage import HDF5_MAGIC, open_hdf5
 
 log = logging.getLogger(__name__)
 

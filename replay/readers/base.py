@@ -1,12 +1,12 @@
 """What every event reader is: registered by name, chosen by content, streaming in chunks.
 
-    >>> from replay.readers import open_events
+    >>> from darktrigger.replay.readers import open_events
     >>> reader = open_events("background.h5")            # doctest: +SKIP
     >>> for batch in reader: ...                         # doctest: +SKIP
     >>> reader.skipped.count                             # doctest: +SKIP
 
 ``on_error="fail"`` (the default) stops at the first bad line or row with an
-:class:`~replay.errors.InputFormatError` naming the file, the line/row and what was
+:class:`~darktrigger.replay.errors.InputFormatError` naming the file, the line/row and what was
 expected; ``on_error="skip"`` drops bad lines/rows, reads the rest, and counts them
 in :attr:`EventReader.skipped`.
 """
@@ -22,9 +22,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from replay.errors import ConfigError, InputFormatError
-from replay.events import EventBatch
-from replay.registry import Registry
+from darktrigger.replay.errors import ConfigError, InputFormatError
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,14 @@ Object codes: ``j`` and ``b`` go to jet slots, ``e-``, ``e+`` and ``g`` to e/γ 
 are counted in :meth:`DarkMachinesReader.metadata`). A trailing ``;`` and blank lines
 are allowed; an event with no objects is valid.
 
-    >>> from replay.readers import open_events
+    >>> from darktrigger.replay.readers import open_events
     >>> reader = open_events("chan1/background_chan1_7.79.csv")   # doctest: +SKIP
     >>> batch = next(iter(reader)); batch["truth"][:3]              # doctest: +SKIP
     array([3, 3, 0], dtype=int16)
 
 Options: ``truth=`` one label for every event instead of the process mapping;
 ``process_labels={"my_proc": 3}`` extends :data:`PROCESS_TRUTH`; ``engine=`` ``"auto"``
-(the default: the compiled parser of :mod:`replay.readers._dm_fast`, about 7x faster,
+(the default: the compiled parser of :mod:`darktrigger.replay.readers._dm_fast`, about 7x faster,
 when numba can be imported and the file is at least :data:`AUTO_MIN_BYTES` or the
 parser is already loaded; else Python), ``"numba"`` or ``"python"``. Both engines give
 the same events and the same error messages: the compiled one hands every line it
@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import ConfigError
-from replay.events import PROCESS_LABELS, SLOTS, EventBatch
-from replay.objects import empty_block, pack_slots, set_met
-from replay.readers.adc2021 import truth_label
-from replay.readers.base import EventReader, register_reader
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import PROCESS_LABELS, SLOTS, EventBatch
+from darktrigger.replay.objects import empty_block, pack_slots, set_met
+from darktrigger.replay.readers.adc2021 import truth_label
+from darktrigger.replay.readers.base import EventReader, register_reader
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def _kernel() -> Any:
     global _KERNEL
     if _KERNEL is _UNSET:
         try:
-            from replay.readers import _dm_fast
+            from darktrigger.replay.readers import _dm_fast
         except ImportError as exc:
             log.debug("numba unavailable (%s): Dark Machines files are parsed in Python", exc)
             _KERNEL = None

@@ -12,9 +12,9 @@ into anti-kT R = 1.0 jets with FastJet, the leading ten jets above 20 GeV fill t
 slots, MET is the missing pT of the hadron list, the e/γ and μ slots stay empty (the
 files carry no particle identity), and the CWoLa analysis columns ``mjj``, ``mj1``,
 ``mj2``, ``tau21_j1``, ``tau21_j2`` are computed as for the Pythia samples
-(:func:`replay.detector.dijet_features`).
+(:func:`darktrigger.replay.detector.dijet_features`).
 
-    >>> from replay.readers import open_events
+    >>> from darktrigger.replay.readers import open_events
     >>> reader = open_events("events_anomalydetection.h5")          # doctest: +SKIP
     >>> reader.name, reader.count()                                  # doctest: +SKIP
     ('lhco', 1100000)
@@ -38,12 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import InputFormatError
-from replay.events import PROCESS_LABELS, EventBatch
-from replay.objects import empty_block, pack_slots, set_met
-from replay.readers.adc2021 import truth_label
-from replay.readers.base import EventReader, register_reader
-from replay.storage import HDF5_MAGIC, open_hdf5
+from darktrigger.replay.errors import InputFormatError
+from darktrigger.replay.events import PROCESS_LABELS, EventBatch
+from darktrigger.replay.objects import empty_block, pack_slots, set_met
+from darktrigger.replay.readers.adc2021 import truth_label
+from darktrigger.replay.readers.base import EventReader, register_reader
+from darktrigger.replay.storage import HDF5_MAGIC, open_hdf5
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class LHCOReader(EventReader):
         return ok
 
     def _build(self, raw: np.ndarray, start: int) -> EventBatch:
-        from replay.detector import ParticleBatch, _cluster, dijet_features
+        from darktrigger.replay.detector import ParticleBatch, _cluster, dijet_features
 
         ok = self._good_rows(raw, start)
         rows = np.flatnonzero(ok)

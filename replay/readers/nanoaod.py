@@ -6,7 +6,7 @@ the jet slots (highest pT kept), ``MET_pt``/``MET_phi`` to the MET slot; ``run``
 changed through the ``branches`` option (a name set to None is not read: the column
 gets its default), and the tree through ``tree``.
 
-    >>> from replay.readers import open_events
+    >>> from darktrigger.replay.readers import open_events
     >>> reader = open_events("nano.root", branches={"MET_pt": "PuppiMET_pt",
     ...                                             "MET_phi": "PuppiMET_phi"})   # doctest: +SKIP
     >>> next(iter(reader)).objects.shape                                         # doctest: +SKIP
@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from replay.errors import ConfigError, InputFormatError
-from replay.events import EventBatch
-from replay.objects import empty_block, pack_slots, set_met
-from replay.readers.adc2021 import truth_label
-from replay.readers.base import EventReader, register_reader
+from darktrigger.replay.errors import ConfigError, InputFormatError
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.objects import empty_block, pack_slots, set_met
+from darktrigger.replay.readers.adc2021 import truth_label
+from darktrigger.replay.readers.base import EventReader, register_reader
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""Reader of darktrigger's own HDF5 files (see :mod:`replay.storage`).
+"""Reader of darktrigger's own HDF5 files (see :mod:`darktrigger.replay.storage`).
 
-    >>> from replay.readers import open_events
+    >>> from darktrigger.replay.readers import open_events
     >>> reader = open_events("toy_qcd.h5")        # doctest: +SKIP
     >>> reader.metadata()["provenance"]["generator"]   # doctest: +SKIP
     'toy'
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from replay.events import EventBatch
-from replay.readers.base import EventReader, register_reader
-from replay.storage import FORMAT_TAG, HDF5_MAGIC, NativeFile, open_hdf5
+from darktrigger.replay.events import EventBatch
+from darktrigger.replay.readers.base import EventReader, register_reader
+from darktrigger.replay.storage import FORMAT_TAG, HDF5_MAGIC, NativeFile, open_hdf5
 
 
 @register_reader("native")
