@@ -31,7 +31,7 @@ sysdeps:
 		{ apt-get update && $(APT_INSTALL) chromium; }
 
 demo: venv sysdeps
-	$(PY) -m darktrigger.daq.demo
+	$(VENV)/bin/darktrigger demo
 
 # Two pytest workers, one test file each at a time (module fixtures such as a built firmware
 # project are made once): the long files (firmware, Pythia, the process-level pipeline runs)

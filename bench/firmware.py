@@ -55,7 +55,7 @@ def throughput(d: Path) -> dict[str, dict[str, float]]:
     and its pipelined build, hls4ml ``predict()`` and the exact model, for qvae and qae."""
     from darktrigger.firmware import hls, rtl
     from darktrigger.firmware.project import load_quantised
-    from darktrigger.models.training import read_events
+    from darktrigger.models.neural.training import read_events
 
     batch = read_events([d / "pythia_sm_mix_test_40k.h5"], 40_000, "bench", hashes=False)[0]
     speed = {}

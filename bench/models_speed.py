@@ -6,8 +6,8 @@ which chunks internally), on a model trained briefly on toy ``sm_mix`` (the weig
 not change the speed). Row format as :func:`bench.io_gen.run`.
 
 The "part:" rows time the pieces of the onnxruntime backend's score alone, in the same
-rounds and chunks as ``OnnxScorer`` (:data:`darktrigger.models.onnx_backend.SCORE_CHUNK`): the
-compiled preprocessing kernel (:mod:`darktrigger.models.kernels`), each network (``net.onnx``) on
+rounds and chunks as ``OnnxScorer`` (:data:`darktrigger.models.neural.onnx_backend.SCORE_CHUNK`): the
+compiled preprocessing kernel (:mod:`darktrigger.models.neural.kernels`), each network (``net.onnx``) on
 ready features, and the self-contained ``model.onnx`` that has the preprocessing in the
 graph (what the backend ran before ``net.onnx``).
 
@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from darktrigger.models import get_scorer, kernels, load_model
-from darktrigger.models.onnx_backend import SCORE_CHUNK, OnnxScorer, make_session
+from darktrigger.models import get_scorer, load_model
+from darktrigger.models.neural import kernels
+from darktrigger.models.neural.onnx_backend import SCORE_CHUNK, OnnxScorer, make_session
 from darktrigger.replay.events import EventBatch
 from darktrigger.replay.generators import GENERATORS
 

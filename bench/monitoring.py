@@ -80,7 +80,7 @@ def stage_costs(work: Path, batch_size: int = 16384, batches: int = 40) -> list[
     from prometheus_client import CollectorRegistry
 
     from bench.pipeline import topology
-    from darktrigger.daq.menu import Menu
+    from darktrigger.daq.trigger.menu import Menu
     from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
     from darktrigger.daq.topology import Topology
     from darktrigger.monitoring.metrics import StageMetrics

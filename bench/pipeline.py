@@ -2,7 +2,7 @@
 
 Every stage in its own process (``darktrigger run``'s supervisor), toy events (ADC-like
 ``sm_mix`` with ``ato4l`` injected at 1e-3, replayed from a file in a loop), the full
-example menu (``daq/menus/cms_like.yaml``: object seeds, five AXO-like ``vae:mu2`` seeds
+example menu (``daq/trigger/menus/cms_like.yaml``: object seeds, five AXO-like ``vae:mu2`` seeds
 and an ``ae`` seed, so both models are scored), recorder on. Side by side: the same
 pipeline carrying pickled batches (each message one pickle of the header and the
 columns) instead of the msgpack header + raw buffers.
@@ -33,8 +33,8 @@ GOAL_P99_S = 0.050
 
 def setup(work: Path, quick: bool = False) -> Path:
     """Toy events, small AE and VAE, the example menu calibrated on toy zero bias."""
-    from darktrigger.daq.menu import Menu, calibrate_menu
-    from darktrigger.daq.menus import example_menu
+    from darktrigger.daq.trigger.menu import Menu, calibrate_menu
+    from darktrigger.daq.trigger.menus import example_menu
     from darktrigger.models import get_scorer
     from darktrigger.replay.generators import GENERATORS
     from darktrigger.replay.storage import write_events
@@ -85,7 +85,7 @@ def stage_costs(work: Path, events: int) -> tuple[list[str], float]:
     machine's cores (every stage is a process; the cores are shared)."""
     import time
 
-    from darktrigger.daq.menu import Menu
+    from darktrigger.daq.trigger.menu import Menu
     from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
     from darktrigger.daq.topology import Topology
     from darktrigger.daq.wire import decode, encode_batch

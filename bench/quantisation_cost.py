@@ -3,10 +3,10 @@
     $ python -m bench.quantisation_cost --data /work/data --epochs 20 --threads 2
 
 A float twin is the quantised scorer's own Keras network, inputs, loss, seed, epochs,
-validation split and training loop (:func:`darktrigger.models.qkeras_train.train` with
+validation split and training loop (:func:`darktrigger.models.quantised.training.train` with
 ``quantise=False``), with plain ``Dense`` + ``ReLU`` layers and no rounding anywhere
 after the inputs: float μ and Σμ² for ``qvae``, float Σ d² over the 57 inputs for
-``qae``. Both see the same :class:`darktrigger.models.qpreprocess.QPreprocessor` inputs (already on
+``qae``. Both see the same :class:`darktrigger.models.quantised.preprocess.QPreprocessor` inputs (already on
 the ``ap_fixed<12,6>`` grid: input quantisation is shared, so it is not part of the
 difference). The quantised models are the saved ``<data>/models/qvae`` and
 ``<data>/models/qae`` (not retrained); the recipe of the twins (seed, batch size,
@@ -48,9 +48,9 @@ def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: i
     exactly as ``darktrigger train`` trained it; (score function raw batch → ``[N]``, record)."""
     from darktrigger.models import read_card
     from darktrigger.models.base import SCORERS, as_flat
-    from darktrigger.models.qkeras_train import firmware_model, train
-    from darktrigger.models.qpreprocess import QPreprocessor
-    from darktrigger.models.quantised import QuantisedScorer
+    from darktrigger.models.quantised.training import firmware_model, train
+    from darktrigger.models.quantised.preprocess import QPreprocessor
+    from darktrigger.models.quantised.scorers import QuantisedScorer
 
     card = read_card(model_dir)
     if card.scorer != name:
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from darktrigger.models import load_model
     from darktrigger.models.metrics import evaluate_scores
-    from darktrigger.models.qkeras_train import import_tf
-    from darktrigger.models.training import read_events
+    from darktrigger.models.quantised.training import import_tf
+    from darktrigger.models.neural.training import read_events
 
     torch.set_num_threads(args.threads)
     import_tf(args.threads)

@@ -15,7 +15,7 @@ from typing import Any
 
 import zmq
 
-from darktrigger.daq.menu import Menu
+from darktrigger.daq.trigger.menu import Menu
 from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
 from darktrigger.daq.topology import Topology
@@ -25,7 +25,7 @@ from darktrigger.replay.errors import DarkTriggerError
 def run_threads(topo: Topology, *, events: int | None = None, duration_s: float | None = None,
                 timeout_s: float = 120.0) -> dict[str, Any]:
     """Run every stage of ``topo`` in threads until the recorder has the run summary."""
-    from darktrigger.daq.run_cmds import stage_metrics
+    from darktrigger.daq.launch import stage_metrics
 
     ctx = zmq.Context()
     menu = Menu.from_yaml(topo.menu)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from darktrigger.daq.menu import Decision
+from darktrigger.daq.trigger.decision import Decision
 from darktrigger.daq.security import Curve
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
 from darktrigger.daq.topology import Topology

@@ -2,7 +2,7 @@
 
 Each stage is fed batches in-process in the tests, and by :mod:`darktrigger.daq.runner` in a run:
 
-    >>> from darktrigger.daq.menu import Menu
+    >>> from darktrigger.daq.trigger.menu import Menu
     >>> from darktrigger.replay.generators import GENERATORS
     >>> menu = Menu.from_dict({"seeds": [{"name": "SingleMu22", "type": "single_mu", "pt_min": 22}]})
     >>> batch = next(GENERATORS.get("toy")().generate("sm_mix", 1000, seed=1))
@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from darktrigger.daq.menu import Decision, Menu
-from darktrigger.daq.rates import MenuCounts
+from darktrigger.daq.trigger.decision import Decision
+from darktrigger.daq.trigger.menu import Menu
+from darktrigger.daq.trigger.rates import MenuCounts
 from darktrigger.daq.topology import Topology
 from darktrigger.replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, label_counts
 

@@ -57,7 +57,7 @@ class Supervisor:
     """Starts, restarts and stops the stage processes of one run (see module docs)."""
 
     def __init__(self, config: str | Path, *, events: int | None = None, duration_s: float | None = None,
-                 verbose: int = 0, python: str | None = None, module: str = "darktrigger.daq.cli",
+                 verbose: int = 0, python: str | None = None, module: str = "darktrigger",
                  env: dict[str, str] | None = None) -> None:
         self.config = Path(config)
         self.topo = Topology.from_yaml(self.config)
@@ -77,7 +77,7 @@ class Supervisor:
 
     def preflight(self) -> None:
         """Everything that can be checked before a process starts: ports, menu, models, inputs."""
-        from darktrigger.daq.menu import Menu
+        from darktrigger.daq.trigger.menu import Menu
 
         for stage in ("source", "trigger", "recorder"):
             self.topo.check_bindable(stage)

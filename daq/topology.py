@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from darktrigger.monitoring.config import MetricsConfig
+from darktrigger.monitoring.config import KEYS, MetricsConfig
 from darktrigger.monitoring.errors import MonitoringError
 from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.registry import unknown_name
 
 ENDPOINT_NAMES = ("dispatch", "acks", "trigger", "recorder")
 #: Which stage binds each endpoint (the others connect to it).
@@ -151,9 +152,12 @@ class Topology:
         workers = WorkerConfig(count=_int(w.get("count", 2), "workers.count", where),
                                backend=w.get("backend"), threads=_int(w.get("threads", 1), "workers.threads", where),
                                prefetch=_int(w.get("prefetch", 2), "workers.prefetch", where))
-        if workers.backend not in (None, "torch", "onnxruntime", "firmware"):
-            raise ConfigError(f"{where}: workers.backend must be torch, onnxruntime or firmware, "
-                              f"got {workers.backend!r}")
+        if workers.backend is not None:
+            from darktrigger.models.backends import BACKENDS  # torch: only when a backend is named
+
+            if workers.backend not in BACKENDS:
+                raise ConfigError(f"{where}: workers.backend: "
+                                  f"{unknown_name('scoring backend', workers.backend, BACKENDS.names())}")
         r = data.get("reliability") or {}
         _no_unknown(r, set(Reliability.__dataclass_fields__), f"{where}: reliability")
         reliability = Reliability()
@@ -312,3 +316,28 @@ def _int(v: Any, key: str, where: str, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise ConfigError(f"{where}: {key} must be an integer >= {minimum}, got {v!r}")
     return v
+
+
+_WILDCARD = {"*", "0.0.0.0", "::", ""}
+
+
+def topology_metrics(topo: Topology) -> MetricsConfig:
+    """The topology's ``metrics:`` section, validated, with no metrics port on a port one of
+    its tcp endpoints uses on the same host: a clash is a :class:`ConfigError` naming both,
+    before anything starts."""
+    parsed: Any = topo.metrics
+    section: Mapping[str, Any] = parsed if isinstance(parsed, Mapping) else {  # the topology's parsed fields
+        k: getattr(parsed, k) for k in sorted(KEYS) if getattr(parsed, k, None) is not None}
+    try:
+        cfg = MetricsConfig.from_mapping(section, topo.where)
+        taken = {}
+        for name, ep in topo.endpoints.items():
+            kind, host, port = parse_endpoint(ep, f"{topo.where}: endpoints.{name}")
+            same_host = (host == cfg.host or host in _WILDCARD or cfg.host in _WILDCARD
+                         or (MetricsConfig(host=host).is_loopback and cfg.is_loopback))
+            if kind == "tcp" and same_host:
+                taken[name] = port
+        cfg.check(topo.workers.count, taken, topo.where)
+    except MonitoringError as exc:
+        raise ConfigError(str(exc)) from None
+    return cfg

@@ -2,7 +2,7 @@
 
 ``load_model(project, backend="firmware")`` gives a scorer that turns events into the
 firmware's fixed-point inputs (the L1 hardware units, shift-normalised, exactly as
-:mod:`darktrigger.models.qpreprocess` defines them) and runs them through the project's compiled
+:mod:`darktrigger.models.quantised.preprocess` defines them) and runs them through the project's compiled
 RTL under Verilator (``engine="rtl"``, the default when the project has RTL) or
 hls4ml's C simulation (``engine="csim"``). The RTL engine runs the project's
 combinational build (``rtl/comb``: da4ml's netlist without the pipeline registers, one
@@ -25,7 +25,8 @@ import numpy as np
 
 from darktrigger.firmware import project
 from darktrigger.firmware.errors import ProjectError
-from darktrigger.models.base import BatchLike, ScoreOnlyScorer, Scorer, as_flat, register_backend
+from darktrigger.models.backends import register_backend
+from darktrigger.models.base import BatchLike, ScoreOnlyScorer, as_flat
 from darktrigger.replay.errors import ConfigError
 
 ENGINES = ("rtl", "csim")
@@ -95,9 +96,6 @@ class FirmwareScorer(ScoreOnlyScorer):
         return out
 
 
-
-def _load(directory: str | Path, variant: str | None = None, *, threads: int = 1) -> Scorer:
+@register_backend("firmware", "a firmware project's RTL under Verilator (or its HLS C simulation); scores only")
+def _load(directory: Path, variant: str | None, *, threads: int) -> FirmwareScorer:
     return FirmwareScorer.load(directory, variant, threads=threads)
-
-
-register_backend("firmware", _load)

@@ -3,7 +3,7 @@
 hls4ml's defaults (``ap_fixed<16,6>`` for every result and accumulator) leave about
 half the outputs of a QKeras model unequal (DESIGN.md). Exactness needs every type
 set on purpose, and :func:`precisions` sets all of them from the trained model's own
-bounds (:func:`darktrigger.models.fixedpoint.analyse`):
+bounds (:func:`darktrigger.models.quantised.fixedpoint.analyse`):
 
 ================  ============================================================
 layer             types
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from darktrigger.firmware.errors import FirmwareError, ToolMissingError, UnsupportedModelError
-from darktrigger.models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
-from darktrigger.models.quantised import QuantisedScorer
+from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from darktrigger.models.quantised.scorers import QuantisedScorer
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from darktrigger.firmware import hls, testbench
 from darktrigger.firmware.errors import ProjectError, UnsupportedModelError
 from darktrigger.models.base import copy_artifact
 from darktrigger.models.card import read_card
-from darktrigger.models.fixedpoint import describe
-from darktrigger.models.quantised import QuantisedScorer
+from darktrigger.models.quantised.fixedpoint import describe
+from darktrigger.models.quantised.scorers import QuantisedScorer
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _prepare_out(out: Path, digest: str) -> None:
 def test_vectors(scorer: QuantisedScorer, n: int, events: Path | None) -> np.ndarray:
     """``n`` events' network inputs: from ``events``, or toy ``sm_mix`` (seed 0)."""
     if events is not None:
-        from darktrigger.models.training import read_events
+        from darktrigger.models.neural.training import read_events
 
         batch = read_events([events], n, "test-vector", hashes=False)[0]
     else:

@@ -1,6 +1,6 @@
 """da4ml: the quantised network traced into pipelined Verilog, run under Verilator.
 
-:func:`trace` follows :mod:`darktrigger.models.fixedpoint` operation for operation on da4ml's
+:func:`trace` follows :mod:`darktrigger.models.quantised.fixedpoint` operation for operation on da4ml's
 symbolic fixed-point variables: constant matrix–vector products (``x @ W + b``,
 which da4ml turns into adder trees with no multipliers), rounding and saturation, the
 difference to the input and Σx². da4ml rounds only by truncation (``TRN``) or half up
@@ -26,7 +26,7 @@ stored), so the time an event follows the netlist's size, and the lever is the n
 the dense 57-32-16-4 qvae (2,810 operations, 2,233 adders; ~30,000 instructions an
 ``eval()``, callgrind) scored 348k events/s; neither g++ flags nor Verilator's output
 split nor da4ml's other CMVM method changed that (:func:`compile_rtl`). Pruned 75 % and
-without φ inputs (:mod:`darktrigger.models.quantised`) it has 1,112 operations, since a zero weight
+without φ inputs (:mod:`darktrigger.models.quantised.scorers`) it has 1,112 operations, since a zero weight
 is no adder, and scores over 1 M events/s (BENCHMARKS.md, with :func:`operations`);
 ``qae`` keeps its decoder and 57 squares (3,244 operations pruned). ``record_outputs``
 and the pipelined ``darktrigger_score`` share one clock loop (``dt_clocked``).
@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 
 from darktrigger.firmware.errors import FirmwareError, ToolMissingError
-from darktrigger.models.fixedpoint import Dense, Fmt, Quant, ReLU, SubInput, SumSquares
-from darktrigger.models.quantised import QuantisedScorer
+from darktrigger.models.quantised.fixedpoint import Dense, Fmt, Quant, ReLU, SubInput, SumSquares
+from darktrigger.models.quantised.scorers import QuantisedScorer
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from darktrigger.firmware import hls, project, testbench
-from darktrigger.models.quantised import QuantisedScorer, lsb_counts
+from darktrigger.models.quantised.scorers import QuantisedScorer, lsb_counts
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _thresholds(scorer: QuantisedScorer, scores: np.ndarray) -> tuple[dict[str, 
 def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path | None = None,
            use_rtl: bool = True, use_testbench: bool = True) -> VerifyReport:
     """Run every implementation on ``n`` events of ``events``; the report (see the module doc)."""
-    from darktrigger.models.training import read_events
+    from darktrigger.models.neural.training import read_events
 
     manifest = project.read_manifest(project_dir)
     project.check_model(project_dir, model_dir, manifest)

@@ -11,16 +11,16 @@ Importing the package registers every scorer.
 
 from __future__ import annotations
 
-from darktrigger.models import ae, baselines, cwola, cwola_columns, quantised, vae  # noqa: F401  (register the scorers)
+from darktrigger.models import baselines, cwola, neural, quantised  # noqa: F401  (register the scorers)
 from darktrigger.models.base import (
     SCORERS,
     Scorer,
     as_flat,
     get_scorer,
-    load_model,
     parse_spec,
     register_scorer,
 )
+from darktrigger.models.backends import BACKENDS, load_model, register_backend
 from darktrigger.models.card import (
     CARD_SCHEMA_VERSION,
     MissingModelFileError,
@@ -28,11 +28,12 @@ from darktrigger.models.card import (
     ModelFileError,
     read_card,
 )
-from darktrigger.models.onnx_backend import OnnxScorer
+from darktrigger.models.neural.onnx_backend import OnnxScorer
 from darktrigger.models.preprocess import MODEL_FEATURE_NAMES, N_MODEL_FEATURES, Preprocessor
-from darktrigger.models.training import TorchScorer, run_training, train_model
+from darktrigger.models.neural.training import TorchScorer, run_training, train_model
 
 __all__ = [
+    "BACKENDS",
     "CARD_SCHEMA_VERSION",
     "MODEL_FEATURE_NAMES",
     "N_MODEL_FEATURES",
@@ -49,6 +50,7 @@ __all__ = [
     "load_model",
     "parse_spec",
     "read_card",
+    "register_backend",
     "register_scorer",
     "run_training",
     "train_model",

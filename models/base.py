@@ -42,12 +42,6 @@ log = logging.getLogger(__name__)
 FIT_DEFAULTS: dict[str, Any] = {
     "epochs": 20, "batch_size": 512, "seed": 0, "threads": 1, "progress": False, "patience": 5,
 }
-BACKENDS = ("torch", "onnxruntime")
-#: Backends added by higher layers: name → loader(directory, variant, threads=) → Scorer,
-#: filled by :func:`register_backend` when the module named in PLUGIN_BACKENDS is imported
-#: (on first use, so ``import models`` never imports a higher layer).
-BACKEND_LOADERS: dict[str, Any] = {}
-PLUGIN_BACKENDS = {"firmware": "darktrigger.firmware.backend"}
 
 BatchLike = EventBatch | Mapping[str, np.ndarray] | np.ndarray
 
@@ -243,39 +237,6 @@ def get_scorer(spec: str, **hyperparameters: Any) -> Scorer:
     """
     name, variant = parse_spec(spec)
     return SCORERS.get(name)(variant, **hyperparameters)
-
-
-def load_model(directory: str | Path, backend: str = "torch", *, variant: str | None = None,
-               threads: int = 1) -> Scorer:
-    """The scorer saved in ``directory``, run by ``torch`` or ``onnxruntime``.
-
-        >>> scorer = load_model("models/ae-toy", backend="onnxruntime")   # doctest: +SKIP
-    """
-    if backend in PLUGIN_BACKENDS and backend not in BACKEND_LOADERS:
-        import importlib
-
-        importlib.import_module(PLUGIN_BACKENDS[backend])
-    if backend in BACKEND_LOADERS:
-        return BACKEND_LOADERS[backend](directory, variant, threads=threads)
-    if backend not in BACKENDS:
-        known = ", ".join([*BACKENDS, *PLUGIN_BACKENDS])
-        raise ConfigError(f"backend must be one of {known}, got {backend!r}")
-    if backend == "onnxruntime":
-        # imported here: onnx_backend subclasses Scorer, so it imports this module
-        from darktrigger.models.onnx_backend import OnnxScorer
-
-        return OnnxScorer.load(directory, variant, threads=threads)
-    card = read_card(directory)
-    try:
-        cls = SCORERS.get(card.scorer)
-    except UnknownNameError as exc:
-        raise ModelFileError(f"{Path(directory) / 'card.json'}: {exc}") from None
-    return cls.load(directory, variant)
-
-
-def register_backend(name: str, loader: Any) -> None:
-    """Add a scoring backend for :func:`load_model` (``firmware`` registers itself this way)."""
-    BACKEND_LOADERS[name] = loader
 
 
 class ScoreOnlyScorer(Scorer):

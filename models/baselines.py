@@ -26,7 +26,7 @@ from torch import nn
 
 from darktrigger.models.base import BatchLike, Scorer, as_flat, register_scorer
 from darktrigger.models.card import ONNX_FILE, ModelCard
-from darktrigger.models.training import ONNX_OPSET
+from darktrigger.models.neural.training import ONNX_OPSET
 from darktrigger.replay.events import N_FEATURES, SLOTS
 
 

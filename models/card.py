@@ -65,7 +65,7 @@ def onnx_file(variant: str | None) -> str:
 def net_file(variant: str | None) -> str:
     """The file of a variant's event-major network graph (``net-mu2.onnx``; ``net.onnx`` for
     None): features ``[N, 75]`` → ``score`` or ``recon``, what the ``onnxruntime`` backend
-    runs after its compiled preprocessing (:mod:`darktrigger.models.kernels`)."""
+    runs after its compiled preprocessing (:mod:`darktrigger.models.neural.kernels`)."""
     return "net.onnx" if variant is None else f"net-{variant}.onnx"
 
 

@@ -207,7 +207,7 @@ class PreprocessModule(nn.Module):
     """The preprocessing as a torch module: ``[N, 57]`` raw → (features, mask) ``[N, 75]``.
 
     Used for training; the scoring graph (torch backend and ONNX) computes the same
-    numbers feature-major in :class:`darktrigger.models.inference.ColumnPreprocess`.
+    numbers feature-major in :class:`darktrigger.models.neural.inference.ColumnPreprocess`.
 
         >>> mod = PreprocessModule(Preprocessor.identity())
         >>> feats, mask = mod(torch.zeros(3, 57))

@@ -9,18 +9,35 @@
     >>> COLOURS.get("rde")
     Traceback (most recent call last):
     ...
-    darktrigger.replay.errors.UnknownNameError: no colour named 'rde'; did you mean 'red'? Known: red
+    darktrigger.replay.errors.UnknownNameError: no colour named 'rde'; did you mean 'red'? Known: red.
+    >>> COLOURS.get("RED")
+    Traceback (most recent call last):
+    ...
+    darktrigger.replay.errors.UnknownNameError: no colour named 'RED'; did you mean 'red'? Known: red.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from darktrigger.replay.errors import UnknownNameError
 
 T = TypeVar("T")
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
+    """The message for a name that is not among ``known``, with the nearest one (any case).
+
+        >>> unknown_name("hyper-parameter", "latnet", ["epochs", "latent"])
+        "no hyper-parameter named 'latnet'; did you mean 'latent'? Known: epochs, latent."
+    """
+    known = sorted(known)
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=0.6)
+    hint = f"; did you mean {lowered[close[0]]!r}?" if close else "."
+    return f"no {kind} named {name!r}{hint} Known: {', '.join(known) or '(none)'}."
 
 
 class Registry(Generic[T]):
@@ -47,10 +64,11 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._entries), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(sorted(self._entries)) or "(none)"
-            raise UnknownNameError(f"no {self.kind} named {name!r}{hint} Known: {known}") from None
+            raise UnknownNameError(unknown_name(self.kind, name, self.names())) from None
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for tests that register an entry of their own)."""
+        self._entries.pop(name, None)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from darktrigger.daq.menu import Menu, calibrate_menu
-from darktrigger.daq.rates import MenuCounts
+from darktrigger.daq.trigger.menu import Menu, calibrate_menu
+from darktrigger.daq.trigger.rates import MenuCounts
 from darktrigger.daq.stages import ScorerStage, SourceStage, TriggerStage
 from darktrigger.daq.topology import Topology, free_tcp_ports
 from darktrigger.replay.generators import GENERATORS

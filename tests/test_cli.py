@@ -10,7 +10,7 @@ import pytest
 from darktrigger.daq.cli import build_parser, main
 from tests import spec_files
 
-DARKTRIGGER = [sys.executable, "-m", "darktrigger.daq.cli"]
+DARKTRIGGER = [sys.executable, "-m", "darktrigger"]
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from darktrigger.models.dijet_fit import (
+from darktrigger.models.cwola.dijet_fit import (
     SQRT_S_GEV,
     FitError,
     dijet_function,

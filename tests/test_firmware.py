@@ -170,7 +170,7 @@ def test_a_float_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unsupported_layer_is_named(tmp_path: Path) -> None:
-    from darktrigger.models.qkeras_train import import_tf
+    from darktrigger.models.quantised.training import import_tf
 
     tf = import_tf()
     inp = tf.keras.Input((57,))

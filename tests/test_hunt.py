@@ -17,7 +17,7 @@ from darktrigger.replay.events import EventBatch
 from darktrigger.replay.generators import GENERATORS
 
 if TYPE_CHECKING:
-    from darktrigger.models.hunt import HuntResult
+    from darktrigger.models.cwola.hunt import HuntResult
 
 # models.hunt registers the `cwola_columns` scorer when imported. tests/test_scorer_contract.py
 # lists the registered scorers while the test files are collected, and its checks are for
@@ -46,7 +46,7 @@ def dijets(n_bkg: int, n_sig: int, seed: int) -> EventBatch:
 @pytest.fixture(scope="module")
 def signal_hunt() -> HuntResult:
     """40k toy QCD dijets with 100 W′ injected: the plain bump hunt sees < 2σ."""
-    from darktrigger.models.hunt import HuntConfig, run_hunt
+    from darktrigger.models.cwola.hunt import HuntConfig, run_hunt
 
     cfg = HuntConfig(windows=[SIGNAL_WINDOW, HIGH_WINDOW], seed=1, **FAST)  # type: ignore[arg-type]
     return run_hunt(dijets(40_000, 100, seed=1), cfg)
@@ -54,7 +54,7 @@ def signal_hunt() -> HuntResult:
 
 # -- windows -------------------------------------------------------------------------------
 def test_auto_windows_slide_on_one_grid_inside_the_fit_range() -> None:
-    from darktrigger.models.hunt import HuntConfig, auto_windows
+    from darktrigger.models.cwola.hunt import HuntConfig, auto_windows
 
     mjj = toy("qcd_dijet", 30_000, seed=3)["mjj"].astype(np.float64)
     cfg = HuntConfig()
@@ -73,7 +73,7 @@ def test_auto_windows_slide_on_one_grid_inside_the_fit_range() -> None:
 
 
 def test_explicit_windows_and_their_bins() -> None:
-    from darktrigger.models.hunt import HuntConfig, HuntError, explicit_window, parse_windows
+    from darktrigger.models.cwola.hunt import HuntConfig, HuntError, explicit_window, parse_windows
 
     cfg = HuntConfig()
     w = explicit_window(2, SIGNAL_WINDOW, (2000.0, 6000.0), cfg)
@@ -88,7 +88,7 @@ def test_explicit_windows_and_their_bins() -> None:
 
 
 def test_bad_settings_are_config_errors() -> None:
-    from darktrigger.models.hunt import HuntConfig
+    from darktrigger.models.cwola.hunt import HuntConfig
 
     with pytest.raises(ConfigError, match="folds must be >= 3"):
         HuntConfig(folds=2).check()
@@ -100,8 +100,8 @@ def test_bad_settings_are_config_errors() -> None:
 
 # -- every event scored by a model that never saw it -----------------------------------------
 def test_every_event_is_scored_by_a_model_that_never_saw_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from darktrigger.models.cwola_columns import ColumnCWoLaScorer
-    from darktrigger.models.hunt import HuntConfig, run_hunt
+    from darktrigger.models.cwola.columns import ColumnCWoLaScorer
+    from darktrigger.models.cwola.hunt import HuntConfig, run_hunt
 
     seen: dict[int, set[bytes]] = {}
     fit, ensemble, score = (ColumnCWoLaScorer.fit, ColumnCWoLaScorer.ensemble.__func__,  # type: ignore[attr-defined]
@@ -153,7 +153,7 @@ def test_toy_signal_missed_by_the_plain_bump_hunt_is_found(signal_hunt: HuntResu
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_toy_without_signal_has_no_bump(seed: int) -> None:
-    from darktrigger.models.hunt import HuntConfig, run_hunt
+    from darktrigger.models.cwola.hunt import HuntConfig, run_hunt
 
     cfg = HuntConfig(windows=[SIGNAL_WINDOW], seed=seed, **FAST)  # type: ignore[arg-type]
     result = run_hunt(dijets(40_000, 0, seed=seed), cfg)
@@ -165,7 +165,7 @@ def test_toy_without_signal_has_no_bump(seed: int) -> None:
 
 # -- bad input ---------------------------------------------------------------------------------
 def test_missing_feature_column_names_the_window_and_column() -> None:
-    from darktrigger.models.hunt import HuntConfig, HuntError, run_hunt
+    from darktrigger.models.cwola.hunt import HuntConfig, HuntError, run_hunt
 
     batch = dijets(5_000, 0, seed=5).without("tau21_j2")
     with pytest.raises(HuntError, match=r"window 1 \(signal region 2768–3216 GeV\): cannot read the "
@@ -176,8 +176,8 @@ def test_missing_feature_column_names_the_window_and_column() -> None:
 
 
 def test_too_few_sideband_events_names_the_window_or_is_reported() -> None:
-    from darktrigger.models.hunt import HuntConfig, HuntError, run_hunt
-    from darktrigger.models.hunt_report import format_table
+    from darktrigger.models.cwola.hunt import HuntConfig, HuntError, run_hunt
+    from darktrigger.models.cwola.report import format_table
 
     batch = dijets(12_000, 0, seed=6)
     high = (4200.0, 4900.0)
@@ -196,10 +196,10 @@ def test_too_few_sideband_events_names_the_window_or_is_reported() -> None:
 
 def test_a_fit_that_fails_names_the_window_and_efficiency(monkeypatch: pytest.MonkeyPatch,
                                                           tmp_path: Path) -> None:
-    import darktrigger.models.hunt as hunt_module
-    from darktrigger.models.dijet_fit import FitError
-    from darktrigger.models.hunt import HuntConfig, HuntError, run_hunt
-    from darktrigger.models.hunt_report import format_table, report_dict, write_report
+    import darktrigger.models.cwola.hunt as hunt_module
+    from darktrigger.models.cwola.dijet_fit import FitError
+    from darktrigger.models.cwola.hunt import HuntConfig, HuntError, run_hunt
+    from darktrigger.models.cwola.report import format_table, report_dict, write_report
 
     real = hunt_module.fit_dijet
 
@@ -228,8 +228,8 @@ def test_a_fit_that_fails_names_the_window_and_efficiency(monkeypatch: pytest.Mo
 # -- the report and the model ------------------------------------------------------------------
 def test_report_plots_and_exported_model(signal_hunt: HuntResult, tmp_path: Path) -> None:
     from darktrigger.models import load_model
-    from darktrigger.models.cwola_columns import ColumnCWoLaScorer
-    from darktrigger.models.hunt_report import write_report
+    from darktrigger.models.cwola.columns import ColumnCWoLaScorer
+    from darktrigger.models.cwola.report import write_report
 
     written = write_report(signal_hunt, tmp_path)
     report = json.loads(written["json"].read_text(), parse_constant=lambda c: pytest.fail(c))
@@ -281,7 +281,7 @@ def test_cli_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_windows_are_frozen() -> None:
-    from darktrigger.models.hunt import Window
+    from darktrigger.models.cwola.hunt import Window
 
     w = Window(1, (1.0, 2.0, 3.0), (1, 2), 0, 3)
     with pytest.raises(AttributeError):

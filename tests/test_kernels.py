@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from darktrigger.models.kernels import features, masked_mse
+from darktrigger.models.neural.kernels import features, masked_mse
 from darktrigger.models.preprocess import Preprocessor
-from darktrigger.models.training import masked_mse as torch_masked_mse
+from darktrigger.models.neural.training import masked_mse as torch_masked_mse
 from darktrigger.replay.generators import GENERATORS
 
 

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from darktrigger.daq.menu import Menu, calibrate_menu
-from darktrigger.daq.menus import example_menu
-from darktrigger.daq.rates import MenuCounts
-from darktrigger.daq.seeds import SEEDS, event_hash, prescale_pass, scalar_ht
+from darktrigger.daq.trigger.menu import Menu, calibrate_menu
+from darktrigger.daq.trigger.menus import example_menu
+from darktrigger.daq.trigger.rates import MenuCounts
+from darktrigger.daq.trigger.seeds import SEEDS, event_hash, prescale_pass, scalar_ht
 from darktrigger.replay.errors import ConfigError, SchemaError
 from darktrigger.replay.events import EventBatch
 
@@ -281,7 +281,7 @@ def test_example_menu_is_shipped_and_valid():
     from pathlib import Path
 
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    assert "*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["darktrigger.daq.menus"]
+    assert "*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["darktrigger.daq.trigger.menus"]
 
 
 def test_to_yaml_round_trip_keeps_seeds_and_rewrites_model_paths(tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from darktrigger.models import get_scorer, load_model, train_model
 from darktrigger.models.card import sha256_file
-from darktrigger.models.training import TorchScorer
+from darktrigger.models.neural.training import TorchScorer
 from darktrigger.replay.errors import ConfigError, SchemaError
 from darktrigger.replay.events import EventBatch
 from darktrigger.replay.generators import GENERATORS

@@ -364,7 +364,7 @@ def test_monitor_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_a_port_clash_in_the_topology_is_an_error_before_anything_starts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from darktrigger.daq.cli import main
-    from darktrigger.daq.monitor_cmds import topology_metrics
+    from darktrigger.daq.topology import topology_metrics
     from darktrigger.daq.topology import Topology
     from darktrigger.replay.errors import ConfigError
 

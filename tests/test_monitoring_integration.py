@@ -159,7 +159,8 @@ def _pipeline_has_metrics() -> str | None:
     """Why the real-pipeline test cannot run yet (None when it can)."""
     import inspect
 
-    from darktrigger.daq import run_cmds, supervisor
+    from darktrigger.daq import supervisor
+    from darktrigger.daq.cli import pipeline as run_cmds
 
     src = inspect.getsource(supervisor) + inspect.getsource(run_cmds)
     if "StageMetrics" not in src and "monitoring" not in src:
@@ -173,7 +174,7 @@ def test_prometheus_on_the_real_pipeline(tmp_path_factory: pytest.TempPathFactor
     """``darktrigger run``'s supervisor (every stage a process) with metrics on, paced to run
     ~25 s; Prometheus scrapes every stage each second; its rates agree with the run summary
     within 5 %."""
-    from darktrigger.daq.monitor_cmds import topology_metrics
+    from darktrigger.daq.topology import topology_metrics
     from darktrigger.daq.supervisor import Supervisor
     from darktrigger.daq.topology import Topology
     from tests.pipeline_fixtures import make_setup, write_topology

@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from darktrigger.daq.local import run_threads
-from darktrigger.daq.menu import Menu
+from darktrigger.daq.trigger.menu import Menu
 from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
 from darktrigger.daq.security import Curve, generate_keys
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage

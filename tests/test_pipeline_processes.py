@@ -94,7 +94,7 @@ def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(setup: Path, seed:
 def test_sigterm_mid_run_drains_and_leaves_a_readable_file(setup: Path) -> None:
     path = write_topology(setup, "sigterm.yaml", source={"rate_hz": 100_000, "events": 5_000_000})
     topo = Topology.from_yaml(path)
-    proc = subprocess.Popen([sys.executable, "-m", "darktrigger.daq.cli", "run", "--config", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "darktrigger", "run", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait(lambda: _committed(topo) > 0, "the first recorded events")
@@ -153,7 +153,7 @@ def two_hosts() -> Any:
 
 
 def _stage(ns: str, name: str, config: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "darktrigger.daq.cli", "stage", name,
+    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "darktrigger", "stage", name,
            "--config", str(config), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from darktrigger.models.inference import ColumnPreprocess
+from darktrigger.models.neural.inference import ColumnPreprocess
 from darktrigger.models.preprocess import (
     MIN_STD,
     MODEL_FEATURE_NAMES,

@@ -1,4 +1,4 @@
-"""Float twins of the quantised scorers (``darktrigger.models.qkeras_train`` with ``quantise=False``)."""
+"""Float twins of the quantised scorers (``darktrigger.models.quantised.training`` with ``quantise=False``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from darktrigger.models import get_scorer
-from darktrigger.models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
-from darktrigger.models.qpreprocess import QPreprocessor
-from darktrigger.models.quantised import QuantisedScorer
+from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from darktrigger.models.quantised.preprocess import QPreprocessor
+from darktrigger.models.quantised.scorers import QuantisedScorer
 from darktrigger.replay.events import EventBatch
 from darktrigger.replay.generators import GENERATORS
 
@@ -38,7 +38,7 @@ def _float_forward(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, 
 
 @pytest.mark.parametrize("name", ["qvae", "qae"])
 def test_float_twin_is_the_same_network_without_rounding(name: str) -> None:
-    from darktrigger.models import qkeras_train
+    from darktrigger.models.quantised import training as qkeras_train
 
     scorer = get_scorer(name, hidden=[16, 8])
     assert isinstance(scorer, QuantisedScorer)

@@ -14,9 +14,9 @@ import torch
 
 from darktrigger.daq.cli import main
 from darktrigger.models import get_scorer, load_model
-from darktrigger.models.fixedpoint import Fmt
-from darktrigger.models.qpreprocess import PHI_BINS, QPreprocessor
-from darktrigger.models.quantised import QuantisedScorer
+from darktrigger.models.quantised.fixedpoint import Fmt
+from darktrigger.models.quantised.preprocess import PHI_BINS, QPreprocessor
+from darktrigger.models.quantised.scorers import QuantisedScorer
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
 from darktrigger.replay.generators import GENERATORS
@@ -129,7 +129,7 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_sparsity_schedule_and_masks() -> None:
-    from darktrigger.models.qkeras_train import prune_mask, sparsity_schedule
+    from darktrigger.models.quantised.training import prune_mask, sparsity_schedule
 
     assert sparsity_schedule(4, 0.0) == [0.0] * 4
     s = sparsity_schedule(20, 0.8)
@@ -158,7 +158,7 @@ def test_pruning_trains_the_kept_weights_only() -> None:
 
 
 def test_qvae_reconstruction_weights() -> None:
-    from darktrigger.models.quantised import QVAEScorer
+    from darktrigger.models.quantised.scorers import QVAEScorer
 
     scorer = get_scorer("qvae")
     assert isinstance(scorer, QVAEScorer)

@@ -21,8 +21,8 @@ import darktrigger
 from darktrigger.models import SCORERS, get_scorer, load_model, parse_spec
 from darktrigger.models.base import Scorer
 from darktrigger.models.card import CARD_FILE, CARD_SCHEMA_VERSION, MissingModelFileError, ModelFileError
-from darktrigger.models.onnx_backend import OnnxScorer
-from darktrigger.models.training import TorchScorer
+from darktrigger.models.neural.onnx_backend import OnnxScorer
+from darktrigger.models.neural.training import TorchScorer
 from darktrigger.replay.errors import ConfigError, DarkTriggerError, SchemaError, UnknownNameError
 from darktrigger.replay.events import SLOTS, EventBatch
 from darktrigger.replay.generators import GENERATORS

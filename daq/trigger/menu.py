@@ -1,6 +1,6 @@
 """The trigger menu: seeds from YAML, per-event decisions as bit masks, and rate counting.
 
-A menu is a list of seeds (:mod:`darktrigger.daq.seeds`), each with a prescale, the models its
+A menu is a list of seeds (:mod:`darktrigger.daq.trigger.seeds`), each with a prescale, the models its
 anomaly seeds read, the bunch-crossing rate and an accept budget:
 
 .. code-block:: yaml
@@ -16,7 +16,7 @@ anomaly seeds read, the bunch-crossing rate and an accept budget:
 
 Bit ``i`` of a decision is seed ``i`` in menu order (at most 64 seeds). Scores arrive
 as float32 columns ``score/<model name>``. Prescales are decided per event by a hash
-of (run, lumi, event) and the seed name (:func:`darktrigger.daq.seeds.prescale_pass`), so batches
+of (run, lumi, event) and the seed name (:func:`darktrigger.daq.trigger.seeds.prescale_pass`), so batches
 may arrive in any order and split in any way: the same event always gets the same bits.
 
     >>> import numpy as np
@@ -26,7 +26,7 @@ may arrive in any order and split in any way: the same event always gets the sam
     >>> decision = menu.decide(EventBatch.from_objects(objects))
     >>> decision.bits, decision.accepted
     (array([1, 0, 0, 0], dtype=uint64), array([ True, False, False, False]))
-    >>> from darktrigger.daq.rates import MenuCounts
+    >>> from darktrigger.daq.trigger.rates import MenuCounts
     >>> counts = MenuCounts.for_menu(menu).add(decision)
     >>> counts.counts.tolist(), counts.rates_hz.tolist()
     ([1], [10000000.0])
@@ -46,8 +46,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from darktrigger.daq.rates import DEFAULT_BX_RATE_MHZ
-from darktrigger.daq.seeds import (
+from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ, Decision
+from darktrigger.daq.trigger.rates import MenuCounts
+from darktrigger.daq.trigger.seeds import (
     COMMON_KEYS,
     AnomalySeed,
     Columns,
@@ -58,6 +59,7 @@ from darktrigger.daq.seeds import (
     score_column,
 )
 from darktrigger.replay.errors import ConfigError, SchemaError
+from darktrigger.replay.registry import unknown_name
 from darktrigger.replay.events import EventBatch
 
 if TYPE_CHECKING:  # models pulls in torch: only calibration and offline rates need it
@@ -66,7 +68,6 @@ if TYPE_CHECKING:  # models pulls in torch: only calibration and offline rates n
 log = logging.getLogger(__name__)
 
 MAX_SEEDS = 64
-BACKENDS = ("onnxruntime", "torch")
 TOP_KEYS = ("name", "description", "bx_rate_mhz", "budget_khz", "models", "seeds")
 MODEL_KEYS = ("path", "variant", "backend")
 IDENTITY = ("run", "lumi", "event")
@@ -91,29 +92,6 @@ class ModelSpec:
         from darktrigger.models import load_model
 
         return load_model(self.path, self.backend, variant=self.variant, threads=threads)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A batch's trigger decisions: ``raw`` before and ``bits`` after prescale, uint64 ``[N]``."""
-
-    raw: np.ndarray
-    bits: np.ndarray
-    names: tuple[str, ...]
-
-    @property
-    def accepted(self) -> np.ndarray:
-        """bool ``[N]``: events that at least one seed kept after its prescale."""
-        return np.asarray(self.bits != 0)
-
-    def __len__(self) -> int:
-        return len(self.bits)
-
-    def fired(self, seed: str | int, prescaled: bool = True) -> np.ndarray:
-        """bool ``[N]``: events that ``seed`` (a name or bit index) fired."""
-        i = self.names.index(seed) if isinstance(seed, str) else int(seed)
-        mask = self.bits if prescaled else self.raw
-        return np.asarray((mask >> np.uint64(i)) & np.uint64(1) != 0)
 
 
 def _check_name(where: str, key: str, value: Any) -> str:
@@ -254,8 +232,10 @@ class Menu:
             if variant is not None:
                 _check_name(here, "variant", variant)
             backend = spec.get("backend", "onnxruntime")
+            from darktrigger.models.backends import BACKENDS  # torch: only menus with models need it
+
             if backend not in BACKENDS:
-                raise ConfigError(f"{here}: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+                raise ConfigError(f"{here}, key 'backend': {unknown_name('scoring backend', backend, BACKENDS.names())}")
             out[name] = ModelSpec(name, path, variant, backend)
         return out
 
@@ -339,6 +319,21 @@ class Menu:
             cols += list(IDENTITY)
         return cols
 
+    def describe(self) -> str:
+        """A short listing of a menu: seeds, types, keys and prescales."""
+        width = max(len(n) for n in self.names) + 2
+        lines = [f"{self.name or self.where}: {len(self)} seeds at {self.bx_rate_mhz:g} MHz"
+                 + (f", budget {self.budget_khz:g} kHz" if self.budget_khz is not None else "")]
+        for i, (seed, ps) in enumerate(zip(self.seeds, self.prescales, strict=True)):
+            cfg = {k: v for k, v in seed.config().items() if k != "calibration"}
+            lines.append(f"  bit {i:>2}  {seed.name:<{width}}{seed.seed_type:<12}prescale {ps:<6g}"
+                         + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+        for m in self.models.values():
+            lines.append(f"  model {m.name}: {m.path} (variant {m.variant}, {m.backend})")
+        if self.uncalibrated:
+            lines.append(f"  uncalibrated (run `darktrigger menu calibrate`): {', '.join(self.uncalibrated)}")
+        return "\n".join(lines)
+
     # -- deciding -------------------------------------------------------------------
     def decide(self, columns: Columns) -> Decision:
         """Bits per event for a batch (EventBatch or mapping of columns).
@@ -418,12 +413,11 @@ def _column(columns: Columns, name: str, where: str, seed: str) -> np.ndarray:
 
 
 def _seed_types() -> list[str]:
-    from darktrigger.daq.seeds import SEEDS
+    from darktrigger.daq.trigger.seeds import SEEDS
 
     return SEEDS.names()
 
 
-# -- counting -------------------------------------------------------------------------
 # -- scoring and calibration ----------------------------------------------------------
 def add_scores(batch: EventBatch, scorers: Mapping[str, Scorer]) -> EventBatch:
     """The batch with a ``score/<name>`` column from each scorer."""
@@ -485,5 +479,27 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
     return Menu.from_dict(data, where=menu.where)  # paths in data are already resolved
 
 
-__all__ = ["Decision", "Menu", "ModelSpec", "add_scores", "calibrate_menu",
+# -- counting over files ---------------------------------------------------------------
+def offline_counts(menu: Menu, paths: list[Path], *, max_events: int | None = None,
+                   chunk_size: int = 65536, threads: int = 1, on_error: str = "fail") -> MenuCounts:
+    """Per-seed counts of a menu over files: each needed model scores each chunk, then
+    :meth:`Menu.decide`. What ``darktrigger menu rates`` prints."""
+    from darktrigger.replay.readers import open_events
+
+    if menu.uncalibrated:
+        raise ConfigError(f"{menu.where}: seed(s) {', '.join(menu.uncalibrated)} have rate_khz but "
+                          f"no threshold; run `darktrigger menu calibrate` first")
+    scorers = load_scorers(menu, threads=threads)
+    counts = MenuCounts.for_menu(menu)
+    for path in paths:
+        for batch in open_events(path, chunk_size=chunk_size, on_error=on_error):
+            if max_events is not None and counts.events + len(batch) > max_events:
+                batch = batch[: max_events - counts.events]
+            counts.add(menu.decide(add_scores(batch, scorers)))
+            if max_events is not None and counts.events >= max_events:
+                return counts
+    return counts
+
+
+__all__ = ["Menu", "ModelSpec", "add_scores", "calibrate_menu", "offline_counts",
            "load_scorers"]

@@ -1,6 +1,6 @@
 """The quantised networks as exact fixed-point arithmetic: formats, layers, reference, ranges.
 
-A quantised scorer (:mod:`darktrigger.models.quantised`) is a short list of layers on fixed-point
+A quantised scorer (:mod:`darktrigger.models.quantised.scorers`) is a short list of layers on fixed-point
 numbers. This module is the one description of that arithmetic that every
 implementation follows: the QKeras model trains it, the torch module here computes
 it exactly (scoring and ONNX), hls4ml's precisions are derived from it

@@ -1,4 +1,4 @@
-"""The ``darktrigger`` command line. Each subcommand's ``--help`` teaches it by example.
+"""``darktrigger generate``, ``inspect``, ``replay`` and ``formats``: the replay layer on the command line.
 
     $ darktrigger generate --generator toy --process sm_mix --events 100000 --seed 1 --out bkg.h5
     $ darktrigger inspect bkg.h5
@@ -9,28 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from darktrigger.replay.errors import ConfigError, DarkTriggerError
+from darktrigger.daq.cli.common import add_on_error
+from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import ALL_PROCESSES, LABEL_NAMES, label_counts
-
-log = logging.getLogger("darktrigger")
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
-def _add_on_error(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
-                   help="fail: stop at the first bad line/row with an error naming it (default); "
-                        "skip: read the rest and report how many were skipped and where")
 
 
 # -- generate -------------------------------------------------------------------------
@@ -52,9 +38,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_parser(sub: argparse._SubParsersAction) -> None:
+def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p = sub.add_parser(
-        "generate", formatter_class=_formatter,
+        "generate", formatter_class=formatter,
         help="generate events (Pythia 8 + detector model, or the fast toy) into a native file",
         description="Generate collider events of one process into darktrigger's native HDF5.\n\n"
                     "pythia: Pythia 8 at 13.6 TeV, FastJet anti-kT R=0.4 jets and a parametrised\n"
@@ -92,11 +78,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect_parser(sub: argparse._SubParsersAction) -> None:
+def _inspect_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
     from darktrigger.replay.readers import READERS
 
     p = sub.add_parser(
-        "inspect", formatter_class=_formatter,
+        "inspect", formatter_class=formatter,
         help="what a file holds: format, events, schema, slot occupancy, pT summary",
         description="Detect a file's format by its content and summarise it, streaming (any size).\n\n"
                     f"formats: {', '.join(f'{n} ({c.description})' for n, c in READERS.items())}",
@@ -107,7 +93,7 @@ def _inspect_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--format", default=None, help="force a reader instead of detecting it")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _add_on_error(p)
+    add_on_error(p)
     p.set_defaults(func=cmd_inspect)
 
 
@@ -160,9 +146,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay_parser(sub: argparse._SubParsersAction) -> None:
+def _replay_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p = sub.add_parser(
-        "replay", formatter_class=_formatter,
+        "replay", formatter_class=formatter,
         help="stream events from files or a mixture, paced to a rate, stamped with run/lumi/event/bx",
         description="Replay events in batches: files one after the other, or a mixture with\n"
                     "fractions (background with a signal injected at 1e-4, say), paced to a rate\n"
@@ -180,7 +166,7 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the mixture sampling")
     p.add_argument("--run", type=int, default=1, help="run number to stamp")
     p.add_argument("--out", type=Path, default=None, help="also write the replayed stream to a native file")
-    _add_on_error(p)
+    add_on_error(p)
     p.set_defaults(func=cmd_replay)
 
 
@@ -205,83 +191,17 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _formats_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("formats", formatter_class=_formatter,
+def _formats_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
+    p = sub.add_parser("formats", formatter_class=formatter,
                        help="list the readers, generators, processes and scorers",
                        description="List every registered reader, generator and scorer.",
                        epilog="example:\n  darktrigger formats")
     p.set_defaults(func=cmd_formats)
 
 
-#: Modules that add subcommands: each has ``add_parsers(sub, formatter)``. One line a
-#: module, so that adding a command family touches nothing else here.
-COMMAND_MODULES: tuple[str, ...] = (
-    "darktrigger.daq.model_cmds",
-    "darktrigger.daq.menu_cmds",
-    "darktrigger.daq.run_cmds",
-    "darktrigger.daq.hunt_cmds",
-    "darktrigger.daq.monitor_cmds",
-    "darktrigger.daq.firmware_cmds",
-)
-
-PARSERS = (_generate_parser, _inspect_parser, _replay_parser, _formats_parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="darktrigger", formatter_class=_formatter,
-        description="Emulate a collider's real-time anomaly-detection trigger, end to end.",
-        epilog="start here:\n"
-               "  darktrigger generate --generator toy --process sm_mix --events 100000 --out bkg.h5\n"
-               "  darktrigger inspect bkg.h5\n"
-               "  darktrigger replay bkg.h5 --rate-hz 50000\n"
-               "Each subcommand has its own --help with examples.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in PARSERS:
-        add(sub)
-    import importlib
-
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).add_parsers(sub, _formatter)
-    return parser
-
-
-def run_shown(args: Sequence[str]) -> str:
-    """Run one ``darktrigger`` command in-process, echoing it first as a shell line.
-
-    For scripts that show what they run (``make demo``, ``bench.physics``). Returns the
-    command line; a non-zero exit is fatal (SystemExit naming the command).
-    """
-    import shlex
-
-    line = "darktrigger " + shlex.join(args)
-    print(f"$ {line}", flush=True)
-    code = main(list(args))
-    if code:
-        raise SystemExit(f"failed with exit code {code}: {line}")
-    return line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args))
-    except (DarkTriggerError, FileNotFoundError) as exc:
-        print(f"darktrigger {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `darktrigger inspect f | head` is fine
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print(f"darktrigger {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
+    """``generate``, ``inspect``, ``replay`` and ``formats`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
+    for add in (_generate_parser, _inspect_parser, _replay_parser, _formats_parser):
+        add(sub, formatter)

@@ -1,8 +1,8 @@
-"""QKeras models of :mod:`darktrigger.models.quantised`: the training loop and the firmware network.
+"""QKeras models of :mod:`darktrigger.models.quantised.scorers`: the training loop and the firmware network.
 
 Imported only to train a quantised scorer or to hand one to hls4ml: importing it loads
 TensorFlow (seconds). The layers are built from the scorer's fixed-point description
-(:mod:`darktrigger.models.fixedpoint`), one Keras layer each, named as there:
+(:mod:`darktrigger.models.quantised.fixedpoint`), one Keras layer each, named as there:
 
 =============  ==================================================================
 fixed point    Keras
@@ -14,11 +14,11 @@ fixed point    Keras
 ``SumSquares`` ``Dot(axes=1)([h, h])``
 =============  ==================================================================
 
-The training loop mirrors :func:`darktrigger.models.training.run_training`: Adam on seeded
+The training loop mirrors :func:`darktrigger.models.neural.training.run_training`: Adam on seeded
 mini-batches, a validation loss each epoch, early stopping after ``patience`` epochs,
 the best epoch's weights kept. ``qae`` minimises the mean squared reconstruction error
 of the (unrounded) decoder output; ``qvae`` the weighted summed squared error (weights
-from :meth:`darktrigger.models.quantised.QVAEScorer.reco_weight_vector`) plus ``beta`` · KL, with μ
+from :meth:`darktrigger.models.quantised.scorers.QVAEScorer.reco_weight_vector`) plus ``beta`` · KL, with μ
 from the quantised encoder and the log-variance and decoder in float (they are not
 firmware).
 
@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from darktrigger.models.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
 from darktrigger.replay.errors import ConfigError
 
 if TYPE_CHECKING:
-    from darktrigger.models.quantised import QuantisedScorer
+    from darktrigger.models.quantised.scorers import QuantisedScorer
 
 log = logging.getLogger(__name__)
 LOGVAR_LIMIT = 20.0

@@ -1,7 +1,7 @@
 """What a CWoLa hunt writes: the window × efficiency table, the JSON report, the plots,
 and the chosen window's classifier as a model directory.
 
-    >>> from darktrigger.models.hunt import HuntConfig, run_hunt                       # doctest: +SKIP
+    >>> from darktrigger.models.cwola.hunt import HuntConfig, run_hunt                       # doctest: +SKIP
     >>> result = run_hunt(batch, HuntConfig())                             # doctest: +SKIP
     >>> print(format_table(result))                                        # doctest: +SKIP
     >>> write_report(result, "hunt-out")                                   # doctest: +SKIP
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from darktrigger.models.hunt import NO_CUT, CutResult, HuntResult, WindowResult
+from darktrigger.models.cwola.hunt import NO_CUT, CutResult, HuntResult, WindowResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

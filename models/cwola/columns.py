@@ -8,7 +8,7 @@ window, :meth:`ColumnCWoLaScorer.ensemble`); the score is the mean of their logi
 
     >>> import numpy as np
     >>> from darktrigger.models import get_scorer
-    >>> from darktrigger.models import cwola_columns  # noqa: F401  (registers "cwola_columns")
+    >>> from darktrigger.models.cwola import columns  # noqa: F401  (registers "cwola_columns")
     >>> from darktrigger.replay.events import EventBatch
     >>> from darktrigger.replay.generators import GENERATORS
     >>> toy = GENERATORS.get("toy")()
@@ -44,8 +44,8 @@ from torch.nn import functional
 
 from darktrigger.models.base import BatchLike, Scorer, register_scorer
 from darktrigger.models.card import WEIGHTS_FILE, ModelCard, ModelFileError, require_file
-from darktrigger.models.cwola import Classifier
-from darktrigger.models.training import SCORE_CHUNK, read_state_dict, run_training, torch_threads
+from darktrigger.models.cwola.classifier import Classifier
+from darktrigger.models.neural.training import SCORE_CHUNK, read_state_dict, run_training, torch_threads
 from darktrigger.replay.errors import ConfigError, SchemaError
 from darktrigger.replay.events import EventBatch
 

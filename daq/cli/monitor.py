@@ -15,37 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from darktrigger.daq.topology import Topology, parse_endpoint
-from darktrigger.monitoring.config import KEYS, MetricsConfig, scrape_config
+from darktrigger.daq.topology import Topology, topology_metrics
+from darktrigger.monitoring.config import scrape_config
 from darktrigger.monitoring.errors import MonitoringError
 from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-_WILDCARD = {"*", "0.0.0.0", "::", ""}
-
-
-def topology_metrics(topo: Topology) -> MetricsConfig:
-    """The topology's ``metrics:`` section, validated, with no metrics port on a port one of
-    its tcp endpoints uses on the same host: a clash is a :class:`ConfigError` naming both,
-    before anything starts."""
-    parsed: Any = topo.metrics
-    section: Mapping[str, Any] = parsed if isinstance(parsed, Mapping) else {  # the topology's parsed fields
-        k: getattr(parsed, k) for k in sorted(KEYS) if getattr(parsed, k, None) is not None}
-    try:
-        cfg = MetricsConfig.from_mapping(section, topo.where)
-        taken = {}
-        for name, ep in topo.endpoints.items():
-            kind, host, port = parse_endpoint(ep, f"{topo.where}: endpoints.{name}")
-            same_host = (host == cfg.host or host in _WILDCARD or cfg.host in _WILDCARD
-                         or (MetricsConfig(host=host).is_loopback and cfg.is_loopback))
-            if kind == "tcp" and same_host:
-                taken[name] = port
-        cfg.check(topo.workers.count, taken, topo.where)
-    except MonitoringError as exc:
-        raise ConfigError(str(exc)) from None
-    return cfg
-
 
 def cmd_config(args: argparse.Namespace) -> int:
     topo = Topology.from_yaml(args.config)

@@ -7,11 +7,11 @@ Two graphs per variant are saved with a neural model:
 * ``net.onnx`` (``net-<variant>.onnx``): the network alone, event-major, model
   ``features`` ``[N, 75]`` → ``score`` ``[N]`` or ``recon`` ``[N, 75]``.
 
-This backend scores with ``net.onnx``: the compiled kernels of :mod:`darktrigger.models.kernels`
+This backend scores with ``net.onnx``: the compiled kernels of :mod:`darktrigger.models.neural.kernels`
 make the features (and, for a reconstruction, the masked error), onnxruntime runs the
 network. That is about twice as fast as ``model.onnx`` on one thread (its Cos/Sin and
 per-feature broadcasts cost more than the network; the module docstring of
-:mod:`darktrigger.models.kernels` has the figures). A model directory saved before ``net.onnx``
+:mod:`darktrigger.models.neural.kernels` has the figures). A model directory saved before ``net.onnx``
 existed is scored with its ``model.onnx``. Either way the scores agree with the torch
 backend within 1e-5 relative.
 
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from darktrigger.models.backends import register_backend
 from darktrigger.models.base import BatchLike, ScoreOnlyScorer, as_flat
 from darktrigger.models.card import (
     ModelCard,
@@ -138,7 +139,7 @@ class OnnxScorer(ScoreOnlyScorer):
         if session.get_outputs()[0].name not in ("score", "recon"):
             raise ModelFileError(f"{path}: expected the output 'score' or 'recon', "
                                  f"got {session.get_outputs()[0].name!r}")
-        from darktrigger.models import kernels  # numba: imported by the scorers that use it
+        from darktrigger.models.neural import kernels  # numba: imported by the scorers that use it
 
         kernels.warm_up()  # numba's start-up and compile (~1.5 s) now, not on the first batch
         return cls(card, variant, session, directory, pre)
@@ -152,7 +153,7 @@ class OnnxScorer(ScoreOnlyScorer):
                 chunk = flat[start:start + SCORE_CHUNK]
                 out[start:start + len(chunk)] = self.session.run(None, {self._input: chunk})[0]
             return out
-        from darktrigger.models import kernels
+        from darktrigger.models.neural import kernels
 
         size = min(SCORE_CHUNK, len(flat))
         buffers = (np.empty((size, N_MODEL_FEATURES), np.float32), np.empty((size, N_SLOTS), np.float32))
@@ -166,3 +167,7 @@ class OnnxScorer(ScoreOnlyScorer):
                 out[start:start + len(chunk)] = result
         return out
 
+
+@register_backend("onnxruntime", "net.onnx in onnxruntime after compiled (numba) preprocessing; scores only")
+def _load(directory: Path, variant: str | None, *, threads: int) -> OnnxScorer:
+    return OnnxScorer.load(directory, variant, threads=threads)

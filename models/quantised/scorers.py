@@ -1,19 +1,19 @@
 """``qae`` and ``qvae``: quantisation-aware autoencoders in QKeras, scored in exact fixed point.
 
 Both take the 57 L1 numbers in hardware units, shift-normalised onto an
-``ap_fixed<12,6>`` grid (:mod:`darktrigger.models.qpreprocess`), and are trained in QKeras with
+``ap_fixed<12,6>`` grid (:mod:`darktrigger.models.quantised.preprocess`), and are trained in QKeras with
 quantised weights and activations (defaults: weights ``quantized_bits(8,1)`` =
 ``ap_fixed<8,2>``, biases ``quantized_bits(8,3)`` = ``ap_fixed<8,4>``, activations
 ``quantized_relu(8,3)`` = ``ap_ufixed<8,3>``; no batch norm, so nothing is folded later),
 and pruned: ``sparsity`` (default 0.75) of each Dense kernel's weights are held at 0,
 the smallest in magnitude, reached gradually in training
-(:func:`darktrigger.models.qkeras_train.sparsity_schedule`), as L1 trigger networks are. A zero
+(:func:`darktrigger.models.quantised.training.sparsity_schedule`), as L1 trigger networks are. A zero
 weight is no adder in firmware: the pruned ``qvae`` has 40 % of the dense one's da4ml
 operations, which is what lets its Verilator RTL score 1 M events/s on one core.
 The score is computed in fixed point too, so firmware can compute it:
 
 =========  ================================================================================
-scorer     firmware network (:mod:`darktrigger.models.fixedpoint` layers) → score
+scorer     firmware network (:mod:`darktrigger.models.quantised.fixedpoint` layers) → score
 =========  ================================================================================
 ``qvae``   57 → 32 → 16 → μ (``latent`` = 4), activations ``ap_ufixed<8,3>``, μ rounded to
            ``ap_fixed<10,5>``, score Σμ² (the AXOL1TL score); the log-variance and decoder exist
@@ -27,7 +27,7 @@ Training imports TensorFlow (seconds); scoring does not: after training, the qua
 weights (exact dyadic numbers) go into ``weights.pt`` and a torch module computes the
 fixed-point network exactly (float64 holds every value), and ``model.onnx`` computes it
 in float32, exact as well because every intermediate fits 24 bits
-(:func:`darktrigger.models.fixedpoint.check_float32_exact`). :meth:`QuantisedScorer.keras_model`
+(:func:`darktrigger.models.quantised.fixedpoint.check_float32_exact`). :meth:`QuantisedScorer.keras_model`
 rebuilds the QKeras model from those weights for hls4ml and for bit-exact checks.
 
     >>> from darktrigger.models import get_scorer
@@ -52,7 +52,7 @@ from torch import nn
 
 from darktrigger.models.base import BatchLike, Scorer, as_flat, register_scorer
 from darktrigger.models.card import ONNX_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, load_part, require_file
-from darktrigger.models.fixedpoint import (
+from darktrigger.models.quantised.fixedpoint import (
     Dense,
     Fmt,
     Layer,
@@ -65,7 +65,7 @@ from darktrigger.models.fixedpoint import (
     check_float32_exact,
     reference,
 )
-from darktrigger.models.qpreprocess import (
+from darktrigger.models.quantised.preprocess import (
     _INV_ETA,
     _INV_PHI,
     ETA_MAX,
@@ -76,7 +76,7 @@ from darktrigger.models.qpreprocess import (
     QUANTITIES,
     QPreprocessor,
 )
-from darktrigger.models.training import read_state_dict, score_in_chunks
+from darktrigger.models.neural.training import read_state_dict, score_in_chunks
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import N_FEATURES, SLOT_TYPES
 
@@ -246,7 +246,7 @@ class QuantisedScorer(Scorer):
         x = self.qpre.transform(flat)
         xv = self.qpre.transform(as_flat(validation, f"{self.where}, validation batch")) \
             if validation is not None else None
-        from darktrigger.models import qkeras_train  # TensorFlow: only training needs it
+        from darktrigger.models.quantised import training as qkeras_train  # TensorFlow: only training needs it
 
         t0 = time.monotonic()
         params, history = qkeras_train.train(self, x, xv, epochs=epochs, batch_size=batch_size,
@@ -326,7 +326,7 @@ class QuantisedScorer(Scorer):
 
     def keras_model(self) -> Any:
         """The firmware network as a QKeras model with the trained weights (imports TensorFlow)."""
-        from darktrigger.models import qkeras_train
+        from darktrigger.models.quantised import training as qkeras_train
 
         net = self._require_net()
         return qkeras_train.firmware_model(self, net.params())

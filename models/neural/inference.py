@@ -20,7 +20,7 @@ blocks row by row. So the score graph
 
 That graph, whole, is ``model.onnx``. The ``onnxruntime`` backend runs only its network,
 event-major (:class:`RowMLP`, :class:`RowNet`: ``net.onnx``), after the compiled
-preprocessing of :mod:`darktrigger.models.kernels`: event-major, onnxruntime packs the constant
+preprocessing of :mod:`darktrigger.models.neural.kernels`: event-major, onnxruntime packs the constant
 weights once, and the kernels take 64 ns an event for what costs the graph 230–360 ns
 (``make bench``: the kernel alone 15.65 M events/s; ``model.onnx`` minus its network
 alone, ``vae:mu2`` and AE).
@@ -75,7 +75,7 @@ class ColumnPreprocess(nn.Module):
 
 
 class ColumnMLP(nn.Module):
-    """A folded copy of an :func:`darktrigger.models.training.mlp` stack, applied to ``[F, N]``."""
+    """A folded copy of an :func:`darktrigger.models.neural.training.mlp` stack, applied to ``[F, N]``."""
 
     def __init__(self, seq: nn.Sequential) -> None:
         super().__init__()
@@ -137,7 +137,7 @@ class RowNet(nn.Module):
 
     ``finish``: ``"sum_squares"`` (Σ over the last stage's outputs of their squares, the
     VAE's Σμ²), ``"flat"`` (a single output column, a classifier's logit) or ``"recon"``
-    (the reconstruction itself; its masked error is :func:`darktrigger.models.kernels.masked_mse`).
+    (the reconstruction itself; its masked error is :func:`darktrigger.models.neural.kernels.masked_mse`).
     """
 
     FINISHES = {"sum_squares": "score", "flat": "score", "recon": "recon"}

@@ -34,9 +34,9 @@ from torch import nn
 from torch.nn import functional
 
 from darktrigger.models.base import register_scorer
-from darktrigger.models.inference import ColumnMLP, RowNet, column_linear
+from darktrigger.models.neural.inference import ColumnMLP, RowNet, column_linear
 from darktrigger.models.preprocess import N_MODEL_FEATURES
-from darktrigger.models.training import TorchScorer, mlp
+from darktrigger.models.neural.training import TorchScorer, mlp
 
 
 class Classifier(nn.Module):

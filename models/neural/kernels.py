@@ -5,7 +5,7 @@ the constant weights packed once when the session loads) but spends most of a sc
 elsewhere when the graph also does the preprocessing: its ``Cos``/``Sin`` are scalar
 (~3 ns an element), a per-feature scale broadcast over ``[N, F]`` goes row by row, and
 transposing to feature-major (where those are fast) costs the weight packing back. So
-the backend splits the work (:class:`darktrigger.models.onnx_backend.OnnxScorer`):
+the backend splits the work (:class:`darktrigger.models.neural.onnx_backend.OnnxScorer`):
 
 1. :func:`features` (here): raw ``[N, 57]`` → the scaled, masked model features
    ``[N, 75]`` (exactly :meth:`darktrigger.models.preprocess.Preprocessor.transform`, to float32
@@ -150,7 +150,7 @@ def masked_mse(recon: np.ndarray, feats: np.ndarray, filled: np.ndarray,
                out: np.ndarray | None = None) -> np.ndarray:
     """Per-event mean squared error over the filled features: reconstruction and features
     ``[N, 75]``, filled ``[N, 19]`` → ``[N]`` (0 for an empty event), as
-    :func:`darktrigger.models.inference.column_masked_mse` computes it feature-major."""
+    :func:`darktrigger.models.neural.inference.column_masked_mse` computes it feature-major."""
     n = len(recon)
     result = np.empty(n, np.float32) if out is None else out[:n]
     masked_mse_into(recon, feats, filled, result)

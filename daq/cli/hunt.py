@@ -60,8 +60,8 @@ def _read(path: Path, limit: int | None, keep: list[str], on_error: str) -> Even
 
 
 def cmd_hunt(args: argparse.Namespace) -> int:
-    from darktrigger.models.hunt import HuntConfig, parse_windows, run_hunt
-    from darktrigger.models.hunt_report import format_table, write_report
+    from darktrigger.models.cwola.hunt import HuntConfig, parse_windows, run_hunt
+    from darktrigger.models.cwola.report import format_table, write_report
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     effs = _floats(args.efficiencies, "--efficiencies")

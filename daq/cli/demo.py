@@ -1,4 +1,4 @@
-"""``make demo``: the main job, end to end in a few minutes.
+"""``darktrigger demo`` (what ``make demo`` runs): the main job, end to end in a few minutes.
 
 Generates events with both generators (the fast toy and Pythia 8 with the detector
 model) or reuses those of an earlier demo, replays a background with a signal
@@ -8,7 +8,7 @@ scorer workers, trigger, recorder, each a process) on the stream, ending with th
 summary: per-seed rates and pure rates, the total rate against the budget, the
 efficiency for the injected signal, and latency. Everything goes to ``demo-output/``.
 
-    $ python -m darktrigger.daq.demo [--out demo-output] [--pythia-events 300] [--run-events 2000000]
+    $ darktrigger demo [--out demo-output] [--pythia-events 300] [--run-events 2000000]
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -49,15 +49,7 @@ def generate(title: str, generator: str, process: str, events: int, seed: int, p
          "--seed", str(seed), "--out", str(path))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("demo-output"))
-    parser.add_argument("--toy-events", type=int, default=500_000)
-    parser.add_argument("--pythia-events", type=int, default=300)
-    parser.add_argument("--run-events", type=int, default=2_000_000, help="events through the pipeline")
-    parser.add_argument("--workers", type=int, default=2, help="scorer worker processes")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs of the small models")
-    args = parser.parse_args(argv)
+def cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -108,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def pipeline(args: argparse.Namespace, out: Path, files: dict[str, Path]) -> None:
     """Train small models, calibrate the example menu, run the pipeline on the stream."""
-    from darktrigger.daq.menus import example_menu
+    from darktrigger.daq.trigger.menus import example_menu
 
     models = out / "models"
     for name in ("ae", "vae"):
@@ -140,5 +132,19 @@ def pipeline(args: argparse.Namespace, out: Path, files: dict[str, Path]) -> Non
          "run", "--config", str(config), "--timeout", "600")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+
+def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
+    """``demo`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
+    p = sub.add_parser("demo", formatter_class=formatter,
+                       help="the main job end to end: generate, replay, train, calibrate, run the pipeline",
+                       description=__doc__.split("\n\n    $")[0],
+                       epilog="example:\n  darktrigger demo --out demo-output\n"
+                              "Files of an earlier demo in the same folder are reused.")
+    p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
+    p.add_argument("--toy-events", type=int, default=500_000, help="toy background events (default 500,000)")
+    p.add_argument("--pythia-events", type=int, default=300, help="Pythia events per process (default 300)")
+    p.add_argument("--run-events", type=int, default=2_000_000,
+                   help="events through the pipeline (default 2,000,000)")
+    p.add_argument("--workers", type=int, default=2, help="scorer worker processes (default 2)")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs of the small models (default 3)")
+    p.set_defaults(func=cmd_demo)

@@ -5,7 +5,7 @@ For each signal-region window in m_jj (label 1) with a sideband on each side (la
 τ21) is trained by k-fold so that every event is scored by a model that never saw it;
 for each efficiency ε the most signal-like fraction ε is kept, the m_jj spectrum of the
 kept events is fitted outside the window with the dijet function
-(:mod:`darktrigger.models.dijet_fit`), and the background predicted inside gives the local
+(:mod:`darktrigger.models.cwola.dijet_fit`), and the background predicted inside gives the local
 significance. ε = 1 (no cut) is always there too: the plain bump hunt.
 
     >>> import numpy as np
@@ -45,8 +45,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from darktrigger.models.cwola_columns import DEFAULT_FEATURES, ColumnCWoLaScorer, read_columns
-from darktrigger.models.dijet_fit import (
+from darktrigger.models.cwola.columns import DEFAULT_FEATURES, ColumnCWoLaScorer, read_columns
+from darktrigger.models.cwola.dijet_fit import (
     SQRT_S_GEV,
     DijetFit,
     FitError,

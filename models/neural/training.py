@@ -40,7 +40,7 @@ from darktrigger.models.card import (
     require_file,
     sha256_file,
 )
-from darktrigger.models.inference import ColumnPreprocess, ScoreGraph
+from darktrigger.models.neural.inference import ColumnPreprocess, ScoreGraph
 from darktrigger.models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, PreprocessModule, Preprocessor
 from darktrigger.replay.errors import ConfigError, SchemaError
 from darktrigger.replay.events import N_FEATURES, EventBatch
@@ -190,7 +190,7 @@ class TorchScorer(Scorer):
 
     Subclasses implement :meth:`build` (the network), :meth:`loss` (per event) and
     :meth:`head` (features, mask → score for a variant, in the lean feature-major form
-    of :mod:`darktrigger.models.inference` that scoring and ONNX use).
+    of :mod:`darktrigger.models.neural.inference` that scoring and ONNX use).
     """
 
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
@@ -213,7 +213,7 @@ class TorchScorer(Scorer):
     @abstractmethod
     def head(self, net: nn.Module, variant: str | None) -> nn.Module:
         """A module ``(feats [75, N], filled [19, N]) → score [N]`` for ``variant``, on
-        feature-major tensors, with ``net``'s weights folded (see :mod:`darktrigger.models.inference`)."""
+        feature-major tensors, with ``net``'s weights folded (see :mod:`darktrigger.models.neural.inference`)."""
 
     # -- fitting -----------------------------------------------------------------------
     def _labels(self, labels: np.ndarray | None, n: int, what: str) -> list[torch.Tensor]:
@@ -306,7 +306,7 @@ class TorchScorer(Scorer):
     def export_net(self, path: str | Path, variant: str | None = None) -> Path | None:
         """Write the event-major network graph of ``variant``: ``features`` [N, 75] →
         ``score`` [N] or ``recon`` [N, 75] (dynamic N), the part of the score the
-        ``onnxruntime`` backend runs after :func:`darktrigger.models.kernels.features`; None (nothing
+        ``onnxruntime`` backend runs after :func:`darktrigger.models.neural.kernels.features`; None (nothing
         written) for a head that has no event-major form."""
         rows = getattr(self.graph(variant).head, "rows", None)
         if not callable(rows):

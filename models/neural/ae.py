@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from darktrigger.models.base import register_scorer
-from darktrigger.models.inference import ColumnMLP, RowNet, column_masked_mse
+from darktrigger.models.neural.inference import ColumnMLP, RowNet, column_masked_mse
 from darktrigger.models.preprocess import N_MODEL_FEATURES
-from darktrigger.models.training import TorchScorer, masked_mse, mlp
+from darktrigger.models.neural.training import TorchScorer, masked_mse, mlp
 
 
 class Autoencoder(nn.Module):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from darktrigger.daq.cli.common import add_backend
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
 
@@ -25,7 +26,7 @@ BASELINES = ("ht", "st")
 
 
 def _read(path: Path, max_events: int | None, on_error: str) -> EventBatch:
-    from darktrigger.models.training import read_events
+    from darktrigger.models.neural.training import read_events
 
     return read_events([path], max_events, "evaluation", on_error=on_error, hashes=False)[0]
 
@@ -204,8 +205,7 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
     p.add_argument("--background", type=Path, required=True, help="background events (not used in training)")
     p.add_argument("--signal", action="append", default=[], metavar="NAME=FILE", help="repeat for each signal")
     p.add_argument("--fprs", default="1e-2,1e-3,1e-4,1e-5", help="FPRs for the TPR/SI columns")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "firmware"), default="onnxruntime",
-                   help="onnxruntime (default), torch, or firmware (a firmware project folder: its RTL)")
+    add_backend(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
     p.add_argument("--input-rate-mhz", type=float, default=40.0, help="for the rate axis of the ROC plots")
@@ -261,8 +261,7 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
     p.add_argument("--rate-khz", required=True, help="target rates in kHz, comma separated")
     p.add_argument("--input-rate-mhz", type=float, default=40.0, help="bunch-crossing rate (default 40)")
     p.add_argument("--variant", default=None, help="only this variant (e.g. mu2)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "firmware"), default="onnxruntime",
-                   help="onnxruntime (default), torch, or firmware (a firmware project folder: its RTL)")
+    add_backend(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-events", type=int, default=None)
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail")

@@ -1,7 +1,7 @@
 """The quantised models' inputs: the 57 L1 numbers in hardware integer units, normalised by shifts.
 
 The CMS Global Trigger sees each object as integers: hardware pT, η and φ counts.
-The quantised scorers (:mod:`darktrigger.models.quantised`) start from the same integers, with
+The quantised scorers (:mod:`darktrigger.models.quantised.scorers`) start from the same integers, with
 these least significant bits (LSBs), those of the Phase-1 calorimeter trigger objects
 as the uGT receives them:
 

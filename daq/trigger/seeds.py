@@ -2,7 +2,7 @@
 
 A seed answers ``fires(columns) -> bool[N]`` for a batch (an
 :class:`~darktrigger.replay.events.EventBatch` or a mapping of columns), before any prescale. The
-menu (:mod:`darktrigger.daq.menu`) builds seeds from YAML by their ``type``:
+menu (:mod:`darktrigger.daq.trigger.menu`) builds seeds from YAML by their ``type``:
 
 ==============  ====================================  ==========================================
 type            keys (GeV; η is |η|)                  fires when
@@ -26,7 +26,7 @@ pT ≥ 22 GeV); anomaly thresholds are strict (``>``), as :mod:`darktrigger.mode
 calibrates them. Empty slots (pT = 0) never pass, since every pT threshold is positive.
 
     >>> import numpy as np
-    >>> from darktrigger.daq.seeds import make_seed
+    >>> from darktrigger.daq.trigger.seeds import make_seed
     >>> objects = np.zeros((2, 19, 3), np.float32)
     >>> objects[0, 5] = (25.0, 0.3, 1.0)           # one 25 GeV muon in event 0
     >>> make_seed("SingleMu22", "single_mu", {"pt_min": 22}).fires({"objects": objects})

@@ -16,40 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from darktrigger.replay.errors import ConfigError
+from darktrigger.daq.launch import run_stage
+from darktrigger.daq.summary import format_summary
 
 log = logging.getLogger(__name__)
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """The run summary for the terminal: conservation, seeds, efficiencies, latency."""
-    from darktrigger.daq.rates import MenuCounts
-
-    lines = []
-    ev_in = summary.get("events_in")
-    lines.append(f"events in {ev_in:,}  accepted {summary['events_accepted']:,}  rejected "
-                 f"{summary['events_rejected']:,}  invalid {summary['events_invalid']:,}  "
-                 f"lost {summary['events_lost']}  duplicated {summary['events_duplicated']}"
-                 if ev_in is not None else
-                 f"events accepted {summary['events_accepted']:,}, rejected {summary['events_rejected']:,} "
-                 "(the source's count did not arrive)")
-    lines.append(f"batches resent {summary.get('batches_resent', 0)}, duplicate batches dropped "
-                 f"{summary.get('duplicate_batches_dropped', 0)}, workers lost {summary.get('workers_lost', 0)}, "
-                 f"worker restarts {summary.get('worker_restarts', 0)}, malformed messages "
-                 f"{sum(summary.get('malformed_messages', {}).values())}")
-    lines.append("")
-    lines.append(MenuCounts.from_dict(summary["menu"]).format_table())
-    lines.append("")
-    lines.append("per process (truth label): events in, accepted, efficiency")
-    for name, row in summary.get("per_process", {}).items():
-        lines.append(f"  {name:<12}{row['events']:>12,}{row['accepted']:>10,}{row['efficiency']:>10.4f}")
-    lines.append("")
-    lines.append(f"latency source → recorder: p50 {summary['latency_p50_s'] * 1e3:.1f} ms, "
-                 f"p99 {summary['latency_p99_s'] * 1e3:.1f} ms")
-    if summary.get("wall_s"):
-        lines.append(f"{ev_in:,} events in {summary['wall_s']:.2f} s: {ev_in / summary['wall_s']:,.0f} events/s "
-                     "end to end (start-up excluded)")
-    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,69 +41,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"darktrigger run: error: {lost} event(s) lost, {dup} duplicated")
         return 1
     return 0
-
-
-def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | None = None,
-              duration_s: float | None = None, stop: threading.Event | None = None) -> Any:
-    """Run one stage of a topology in this process until it is done (or ``stop`` is set)."""
-    from darktrigger.daq.menu import Menu
-    from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
-    from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-    from darktrigger.daq.topology import Topology
-
-    topo = Topology.from_yaml(config)
-    stop = stop or threading.Event()
-    if stage not in ("source", "scorer", "trigger", "recorder"):
-        raise ConfigError(f"unknown stage {stage!r}; expected source, scorer, trigger or recorder")
-    menu = Menu.from_yaml(topo.menu)
-    name = f"scorer-{index}" if stage == "scorer" else stage
-    metrics, server = stage_metrics(topo, menu, name)
-    try:
-        if stage == "source":
-            return SourceRunner(topo, SourceStage(topo, max_events=events), duration_s=duration_s,
-                                metrics=metrics).run(stop)
-        if stage == "scorer":
-            scorer = ScorerStage.from_menu(menu, topo.workers.backend, topo.workers.threads)
-            return ScorerRunner(topo, scorer, name=name, metrics=metrics).run(stop)
-        if stage == "trigger":
-            return TriggerRunner(topo, TriggerStage(menu), metrics=metrics).run(stop)
-        return RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), metrics=metrics).run(stop)
-    finally:
-        if server is not None:
-            if stage == "recorder" and not stop.is_set():
-                # the run's last counts (and events lost) reach the scrapers before the port closes
-                time.sleep(METRICS_LINGER_S)
-            server.close()
-
-
-#: How long the recorder keeps serving /metrics after the run ends: two 1 s scrapes.
-METRICS_LINGER_S = 2.0
-
-
-def stage_metrics(topo: Any, menu: Any, name: str, serve: bool = True) -> tuple[Any, Any]:
-    """(StageMetrics, its /metrics server) for one stage, or (None, None) with metrics off."""
-    if not topo.metrics.enabled:
-        return None, None
-    from prometheus_client import CollectorRegistry
-
-    from darktrigger.monitoring.exposition import serve as serve_metrics
-    from darktrigger.monitoring.metrics import StageMetrics
-    from darktrigger import __version__
-
-    seeds = menu.names if name == "recorder" else ()
-    targets = {s.name: s.params["rate_khz"] * 1e3 for s in menu.anomaly_seeds
-               if s.params.get("rate_khz")} if name == "recorder" else {}
-    registry = CollectorRegistry()
-    metrics = StageMetrics(registry, name, seeds=seeds,
-                           models=list(menu.used_models) if name.startswith("scorer") else (),
-                           bx_rate_hz=menu.bx_rate_mhz * 1e6,
-                           budget_hz=menu.budget_khz * 1e3 if menu.budget_khz else None,
-                           version=__version__, anomaly_targets_hz=targets,
-                           latency_budget_s=topo.metrics.latency_budget_s,
-                           seed_bands_hz=topo.metrics.seed_bands_hz if name == "recorder" else None)
-    port = topo.metrics.ports(topo.workers.count)[name]
-    server = serve_metrics(registry, topo.metrics.host, port) if serve else None
-    return metrics, server
 
 
 def cmd_stage(args: argparse.Namespace) -> int:

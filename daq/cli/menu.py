@@ -1,6 +1,6 @@
 """``darktrigger menu check|calibrate|rates``: the trigger menu on the command line.
 
-    $ darktrigger menu check --menu daq/menus/cms_like.yaml
+    $ darktrigger menu check --menu daq/trigger/menus/cms_like.yaml
     $ darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_calibrated.yaml
     $ darktrigger menu rates --menu menu_calibrated.yaml --events zb_test.h5 --json rates.json
 """
@@ -14,40 +14,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from darktrigger.daq.menu import Menu, add_scores, calibrate_menu, load_scorers
-from darktrigger.daq.rates import MenuCounts
+from darktrigger.daq.trigger.menu import Menu, calibrate_menu, load_scorers, offline_counts
 from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 # -- check ----------------------------------------------------------------------------
-def describe(menu: Menu) -> str:
-    """A short listing of a menu: seeds, types, keys and prescales."""
-    width = max(len(n) for n in menu.names) + 2
-    lines = [f"{menu.name or menu.where}: {len(menu)} seeds at {menu.bx_rate_mhz:g} MHz"
-             + (f", budget {menu.budget_khz:g} kHz" if menu.budget_khz is not None else "")]
-    for i, (seed, ps) in enumerate(zip(menu.seeds, menu.prescales, strict=True)):
-        cfg = {k: v for k, v in seed.config().items() if k != "calibration"}
-        lines.append(f"  bit {i:>2}  {seed.name:<{width}}{seed.seed_type:<12}prescale {ps:<6g}"
-                     + ", ".join(f"{k}={v}" for k, v in cfg.items()))
-    for m in menu.models.values():
-        lines.append(f"  model {m.name}: {m.path} (variant {m.variant}, {m.backend})")
-    if menu.uncalibrated:
-        lines.append(f"  uncalibrated (run `darktrigger menu calibrate`): {', '.join(menu.uncalibrated)}")
-    return "\n".join(lines)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     menu = Menu.from_yaml(args.menu)
-    print(describe(menu))
+    print(menu.describe())
     print(f"{args.menu}: valid")
     return 0
 
 
 # -- calibrate ------------------------------------------------------------------------
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from darktrigger.models.training import read_events
+    from darktrigger.models.neural.training import read_events
 
     menu = Menu.from_yaml(args.menu)
     todo = [s for s in menu.anomaly_seeds if s.params["rate_khz"] is not None]
@@ -77,27 +60,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 # -- rates ----------------------------------------------------------------------------
-def offline_counts(menu: Menu, paths: list[Path], *, max_events: int | None = None,
-                   chunk_size: int = 65536, threads: int = 1, on_error: str = "fail") -> MenuCounts:
-    """Per-seed counts of a menu over files: each needed model scores each chunk, then
-    :meth:`Menu.decide`. What ``darktrigger menu rates`` prints."""
-    from darktrigger.replay.readers import open_events
-
-    if menu.uncalibrated:
-        raise ConfigError(f"{menu.where}: seed(s) {', '.join(menu.uncalibrated)} have rate_khz but "
-                          f"no threshold; run `darktrigger menu calibrate` first")
-    scorers = load_scorers(menu, threads=threads)
-    counts = MenuCounts.for_menu(menu)
-    for path in paths:
-        for batch in open_events(path, chunk_size=chunk_size, on_error=on_error):
-            if max_events is not None and counts.events + len(batch) > max_events:
-                batch = batch[: max_events - counts.events]
-            counts.add(menu.decide(add_scores(batch, scorers)))
-            if max_events is not None and counts.events >= max_events:
-                return counts
-    return counts
-
-
 def cmd_rates(args: argparse.Namespace) -> int:
     menu = Menu.from_yaml(args.menu)
     if args.max_events is not None and args.max_events <= 0:
@@ -128,9 +90,9 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
         description="A trigger menu is a YAML list of seeds (single_mu, double_mu, single_eg,\n"
                     "double_eg, single_jet, double_jet, ht, met, anomaly, zero_bias) with prescales,\n"
                     "the models the anomaly seeds read, the bunch-crossing rate and an accept budget.\n"
-                    "An example: daq/menus/cms_like.yaml.",
+                    "An example: daq/trigger/menus/cms_like.yaml.",
         epilog="examples:\n"
-               "  darktrigger menu check --menu daq/menus/cms_like.yaml\n"
+               "  darktrigger menu check --menu daq/trigger/menus/cms_like.yaml\n"
                "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
                "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5 --json rates.json")
     msub = menu.add_subparsers(dest="menu_command", metavar="ACTION", required=True)
@@ -139,7 +101,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                         help="validate a menu and list its seeds, bits and models",
                         description="Validate a menu file (every error names the file, the seed and the\n"
                                     "key) and list its seeds in bit order.",
-                        epilog="example:\n  darktrigger menu check --menu daq/menus/cms_like.yaml")
+                        epilog="example:\n  darktrigger menu check --menu daq/trigger/menus/cms_like.yaml")
     p.add_argument("--menu", type=Path, required=True, help="menu YAML")
     p.set_defaults(func=cmd_check)
 
@@ -152,7 +114,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                     "menu with threshold filled in; rate_khz stays, and a calibration record gives the\n"
                     "sample, the threshold's uncertainty and whether the sample resolves the rate.",
         epilog="examples:\n"
-               "  darktrigger menu calibrate --menu daq/menus/cms_like.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
+               "  darktrigger menu calibrate --menu daq/trigger/menus/cms_like.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
                "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --max-events 2000000 --out m2.yaml\n"
                "Model paths in the new menu are rewritten relative to its folder.")
     p.add_argument("--menu", type=Path, required=True, help="menu YAML")

@@ -1,6 +1,6 @@
 """Rates from trigger decisions: per-seed counts, pure rates, overlaps, and the budget.
 
-:class:`MenuCounts` accumulates a menu's :class:`~darktrigger.daq.menu.Decision` batch by batch (in
+:class:`MenuCounts` accumulates a menu's :class:`~darktrigger.daq.trigger.decision.Decision` batch by batch (in
 any order and split: counts add up, across stages and files too) and turns the counts
 into rates at the bunch-crossing rate, with binomial uncertainties.
 """
@@ -8,16 +8,26 @@ into rates at the bunch-crossing rate, with binomial uncertainties.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from darktrigger.replay.errors import ConfigError
 
-if TYPE_CHECKING:
-    from darktrigger.daq.menu import Decision, Menu
+from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ, Decision
 
-DEFAULT_BX_RATE_MHZ = 40.0  #: LHC bunch-crossing rate
+
+class MenuShape(Protocol):
+    """What :meth:`MenuCounts.for_menu` reads of a menu (a :class:`~darktrigger.daq.trigger.menu.Menu`)."""
+
+    @property
+    def names(self) -> Sequence[str]: ...
+    @property
+    def prescales(self) -> Sequence[float]: ...
+    @property
+    def bx_rate_mhz(self) -> float: ...
+    @property
+    def budget_khz(self) -> float | None: ...
 
 
 def _binomial_hz(count: np.ndarray | int, n: int, bx_hz: float) -> np.ndarray:
@@ -55,7 +65,7 @@ class MenuCounts:
         self.overlap = np.zeros((k, k), np.int64)
 
     @classmethod
-    def for_menu(cls, menu: Menu) -> MenuCounts:
+    def for_menu(cls, menu: MenuShape) -> MenuCounts:
         return cls(menu.names, menu.prescales, bx_rate_mhz=menu.bx_rate_mhz, budget_khz=menu.budget_khz)
 
     def add(self, decision: Decision) -> MenuCounts:

@@ -1,0 +1,84 @@
+"""One stage of a topology, started in this process: what ``darktrigger stage`` and the
+supervisor's children run, and what the in-process runs of :mod:`darktrigger.daq.local` share.
+
+    >>> from darktrigger.daq.launch import STAGES
+    >>> STAGES
+    ('source', 'scorer', 'trigger', 'recorder')
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from darktrigger.replay.errors import ConfigError
+
+#: The stage kinds of a topology, in the order a batch meets them.
+STAGES = ("source", "scorer", "trigger", "recorder")
+
+
+def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | None = None,
+              duration_s: float | None = None, stop: threading.Event | None = None) -> Any:
+    """Run one stage of a topology in this process until it is done (or ``stop`` is set)."""
+    from darktrigger.daq.trigger.menu import Menu
+    from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
+    from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+    from darktrigger.daq.topology import Topology
+
+    topo = Topology.from_yaml(config)
+    stop = stop or threading.Event()
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    menu = Menu.from_yaml(topo.menu)
+    name = f"scorer-{index}" if stage == "scorer" else stage
+    metrics, server = stage_metrics(topo, menu, name)
+    try:
+        if stage == "source":
+            return SourceRunner(topo, SourceStage(topo, max_events=events), duration_s=duration_s,
+                                metrics=metrics).run(stop)
+        if stage == "scorer":
+            scorer = ScorerStage.from_menu(menu, topo.workers.backend, topo.workers.threads)
+            return ScorerRunner(topo, scorer, name=name, metrics=metrics).run(stop)
+        if stage == "trigger":
+            return TriggerRunner(topo, TriggerStage(menu), metrics=metrics).run(stop)
+        return RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), metrics=metrics).run(stop)
+    finally:
+        if server is not None:
+            if stage == "recorder" and not stop.is_set():
+                # the run's last counts (and events lost) reach the scrapers before the port closes
+                time.sleep(METRICS_LINGER_S)
+            server.close()
+
+
+#: How long the recorder keeps serving /metrics after the run ends: two 1 s scrapes.
+METRICS_LINGER_S = 2.0
+
+
+def stage_metrics(topo: Any, menu: Any, name: str, serve: bool = True) -> tuple[Any, Any]:
+    """(StageMetrics, its /metrics server) for one stage, or (None, None) with metrics off."""
+    if not topo.metrics.enabled:
+        return None, None
+    from prometheus_client import CollectorRegistry
+
+    from darktrigger.monitoring.exposition import serve as serve_metrics
+    from darktrigger.monitoring.metrics import StageMetrics
+    from darktrigger import __version__
+
+    seeds = menu.names if name == "recorder" else ()
+    targets = {s.name: s.params["rate_khz"] * 1e3 for s in menu.anomaly_seeds
+               if s.params.get("rate_khz")} if name == "recorder" else {}
+    registry = CollectorRegistry()
+    metrics = StageMetrics(registry, name, seeds=seeds,
+                           models=list(menu.used_models) if name.startswith("scorer") else (),
+                           bx_rate_hz=menu.bx_rate_mhz * 1e6,
+                           budget_hz=menu.budget_khz * 1e3 if menu.budget_khz else None,
+                           version=__version__, anomaly_targets_hz=targets,
+                           latency_budget_s=topo.metrics.latency_budget_s,
+                           seed_bands_hz=topo.metrics.seed_bands_hz if name == "recorder" else None)
+    port = topo.metrics.ports(topo.workers.count)[name]
+    server = serve_metrics(registry, topo.metrics.host, port) if serve else None
+    return metrics, server
+
+

@@ -1,0 +1,23 @@
+"""The quantised scorers ``qae`` and ``qvae``: QKeras models on the inputs as L1 hardware
+sees them, scored in exact fixed point, and the source of the firmware.
+
+- :mod:`~darktrigger.models.quantised.scorers`: the scorers (:class:`QuantisedScorer` and
+  its subclasses, each bringing its own training graph and loss);
+- :mod:`~darktrigger.models.quantised.preprocess`: the 57 inputs in hardware units,
+  normalised by shifts;
+- :mod:`~darktrigger.models.quantised.fixedpoint`: the network as exact fixed-point layers
+  (what hls4ml and da4ml turn into firmware);
+- :mod:`~darktrigger.models.quantised.training`: the QKeras training loop (imports
+  TensorFlow, so only training and firmware builds load it).
+
+    >>> from darktrigger.models import SCORERS
+    >>> from darktrigger.models.quantised import QVAEScorer
+    >>> SCORERS.get("qvae") is QVAEScorer
+    True
+"""
+
+from __future__ import annotations
+
+from darktrigger.models.quantised.scorers import QAEScorer, QuantisedScorer, QVAEScorer
+
+__all__ = ["QAEScorer", "QVAEScorer", "QuantisedScorer"]
