@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import zmq
 import numpy as np
 
 from darktrigger.replay.errors import DarkTriggerError
@@ -96,9 +97,9 @@ def encode_batch(kind: str, run: int, seq: int, batch: EventBatch,
 
 
 def _buffer(frame: Any) -> memoryview:
-    if isinstance(frame, (bytes, bytearray, memoryview)):
-        return memoryview(frame)
-    return frame.buffer  # zmq.Frame: its memory, no copy
+    if isinstance(frame, zmq.Frame):
+        return frame.buffer  # its memory, no copy
+    return memoryview(frame)  # bytes, or what encode() made (arrays): a message sent in-process
 
 
 def _header(frame: Any) -> dict[str, Any]:

@@ -35,7 +35,9 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
     """
     known = sorted(known)
     lowered = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=0.6)
+    key = str(name).lower()
+    close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.6) or \
+        [k for k in lowered if key and k.startswith(key)][:1]
     hint = f"; did you mean {lowered[close[0]]!r}?" if close else "."
     return f"no {kind} named {name!r}{hint} Known: {', '.join(known) or '(none)'}."
 

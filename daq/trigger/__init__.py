@@ -10,7 +10,7 @@
 
     >>> from darktrigger.daq.trigger import Menu
     >>> Menu.from_dict({"seeds": [{"name": "MET90", "type": "met", "met_min": 90}]}).names
-    ['MET90']
+    ('MET90',)
 """
 
 from __future__ import annotations
