@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from darktrigger.daq.cli import build_parser, main
-from tests import spec_files
+from darktrigger.replay import testing as spec_files
 
 DARKTRIGGER = [sys.executable, "-m", "darktrigger"]
 

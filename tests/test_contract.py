@@ -16,8 +16,8 @@ from darktrigger.replay.events import PROCESS_LABELS, EventBatch
 from darktrigger.replay.generators import GENERATORS
 from darktrigger.replay.readers import READERS, detect_format, open_events
 from darktrigger.replay.storage import write_events
-from tests import spec_files
-from tests.conftest import random_batch
+from darktrigger.replay import testing as spec_files
+from darktrigger.replay.testing import random_batch
 
 N = 1234
 
@@ -57,7 +57,7 @@ def _nano(path: Path) -> Path:
 
 
 def _lhco(path: Path) -> Path:
-    from tests.test_readers_lhco import dijet_events, write_lhco
+    from darktrigger.replay.testing import dijet_events, write_lhco
 
     rows, _ = dijet_events(N, seed=4, label=-1)
     return write_lhco(path, rows)

@@ -8,7 +8,7 @@ import pytest
 from darktrigger.replay.errors import SchemaError
 from darktrigger.replay.events import FEATURE_NAMES, N_FEATURES, SLOT_TYPES, EventBatch
 from darktrigger.replay.objects import pack_slots, set_met, wrap_phi
-from tests.conftest import random_batch
+from darktrigger.replay.testing import random_batch
 
 
 def test_layout_constants():

@@ -19,7 +19,7 @@ from darktrigger.models.preprocess import (
 )
 from darktrigger.replay.errors import DarkTriggerError, SchemaError
 from darktrigger.replay.events import SLOTS
-from tests.conftest import random_batch
+from darktrigger.replay.testing import random_batch
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from darktrigger.replay.errors import InputFormatError
 from darktrigger.replay.events import PROCESS_LABELS
 from darktrigger.replay.readers import detect_format, open_events
 from darktrigger.replay.readers.adc2021 import ADC2021Reader
-from tests.spec_files import adc_event, random_adc_particles, write_adc2021
+from darktrigger.replay.testing import adc_event, random_adc_particles, write_adc2021
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -9,7 +9,7 @@ from darktrigger.replay.errors import InputFormatError
 from darktrigger.replay.events import PROCESS_LABELS, SLOTS
 from darktrigger.replay.readers import detect_format, open_events
 from darktrigger.replay.readers.darkmachines import DarkMachinesReader
-from tests.spec_files import dm_line, random_dm_lines, write_darkmachines
+from darktrigger.replay.testing import dm_line, random_dm_lines, write_darkmachines
 
 
 def gev(mev: float) -> np.float32:

@@ -4,9 +4,8 @@ pandas writes the R&D set and the black boxes with ``DataFrame.to_hdf(path, "df"
 (PyTables "fixed" format): a group ``df`` with ``pandas_type = "frame"``, the column
 labels in ``axis0``, the row index in ``axis1``, and one float block ``block0_values``
 stored transposed, i.e. as ``(N, 2101)`` rows: 700 hadrons × (pT, η, φ), zero padded,
-then the label. pandas is not a dependency, so :func:`write_lhco` writes that layout
-with h5py (and, where pandas and PyTables are installed, a test reads it back with
-``pd.read_hdf``).
+then the label. :func:`~darktrigger.replay.testing.write_lhco` writes that layout with h5py,
+and a test reads it back with ``pd.read_hdf``.
 """
 
 from __future__ import annotations
@@ -21,71 +20,7 @@ import pytest
 from darktrigger.replay.errors import InputFormatError
 from darktrigger.replay.events import PROCESS_LABELS, SLOTS
 from darktrigger.replay.readers import detect_format, open_events
-
-N_HADRONS = 700
-
-
-def _s(text: str) -> np.ndarray:
-    """A string attribute as PyTables writes one: fixed length, UTF-8 (read back as str)."""
-    data = text.encode()
-    return np.array(data, dtype=h5py.string_dtype("utf-8", max(len(data), 1)))
-
-
-def write_lhco(path: Path, table: np.ndarray, *, key: str = "df", index: np.ndarray | None = None,
-               compression: str | None = None) -> Path:
-    """A pandas "fixed" frame of ``table`` ``(N, 2100 or 2101)``, as ``to_hdf`` lays it out."""
-    table = np.asarray(table, dtype=np.float64)
-    n, ncols = table.shape
-    with h5py.File(path, "w") as f:
-        f.attrs.update({"CLASS": _s("GROUP"), "PYTABLES_FORMAT_VERSION": _s("2.1"),
-                        "TITLE": _s(""), "VERSION": _s("1.0")})
-        g = f.create_group(key)
-        g.attrs.update({"CLASS": _s("GROUP"), "TITLE": _s(""), "VERSION": _s("1.0"),
-                        "pandas_type": _s("frame"), "pandas_version": _s("0.15.2"),
-                        "encoding": _s("UTF-8"), "errors": _s("strict"), "ndim": np.int64(2),
-                        "axis0_variety": _s("regular"), "axis1_variety": _s("regular"),
-                        "nblocks": np.int64(1), "block0_items_variety": _s("regular")})
-
-        def array(name: str, data: np.ndarray, **attrs: object) -> None:
-            ds = g.create_dataset(name, data=data, compression=compression)
-            ds.attrs.update({"CLASS": _s("ARRAY"), "VERSION": _s("2.4"), "TITLE": _s(""),
-                             "FLAVOR": _s("numpy"), **attrs})
-
-        columns = np.arange(ncols, dtype=np.int64)
-        array("axis0", columns, kind=_s("integer"))
-        array("axis1", np.arange(n, dtype=np.int64) if index is None else index, kind=_s("integer"))
-        array("block0_items", columns, kind=_s("integer"))
-        array("block0_values", table, transposed=np.uint8(1))
-    return path
-
-
-def _cone(rng: np.random.Generator, pt: float, eta: float, phi: float, k: int,
-          width: float = 0.25) -> np.ndarray:
-    """``k`` massless hadrons (pT, η, φ) sharing ``pt`` within ΔR ≲ 2·width of an axis."""
-    share = rng.dirichlet(np.ones(k)) * pt
-    return np.stack([share, eta + rng.normal(0, width / 2, k),
-                     (phi + rng.normal(0, width / 2, k) + np.pi) % (2 * np.pi) - np.pi], axis=1)
-
-
-def dijet_events(n: int, seed: int = 0, label: int | None = 0,
-                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """Rows of ``n`` events of two narrow back-to-back cones (and the cones), with label
-    ``label`` (−1: alternating 0, 1; None: no label column, a black box)."""
-    rng = np.random.default_rng(seed)
-    rows = np.zeros((n, 3 * N_HADRONS + (label is not None)))
-    cones: list[tuple[np.ndarray, np.ndarray]] = []
-    for i in range(n):
-        phi = rng.uniform(-np.pi, np.pi)
-        a = _cone(rng, rng.uniform(1300, 1800), rng.uniform(-1, 1), phi, int(rng.integers(20, 60)))
-        b = _cone(rng, rng.uniform(1000, 1500), rng.uniform(-1, 1), phi + np.pi, int(rng.integers(20, 60)))
-        hadrons = np.concatenate([a, b])
-        hadrons = hadrons[np.argsort(-hadrons[:, 0])]
-        rows[i, : hadrons.size] = hadrons.ravel()
-        cones.append((a, b))
-        if label is not None:
-            rows[i, -1] = label if label >= 0 else i % 2
-    return rows, cones
-
+from darktrigger.replay.testing import LHCO_HADRONS, dijet_events, write_lhco
 
 def _p4(h: np.ndarray) -> np.ndarray:
     pt, eta, phi = h[:, 0], h[:, 1], h[:, 2]

@@ -9,8 +9,8 @@ from darktrigger.replay.errors import ConfigError, InputFormatError
 from darktrigger.replay.events import SLOTS
 from darktrigger.replay.readers import detect_format, open_events
 from darktrigger.replay.readers.nanoaod import NanoAODReader
-from tests.spec_files import nanoaod_collection as coll
-from tests.spec_files import write_nanoaod
+from darktrigger.replay.testing import nanoaod_collection as coll
+from darktrigger.replay.testing import write_nanoaod
 
 
 def events(**overrides):

@@ -13,7 +13,7 @@ import pytest
 from darktrigger.replay.errors import InputFormatError, SchemaError
 from darktrigger.replay.readers import detect_format, open_events
 from darktrigger.replay.storage import COMPRESSIONS, NativeFile, NativeWriter, write_events
-from tests.conftest import random_batch
+from darktrigger.replay.testing import random_batch
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)
@@ -65,9 +65,8 @@ def test_append_continues_the_file_and_checks_columns(tmp_path):
 
 
 WRITER = textwrap.dedent("""
-    import os, signal, sys
-    sys.path.insert(0, {root!r})
-    from tests.conftest import random_batch
+    import os, signal
+    from darktrigger.replay.testing import random_batch
     from darktrigger.replay.storage import NativeWriter
     w = NativeWriter({path!r}, chunk_events=1000, provenance={{"generator": "test"}})
     b = random_batch(5500, seed=5)
@@ -77,11 +76,8 @@ WRITER = textwrap.dedent("""
 
 
 def test_killed_writer_leaves_a_file_readable_to_its_last_flushed_chunk(tmp_path):
-    import tests
-
-    root = str(__import__("pathlib").Path(tests.__file__).parent.parent)
     path = tmp_path / "crash.h5"
-    proc = subprocess.run([sys.executable, "-c", WRITER.format(root=root, path=str(path))], timeout=120)
+    proc = subprocess.run([sys.executable, "-c", WRITER.format(path=str(path))], timeout=120)
     assert proc.returncode == -signal.SIGKILL
     assert detect_format(path) == "native"
     back = open_events(path).read_all()

@@ -8,7 +8,7 @@ import pytest
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.storage import write_events
 from darktrigger.replay.stream import BUNCH_SLOTS, Replay
-from tests.conftest import random_batch
+from darktrigger.replay.testing import random_batch
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import zmq
 
 from darktrigger.daq.wire import WireError, decode, decode_batch, encode, encode_batch
-from tests.conftest import random_batch
+from darktrigger.replay.testing import random_batch
 
 
 def test_batch_round_trip_over_a_socket_without_copies() -> None:
