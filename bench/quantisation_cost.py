@@ -47,7 +47,7 @@ def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: i
     """Train the float twin of the quantised model in ``model_dir`` on ``data`` (an EventBatch)
     exactly as ``darktrigger train`` trained it; (score function raw batch → ``[N]``, record)."""
     from darktrigger.models import read_card
-    from darktrigger.models.base import SCORERS, as_flat
+    from darktrigger.models.base import SCORERS, FitOptions, as_flat
     from darktrigger.models.quantised.training import firmware_model, train
     from darktrigger.models.quantised.preprocess import QPreprocessor
     from darktrigger.models.quantised.scorers import QuantisedScorer
@@ -70,8 +70,9 @@ def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: i
     x = qpre.transform(flat)
     xv = qpre.transform(as_flat(data[val_idx], f"{name} twin, validation batch")) if n_val else None
     t0 = time.monotonic()
-    params, history = train(scorer, x, xv, epochs=epochs, batch_size=int(t["batch_size"]), seed=seed,
-                            threads=threads, patience=t["patience"], progress=False, quantise=False)
+    options = FitOptions(epochs=epochs, batch_size=int(t["batch_size"]), seed=seed, threads=threads,
+                         patience=t["patience"])
+    params, history = train(scorer, x, xv, options, quantise=False)
     seconds = time.monotonic() - t0
     net = firmware_model(scorer, params, quantise=False)
 

@@ -27,21 +27,97 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import numpy as np
 
 from darktrigger.models.card import ModelCard, ModelFileError, read_card
 from darktrigger.replay.errors import ConfigError, SchemaError, UnknownNameError
 from darktrigger.replay.events import N_FEATURES, N_SLOTS, EventBatch
-from darktrigger.replay.registry import Registry
+from darktrigger.replay.registry import Registry, unknown_name
 
 log = logging.getLogger(__name__)
 
-#: Defaults of :meth:`Scorer.fit` (and of ``darktrigger train``).
-FIT_DEFAULTS: dict[str, Any] = {
-    "epochs": 20, "batch_size": 512, "seed": 0, "threads": 1, "progress": False, "patience": 5,
-}
+
+
+class FitKeywords(TypedDict, total=False):
+    """The training settings :meth:`Scorer.fit` takes as keywords (see :class:`FitOptions`)."""
+
+    epochs: int
+    batch_size: int
+    seed: int
+    threads: int
+    progress: bool
+    patience: int | None
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The training settings of every scorer's ``fit`` (and of ``darktrigger train``), checked.
+
+        >>> FitOptions(epochs=3).batch_size
+        512
+        >>> FitOptions(epochs=0)
+        Traceback (most recent call last):
+        ...
+        darktrigger.replay.errors.ConfigError: fit: need epochs >= 1, got 0
+    """
+
+    epochs: int = 20
+    batch_size: int = 512
+    seed: int = 0
+    threads: int = 1
+    progress: bool = False
+    #: epochs without a better validation loss before stopping; None: never stop early
+    patience: int | None = 5
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "threads"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"fit: need {key} >= 1, got {getattr(self, key)}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"fit: patience must be >= 1 or None, got {self.patience}")
+
+    @classmethod
+    def from_keywords(cls, where: str, keywords: Mapping[str, Any]) -> FitOptions:
+        """The options from ``fit``'s keywords; an unknown one is named with the nearest."""
+        for key in keywords:
+            if key not in cls.__dataclass_fields__:
+                raise ConfigError(f"{where}: fit() {unknown_name('keyword', key, cls.__dataclass_fields__)}")
+        return cls(**keywords)
+
+    def record(self, events: int, validation_events: int, history: FitHistory,
+               **extra: Any) -> dict[str, Any]:
+        """What a model card keeps of a training (its ``training`` entry)."""
+        return {"events": events, "validation_events": validation_events, "epochs": self.epochs,
+                "batch_size": self.batch_size, "patience": self.patience, "threads": self.threads,
+                "history": history, **extra}
+
+
+class FitHistory(TypedDict, total=False):
+    """What ``fit`` returns and the card keeps (``training.history``); ``{}`` for the baselines."""
+
+    #: mean training loss per epoch
+    train_loss: list[float]
+    #: mean validation loss per epoch (empty without validation events)
+    validation_loss: list[float]
+    #: which of the two chooses the kept epoch: ``"validation_loss"`` or ``"train_loss"``
+    monitor: str
+    best_epoch: int
+    best_loss: float
+    epochs_run: int
+    stopped_early: bool
+    #: the fraction of weights held at zero per epoch (pruned quantised scorers)
+    sparsity: list[float]
+    #: wall time of the training
+    seconds: float
+
+
+def new_history(validation: bool, **lists: list[float]) -> FitHistory:
+    """An empty history that monitors the validation loss when there is validation data."""
+    return FitHistory(train_loss=[], validation_loss=[],  # type: ignore[typeddict-item]
+                      monitor="validation_loss" if validation else "train_loss", **lists)
 
 BatchLike = EventBatch | Mapping[str, np.ndarray] | np.ndarray
 
@@ -152,17 +228,24 @@ class Scorer(ABC):
         return other
 
     # -- the interface -----------------------------------------------------------------
-    @abstractmethod
     def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
             labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
-            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
-            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+            **options: Unpack[FitKeywords]) -> FitHistory:
         """Train on ``train`` (background, or two samples with ``labels``); the history.
 
-        The history has ``train_loss`` and ``validation_loss`` per epoch (the latter
-        empty without ``validation``), ``best_epoch``, ``epochs_run`` and
+        ``options`` are the keywords of :class:`FitOptions` (``epochs``, ``batch_size``,
+        ``seed``, ``threads``, ``progress``, ``patience``). The history
+        (:class:`FitHistory`) has ``train_loss`` and ``validation_loss`` per epoch (the
+        latter empty without ``validation``), ``best_epoch``, ``epochs_run`` and
         ``stopped_early``; the baselines return ``{}``.
         """
+        return self._fit(train, validation, labels, validation_labels,
+                         FitOptions.from_keywords(self.where, options))
+
+    @abstractmethod
+    def _fit(self, train: BatchLike, validation: BatchLike | None, labels: np.ndarray | None,
+             validation_labels: np.ndarray | None, options: FitOptions) -> FitHistory:
+        """Train with checked options (see :meth:`fit`)."""
 
     @abstractmethod
     def score(self, batch: BatchLike) -> np.ndarray:
@@ -249,10 +332,8 @@ class ScoreOnlyScorer(Scorer):
     #: what ``fit`` tells the user to do instead
     retrain_hint: ClassVar[str] = "train with the torch backend (get_scorer(...).fit)"
 
-    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
-            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
-            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
-            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+    def _fit(self, train: BatchLike, validation: BatchLike | None, labels: np.ndarray | None,
+             validation_labels: np.ndarray | None, options: FitOptions) -> FitHistory:
         raise ConfigError(f"{self.where}: the {self.backend} backend only scores; {self.retrain_hint}")
 
     def save(self, directory: str | Path) -> Path:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from darktrigger.models.base import BatchLike, Scorer, as_flat, register_scorer
+from darktrigger.models.base import BatchLike, FitHistory, FitOptions, Scorer, as_flat, register_scorer
 from darktrigger.models.card import ONNX_FILE, ModelCard
 from darktrigger.models.neural.training import ONNX_OPSET
 from darktrigger.replay.events import N_FEATURES, SLOTS
@@ -48,10 +48,8 @@ class PtSumScorer(Scorer):
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {}
     slots: ClassVar[slice]
 
-    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
-            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
-            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
-            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+    def _fit(self, train: BatchLike, validation: BatchLike | None, labels: np.ndarray | None,
+             validation_labels: np.ndarray | None, options: FitOptions) -> FitHistory:
         as_flat(train, f"{self.where}, training batch")  # the schema check fit promises
         return {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from darktrigger.models.base import FitOptions
 from darktrigger.models import get_scorer
 from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
 from darktrigger.models.quantised.preprocess import QPreprocessor
@@ -45,8 +46,8 @@ def test_float_twin_is_the_same_network_without_rounding(name: str) -> None:
     train, val = _toy("sm_mix", 3000, seed=21), _toy("sm_mix", 500, seed=22)
     qpre = QPreprocessor.fit(train.flat)
     x, xv = qpre.transform(train.flat), qpre.transform(val.flat)
-    params, history = qkeras_train.train(scorer, x, xv, epochs=2, batch_size=256, seed=3, threads=1,
-                                         patience=None, progress=False, quantise=False)
+    options = FitOptions(epochs=2, batch_size=256, seed=3, threads=1, patience=None)
+    params, history = qkeras_train.train(scorer, x, xv, options, quantise=False)
     assert history["epochs_run"] == 2 and np.isfinite(history["best_loss"])
     assert set(params) == {layer.name for layer in scorer.layers() if isinstance(layer, Dense)}
     # float weights: most of the kept ones are off the grid a quantised model's weights lie

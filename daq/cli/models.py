@@ -83,17 +83,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model == "cwola" and not args.signal_region:
         raise ConfigError("--model cwola is trained on two samples: give --signal-region FILE... "
                           "(label 1) as well as --background FILE... (label 0)")
-    out = train_model(args.model, args.background, args.out, epochs=args.epochs,
-                      batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+    out = train_model(args.model, args.background, args.out,
                       validation_fraction=args.validation_fraction, max_events=args.max_events,
-                      progress=not args.no_progress, patience=args.patience,
                       signal_paths=args.signal_region or None,
-                      hyperparameters=_parse_settings(args.set))
+                      hyperparameters=_parse_settings(args.set),
+                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                      threads=args.threads, progress=not args.no_progress, patience=args.patience)
     from darktrigger.models import read_card
 
     card = read_card(out)
     history = card.training.get("history", {})
-    val = history.get("validation_loss") or history.get("val_loss") or []
+    val = history.get("validation_loss") or []
     # the kept epoch's loss: with pruning, the lowest loss can be a dense epoch's, not the model's
     kept = history.get("best_loss") if history.get("monitor") == "validation_loss" else None
     best = f", best validation loss {kept if kept is not None else min(val):.5g}" if val else ""
@@ -103,6 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> None:
+    from darktrigger.models.base import FitOptions
+
     p = sub.add_parser(
         "train", formatter_class=formatter,
         help="train an anomaly scorer (ae, vae, cwola, qae, qvae) and save it as a model directory",
@@ -122,11 +124,14 @@ def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
     p.add_argument("--background", nargs="+", type=Path, required=True, help="training events (label 0 for cwola)")
     p.add_argument("--signal-region", nargs="+", type=Path, default=[], help="cwola only: label-1 events")
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement")
+    fit = FitOptions()
+    p.add_argument("--epochs", type=int, default=fit.epochs, help=f"training epochs (default {fit.epochs})")
+    p.add_argument("--batch-size", type=int, default=fit.batch_size,
+                   help=f"events per optimiser step (default {fit.batch_size})")
+    p.add_argument("--seed", type=int, default=fit.seed, help=f"random seed (default {fit.seed})")
+    p.add_argument("--threads", type=int, default=fit.threads, help=f"torch/TensorFlow threads (default {fit.threads})")
+    p.add_argument("--patience", type=int, default=fit.patience,
+                   help=f"early stopping: epochs without improvement (default {fit.patience})")
     p.add_argument("--validation-fraction", type=float, default=0.2)
     p.add_argument("--max-events", type=int, default=None, help="use at most this many events per sample")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

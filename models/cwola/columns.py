@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from darktrigger.models.base import BatchLike, Scorer, register_scorer
+from darktrigger.models.base import BatchLike, FitHistory, FitOptions, Scorer, register_scorer
 from darktrigger.models.card import WEIGHTS_FILE, ModelCard, ModelFileError, require_file
 from darktrigger.models.cwola.classifier import Classifier
 from darktrigger.models.neural.training import SCORE_CHUNK, read_state_dict, run_training, torch_threads
@@ -176,10 +176,8 @@ class ColumnCWoLaScorer(Scorer):
         return torch.from_numpy(arr.astype(np.float32))
 
     # -- the interface -----------------------------------------------------------------
-    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
-            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
-            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
-            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+    def _fit(self, train: BatchLike, validation: BatchLike | None, labels: np.ndarray | None,
+             validation_labels: np.ndarray | None, options: FitOptions) -> FitHistory:
         """Train one member (``members`` becomes 1) on ``train`` with ``labels``."""
         x = read_columns(train, self.features, f"{self.where}, training batch")
         y = self._labels(labels, len(x), "labels")
@@ -188,22 +186,18 @@ class ColumnCWoLaScorer(Scorer):
             xv = read_columns(validation, self.features, f"{self.where}, validation batch")
             val = [torch.from_numpy(xv), self._labels(validation_labels, len(xv), "validation_labels")]
         self.hyperparameters["members"] = 1
-        with torch_threads(threads), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_threads(options.threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
             member = self._member()
             mean = x.mean(axis=0, dtype=np.float64)
             std = np.maximum(x.std(axis=0, dtype=np.float64), MIN_STD)
             member.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
             member.inv_std.copy_(torch.from_numpy((1.0 / std).astype(np.float32)))
-            history = run_training(member, self._loss, [torch.from_numpy(x), y], val,
-                                   epochs=epochs, batch_size=batch_size, seed=seed,
-                                   lr=float(self.hyperparameters["lr"]), patience=patience,
-                                   progress=progress, desc=f"train {self.name}")
+            history = run_training(member, self._loss, [torch.from_numpy(x), y], val, options,
+                                   lr=float(self.hyperparameters["lr"]), desc=f"train {self.name}")
         self.net = Ensemble([member]).eval()
-        self.seed = seed
-        self.training = {"events": len(x), "validation_events": 0 if val is None else len(val[0]),
-                         "epochs": epochs, "batch_size": batch_size, "patience": patience,
-                         "threads": threads, "history": history}
+        self.seed = options.seed
+        self.training = options.record(len(x), 0 if val is None else len(val[0]), history)
         return history
 
     @classmethod

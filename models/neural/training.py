@@ -21,14 +21,23 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from darktrigger.models.base import BatchLike, Scorer, as_flat, get_scorer
+from darktrigger.models.base import (
+    BatchLike,
+    FitHistory,
+    FitKeywords,
+    FitOptions,
+    Scorer,
+    as_flat,
+    get_scorer,
+    new_history,
+)
 from darktrigger.models.card import (
     ONNX_FILE,
     WEIGHTS_FILE,
@@ -112,27 +121,24 @@ def _mean_loss(net: nn.Module, loss_fn: LossFn, tensors: Sequence[torch.Tensor])
 
 
 def run_training(net: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
-                 validation: Sequence[torch.Tensor] | None = None, *, epochs: int,
-                 batch_size: int, seed: int, lr: float = 1e-3, patience: int | None = 5,
-                 progress: bool = False, desc: str = "train") -> dict[str, Any]:
+                 validation: Sequence[torch.Tensor] | None, options: FitOptions, *,
+                 lr: float = 1e-3, desc: str = "train") -> FitHistory:
     """Train ``net`` in place on ``loss_fn(net, *tensors) → per-event loss``; the history.
 
     Monitors the validation loss (the training loss without validation); after
-    ``patience`` epochs without a lower one it stops, and in every case it ends with
-    the best epoch's weights. The batch order comes from ``seed``.
+    ``options.patience`` epochs without a lower one it stops, and in every case it ends
+    with the best epoch's weights. The batch order comes from ``options.seed``.
     """
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError(f"{desc}: need epochs >= 1 and batch_size >= 1, got {epochs}, {batch_size}")
+    epochs, batch_size, patience = options.epochs, options.batch_size, options.patience
     n = len(train[0])
     if n < 2:
         raise ConfigError(f"{desc}: need at least 2 training events, got {n}")
-    order_rng = torch.Generator().manual_seed(seed)
+    order_rng = torch.Generator().manual_seed(options.seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr, foreach=True)
-    history: dict[str, Any] = {"train_loss": [], "validation_loss": [],
-                               "monitor": "validation_loss" if validation else "train_loss"}
+    history = new_history(bool(validation))
     best, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
     n_batches = math.ceil(n / batch_size)
-    with tqdm(total=epochs * n_batches, disable=not progress, desc=desc, unit="batch",
+    with tqdm(total=epochs * n_batches, disable=not options.progress, desc=desc, unit="batch",
               leave=False) as bar:
         for epoch in range(1, epochs + 1):
             net.train()
@@ -236,15 +242,13 @@ class TorchScorer(Scorer):
             feats, mask = PreprocessModule(self.pre)(torch.from_numpy(flat))
         return [feats, mask]
 
-    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
-            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
-            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
-            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+    def _fit(self, train: BatchLike, validation: BatchLike | None, labels: np.ndarray | None,
+             validation_labels: np.ndarray | None, options: FitOptions) -> FitHistory:
         flat = as_flat(train, f"{self.where}, training batch")
         train_t = self._labels(labels, len(flat), "labels")
         val_t: list[torch.Tensor] | None = None
-        with torch_threads(threads), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_threads(options.threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
             self.pre = Preprocessor.fit(flat)
             train_t = self._features(flat) + train_t
             if validation is not None:
@@ -252,17 +256,11 @@ class TorchScorer(Scorer):
                 val_t = self._features(vflat) + self._labels(validation_labels, len(vflat),
                                                              "validation_labels")
             self.net = self.build()
-            history = run_training(
-                self.net, self.loss, train_t, val_t, epochs=epochs, batch_size=batch_size,
-                seed=seed, lr=float(self.hyperparameters["lr"]), patience=patience,
-                progress=progress, desc=f"train {self.name}")
+            history = run_training(self.net, self.loss, train_t, val_t, options,
+                                   lr=float(self.hyperparameters["lr"]), desc=f"train {self.name}")
         self._graphs.clear()
-        self.seed = seed
-        self.training = {
-            "events": len(flat), "validation_events": 0 if val_t is None else len(val_t[0]),
-            "epochs": epochs, "batch_size": batch_size, "patience": patience,
-            "threads": threads, "history": history,
-        }
+        self.seed = options.seed
+        self.training = options.record(len(flat), 0 if val_t is None else len(val_t[0]), history)
         return history
 
     def mean_loss(self, batch: BatchLike, labels: np.ndarray | None = None) -> float:
@@ -379,11 +377,10 @@ def read_events(paths: Sequence[Path], max_events: int | None, what: str, *,
 
 
 def train_model(scorer_name: str, background_paths: Sequence[Path], out_dir: str | Path, *,
-                epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
                 validation_fraction: float = 0.2, max_events: int | None = None,
-                progress: bool = True, patience: int | None = 5,
                 signal_paths: Sequence[Path] | None = None,
-                hyperparameters: dict[str, Any] | None = None) -> Path:
+                hyperparameters: dict[str, Any] | None = None,
+                **options: Unpack[FitKeywords]) -> Path:
     """Train ``scorer_name`` (``ae``, ``vae:mu2``, ``cwola``...) on files; the model directory.
 
     Reads the files with :func:`darktrigger.replay.readers.open_events` (at most ``max_events`` per
@@ -391,8 +388,11 @@ def train_model(scorer_name: str, background_paths: Sequence[Path], out_dir: str
     loss, fits, records every file with its sha256 and event count in the card, and
     saves weights, preprocessing, card and ONNX to ``out_dir``. ``cwola`` is trained
     on ``signal_paths`` (label 1, the signal-region sample) against
-    ``background_paths`` (label 0).
+    ``background_paths`` (label 0). ``options`` are :meth:`Scorer.fit`'s; the progress bar is
+    on unless ``progress=False``.
     """
+    options.setdefault("progress", True)
+    seed = options.get("seed", FitOptions.seed)
     scorer = get_scorer(scorer_name, **(hyperparameters or {}))
     if not 0 <= validation_fraction < 1:
         raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
@@ -415,8 +415,7 @@ def train_model(scorer_name: str, background_paths: Sequence[Path], out_dir: str
     scorer.fit(data[train_idx], validation=data[val_idx] if n_val else None,
                labels=None if labels is None else labels[train_idx],
                validation_labels=None if labels is None or not n_val else labels[val_idx],
-               epochs=epochs, batch_size=batch_size, seed=seed, threads=threads,
-               progress=progress, patience=patience)
+               **options)
     scorer.training.update(files=files, validation_fraction=validation_fraction,
                            max_events=max_events)
     return scorer.save(out_dir)

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from darktrigger.models.base import BatchLike, Scorer, as_flat, register_scorer
+from darktrigger.models.base import BatchLike, FitHistory, FitOptions, Scorer, as_flat, register_scorer
 from darktrigger.models.card import ONNX_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, load_part, require_file
 from darktrigger.models.quantised.fixedpoint import (
     Dense,
@@ -230,14 +230,10 @@ class QuantisedScorer(Scorer):
         return analyse(net.layers, net.params(), *self.input_bounds(), self.input_fmt.frac)
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, train: BatchLike, *, validation: BatchLike | None = None,
-            labels: np.ndarray | None = None, validation_labels: np.ndarray | None = None,
-            epochs: int = 20, batch_size: int = 512, seed: int = 0, threads: int = 1,
-            progress: bool = False, patience: int | None = 5) -> dict[str, Any]:
+    def _fit(self, train: BatchLike, validation: BatchLike | None, labels: np.ndarray | None,
+             validation_labels: np.ndarray | None, options: FitOptions) -> FitHistory:
         if labels is not None or validation_labels is not None:
             raise ConfigError(f"{self.where}: is trained on background only; got labels")
-        if epochs < 1 or batch_size < 1:
-            raise ConfigError(f"{self.where}: need epochs >= 1 and batch_size >= 1, got {epochs}, {batch_size}")
         flat = as_flat(train, f"{self.where}, training batch")
         if len(flat) < 2:
             raise ConfigError(f"{self.where}: need at least 2 training events, got {len(flat)}")
@@ -249,18 +245,13 @@ class QuantisedScorer(Scorer):
         from darktrigger.models.quantised import training as qkeras_train  # TensorFlow: only training needs it
 
         t0 = time.monotonic()
-        params, history = qkeras_train.train(self, x, xv, epochs=epochs, batch_size=batch_size,
-                                             seed=seed, threads=threads, patience=patience,
-                                             progress=progress)
+        params, history = qkeras_train.train(self, x, xv, options)
         self._set_params(params, "training")
         history["seconds"] = round(time.monotonic() - t0, 2)
-        self.seed = seed
-        self.training = {
-            "events": len(flat), "validation_events": 0 if xv is None else len(xv),
-            "epochs": epochs, "batch_size": batch_size, "patience": patience, "threads": threads,
-            "history": history, "framework": "qkeras",
-            "zero_weights": {name: round(float(np.mean(w == 0)), 4) for name, (w, _) in params.items()},
-        }
+        self.seed = options.seed
+        self.training = options.record(
+            len(flat), 0 if xv is None else len(xv), history, framework="qkeras",
+            zero_weights={name: round(float(np.mean(w == 0)), 4) for name, (w, _) in params.items()})
         return history
 
     def _set_params(self, params: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> None:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from darktrigger.models.base import FitHistory, FitOptions, new_history
 from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
 from darktrigger.replay.errors import ConfigError
 
@@ -172,13 +173,13 @@ def _training_model(scorer: QuantisedScorer, quantise: bool = True) -> tuple[Any
     return model, vae_loss
 
 
-def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epochs: int,
-          batch_size: int, seed: int, threads: int, patience: int | None,
-          progress: bool, quantise: bool = True) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, options: FitOptions, *,
+          quantise: bool = True) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], FitHistory]:
     """Train ``scorer``'s QKeras model on inputs ``x`` (on the grid); (quantised weights, history).
 
     ``quantise=False`` trains the float twin instead, the same way; (float weights, history)."""
-    tf = import_tf(threads)
+    epochs, batch_size, seed, patience = options.epochs, options.batch_size, options.seed, options.patience
+    tf = import_tf(options.threads)
     # set_random_seed seeds numpy's global generator too: put the caller's state back
     state = np.random.get_state()  # noqa: NPY002
     try:
@@ -205,8 +206,7 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epoc
         return total / max(len(data), 1)
 
     rng = np.random.default_rng(seed)
-    history: dict[str, Any] = {"train_loss": [], "validation_loss": [], "sparsity": [],
-                               "monitor": "validation_loss" if xv is not None else "train_loss"}
+    history = new_history(xv is not None, sparsity=[])
     best, best_epoch, best_weights = math.inf, 0, copy.deepcopy(model.get_weights())
     target = float(scorer.hyperparameters.get("sparsity", 0.0))
     schedule = sparsity_schedule(epochs, target)
@@ -233,7 +233,7 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, *, epoc
         if xv is not None:
             history["validation_loss"].append(mean_loss(xv))
         current = history[history["monitor"]][-1]
-        if progress:
+        if options.progress:
             log.info("%s epoch %d: %s %.5g", scorer.name, epoch, history["monitor"], current)
         if not math.isfinite(current):
             log.warning("%s: loss is %s at epoch %d; stopping", scorer.name, current, epoch)
