@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -165,6 +167,33 @@ class ParticleBatch:
         return np.arctan2(self.py, self.px)
 
 
+
+def import_fastjet() -> Any:
+    """The ``fastjet`` module, its licence banner already shown on stderr.
+
+    FastJet prints the banner on standard output at its first clustering, which would
+    break output meant for pipes (``darktrigger inspect --json``): it is printed once here,
+    with the process's standard output pointed at standard error.
+    """
+    import fastjet
+    import fastjet._swig
+
+    global _BANNER_SHOWN
+    if not _BANNER_SHOWN:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            fastjet._swig.ClusterSequence.print_banner()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        _BANNER_SHOWN = True
+    return fastjet
+
+
+_BANNER_SHOWN = False
+
 def _turn_on(pt: np.ndarray, eff_max: float, pt50: float, width: float) -> np.ndarray:
     """Efficiency ε_max·½[1 + erf((pT − pT50)/(√2·width))]."""
     if len(pt) == 0:
@@ -184,8 +213,8 @@ def _cluster(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, coun
     ClusterSequence (for constituents).
     """
     import awkward as ak
-    import fastjet
 
+    fastjet = import_fastjet()
     parts = ak.unflatten(ak.zip({"px": px, "py": py, "pz": pz, "E": e}, with_name="Momentum4D"),
                          counts)
     seq = fastjet.ClusterSequence(parts, fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
@@ -348,8 +377,8 @@ def dijet_features(particles: ParticleBatch, *, radius: float = 1.0, pt_min: flo
         ['mj1', 'mj2', 'mjj', 'tau21_j1', 'tau21_j2']
     """
     import awkward as ak
-    import fastjet
 
+    fastjet = import_fastjet()
     n = particles.n_events
     in_calo = np.abs(particles.eta) < 5.0
     counts = np.bincount(particles.event_index[in_calo], minlength=n)

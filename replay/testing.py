@@ -14,6 +14,8 @@ own checks use them alike.
     [25.0, 0.10000000149011612, 1.0]
     >>> len(random_batch(100, seed=1))
     100
+    >>> open_events(write_sample("darkmachines", "chan1.csv", n=20)).name
+    'darkmachines'
 """
 
 from __future__ import annotations
@@ -220,3 +222,51 @@ def random_batch(n: int, seed: int = 0, truth: int = 0, extra: bool = False) -> 
     cols = {"mjj": rng.uniform(1000, 5000, n).astype(np.float32)} if extra else None
     return EventBatch.from_objects(obj, truth=truth, weight=rng.random(n).astype(np.float32),
                                    extra=cols)
+
+
+# -- one sample file of each format ---------------------------------------------------------
+def _native_sample(path: Path, n: int, seed: int) -> Path:
+    from darktrigger.replay.storage import write_events
+
+    write_events(path, random_batch(n, seed=seed, extra=True), provenance={"generator": "test"})
+    return path
+
+
+def _nanoaod_sample(path: Path, n: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+
+    def coll(mean: float) -> object:
+        counts = rng.poisson(mean, n)
+        return nanoaod_collection(
+            pt=[list(rng.exponential(30, c) + 3) for c in counts],
+            eta=[list(rng.normal(0, 1.5, c)) for c in counts],
+            phi=[list(rng.uniform(-3.14, 3.14, c)) for c in counts],
+        )
+
+    branches = {
+        "run": np.full(n, 1, np.uint32), "luminosityBlock": np.full(n, 1, np.uint32),
+        "event": np.arange(n, dtype=np.uint64),
+        "MET_pt": rng.exponential(30, n).astype(np.float32),
+        "MET_phi": rng.uniform(-3.14, 3.14, n).astype(np.float32),
+        "Muon": coll(0.5), "Electron": coll(0.7), "Photon": coll(0.3), "Jet": coll(4.0),
+    }
+    return write_nanoaod(path, branches)
+
+
+#: format name → writer(path, n, seed) of a valid sample file in that format
+SAMPLE_WRITERS: dict[str, Any] = {
+    "native": _native_sample,
+    "adc2021": lambda path, n, seed: write_adc2021(path, random_adc_particles(n, seed=seed)),
+    "darkmachines": lambda path, n, seed: write_darkmachines(path, random_dm_lines(n, seed=seed)),
+    "nanoaod": _nanoaod_sample,
+    "lhco": lambda path, n, seed: write_lhco(Path(path), dijet_events(n, seed=seed, label=-1)[0]),
+}
+
+
+def write_sample(fmt: str, path: str | Path, *, n: int = 1000, seed: int = 0) -> Path:
+    """A valid file of ``n`` random events in format ``fmt`` (a reader's name) at ``path``."""
+    if fmt not in SAMPLE_WRITERS:
+        from darktrigger.replay.registry import unknown_name
+
+        raise KeyError(unknown_name("sample format", fmt, SAMPLE_WRITERS))
+    return Path(SAMPLE_WRITERS[fmt](Path(path), n, seed))

@@ -9,6 +9,8 @@ import pytest
 
 from darktrigger.daq.cli import build_parser, main
 from darktrigger.replay import testing as spec_files
+from darktrigger.replay.readers import READERS
+from darktrigger.replay.testing import write_sample
 
 DARKTRIGGER = [sys.executable, "-m", "darktrigger"]
 
@@ -94,3 +96,24 @@ def test_bad_input_exit_codes_and_messages(tmp_path):
     assert proc.returncode == 2 and "did you mean 'pythia'" in proc.stderr
     proc = run("replay", "--mix", "nofraction", check=False)
     assert proc.returncode == 2 and "FILE=FRACTION" in proc.stderr
+
+
+def _format_files(tmp_path: Path) -> dict[str, Path]:
+    """One small file of each format darktrigger reads, and a Pythia file."""
+    files = {fmt: write_sample(fmt, tmp_path / f"sample-{fmt}", n=40, seed=1) for fmt in READERS.names()}
+    files["pythia"] = tmp_path / "pythia.h5"
+    run("generate", "--generator", "pythia", "--process", "qcd", "--events", "20", "--seed", "1",
+        "--out", str(files["pythia"]), "--no-progress")
+    return files
+
+
+@pytest.mark.slow
+def test_inspect_json_is_json_for_every_format(tmp_path):
+    """FastJet's banner (LHC Olympics jets, Pythia) and TensorFlow's noise stay off stdout."""
+    files = _format_files(tmp_path)
+    assert set(files) == {*READERS.names(), "pythia"}
+    for fmt, path in files.items():
+        proc = run("inspect", "--json", str(path))
+        info = json.loads(proc.stdout)  # the whole of stdout is one JSON document
+        assert info["events"] > 0, fmt
+        assert info["format"] == ("native" if fmt == "pythia" else fmt)

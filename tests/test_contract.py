@@ -1,7 +1,8 @@
 """Every registered reader and generator passes the same checks.
 
-A new reader must add a sample-file writer to SAMPLES (written to the published
-format, not through our readers); the first test fails until it does.
+A new reader must add a sample-file writer to darktrigger.replay.testing.SAMPLE_WRITERS
+(written to the published format, not through our readers) and a misleading file name to
+SAMPLES here; the first test fails until it does.
 """
 
 from __future__ import annotations
@@ -15,61 +16,18 @@ from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import PROCESS_LABELS, EventBatch
 from darktrigger.replay.generators import GENERATORS
 from darktrigger.replay.readers import READERS, detect_format, open_events
-from darktrigger.replay.storage import write_events
-from darktrigger.replay import testing as spec_files
-from darktrigger.replay.testing import random_batch
+from darktrigger.replay.testing import write_sample
 
 N = 1234
 
 
-def _native(path: Path) -> Path:
-    write_events(path, random_batch(N, seed=4, extra=True), provenance={"generator": "test"})
-    return path
-
-
-def _adc(path: Path) -> Path:
-    return spec_files.write_adc2021(path, spec_files.random_adc_particles(N, seed=4))
-
-
-def _dm(path: Path) -> Path:
-    return spec_files.write_darkmachines(path, spec_files.random_dm_lines(N, seed=4))
-
-
-def _nano(path: Path) -> Path:
-    rng = np.random.default_rng(4)
-
-    def coll(mean: float) -> object:
-        counts = rng.poisson(mean, N)
-        return spec_files.nanoaod_collection(
-            pt=[list(rng.exponential(30, c) + 3) for c in counts],
-            eta=[list(rng.normal(0, 1.5, c)) for c in counts],
-            phi=[list(rng.uniform(-3.14, 3.14, c)) for c in counts],
-        )
-
-    branches = {
-        "run": np.full(N, 1, np.uint32), "luminosityBlock": np.full(N, 1, np.uint32),
-        "event": np.arange(N, dtype=np.uint64),
-        "MET_pt": rng.exponential(30, N).astype(np.float32),
-        "MET_phi": rng.uniform(-3.14, 3.14, N).astype(np.float32),
-        "Muon": coll(0.5), "Electron": coll(0.7), "Photon": coll(0.3), "Jet": coll(4.0),
-    }
-    return spec_files.write_nanoaod(path, branches)
-
-
-def _lhco(path: Path) -> Path:
-    from darktrigger.replay.testing import dijet_events, write_lhco
-
-    rows, _ = dijet_events(N, seed=4, label=-1)
-    return write_lhco(path, rows)
-
-
 # reader name -> (file name with a misleading suffix, writer)
 SAMPLES = {
-    "lhco": ("sample.txt", _lhco),
-    "native": ("sample.dat", _native),
-    "adc2021": ("sample.root", _adc),
-    "darkmachines": ("sample.h5", _dm),
-    "nanoaod": ("sample.csv", _nano),
+    "lhco": "sample.txt",
+    "native": "sample.dat",
+    "adc2021": "sample.root",
+    "darkmachines": "sample.h5",
+    "nanoaod": "sample.csv",
 }
 
 
@@ -80,7 +38,7 @@ def test_every_reader_has_a_sample():
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
     d = tmp_path_factory.mktemp("samples")
-    return {name: writer(d / fname) for name, (fname, writer) in SAMPLES.items()}
+    return {name: write_sample(name, d / fname, n=N, seed=4) for name, fname in SAMPLES.items()}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
