@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,8 +173,14 @@ def _replay_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
 
 # -- formats --------------------------------------------------------------------------
 def cmd_formats(args: argparse.Namespace) -> int:
+    from darktrigger.daq.trigger.seeds import SEEDS
+    from darktrigger.models import BACKENDS, SCORERS
     from darktrigger.replay.generators import GENERATORS
     from darktrigger.replay.readers import READERS
+
+    def first_sentence(doc: str | None) -> str:
+        text = " ".join((doc or "").strip().split("\n\n")[0].split()).replace("``", "")
+        return re.split(r"(?<=[a-z0-9)])\. (?=[A-Z])", text)[0].rstrip(".")
 
     print("readers (chosen by file content):")
     for name, cls in READERS.items():
@@ -182,19 +189,23 @@ def cmd_formats(args: argparse.Namespace) -> int:
     for name, gcls in GENERATORS.items():
         print(f"  {name:<14}{gcls.description}")
     print(f"processes: {', '.join(ALL_PROCESSES)}")
-    from darktrigger.models import SCORERS
-
     print("scorers (higher score = more anomalous):")
     for name, scls in SCORERS.items():
-        doc = (scls.__doc__ or "").strip().splitlines()[0] if scls.__doc__ else ""
-        print(f"  {name:<14}{doc}")
+        print(f"  {name:<14}{first_sentence(scls.__doc__)}")
+    print("scoring backends (--backend, a menu model's backend:):")
+    for name in BACKENDS.names():
+        print(f"  {name:<14}{BACKENDS.get(name).description}")
+    print("trigger seed types (a menu seed's type:):")
+    for name, seed in SEEDS.items():
+        print(f"  {name:<14}{first_sentence(seed.__doc__)}")
     return 0
 
 
 def _formats_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p = sub.add_parser("formats", formatter_class=formatter,
-                       help="list the readers, generators, processes and scorers",
-                       description="List every registered reader, generator and scorer.",
+                       help="list the readers, generators, processes, scorers, backends and seed types",
+                       description="List every registered reader, generator, scorer, scoring backend "
+                                   "and trigger seed type.",
                        epilog="example:\n  darktrigger formats")
     p.set_defaults(func=cmd_formats)
 
