@@ -1,9 +1,12 @@
 """darktrigger's native HDF5 event files: chunked, compressed, appendable, crash-safe.
 
     >>> from darktrigger.replay.storage import NativeWriter, NativeFile
-    >>> with NativeWriter("events.h5", provenance={"generator": "toy"}) as w:  # doctest: +SKIP
-    ...     w.write(batch)
-    >>> f = NativeFile("events.h5"); len(f); next(f.iter_batches(4096))          # doctest: +SKIP
+    >>> from darktrigger.replay.testing import random_batch
+    >>> with NativeWriter("events.h5", provenance={"generator": "toy"}) as w:
+    ...     w.write(random_batch(100, seed=1))
+    >>> with NativeFile("events.h5") as f:
+    ...     len(f), f.provenance["generator"], next(f.iter_batches(4096))
+    (100, 'toy', EventBatch(n=100, extra=[]))
 
 Layout: one dataset per column under ``/events`` (a ``/`` in a column name such as
 ``score/ae`` is stored as ``%2F``), chunked along events, compressed; root attributes
@@ -27,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from darktrigger.replay.errors import InputFormatError, SchemaError
-from darktrigger.replay.events import REQUIRED, SCHEMA_VERSION, EventBatch, expected_dtype, expected_shape
+from darktrigger.replay.events import (
+    REQUIRED,
+    SCHEMA_VERSION,
+    EventBatch,
+    expected_dtype,
+    expected_shape,
+)
 
 log = logging.getLogger(__name__)
 

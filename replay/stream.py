@@ -1,10 +1,18 @@
 """The replay iterator: events from files, or a mixture of files, paced and stamped.
 
     >>> from darktrigger.replay.stream import Replay
-    >>> r = Replay(["sm_mix.h5"], batch_size=4096)                         # doctest: +SKIP
-    >>> mix = Replay({"sm_mix.h5": 1 - 1e-4, "ato4l.h5": 1e-4},            # doctest: +SKIP
-    ...              rate_hz=100_000, loop=True, max_events=1_000_000)
-    >>> for batch in mix: ...                                               # doctest: +SKIP
+    >>> from darktrigger.replay.testing import write_sample
+    >>> background = write_sample("native", "sm_mix.h5", n=1000)
+    >>> signal = write_sample("adc2021", "ato4l.h5", n=100)
+    >>> [len(batch) for batch in Replay(["sm_mix.h5"], batch_size=256)]
+    [256, 256, 256, 232]
+    >>> mix = Replay({"sm_mix.h5": 0.99, "ato4l.h5": 0.01},
+    ...              rate_hz=100_000, loop=True, max_events=5000)
+    >>> last = [batch for batch in mix][-1]
+    >>> mix.stats.per_input
+    {'sm_mix.h5': 4948, 'ato4l.h5': 52}
+    >>> int(last["event"][-1]), int(last["bx"][-1]), int(last["lumi"][-1])
+    (5000, 1436, 1)
 
 Stamping: every emitted event gets a fresh identity. ``run`` is fixed, ``event``
 counts up from ``first_event``, ``bx`` walks through the 3564 bunch slots of an LHC

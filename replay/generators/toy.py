@@ -177,7 +177,8 @@ class _Part:
             eta = np.copysign(np.log((np.sqrt(pt * pt + pz * pz) + np.abs(pz)) / pt), pz)
         if self.phi is not None:
             return eta, self.phi[rows]
-        assert self.px is not None and self.py is not None
+        assert self.px is not None
+        assert self.py is not None
         return eta, np.arctan2(self.py[rows], self.px[rows])
 
 
@@ -243,7 +244,8 @@ class _Event:
                 continue
             sum_et += np.where(seen, part.pt, 0.0)
             if part.in_met:
-                assert part.px is not None and part.py is not None
+                assert part.px is not None
+                assert part.py is not None
                 mx -= np.where(seen, part.px, 0.0)
                 my -= np.where(seen, part.py, 0.0)
         for k, cands in candidates.items():
