@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -28,13 +29,24 @@ def test_console_script_is_installed():
     assert proc.returncode == 0 and "generate" in proc.stdout and "replay" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["generate", "inspect", "replay", "formats"])
+def _subcommands() -> list[list[str]]:
+    """Every command line that has its own --help: ``[family]`` or ``[family, subcommand]``."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    out = []
+    for name, p in sub.choices.items():
+        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        out += [[name, s] for a in nested for s in a.choices] if nested else [[name]]
+    return out
+
+
+@pytest.mark.parametrize("command", _subcommands(), ids=" ".join)
 def test_every_subcommand_help_has_an_example(command, capsys):
     with pytest.raises(SystemExit) as exc:
-        main([command, "--help"])
+        main([*command, "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "example" in out and f"darktrigger {command}" in out
+    assert "example" in out and f"darktrigger {' '.join(command)}" in out
 
 
 def test_subcommands_are_all_listed():
@@ -117,3 +129,25 @@ def test_inspect_json_is_json_for_every_format(tmp_path):
         info = json.loads(proc.stdout)  # the whole of stdout is one JSON document
         assert info["events"] > 0, fmt
         assert info["format"] == ("native" if fmt == "pythia" else fmt)
+
+
+def test_readme_python_example_runs_beside_folders_named_like_our_layers(tmp_path):
+    """A folder holding models/, replay/ and firmware/ (say, trained models) shadows nothing."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert code, "README.md has no python example"
+    for name in ("models", "replay", "firmware", "daq", "monitoring"):
+        (tmp_path / name / "vae").mkdir(parents=True)
+    write_sample("native", tmp_path / "bkg.h5", n=5000, seed=1)
+    run("generate", "--generator", "toy", "--process", "ato4l", "--events", "1000", "--seed", "2",
+        "--out", str(tmp_path / "ato4l.h5"), "--no-progress")
+    proc = subprocess.run([sys.executable, "-c", code.group(1)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "200,000 events" in proc.stdout
+    (tmp_path / "elsewhere").mkdir()
+    modules = subprocess.run([sys.executable, "-c", "import models"], cwd=tmp_path / "elsewhere",
+                             capture_output=True, text=True, timeout=60)
+    assert modules.returncode == 1 and "No module named 'models'" in modules.stderr
