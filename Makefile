@@ -47,9 +47,10 @@ test-fast: venv
 bench: venv
 	$(PY) -m bench.run --out BENCHMARKS.md
 
+# mypy reads the package through darktrigger/ (its links to the layer folders), as Python imports it.
 lint: venv
-	$(VENV)/bin/ruff check replay models firmware daq monitoring tests bench
-	$(VENV)/bin/mypy replay models firmware daq monitoring
+	$(VENV)/bin/ruff check darktrigger/__init__.py darktrigger/__main__.py replay models firmware daq monitoring tests bench
+	$(VENV)/bin/mypy -p darktrigger -p tests -p bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo-output

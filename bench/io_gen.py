@@ -7,6 +7,7 @@ public reader API with its value checks on, as a user would.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -30,6 +31,10 @@ def best_rate(n: int, fn: Callable[[], Any], repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t)
     return n / best
+
+
+def _generate_all(toy: Any, process: str, n: int) -> int:
+    return sum(len(b) for b in toy.generate(process, n, seed=4, batch_size=65536))
 
 
 def drain(path: Path) -> int:
@@ -59,11 +64,11 @@ def run(work: Path, quick: bool = False) -> list[dict[str, Any]]:
     for comp in ("lz4", "none"):
         path = work / f"native_{comp}.h5"
         write_events(path, bkg, compression=comp, provenance={"generator": "toy"})
-        rate = best_rate(n, lambda p=path: drain(p))
+        rate = best_rate(n, functools.partial(drain, path))
         rows.append({"what": f"native HDF5 read ({comp} compression, toy sm_mix)", "n": n,
                      "unit": "events/s", "rate": rate, "goal": 5e6})
         rows.append({"what": f"  reference: h5py alone, every column, 65536-event slices ({comp})", "n": n,
-                     "unit": "events/s", "rate": best_rate(n, lambda p=path: raw_h5py(p)), "goal": None})
+                     "unit": "events/s", "rate": best_rate(n, functools.partial(raw_h5py, path)), "goal": None})
 
     adc = work / "adc2021.h5"
     particles = spec_files.random_adc_particles(n, seed=2)
@@ -82,7 +87,7 @@ def run(work: Path, quick: bool = False) -> list[dict[str, Any]]:
 
     n_toy = 100_000 if quick else 500_000
     for proc in toy.processes:
-        rate = best_rate(n_toy, lambda p=proc: sum(len(b) for b in toy.generate(p, n_toy, seed=4, batch_size=65536)))
+        rate = best_rate(n_toy, functools.partial(_generate_all, toy, proc, n_toy))
         rows.append({"what": f"toy generation, {proc}", "n": n_toy, "unit": "events/s", "rate": rate, "goal": 1e6})
 
     pythia = GENERATORS.get("pythia")()

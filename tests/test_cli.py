@@ -32,7 +32,7 @@ def test_console_script_is_installed():
 def _subcommands() -> list[list[str]]:
     """Every command line that has its own --help: ``[family]`` or ``[family, subcommand]``."""
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     out = []
     for name, p in sub.choices.items():
         nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
@@ -51,7 +51,7 @@ def test_every_subcommand_help_has_an_example(command, capsys):
 
 def test_subcommands_are_all_listed():
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert {"generate", "inspect", "replay", "formats"} <= set(sub.choices)
 
 

@@ -44,6 +44,7 @@ def test_mixture_injects_signal_at_its_fraction(files):
     assert r.stats.events == 100_000
     # binomial: mean 1000, sigma ~31
     assert 850 <= n_sig <= 1150
+    assert r.stats.per_input is not None
     assert r.stats.per_input[str(sig)] == n_sig
 
 
@@ -63,6 +64,7 @@ def test_without_loop_a_mixture_ends_when_an_input_runs_out(files):
     r = Replay({bkg: 0.5, sig: 0.5}, batch_size=1000)
     total = sum(len(b) for b in r)
     assert total <= 4000  # the 2,000 signal events run out first
+    assert r.stats.per_input is not None
     assert r.stats.per_input[str(sig)] <= 2000
 
 

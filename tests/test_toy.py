@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from darktrigger.replay.generators.toy import CHUNK, DIJET_COLUMNS, SM_MIX_FRACT
 GEN = ToyGenerator()
 
 
-def sample(process: str, n: int, seed: int = 1, **kw: int) -> EventBatch:
+def sample(process: str, n: int, seed: int = 1, **kw: Any) -> EventBatch:
     return EventBatch.concat(list(GEN.generate(process, n, seed=seed, **kw)))
 
 
