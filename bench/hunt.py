@@ -2,9 +2,9 @@
 
     $ python -m bench.hunt --data /work/data/hunt [--signal-qcd all|s1] [--inject 350] [--seed 1]
 
-Samples (made when missing, with fixed seeds, and reused: Pythia ``qcd_dijet`` runs at
-~45 events/s on one core of the benchmark machine, so 84k events take about half an
-hour): ``qcd_dijet`` seed 1 (36k) and seeds 2–5 (12k each), ``wprime_xy`` seed 201 (4k).
+Samples (made when missing, with fixed seeds, and reused, since Pythia is slow: its rate
+is in BENCHMARKS.md, "Replay layer"): ``qcd_dijet`` seed 1 (36k) and seeds 2–5 (12k each),
+``wprime_xy`` seed 201 (4k).
 
 1. **Signal**: the QCD events (all 84k, or ``--signal-qcd s1``: the 36k of seed 1) plus
    the first ``--inject`` W′ events, at a level where the plain bump hunt (ε = 1, no

@@ -9,7 +9,7 @@ The "part:" rows time the pieces of the onnxruntime backend's score alone, in th
 rounds and chunks as ``OnnxScorer`` (:data:`darktrigger.models.neural.onnx_backend.SCORE_CHUNK`): the
 compiled preprocessing kernel (:mod:`darktrigger.models.neural.kernels`), each network (``net.onnx``) on
 ready features, and the self-contained ``model.onnx`` that has the preprocessing in the
-graph (what the backend ran before ``net.onnx``).
+graph (what the split into kernel and ``net.onnx`` is measured against).
 
     $ python -m bench.models_speed            # prints the rows
 """
@@ -70,14 +70,15 @@ def part_cases(dirs: dict[str, Path], batch: EventBatch) -> list[tuple[str, Call
     """(row name, timed function) for the parts of the onnxruntime backend's score, chunked
     as ``OnnxScorer`` chunks: the compiled preprocessing alone, each network (``net.onnx``)
     alone on ready features, and, for comparison, the self-contained ``model.onnx`` (the
-    preprocessing inside the graph: the backend's path before ``net.onnx``)."""
+    preprocessing inside the graph)."""
     flat = np.ascontiguousarray(batch.objects.reshape(len(batch), -1))
     chunks = [flat[i:i + SCORE_CHUNK] for i in range(0, len(flat), SCORE_CHUNK)]
     cases: list[tuple[str, Callable[[], Any]]] = []
     for spec in ("ae", "vae:mu2"):
         name, _, variant = spec.partition(":")
         scorer = load_model(dirs[name], "onnxruntime", variant=variant or None, threads=1)
-        assert isinstance(scorer, OnnxScorer) and scorer.pre is not None
+        assert isinstance(scorer, OnnxScorer)
+        assert scorer.pre is not None
         pre = scorer.pre
         feeds = [{"features": kernels.features(c, pre.shift, pre.scale)[0]} for c in chunks]
         if spec == "ae":

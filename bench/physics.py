@@ -2,9 +2,8 @@
 
     $ python -m bench.physics --data data/pythia [--epochs 20] [--threads 2]
 
-Generating the samples takes a while (Pythia + detector runs at ~50–90 events/s
-on one core: about an hour for the 200k training events), so they are made only when
-missing, with fixed seeds, and reused. Writes ``bench/results/physics.md``, which
+Generating the samples takes long (Pythia's rate is in BENCHMARKS.md, "Replay layer"),
+so they are made only when missing, with fixed seeds, and reused. Writes ``bench/results/physics.md``, which
 ``make bench`` copies into BENCHMARKS.md; every figure in it comes from the
 ``darktrigger`` commands it lists.
 """

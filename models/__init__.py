@@ -12,6 +12,7 @@ Importing the package registers every scorer.
 from __future__ import annotations
 
 from darktrigger.models import baselines, cwola, neural, quantised  # noqa: F401  (register the scorers)
+from darktrigger.models.backends import BACKENDS, load_model, register_backend
 from darktrigger.models.base import (
     SCORERS,
     Scorer,
@@ -20,7 +21,6 @@ from darktrigger.models.base import (
     parse_spec,
     register_scorer,
 )
-from darktrigger.models.backends import BACKENDS, load_model, register_backend
 from darktrigger.models.card import (
     CARD_SCHEMA_VERSION,
     MissingModelFileError,
@@ -29,8 +29,8 @@ from darktrigger.models.card import (
     read_card,
 )
 from darktrigger.models.neural.onnx_backend import OnnxScorer
-from darktrigger.models.preprocess import MODEL_FEATURE_NAMES, N_MODEL_FEATURES, Preprocessor
 from darktrigger.models.neural.training import TorchScorer, run_training, train_model
+from darktrigger.models.preprocess import MODEL_FEATURE_NAMES, N_MODEL_FEATURES, Preprocessor
 
 __all__ = [
     "BACKENDS",

@@ -100,7 +100,12 @@ def load_model(directory: str | Path, backend: str = "torch", *, variant: str | 
                threads: int = 1) -> Scorer:
     """The scorer saved in ``directory``, run by ``backend`` (a name in :data:`BACKENDS`).
 
-        >>> scorer = load_model("models/ae-toy", backend="onnxruntime")   # doctest: +SKIP
+        >>> import numpy as np
+        >>> from darktrigger.models import get_scorer
+        >>> directory = get_scorer("st").save("st-model")
+        >>> scorer = load_model(directory, backend="onnxruntime")
+        >>> scorer.spec, scorer.score(np.full((1, 57), 10.0, np.float32))
+        ('st', array([190.], dtype=float32))
     """
     try:
         loader = BACKENDS.get(backend).load

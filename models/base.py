@@ -26,19 +26,18 @@ import logging
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypedDict, Unpack
+from pathlib import Path
+from typing import Any, ClassVar, TypedDict, Unpack, cast
 
 import numpy as np
 
-from darktrigger.models.card import ModelCard, ModelFileError, read_card
+from darktrigger.models.card import FitHistory, ModelCard, ModelFileError, read_card
 from darktrigger.replay.errors import ConfigError, SchemaError, UnknownNameError
 from darktrigger.replay.events import N_FEATURES, N_SLOTS, EventBatch
 from darktrigger.replay.registry import Registry, unknown_name
 
 log = logging.getLogger(__name__)
-
 
 
 class FitKeywords(TypedDict, total=False):
@@ -95,29 +94,21 @@ class FitOptions:
                 "history": history, **extra}
 
 
-class FitHistory(TypedDict, total=False):
-    """What ``fit`` returns and the card keeps (``training.history``); ``{}`` for the baselines."""
-
-    #: mean training loss per epoch
-    train_loss: list[float]
-    #: mean validation loss per epoch (empty without validation events)
-    validation_loss: list[float]
-    #: which of the two chooses the kept epoch: ``"validation_loss"`` or ``"train_loss"``
-    monitor: str
-    best_epoch: int
-    best_loss: float
-    epochs_run: int
-    stopped_early: bool
-    #: the fraction of weights held at zero per epoch (pruned quantised scorers)
-    sparsity: list[float]
-    #: wall time of the training
-    seconds: float
-
-
 def new_history(validation: bool, **lists: list[float]) -> FitHistory:
-    """An empty history that monitors the validation loss when there is validation data."""
-    return FitHistory(train_loss=[], validation_loss=[],  # type: ignore[typeddict-item]
-                      monitor="validation_loss" if validation else "train_loss", **lists)
+    """An empty history that monitors the validation loss when there is validation data;
+    ``lists`` start further per-epoch lists of :class:`FitHistory` (``sparsity=[]``).
+
+        >>> new_history(False, sparsity=[])
+        {'train_loss': [], 'validation_loss': [], 'monitor': 'train_loss', 'sparsity': []}
+    """
+    unknown = sorted(set(lists) - set(FitHistory.__annotations__))
+    if unknown:
+        raise ConfigError(f"new_history: FitHistory has no {', '.join(unknown)}")
+    history = FitHistory(train_loss=[], validation_loss=[],
+                         monitor="validation_loss" if validation else "train_loss")
+    history.update(cast(FitHistory, lists))
+    return history
+
 
 BatchLike = EventBatch | Mapping[str, np.ndarray] | np.ndarray
 

@@ -24,7 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from darktrigger.models.base import BatchLike, FitHistory, FitOptions, Scorer, as_flat, register_scorer
+from darktrigger.models.base import (
+    BatchLike,
+    FitHistory,
+    FitOptions,
+    Scorer,
+    as_flat,
+    register_scorer,
+)
 from darktrigger.models.card import ONNX_FILE, ModelCard
 from darktrigger.models.neural.training import ONNX_OPSET
 from darktrigger.replay.events import N_FEATURES, SLOTS

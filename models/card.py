@@ -34,7 +34,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 import darktrigger
 from darktrigger.replay.errors import DarkTriggerError, SchemaError
@@ -47,6 +47,39 @@ CARD_SCHEMA_VERSION = 1
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
 ONNX_FILE = "model.onnx"
+
+
+class FitHistory(TypedDict, total=False):
+    """What a scorer's ``fit`` returns and its card keeps (``training.history``); ``{}`` for
+    a scorer with nothing to train (the baselines)."""
+
+    #: mean training loss per epoch
+    train_loss: list[float]
+    #: mean validation loss per epoch (empty without validation events)
+    validation_loss: list[float]
+    #: which of the two chooses the kept epoch
+    monitor: Literal["validation_loss", "train_loss"]
+    #: the kept epoch (from 1), its loss, and how many epochs ran
+    best_epoch: int
+    best_loss: float
+    epochs_run: int
+    stopped_early: bool
+    #: the fraction of weights held at zero per epoch (pruned quantised scorers)
+    sparsity: list[float]
+    #: wall time of the training, seconds
+    seconds: float
+
+
+class TrainingFile(TypedDict):
+    """One event file a model was trained on (``training.files`` of the card)."""
+
+    path: str
+    #: hex sha256 of the file's content; None where hashing was not asked for
+    sha256: str | None
+    #: events taken from the file
+    events: int
+    #: ``"background"`` or ``"signal"`` (CWoLa's label-1 sample)
+    role: str
 
 
 class ModelFileError(DarkTriggerError, ValueError):
@@ -138,12 +171,14 @@ def _software() -> dict[str, str]:
 class ModelCard:
     """What a model is and how it was made; ``card.json`` in the model directory.
 
-    ``training`` holds ``files`` (``[{"path", "sha256", "events"}]``), event counts,
-    ``validation_fraction`` and the loss ``history``; ``metrics`` is filled by
-    ``darktrigger evaluate`` and ``thresholds`` by ``darktrigger calibrate``.
+    ``training`` holds ``files`` (:class:`TrainingFile` each), event counts, the
+    settings of ``fit`` and its ``history``; read those two through :attr:`training_files`
+    and :attr:`history`. ``metrics`` is filled by ``darktrigger evaluate`` and
+    ``thresholds`` by ``darktrigger calibrate``.
 
-        >>> ModelCard(scorer="vae", variant="mu2").spec
-        'vae:mu2'
+        >>> card = ModelCard(scorer="vae", variant="mu2")
+        >>> card.spec, card.history, card.training_files
+        ('vae:mu2', {}, [])
     """
 
     scorer: str
@@ -163,6 +198,18 @@ class ModelCard:
     def spec(self) -> str:
         """``scorer`` or ``scorer:variant``, the name :func:`darktrigger.models.get_scorer` takes."""
         return self.scorer if self.variant is None else f"{self.scorer}:{self.variant}"
+
+    @property
+    def history(self) -> FitHistory:
+        """The training's history (what ``fit`` returned); ``{}`` when nothing was trained."""
+        history: FitHistory = self.training.get("history", {})
+        return history
+
+    @property
+    def training_files(self) -> list[TrainingFile]:
+        """The event files the model was trained on; ``[]`` when it was fitted in memory."""
+        files: list[TrainingFile] = self.training.get("files", [])
+        return files
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -193,6 +240,11 @@ class ModelCard:
             if key in kwargs and not isinstance(kwargs[key], typ):
                 raise ModelFileError(f"{where}: expected {key!r} to be a JSON "
                                      f"{'object' if typ is dict else 'list'}, got {kwargs[key]!r}")
+        training = kwargs.get("training", {})
+        for key, typ in {"history": dict, "files": list}.items():
+            if key in training and not isinstance(training[key], typ):
+                raise ModelFileError(f"{where}: expected 'training.{key}' to be a JSON "
+                                     f"{'object' if typ is dict else 'list'}, got {training[key]!r}")
         return cls(**kwargs)
 
     def save(self, directory: str | Path) -> Path:

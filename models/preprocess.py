@@ -15,16 +15,13 @@ block       width  content
 ``sin``     19     sin φ, unscaled
 ==========  =====  =====================================================
 
-pT^¼ rather than log(1 + pT) (the first version): onnxruntime's Log is a scalar loop
-(~2 ns an element on the 2-core benchmark machine), its Sqrt is vectorised (~0.4 ns),
-and two Sqrts made ONNX scoring ~10 % faster (``bench/models_speed.py``). pT^¼
-compresses the L1 pT range much as log does (1 GeV to 10 TeV becomes 1 to 10) and is
-0 for an empty slot; on toy ``ato4l`` the AUCs stayed where log put them (AE 0.988 vs
-0.989, ``vae:mu2`` 0.942 vs 0.955, ``vae:reco`` 0.916 vs 0.915), where √pT lost more
-for ``vae:mu2`` (0.928). pT must be ≥ 0, as the event model guarantees (a negative pT
-gives a NaN feature, and a NaN score).
-
 so :data:`N_MODEL_FEATURES` = 75 and the default autoencoder is 75-32-16-3-16-32-75.
+
+pT^¼ compresses the L1 pT range much as log(1 + pT) does (1 GeV to 10 TeV becomes 1 to
+10) and is 0 for an empty slot, and it is two square roots, which onnxruntime
+vectorises (its Log is a scalar loop). pT must be ≥ 0, as the event model guarantees
+(a negative pT gives a NaN feature, and a NaN score).
+
 The mean and std of each scaled feature are fitted on background over *filled* slots
 only (pT > 0): zero padding would otherwise pull every mean towards 0. A slot with
 fewer than :data:`MIN_FILLED` filled events in the fit sample borrows the pooled
@@ -63,9 +60,8 @@ from darktrigger.replay.events import N_FEATURES, N_SLOTS, SLOT_TYPES, SLOTS
 log = logging.getLogger(__name__)
 
 PREPROCESS_FILE = "preprocess.json"
+#: what ``preprocess.json`` says it holds; a file of another kind is refused
 PREPROCESS_KIND = "root4_pt_eta_cossin_v2"
-#: kinds this version no longer reads, and what the user should do about each
-RETIRED_KINDS = {"log1p_pt_eta_cossin_v1": "log(1 + pT) preprocessing, before pT^1/4: retrain the model"}
 N_ETA = N_SLOTS - 1  # MET has no η
 N_MODEL_FEATURES = N_SLOTS + N_ETA + 2 * N_SLOTS  # 75
 #: Names of the model features, in order (``pt:jet3``, ``eta:muon0``, ``cos:met``...).
@@ -180,15 +176,15 @@ class Preprocessor:
         """Inverse of :meth:`to_dict`; a :class:`SchemaError` naming ``where`` if it does not fit."""
         if not isinstance(data, dict) or data.get("kind") != PREPROCESS_KIND:
             got = data.get("kind") if isinstance(data, dict) else type(data).__name__
-            why = f" ({RETIRED_KINDS[got]})" if got in RETIRED_KINDS else ""
             raise SchemaError(f"{where}: expected preprocessing of kind {PREPROCESS_KIND!r}, "
-                              f"got {got!r}{why}")
+                              f"got {got!r}; retrain the model with this darktrigger")
         try:
             shift = np.asarray(data["shift"], np.float32)
             scale = np.asarray(data["scale"], np.float32)
-            n_fit = int(data.get("n_fit", 0))
+            n_fit = int(data["n_fit"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise SchemaError(f"{where}: expected lists 'shift' and 'scale' of numbers ({exc})") from None
+            raise SchemaError(f"{where}: expected lists 'shift' and 'scale' of numbers and an "
+                              f"integer 'n_fit' ({type(exc).__name__}: {exc})") from None
         try:
             return cls(shift, scale, n_fit)
         except SchemaError as exc:

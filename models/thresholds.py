@@ -6,7 +6,7 @@ threshold is the lowest background score with at most ``floor(FPR · n)`` backgr
 events (or that fraction of the background weight) strictly above it, so ties never
 push the achieved rate above the target. Scorers, ``darktrigger calibrate`` and the
 trigger menu all use these functions; they need numpy only, and use ``np.partition``
-(no full sort) for unweighted samples, so 10^7 scores take a fraction of a second.
+(no full sort) for unweighted samples.
 
     >>> import numpy as np
     >>> from darktrigger.models.thresholds import threshold_for_rate

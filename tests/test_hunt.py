@@ -61,12 +61,15 @@ def test_auto_windows_slide_on_one_grid_inside_the_fit_range() -> None:
     windows = auto_windows(mjj, (2100.0, 5000.0), cfg)
     assert len(windows) >= 4
     for a, b in zip(windows, windows[1:], strict=False):
-        assert b.sr[0] - a.sr[0] == cfg.step_bins and a.edges == b.edges
+        assert b.sr[0] - a.sr[0] == cfg.step_bins
+        assert a.edges == b.edges
     for w in windows:
         lo, hi = w.signal_region
         assert math.log(hi / lo) == pytest.approx(cfg.sr_bins * cfg.bin_width)
-        assert w.low_sideband[1] == lo and w.high_sideband[0] == hi
-        assert w.low_sideband[0] >= 2100.0 - 1e-6 and w.high_sideband[1] <= 5000.0 * (1 + 1e-9)
+        assert w.low_sideband[1] == lo
+        assert w.high_sideband[0] == hi
+        assert w.low_sideband[0] >= 2100.0 - 1e-6
+        assert w.high_sideband[1] <= 5000.0 * (1 + 1e-9)
         regions = w.regions(mjj)
         assert regions[(mjj >= lo) & (mjj < hi)].min() == 1
         assert (regions[(mjj < w.low_sideband[0])] == -1).all()
@@ -79,7 +82,8 @@ def test_explicit_windows_and_their_bins() -> None:
     w = explicit_window(2, SIGNAL_WINDOW, (2000.0, 6000.0), cfg)
     assert w.signal_region == pytest.approx(SIGNAL_WINDOW)
     assert w.label == "window 2 (signal region 3216–3737 GeV)"
-    assert w.edges[0] >= 2000.0 and w.edges[-1] <= 6000.0
+    assert w.edges[0] >= 2000.0
+    assert w.edges[-1] <= 6000.0
     with pytest.raises(HuntError, match=r"window 1 \(signal region 2100–2400 GeV\): its sidebands"):
         explicit_window(1, (2100.0, 2400.0), (2000.0, 6000.0), cfg)
     assert parse_windows("auto") == "auto"
@@ -133,7 +137,8 @@ def test_every_event_is_scored_by_a_model_that_never_saw_it(monkeypatch: pytest.
     w = result.windows[0]
     assert scored[0] == w.events["fit_range"]  # every event of the fit range, once
     assert len(w.validation_loss) == cfg.folds * cfg.inner_folds
-    assert w.model is not None and int(w.model.hyperparameters["members"]) == cfg.folds * cfg.inner_folds
+    assert w.model is not None
+    assert int(w.model.hyperparameters["members"]) == cfg.folds * cfg.inner_folds
     for cut in w.cuts[1:]:  # each fold keeps its fraction ε with its own model
         assert cut.selected == pytest.approx(cut.efficiency * w.events["fit_range"], abs=cfg.folds)
 
@@ -145,10 +150,13 @@ def test_toy_signal_missed_by_the_plain_bump_hunt_is_found(signal_hunt: HuntResu
     assert all(c.efficiency == 1.0 and c.significance is not None and c.significance < 2.0
                for c in plain), [c.significance for c in plain]
     best = signal_hunt.best()
-    assert best is not None and best[0] is sig
-    assert best[1].significance is not None and best[1].significance >= 4.0
+    assert best is not None
+    assert best[0] is sig
+    assert best[1].significance is not None
+    assert best[1].significance >= 4.0
     assert best[1].truth_in_window.get("wprime_xy", 0) >= 40
-    assert sig.sr_vs_sb_auc is not None and sig.sr_vs_sb_auc > 0.51
+    assert sig.sr_vs_sb_auc is not None
+    assert sig.sr_vs_sb_auc > 0.51
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -160,7 +168,8 @@ def test_toy_without_signal_has_no_bump(seed: int) -> None:
     cuts = [c for w in result.windows for c in w.cuts]
     assert all(c.significance is not None or "window 1" in str(c.error) for c in cuts)
     zs = [c.significance for c in cuts if c.significance is not None]
-    assert len(zs) >= 3 and max(abs(z) for z in zs) < 3.0, zs
+    assert len(zs) >= 3, zs
+    assert max(abs(z) for z in zs) < 3.0, zs
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -188,9 +197,11 @@ def test_too_few_sideband_events_names_the_window_or_is_reported() -> None:
         run_hunt(batch, cfg)
     cfg.on_error = "skip"
     result = run_hunt(batch, cfg)
-    assert result.windows[0].error is None and "too few events" in str(result.windows[1].error)
+    assert result.windows[0].error is None
+    assert "too few events" in str(result.windows[1].error)
     table = format_table(result)
-    assert "skipped" in table and "note: window 2 (signal region 4200–4900 GeV): too few" in table
+    assert "skipped" in table
+    assert "note: window 2 (signal region 4200–4900 GeV): too few" in table
     assert "nan" not in table.lower()
 
 
@@ -217,11 +228,13 @@ def test_a_fit_that_fails_names_the_window_and_efficiency(monkeypatch: pytest.Mo
     cfg.on_error = "skip"
     result = run_hunt(batch, cfg)
     failed = [c for c in result.windows[0].cuts if c.error]
-    assert [c.efficiency for c in failed] == [0.01] and failed[0].significance is None
+    assert [c.efficiency for c in failed] == [0.01]
+    assert failed[0].significance is None
     assert "fit failed" in format_table(result)
     report = json.loads(json.dumps(report_dict(result), allow_nan=False))
     cut = report["windows"][0]["cuts"][2]
-    assert cut["significance"] is None and "efficiency 0.01" in cut["error"]
+    assert cut["significance"] is None
+    assert "efficiency 0.01" in cut["error"]
     write_report(result, tmp_path, plots=False)  # allow_nan=False inside: no NaN slips through
 
 
@@ -240,7 +253,8 @@ def test_report_plots_and_exported_model(signal_hunt: HuntResult, tmp_path: Path
         assert written[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| window |" in written["table"].read_text()
     model = load_model(written["model"])
-    assert isinstance(model, ColumnCWoLaScorer) and model.spec == "cwola_columns"
+    assert isinstance(model, ColumnCWoLaScorer)
+    assert model.spec == "cwola_columns"
     sig, bkg = toy("wprime_xy", 2000, seed=50), toy("qcd_dijet", 2000, seed=51)
     assert float(np.median(model.score(sig))) > float(np.percentile(model.score(bkg), 90))
     np.testing.assert_array_equal(model.score(sig), signal_hunt.windows[0].model.score(sig))  # type: ignore[union-attr]
@@ -263,12 +277,16 @@ def test_cli_hunt_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
                  "--no-progress", "--no-plots", "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "cwola hunt over 20,060 events, 1 window(s)" in text and "ε = 0.01" in text
-    assert (out / "hunt.json").is_file() and (out / "model" / "card.json").is_file()
+    assert "cwola hunt over 20,060 events, 1 window(s)" in text
+    assert "ε = 0.01" in text
+    assert (out / "hunt.json").is_file()
+    assert (out / "model" / "card.json").is_file()
     code = main(["cwola", "hunt", "--events", str(tmp_path / "qcd.h5"), "--features", "mj1,nope",
                  "--windows", "3216-3737", "--no-progress", "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and "window 1 (signal region 3216–3737 GeV)" in err and "'nope'" in err
+    assert code == 2
+    assert "window 1 (signal region 3216–3737 GeV)" in err
+    assert "'nope'" in err
 
 
 def test_cli_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
@@ -277,7 +295,9 @@ def test_cli_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["cwola", "hunt", "--help"])
     text = capsys.readouterr().out
-    assert "examples:" in text and "darktrigger cwola hunt --events" in text and "--inject" in text
+    assert "examples:" in text
+    assert "darktrigger cwola hunt --events" in text
+    assert "--inject" in text
 
 
 def test_windows_are_frozen() -> None:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from darktrigger.models.neural.kernels import features, masked_mse
-from darktrigger.models.preprocess import Preprocessor
 from darktrigger.models.neural.training import masked_mse as torch_masked_mse
+from darktrigger.models.preprocess import Preprocessor
 from darktrigger.replay.generators import GENERATORS
 
 
@@ -38,7 +38,8 @@ def test_any_finite_phi_gives_a_unit_vector() -> None:
     flat[:, 2::3] = np.float32([[1e6], [-3e7], [3.4e38]])
     feats, _ = features(flat, *_identity())
     norm = feats[:, 37:56] ** 2 + feats[:, 56:75] ** 2
-    assert np.isfinite(feats).all() and np.allclose(norm, 1.0, atol=1e-5)
+    assert np.isfinite(feats).all()
+    assert np.allclose(norm, 1.0, atol=1e-5)
 
 
 def test_features_equal_the_numpy_preprocessing() -> None:
@@ -52,7 +53,8 @@ def test_features_equal_the_numpy_preprocessing() -> None:
     # written into caller's buffers, larger than the batch
     buffers = (np.full((6000, 75), np.nan, np.float32), np.full((6000, 19), np.nan, np.float32))
     again, _ = features(flat, pre.shift, pre.scale, out=buffers)
-    assert again.base is buffers[0] and np.array_equal(again, feats)
+    assert again.base is buffers[0]
+    assert np.array_equal(again, feats)
 
 
 def test_masked_mse_equals_the_training_loss() -> None:
@@ -68,7 +70,8 @@ def test_masked_mse_equals_the_training_loss() -> None:
 def test_an_empty_event_has_zero_features_and_zero_error() -> None:
     flat = np.zeros((4, 57), np.float32)
     feats, filled = features(flat, *_identity())
-    assert not feats.any() and not filled.any()
+    assert not feats.any()
+    assert not filled.any()
     assert not masked_mse(np.ones_like(feats), feats, filled).any()
 
 

@@ -66,9 +66,12 @@ def test_roc_curve_points_are_the_fractions_above_each_threshold() -> None:
     bkg, sig = rng.integers(0, 10, 200).astype(float), rng.integers(2, 12, 150).astype(float)
     fpr, tpr, thr = roc_curve(bkg, sig)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1], thr[-1]) == (0.0, 0.0, 1.0, 1.0, -np.inf)
-    assert np.all(np.diff(thr) < 0) and np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert np.all(np.diff(thr) < 0)
+    assert np.all(np.diff(fpr) >= 0)
+    assert np.all(np.diff(tpr) >= 0)
     for f, t, cut in zip(fpr, tpr, thr, strict=True):
-        assert f == np.mean(bkg > cut) and t == np.mean(sig > cut)
+        assert f == np.mean(bkg > cut)
+        assert t == np.mean(sig > cut)
     area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids: ties count half
     assert area == pytest.approx(roc_auc(bkg, sig), rel=1e-12)
 
@@ -84,7 +87,8 @@ def test_tpr_at_fpr_on_known_arrays_is_exact() -> None:
     bkg = np.random.default_rng(4).permutation(1000).astype(float)
     sig = np.arange(500.0, 1500.0)
     (e,) = tpr_at_fpr(bkg, sig, [0.01])
-    assert e["resolved"] and e["threshold"] == 989.0
+    assert e["resolved"]
+    assert e["threshold"] == 989.0
     assert (e["fpr"], e["n_bkg_above"], e["tpr"], e["n_sig_above"]) == (0.01, 10, 0.51, 510)
     assert e["tpr_err"] == pytest.approx(math.sqrt(0.51 * 0.49 / 1000))
     ci = binomtest(510, 1000).proportion_ci(confidence_level=CL_1SIGMA, method="exact")
@@ -102,12 +106,14 @@ def test_achieved_fpr_never_exceeds_target_with_ties() -> None:
 def test_unresolved_fpr_gives_a_note_and_no_number() -> None:
     rng = np.random.default_rng(0)
     entries = tpr_at_fpr(rng.normal(0, 1, 20_000), rng.normal(1, 1, 100), [1e-3, 1e-4])
-    assert entries[0]["resolved"] and entries[0]["tpr"] is not None
+    assert entries[0]["resolved"]
+    assert entries[0]["tpr"] is not None
     assert entries[1]["resolved"] is False
     assert entries[1]["note"] == "background sample too small: 20,000 events resolve FPR down to 5.0e-04"
     assert all(entries[1][k] is None for k in ("tpr", "tpr_err", "threshold", "fpr"))
     relaxed = tpr_at_fpr(rng.normal(0, 1, 20_000), rng.normal(1, 1, 100), [1e-4], min_expected=1)
-    assert relaxed[0]["resolved"] and relaxed[0]["n_bkg_above"] == 2
+    assert relaxed[0]["resolved"]
+    assert relaxed[0]["n_bkg_above"] == 2
 
 
 def test_significance_improvement_and_its_propagated_error() -> None:
@@ -140,9 +146,11 @@ def test_evaluate_scores_is_json_ready_with_entries_at_each_fpr() -> None:
                           {"ato4l": rng.normal(2, 1, 3000), "tau": rng.normal(0.5, 1, 3000)})
     text = json.dumps(res, allow_nan=False)
     again = json.loads(text)
-    assert again["n_bkg"] == 30_000 and again["fpr_targets"] == [1e-2, 1e-3, 1e-4, 1e-5]
+    assert again["n_bkg"] == 30_000
+    assert again["fpr_targets"] == [1e-2, 1e-3, 1e-4, 1e-5]
     for m in again["signals"].values():
-        assert any("auc" in k for k in m) and 0 < m["auc_err"] < 0.02
+        assert any("auc" in k for k in m)
+        assert 0 < m["auc_err"] < 0.02
         assert [e["fpr_target"] for e in m["tpr_at_fpr"]] == again["fpr_targets"]
         assert [e["fpr_target"] for e in m["si"]] == again["fpr_targets"]
         assert [e["resolved"] for e in m["si"]] == [True, True, False, False]
@@ -178,7 +186,8 @@ def test_format_table_puts_models_side_by_side() -> None:
     assert "—" in text
     assert "— background sample too small: 20,000 events resolve FPR down to 5.0e-04 (ae, st)" in text
     md = format_table({"ae": ae, "st": st}, markdown=True).split("\n\n")[0].splitlines()
-    assert len(md) == 2 + 4 and len({line.count("|") for line in md}) == 1
+    assert len(md) == 2 + 4
+    assert len({line.count("|") for line in md}) == 1
     assert md[1].startswith("|---|")
 
 

@@ -33,14 +33,18 @@ def test_train_evaluate_calibrate(samples, capsys):
                  "--signal", f"ato4l={d / 'ato4l.h5'}", "--json", str(d / "eval.json"),
                  "--plots", str(d / "plots")]) == 0
     out = capsys.readouterr().out
-    assert "ato4l" in out and "st" in out and "AUC" in out
+    assert "ato4l" in out
+    assert "st" in out
+    assert "AUC" in out
     report = json.loads((d / "eval.json").read_text())
     auc = {m: r["signals"]["ato4l"]["auc"] for m, r in report["models"].items()}
     assert set(auc) == {"ae", "ae@ae_copy", "ht", "st"}
     assert auc["ae@ae_copy"] == auc["ae"]
-    assert auc["ae"] >= 0.9 and auc["ae"] > auc["st"]
+    assert auc["ae"] >= 0.9
+    assert auc["ae"] > auc["st"]
     unresolved = report["models"]["ae"]["signals"]["ato4l"]["tpr_at_fpr"][-1]
-    assert unresolved["resolved"] is False and "too small" in unresolved["note"]
+    assert unresolved["resolved"] is False
+    assert "too small" in unresolved["note"]
     assert (d / "plots" / "roc_ato4l.png").stat().st_size > 5000
     assert ModelCard.load(d / "ae").metrics["ae"]["signals"]["ato4l"]["auc"] == auc["ae"]
     assert main(["calibrate", "--model", str(d / "ae"), "--zero-bias", str(d / "test.h5"),

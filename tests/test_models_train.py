@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from darktrigger.models import get_scorer, load_model, train_model
+from darktrigger.models import get_scorer, load_model, read_card, train_model
 from darktrigger.models.card import sha256_file
 from darktrigger.models.neural.training import TorchScorer
 from darktrigger.replay.errors import ConfigError, SchemaError
@@ -55,7 +55,8 @@ def test_autoencoders_find_toy_ato4l(spec: str, floor: float, toy_samples: dict[
     assert auc >= floor, f"{spec}: AUC {auc:.3f} on toy ato4l, floor {floor}"
     if spec.startswith("vae"):  # the same trained VAE's reconstruction score clears the floor too
         reco = scorer.with_variant("reco")
-        assert reco.spec == "vae:reco" and scorer.spec == "vae:mu2"
+        assert reco.spec == "vae:reco"
+        assert scorer.spec == "vae:mu2"
         assert roc_auc(reco.score(toy_samples["bkg"]), reco.score(toy_samples["ato4l"])) >= floor
 
 
@@ -67,7 +68,8 @@ def test_same_seed_same_weights(spec: str) -> None:
     def weights(seed: int) -> dict[str, torch.Tensor]:
         scorer = get_scorer(spec)
         scorer.fit(data, labels=labels, epochs=1, batch_size=256, seed=seed)
-        assert isinstance(scorer, TorchScorer) and scorer.net is not None
+        assert isinstance(scorer, TorchScorer)
+        assert scorer.net is not None
         return {k: v.clone() for k, v in scorer.net.state_dict().items()}
 
     rng_before = torch.random.get_rng_state()
@@ -89,8 +91,10 @@ def test_early_stopping_restores_the_best_weights() -> None:
     assert isinstance(scorer, TorchScorer)
     history = scorer.fit(data, validation=data, labels=labels, validation_labels=1 - labels,
                          epochs=30, batch_size=128, seed=0, patience=2)
-    assert history["stopped_early"] and history["epochs_run"] == 3 < 30
-    assert history["best_epoch"] == 1 and len(history["validation_loss"]) == 3
+    assert history["stopped_early"]
+    assert history["epochs_run"] == 3 < 30
+    assert history["best_epoch"] == 1
+    assert len(history["validation_loss"]) == 3
     assert history["validation_loss"][0] < history["validation_loss"][-1]
     assert scorer.mean_loss(data, 1 - labels) == pytest.approx(history["validation_loss"][0], rel=1e-5)
 
@@ -98,8 +102,10 @@ def test_early_stopping_restores_the_best_weights() -> None:
 def test_without_validation_the_training_loss_is_monitored() -> None:
     scorer = get_scorer("ae")
     history = scorer.fit(_toy("sm_mix", 2000, seed=3), epochs=2, batch_size=256, patience=None)
-    assert history["monitor"] == "train_loss" and history["validation_loss"] == []
-    assert history["epochs_run"] == 2 and not history["stopped_early"]
+    assert history["monitor"] == "train_loss"
+    assert history["validation_loss"] == []
+    assert history["epochs_run"] == 2
+    assert not history["stopped_early"]
 
 
 def test_fit_restores_thread_count_and_checks_labels() -> None:
@@ -122,12 +128,16 @@ def test_train_model_writes_a_complete_artifact(tmp_path: Path) -> None:
     out = train_model("vae:reco", files, tmp_path / "vae", epochs=2, batch_size=256, seed=3,
                       threads=1, validation_fraction=0.25, max_events=4000, progress=False)
     card = json.loads((out / "card.json").read_text())
-    assert card["scorer"] == "vae" and card["variant"] == "reco" and card["seed"] == 3
-    recorded = card["training"]["files"]
+    assert card["scorer"] == "vae"
+    assert card["variant"] == "reco"
+    assert card["seed"] == 3
+    recorded = read_card(out).training_files
     assert [f["events"] for f in recorded] == [3000, 1000]
     assert [f["sha256"] for f in recorded] == [sha256_file(p) for p in files]
-    assert card["training"]["events"] == 3000 and card["training"]["validation_events"] == 1000
-    assert len(card["training"]["history"]["validation_loss"]) == card["training"]["history"]["epochs_run"]
+    assert card["training"]["events"] == 3000
+    assert card["training"]["validation_events"] == 1000
+    history = read_card(out).history
+    assert len(history["validation_loss"]) == history["epochs_run"]
     batch = _toy("sm_mix", 1000, seed=33)
     torch_scores = load_model(out).score(batch)
     np.testing.assert_allclose(load_model(out, "onnxruntime").score(batch), torch_scores, rtol=1e-5,

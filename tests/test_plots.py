@@ -23,9 +23,12 @@ def scores() -> Scores:
 def _check_png(path: Path) -> None:
     from matplotlib.image import imread
 
-    assert path.is_file() and path.stat().st_size > 5_000
+    assert path.is_file()
+    assert path.stat().st_size > 5_000
     image = imread(path)
-    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.ndim == 3
+    assert image.shape[0] > 100
+    assert image.shape[1] > 100
     assert image[..., :3].std() > 0.01  # something was drawn
 
 

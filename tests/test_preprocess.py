@@ -58,7 +58,8 @@ def test_empty_slots_are_masked_and_zero(fitted: tuple[Preprocessor, np.ndarray]
     np.testing.assert_array_equal(mask, expected_mask.astype(np.float32))
     assert (feats[mask == 0] == 0).all()
     empty_feats, empty_mask = pre.transform(np.zeros((3, 57), np.float32))
-    assert not empty_feats.any() and not empty_mask.any()
+    assert not empty_feats.any()
+    assert not empty_mask.any()
 
 
 def test_met_eta_is_ignored(fitted: tuple[Preprocessor, np.ndarray]) -> None:
@@ -82,7 +83,8 @@ def test_scaling_uses_filled_slots_only() -> None:
     assert 1 / pre.scale[i_pt] == pytest.approx(rootpt.std(), rel=1e-4)
     feats, mask = pre.transform(obj.reshape(-1, 57))
     filled = mask[:, i_pt] > 0
-    assert abs(feats[filled, i_pt].mean()) < 1e-4 and feats[filled, i_pt].std() == pytest.approx(1, rel=1e-3)
+    assert abs(feats[filled, i_pt].mean()) < 1e-4
+    assert feats[filled, i_pt].std() == pytest.approx(1, rel=1e-3)
     i_eta = MODEL_FEATURE_NAMES.index("eta:jet0")
     assert pre.shift[i_eta] == pytest.approx(obj[500:, jet0, 1].mean(), rel=1e-4)
 
@@ -101,7 +103,8 @@ def test_sparse_slots_borrow_type_statistics_and_std_is_floored() -> None:
     assert pre.shift[i9] == pytest.approx(pooled.mean(), rel=1e-6)
     i_mu = MODEL_FEATURE_NAMES.index("pt:muon0")  # no muon at all: left unscaled
     assert (pre.shift[i_mu], pre.scale[i_mu]) == (0.0, 1.0)
-    assert np.isfinite(pre.scale).all() and np.isfinite(pre.shift).all()
+    assert np.isfinite(pre.scale).all()
+    assert np.isfinite(pre.shift).all()
 
 
 def test_save_load_roundtrip_is_exact(tmp_path, fitted: tuple[Preprocessor, np.ndarray]) -> None:
@@ -128,7 +131,8 @@ def test_bad_preprocess_file(tmp_path, fitted: tuple[Preprocessor, np.ndarray], 
         path.write_text("{not json")
     with pytest.raises(SchemaError, match=PREPROCESS_FILE) as info:
         Preprocessor.load(tmp_path)
-    assert isinstance(info.value, DarkTriggerError) and isinstance(info.value, ValueError)
+    assert isinstance(info.value, DarkTriggerError)
+    assert isinstance(info.value, ValueError)
 
 
 def test_torch_modules_match_numpy(fitted: tuple[Preprocessor, np.ndarray]) -> None:
@@ -144,7 +148,7 @@ def test_torch_modules_match_numpy(fitted: tuple[Preprocessor, np.ndarray]) -> N
     np.testing.assert_array_equal(np.concatenate([filled, filled[:, 1:], filled, filled], axis=1), mask)
 
 
-def test_retired_preprocessing_kind_says_retrain(tmp_path, fitted: tuple[Preprocessor, np.ndarray]) -> None:
+def test_other_preprocessing_kind_says_retrain(tmp_path, fitted: tuple[Preprocessor, np.ndarray]) -> None:
     pre, _ = fitted
     data = pre.to_dict()
     data["kind"] = "log1p_pt_eta_cossin_v1"

@@ -20,7 +20,12 @@ import torch
 import darktrigger
 from darktrigger.models import SCORERS, get_scorer, load_model, parse_spec
 from darktrigger.models.base import Scorer
-from darktrigger.models.card import CARD_FILE, CARD_SCHEMA_VERSION, MissingModelFileError, ModelFileError
+from darktrigger.models.card import (
+    CARD_FILE,
+    CARD_SCHEMA_VERSION,
+    MissingModelFileError,
+    ModelFileError,
+)
 from darktrigger.models.neural.onnx_backend import OnnxScorer
 from darktrigger.models.neural.training import TorchScorer
 from darktrigger.replay.errors import ConfigError, DarkTriggerError, SchemaError, UnknownNameError
@@ -140,10 +145,12 @@ def test_scores_are_finite_float32_for_every_event(spec: str, trained: Callable[
     scorer = _load(trained, spec)
     for batch in (bulk, _edge_events(), EventBatch.empty()):
         scores = scorer.score(batch)
-        assert scores.dtype == np.float32 and scores.shape == (len(batch),)
+        assert scores.dtype == np.float32
+        assert scores.shape == (len(batch),)
         assert np.isfinite(scores).all(), scores
     empty = scorer.score(np.zeros((3, 19, 3), np.float32))
-    assert np.isfinite(empty).all() and len(set(empty.tolist())) == 1
+    assert np.isfinite(empty).all()
+    assert len(set(empty.tolist())) == 1
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -207,13 +214,18 @@ def test_untrained_neural_scorer_says_so(spec: str) -> None:
 def test_card_contents(name: str, trained: Callable[[str], Path]) -> None:
     directory = trained(name)
     card = json.loads((directory / CARD_FILE).read_text())
-    assert card["schema_version"] == CARD_SCHEMA_VERSION and card["scorer"] == name
-    assert card["metrics"] == {} and card["thresholds"] == []
-    assert card["software"]["darktrigger"] == darktrigger.__version__ and card["created"]
+    assert card["schema_version"] == CARD_SCHEMA_VERSION
+    assert card["scorer"] == name
+    assert card["metrics"] == {}
+    assert card["thresholds"] == []
+    assert card["software"]["darktrigger"] == darktrigger.__version__
+    assert card["created"]
     assert card["variant"] == SCORERS.get(name).default_variant
-    assert "model.onnx" in card["files"] and all((directory / f).is_file() for f in card["files"])
+    assert "model.onnx" in card["files"]
+    assert all((directory / f).is_file() for f in card["files"])
     if SCORERS.get(name).trainable:
-        assert card["seed"] == 1 and card["training"]["events"] > 0
+        assert card["seed"] == 1
+        assert card["training"]["events"] > 0
         assert {"weights.pt", "preprocess.json"} <= set(card["files"])
         assert card["hyperparameters"] == json.loads(json.dumps(SCORERS.get(name).hyperparameter_defaults))
     for variant in SCORERS.get(name).variants:
@@ -234,7 +246,8 @@ def test_missing_model_file(missing: str, trained: Callable[[str], Path], tmp_pa
     backend = "onnxruntime" if missing == "net.onnx" else "torch"
     with pytest.raises(MissingModelFileError, match=missing) as info:
         load_model(directory, backend)
-    assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, DarkTriggerError)
+    assert isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value, DarkTriggerError)
     assert str(directory) in str(info.value)
 
 
@@ -256,13 +269,15 @@ def test_corrupt_model_file(damaged: str, backend: str, match: str,
     (directory / damaged).write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match=match) as info:
         load_model(directory, backend)
-    assert damaged in str(info.value) and isinstance(info.value, ValueError)
+    assert damaged in str(info.value)
+    assert isinstance(info.value, ValueError)
 
 
 @pytest.mark.parametrize("spec", ["ae", "vae:mu2"])
-def test_model_saved_without_net_graph_is_scored_with_model_onnx(
+def test_model_without_net_graph_is_scored_with_model_onnx(
         spec: str, trained: Callable[[str], Path], tmp_path: Path, bulk: EventBatch) -> None:
-    """A directory saved before ``net.onnx`` existed: onnxruntime runs its ``model.onnx``."""
+    """A card that lists no ``net.onnx`` (as the baselines' and the quantised scorers' do):
+    onnxruntime runs its self-contained ``model.onnx``, with the same scores."""
     name, _, variant = spec.partition(":")
     directory = _copy(trained, tmp_path, name)
     fast = load_model(directory, "onnxruntime", variant=variant or None)
@@ -272,8 +287,10 @@ def test_model_saved_without_net_graph_is_scored_with_model_onnx(
     for f in directory.glob("net*.onnx"):
         f.unlink()
     old = load_model(directory, "onnxruntime", variant=variant or None)
-    assert isinstance(fast, OnnxScorer) and isinstance(old, OnnxScorer)
-    assert fast.pre is not None and old.pre is None
+    assert isinstance(fast, OnnxScorer)
+    assert isinstance(old, OnnxScorer)
+    assert fast.pre is not None
+    assert old.pre is None
     t = fast.score(bulk)
     np.testing.assert_allclose(old.score(bulk), t, rtol=1e-5, atol=1e-5 * float(np.abs(t).mean()))
     onnx = directory / "model.onnx"  # the default variant's (mu2 is the VAE's default)

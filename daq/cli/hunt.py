@@ -122,34 +122,50 @@ def add_hunt_parser(cwola_sub: Any, formatter: Any) -> None:
                "      --features mj1,mj2,tau21_j1,tau21_j2 --on-error skip --out hunt-two/\n"
                "With --on-error skip a window with too few sideband events, or a fit that does not\n"
                "converge, is reported in the table and JSON (naming the window) and the hunt goes on.")
+    from darktrigger.models.cwola.hunt import HuntConfig
+
+    d = HuntConfig()  # the defaults, shown in --help
+    effs = ",".join(f"{e:g}" for e in d.efficiencies)
     p.add_argument("--events", nargs="+", type=Path, required=True, help="event files (any format darktrigger reads)")
     p.add_argument("--inject", action="append", default=[], metavar="FILE=N",
-                   help="also take the first N events of FILE (a signal injected into the data); repeatable")
+                   help="also take the first N events of FILE (a signal injected into the data); "
+                        "repeatable (default none)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--mass-column", default="mjj", help="the column to hunt in (default mjj)")
-    p.add_argument("--features", default="mj1,mj2,tau21_j1,tau21_j2",
-                   help="classifier inputs, not correlated with the mass (default mj1,mj2,tau21_j1,tau21_j2)")
-    p.add_argument("--windows", default="auto",
-                   help="auto (sliding, widths from --resolution) or signal regions LOW-HIGH in GeV, comma separated")
-    p.add_argument("--folds", type=int, default=5, help="k of the k-fold (default 5)")
-    p.add_argument("--inner-folds", type=int, default=2, help="models trained per test fold, each validated on another fold (default 2)")
-    p.add_argument("--keep", type=int, default=None, help="average the best KEEP inner models by validation loss (default all)")
-    p.add_argument("--efficiencies", default="0.1,0.01,0.002", help="selection efficiencies (default 0.1,0.01,0.002)")
-    p.add_argument("--resolution", type=float, default=0.05, help="relative m_jj resolution: bins are half of it, windows 3 times (default 0.05)")
-    p.add_argument("--fit-range", default=None, help="LOW,HIGH in GeV (default: from the spectrum's turn-on to its last ~20 events)")
-    p.add_argument("--min-sideband-events", type=int, default=200, help="fewest events a sideband (and signal region) may hold (default 200)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--patience", type=int, default=5, help="early stopping on the inner validation fold")
-    p.add_argument("--seed", type=int, default=0, help="seeds the folds and the networks")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--max-events", type=int, default=None, help="at most this many events per --events file")
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+    p.add_argument("--mass-column", default=d.mass_column,
+                   help=f"the column to hunt in (default {d.mass_column})")
+    p.add_argument("--features", default=",".join(d.features),
+                   help=f"classifier inputs, not correlated with the mass (default {','.join(d.features)})")
+    p.add_argument("--windows", default=d.windows,
+                   help="auto (sliding, widths from --resolution) or signal regions LOW-HIGH in GeV, "
+                        f"comma separated (default {d.windows})")
+    p.add_argument("--folds", type=int, default=d.folds, help=f"k of the k-fold (default {d.folds})")
+    p.add_argument("--inner-folds", type=int, default=d.inner_folds,
+                   help=f"models trained per test fold, each validated on another fold (default {d.inner_folds})")
+    p.add_argument("--keep", type=int, default=d.keep,
+                   help="average the best KEEP inner models by validation loss (default all)")
+    p.add_argument("--efficiencies", default=effs, help=f"selection efficiencies (default {effs})")
+    p.add_argument("--resolution", type=float, default=d.resolution,
+                   help=f"relative m_jj resolution: bins are half of it, windows 3 times (default {d.resolution:g})")
+    p.add_argument("--fit-range", default=None,
+                   help="LOW,HIGH in GeV (default: from the spectrum's turn-on to its last ~20 events)")
+    p.add_argument("--min-sideband-events", type=int, default=d.min_sideband_events,
+                   help=f"fewest events a sideband (and signal region) may hold (default {d.min_sideband_events})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"events per optimiser step (default {d.batch_size})")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help=f"early stopping on the inner validation fold (default {d.patience})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seeds the folds and the networks (default {d.seed})")
+    p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads (default {d.threads})")
+    p.add_argument("--max-events", type=int, default=None,
+                   help="at most this many events per --events file (default all)")
+    p.add_argument("--on-error", choices=("fail", "skip"), default=d.on_error,
                    help="fail: stop at the first bad window or fit with a message naming it (default); "
                         "skip: report it and go on (also passed to the readers)")
-    p.add_argument("--no-plots", action="store_true", help="no PNGs")
-    p.add_argument("--no-export", action="store_true", help="do not save the best window's model")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="no PNGs (default: plots written)")
+    p.add_argument("--no-export", action="store_true",
+                   help="do not save the best window's model (default: saved)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     p.set_defaults(func=cmd_hunt)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from darktrigger.daq.cli.common import add_backend
+from darktrigger.daq.cli.common import add_backend, add_on_error
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
 
@@ -92,12 +92,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from darktrigger.models import read_card
 
     card = read_card(out)
-    history = card.training.get("history", {})
-    val = history.get("validation_loss") or []
+    history = card.history
     # the kept epoch's loss: with pruning, the lowest loss can be a dense epoch's, not the model's
-    kept = history.get("best_loss") if history.get("monitor") == "validation_loss" else None
-    best = f", best validation loss {kept if kept is not None else min(val):.5g}" if val else ""
-    print(f"trained {card.spec} on {sum(f['events'] for f in card.training.get('files', [])):,} events"
+    best = (f", best validation loss {history['best_loss']:.5g}"
+            if history.get("monitor") == "validation_loss" else "")
+    print(f"trained {card.spec} on {sum(f['events'] for f in card.training_files):,} events"
           f"{best}; model in {out}")
     return 0
 
@@ -122,7 +121,8 @@ def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
                "  darktrigger train --model qvae --background sm_mix.h5 --out models/qvae --set sparsity=0.9")
     p.add_argument("--model", required=True, help="scorer to train: ae, vae, cwola, qae, qvae")
     p.add_argument("--background", nargs="+", type=Path, required=True, help="training events (label 0 for cwola)")
-    p.add_argument("--signal-region", nargs="+", type=Path, default=[], help="cwola only: label-1 events")
+    p.add_argument("--signal-region", nargs="+", type=Path, default=[],
+                   help="cwola only: label-1 events (default none)")
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
     fit = FitOptions()
     p.add_argument("--epochs", type=int, default=fit.epochs, help=f"training epochs (default {fit.epochs})")
@@ -132,12 +132,15 @@ def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
     p.add_argument("--threads", type=int, default=fit.threads, help=f"torch/TensorFlow threads (default {fit.threads})")
     p.add_argument("--patience", type=int, default=fit.patience,
                    help=f"early stopping: epochs without improvement (default {fit.patience})")
-    p.add_argument("--validation-fraction", type=float, default=0.2)
-    p.add_argument("--max-events", type=int, default=None, help="use at most this many events per sample")
+    p.add_argument("--validation-fraction", type=float, default=0.2,
+                   help="seeded random fraction of the events held out for the validation loss "
+                        "(default 0.2)")
+    p.add_argument("--max-events", type=int, default=None,
+                   help="use at most this many events per sample (default all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyper-parameter (repeatable; VALUE as JSON), e.g. --set sparsity=0.8 "
-                        "--set hidden=[32,16]")
-    p.add_argument("--no-progress", action="store_true")
+                        "--set hidden=[32,16] (default: the scorer's own)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     p.set_defaults(func=cmd_train)
 
 
@@ -208,16 +211,22 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
     p.add_argument("--model", nargs="+", action="extend", type=Path, required=True,
                    help="model directories (repeat --model or list several)")
     p.add_argument("--background", type=Path, required=True, help="background events (not used in training)")
-    p.add_argument("--signal", action="append", default=[], metavar="NAME=FILE", help="repeat for each signal")
-    p.add_argument("--fprs", default="1e-2,1e-3,1e-4,1e-5", help="FPRs for the TPR/SI columns")
+    p.add_argument("--signal", action="append", default=[], metavar="NAME=FILE",
+                   help="a signal sample; repeat for each signal (at least one)")
+    p.add_argument("--fprs", default="1e-2,1e-3,1e-4,1e-5",
+                   help="FPRs for the TPR/SI columns (default 1e-2,1e-3,1e-4,1e-5)")
     add_backend(p)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
-    p.add_argument("--input-rate-mhz", type=float, default=40.0, help="for the rate axis of the ROC plots")
-    p.add_argument("--no-baselines", action="store_true", help="leave out ht and st")
-    p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
-    p.add_argument("--plots", type=Path, default=None, help="folder for ROC and score-distribution PNGs")
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    p.add_argument("--threads", type=int, default=1, help="scoring threads (default 1)")
+    p.add_argument("--max-events", type=int, default=None,
+                   help="at most this many events per file (default all)")
+    p.add_argument("--input-rate-mhz", type=float, default=40.0,
+                   help="for the rate axis of the ROC plots (default 40)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="leave out ht and st (default: evaluated beside the models)")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON (default: not written)")
+    p.add_argument("--plots", type=Path, default=None,
+                   help="folder for ROC and score-distribution PNGs (default: no plots)")
+    add_on_error(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -265,11 +274,12 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
     p.add_argument("--zero-bias", type=Path, required=True, help="background (zero-bias) events")
     p.add_argument("--rate-khz", required=True, help="target rates in kHz, comma separated")
     p.add_argument("--input-rate-mhz", type=float, default=40.0, help="bunch-crossing rate (default 40)")
-    p.add_argument("--variant", default=None, help="only this variant (e.g. mu2)")
+    p.add_argument("--variant", default=None, help="only this variant, e.g. mu2 (default: every variant)")
     add_backend(p)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-events", type=int, default=None)
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    p.add_argument("--threads", type=int, default=1, help="scoring threads (default 1)")
+    p.add_argument("--max-events", type=int, default=None,
+                   help="at most this many zero-bias events (default all)")
+    add_on_error(p)
     p.set_defaults(func=cmd_calibrate)
 
 

@@ -35,8 +35,8 @@ from torch.nn import functional
 
 from darktrigger.models.base import register_scorer
 from darktrigger.models.neural.inference import ColumnMLP, RowNet, column_linear
-from darktrigger.models.preprocess import N_MODEL_FEATURES
 from darktrigger.models.neural.training import TorchScorer, mlp
+from darktrigger.models.preprocess import N_MODEL_FEATURES
 
 
 class Classifier(nn.Module):

@@ -45,7 +45,12 @@ from torch.nn import functional
 from darktrigger.models.base import BatchLike, FitHistory, FitOptions, Scorer, register_scorer
 from darktrigger.models.card import WEIGHTS_FILE, ModelCard, ModelFileError, require_file
 from darktrigger.models.cwola.classifier import Classifier
-from darktrigger.models.neural.training import SCORE_CHUNK, read_state_dict, run_training, torch_threads
+from darktrigger.models.neural.training import (
+    SCORE_CHUNK,
+    read_state_dict,
+    run_training,
+    torch_threads,
+)
 from darktrigger.replay.errors import ConfigError, SchemaError
 from darktrigger.replay.events import EventBatch
 

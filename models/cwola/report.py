@@ -1,10 +1,17 @@
 """What a CWoLa hunt writes: the window × efficiency table, the JSON report, the plots,
 and the chosen window's classifier as a model directory.
 
-    >>> from darktrigger.models.cwola.hunt import HuntConfig, run_hunt                       # doctest: +SKIP
-    >>> result = run_hunt(batch, HuntConfig())                             # doctest: +SKIP
-    >>> print(format_table(result))                                        # doctest: +SKIP
-    >>> write_report(result, "hunt-out")                                   # doctest: +SKIP
+    >>> from darktrigger.models.cwola.hunt import HuntConfig, run_hunt
+    >>> from darktrigger.replay.generators import GENERATORS
+    >>> batch = next(GENERATORS.get("toy")().generate("qcd_dijet", 20_000, seed=1,
+    ...                                                batch_size=20_000))
+    >>> result = run_hunt(batch, HuntConfig(windows=[(3216.0, 3737.0)], efficiencies=(0.1,),
+    ...                                     folds=3, inner_folds=1, epochs=2,
+    ...                                     min_sideband_events=100))
+    >>> print(format_table(result).splitlines()[-1])
+    best: window 1 (signal region 3216–3737 GeV), ε = 0.1: ... σ local
+    >>> sorted(write_report(result, "hunt-out"))
+    ['json', 'model', 'significance_plot', 'table', 'window_1']
 
 ``write_report`` makes, in the output directory:
 
@@ -53,7 +60,8 @@ def _eff_label(eff: float) -> str:
 def _cell(c: CutResult) -> str:
     if c.error is not None:
         return "fit failed"
-    assert c.significance is not None and c.predicted is not None
+    assert c.significance is not None
+    assert c.predicted is not None
     return (f"{c.significance:+.2f} ± {c.significance_uncertainty or 0.0:.2f} "
             f"({c.observed} / {c.predicted:.1f})")
 

@@ -25,8 +25,8 @@ from torch import nn
 
 from darktrigger.models.base import register_scorer
 from darktrigger.models.neural.inference import ColumnMLP, RowNet, column_masked_mse
-from darktrigger.models.preprocess import N_MODEL_FEATURES
 from darktrigger.models.neural.training import TorchScorer, masked_mse, mlp
+from darktrigger.models.preprocess import N_MODEL_FEATURES
 
 
 class Autoencoder(nn.Module):

@@ -11,19 +11,17 @@ blocks row by row. So the score graph
 * scales and masks each block with as few whole-row operations as it needs (cos and
   sin are only masked), and passes heads the 19 per-slot ``filled`` rows, not a 75-row
   expanded mask (only the reconstruction error expands it; the other heads never do);
-* keeps onnxruntime's Cos and Sin: a range-reduced float32 polynomial of Mul/Add/Round
-  was tried and was no faster here (a Mul or Add costs ~0.2 ns an element against
-  ~2.4 ns for Cos, and a polynomial accurate to 2e-7 over [-π, π] needs ~35 of them
-  per slot; float32 Horner on the whole range rounds to 4e-7 without a π/2 reduction);
+* keeps onnxruntime's Cos and Sin: a float32 polynomial of Mul/Add/Round accurate to
+  2e-7 over [-π, π] needs about 35 whole-row operations per slot, which cost as much
+  as Cos and Sin;
 * **folds batch norm** into the preceding linear layer (eval mode: running statistics);
 * computes the same numbers as the training modules (tested to float32 rounding).
 
 That graph, whole, is ``model.onnx``. The ``onnxruntime`` backend runs only its network,
 event-major (:class:`RowMLP`, :class:`RowNet`: ``net.onnx``), after the compiled
-preprocessing of :mod:`darktrigger.models.neural.kernels`: event-major, onnxruntime packs the constant
-weights once, and the kernels take 64 ns an event for what costs the graph 230–360 ns
-(``make bench``: the kernel alone 15.65 M events/s; ``model.onnx`` minus its network
-alone, ``vae:mu2`` and AE).
+preprocessing of :mod:`darktrigger.models.neural.kernels`: event-major, onnxruntime packs
+the constant weights once, and the kernels do the preprocessing in less time than the
+graph does (BENCHMARKS.md, "Scoring throughput", times each part alone).
 
     >>> import torch
     >>> from darktrigger.models.preprocess import Preprocessor
@@ -88,7 +86,8 @@ class ColumnMLP(nn.Module):
                 biases.append(layer.bias.detach().double())
                 self.slopes.append(None)
             elif isinstance(layer, nn.BatchNorm1d):
-                assert layer.running_mean is not None and layer.running_var is not None
+                assert layer.running_mean is not None
+                assert layer.running_var is not None
                 gain = layer.weight.detach().double() / torch.sqrt(layer.running_var.double() + layer.eps)
                 weights[-1] = weights[-1] * gain[:, None]
                 biases[-1] = (biases[-1] - layer.running_mean.double()) * gain + layer.bias.detach().double()
@@ -187,7 +186,7 @@ def column_masked_mse(recon: torch.Tensor, feats: torch.Tensor, filled: torch.Te
     error over the filled features ``[N]`` (0 for an empty event)."""
     mask = torch.cat([filled, filled[1:], filled, filled], dim=0)
     diff = recon * mask - feats  # = (recon − feats) · mask: feats are 0 where mask is
-    err = (diff * diff).sum(dim=0)  # x*x, not x**2: onnxruntime's Pow is several times slower
+    err = (diff * diff).sum(dim=0)  # x*x, not x**2: onnxruntime's Pow is slower than a Mul
     count = filled.sum(dim=0) * 4 - filled[0]  # pT, η, cos, sin per slot; MET has no η
     return err / count.clamp(min=1.0)
 

@@ -3,9 +3,9 @@
 onnxruntime runs a dense network well when it is event-major (``[N, F]`` activations,
 the constant weights packed once when the session loads) but spends most of a score
 elsewhere when the graph also does the preprocessing: its ``Cos``/``Sin`` are scalar
-(~3 ns an element), a per-feature scale broadcast over ``[N, F]`` goes row by row, and
-transposing to feature-major (where those are fast) costs the weight packing back. So
-the backend splits the work (:class:`darktrigger.models.neural.onnx_backend.OnnxScorer`):
+loops, a per-feature scale broadcast over ``[N, F]`` goes row by row, and transposing
+to feature-major (where those are fast) costs the weight packing back. So the backend
+splits the work (:class:`darktrigger.models.neural.onnx_backend.OnnxScorer`):
 
 1. :func:`features` (here): raw ``[N, 57]`` → the scaled, masked model features
    ``[N, 75]`` (exactly :meth:`darktrigger.models.preprocess.Preprocessor.transform`, to float32
@@ -15,10 +15,8 @@ the backend splits the work (:class:`darktrigger.models.neural.onnx_backend.Onnx
 3. :func:`masked_mse` (here), for the reconstruction scores: the masked mean squared
    error over the filled features, one pass per event.
 
-Measured on the 2-core EPYC, one thread, 65,536 toy ``sm_mix`` events in 4096-event
-chunks (``make bench``, BENCHMARKS.md "Scoring throughput", 2026-11-24): the AE scores
-3.05 M events/s this way against 1.69 M for the self-contained ``model.onnx``, and
-``vae:mu2`` 6.00 M against 3.07 M.
+BENCHMARKS.md ("Scoring throughput", from ``bench/models_speed.py``) has this split's
+speed beside the self-contained ``model.onnx``'s, and the kernel's alone.
 
 The sin/cos: φ is first wrapped into [−π, π] (so φ + 2π gives φ; above ~1e7 rad,
 where float32 holds no angle, the result is only kept finite), then reduced by the nearest multiple k of π/2 in three parts
@@ -29,8 +27,8 @@ the wrap maps onto each other), 3.6e-7 on [−4π, 4π] (the float32 2π of the 
 numpy's float32 ``np.cos`` is within 6.7e-8 (``tests/test_kernels.py``). The scores stay
 within the backends' 1e-5 agreement.
 
-numba compiles the kernels on their first call in a process (~1.5 s; the machine code
-is cached on disk after the first compile, but numba's own start-up remains).
+numba compiles the kernels on their first call in a process (the machine code is
+cached on disk after the first compile, but numba's own start-up remains).
 :func:`warm_up` does it ahead, so a pipeline worker pays it while it starts, not on
 its first batch.
 
@@ -107,6 +105,7 @@ def features_into(flat: Any, shift: Any, scale: Any, feats: Any, filled: Any) ->
             f[_SIN0 + s] = sn * w
         for s in range(1, N_SLOTS):  # MET (slot 0) has no η
             f[_ETA0 + s] = (row[3 * s + 1] - shift[_ETA0 + s]) * scale[_ETA0 + s] * m[s]
+
 
 @nb.njit(fastmath=True, nogil=True, cache=True)
 def masked_mse_into(recon: Any, feats: Any, filled: Any, out: Any) -> None:

@@ -7,18 +7,26 @@ Two graphs per variant are saved with a neural model:
 * ``net.onnx`` (``net-<variant>.onnx``): the network alone, event-major, model
   ``features`` ``[N, 75]`` → ``score`` ``[N]`` or ``recon`` ``[N, 75]``.
 
-This backend scores with ``net.onnx``: the compiled kernels of :mod:`darktrigger.models.neural.kernels`
-make the features (and, for a reconstruction, the masked error), onnxruntime runs the
-network. That is about twice as fast as ``model.onnx`` on one thread (its Cos/Sin and
-per-feature broadcasts cost more than the network; the module docstring of
-:mod:`darktrigger.models.neural.kernels` has the figures). A model directory saved before ``net.onnx``
-existed is scored with its ``model.onnx``. Either way the scores agree with the torch
-backend within 1e-5 relative.
+This backend scores with ``net.onnx``: the compiled kernels of
+:mod:`darktrigger.models.neural.kernels` make the features (and, for a reconstruction,
+the masked error), onnxruntime runs the network; that is faster than ``model.onnx``,
+whose Cos/Sin and per-feature broadcasts cost more than the network (BENCHMARKS.md,
+"Scoring throughput", has both). A scorer that saves no ``net.onnx`` (the baselines,
+the quantised scorers) is scored with its ``model.onnx``. Either way the scores agree
+with the torch backend within 1e-5 relative.
 
-    >>> from darktrigger.models import load_model
-    >>> scorer = load_model("models/vae-toy", backend="onnxruntime",
-    ...                     variant="mu2", threads=1)                      # doctest: +SKIP
-    >>> scorer.score(batch)                                               # doctest: +SKIP
+    >>> import numpy as np
+    >>> from darktrigger.models import get_scorer, load_model
+    >>> from darktrigger.replay.generators import GENERATORS
+    >>> batch = next(GENERATORS.get("toy")().generate("sm_mix", 2000, seed=1))
+    >>> vae = get_scorer("vae")
+    >>> _ = vae.fit(batch, epochs=1)
+    >>> scorer = load_model(vae.save("vae-toy"), backend="onnxruntime", variant="kl", threads=1)
+    >>> scorer.spec, scorer.score(batch).shape
+    ('vae:kl', (2000,))
+    >>> t = vae.with_variant("kl").score(batch)
+    >>> bool(np.allclose(scorer.score(batch), t, rtol=1e-5, atol=1e-5 * float(np.abs(t).mean())))
+    True
 """
 
 from __future__ import annotations
@@ -46,9 +54,8 @@ from darktrigger.replay.events import N_FEATURES, N_SLOTS
 
 log = logging.getLogger(__name__)
 
-#: events per session run: intermediates of 4096 events stay in cache; on the 2-core
-#: EPYC (one thread, best of 12, interleaved) 4096 beat 16384 and 65536 by 15-40 %
-#: for both AE and vae:mu2; 2048 was a wash (AE a little faster, vae:mu2 slower)
+#: events per session run: the intermediates of a chunk this size stay in cache (chosen
+#: with ``bench/models_speed.py``)
 SCORE_CHUNK = 4096
 
 
@@ -128,9 +135,8 @@ class OnnxScorer(ScoreOnlyScorer):
             own: str | None = variant
         else:
             variant, own = card.variant, None
-        if net_file(own) not in card.files:
-            log.info("%s has no %s (saved by an older version): scoring with %s",
-                     directory, net_file(own), onnx_file(own))
+        if net_file(own) not in card.files:  # a scorer whose network has no event-major graph
+            log.debug("%s has no %s: scoring with %s", directory, net_file(own), onnx_file(own))
             path = require_file(directory, onnx_file(own), f"the ONNX graph of {card.spec}")
             return cls(card, variant, make_session(path, threads), directory)
         path = require_file(directory, net_file(own), f"the ONNX network graph of {card.spec}")
@@ -141,9 +147,8 @@ class OnnxScorer(ScoreOnlyScorer):
                                  f"got {session.get_outputs()[0].name!r}")
         from darktrigger.models.neural import kernels  # numba: imported by the scorers that use it
 
-        kernels.warm_up()  # numba's start-up and compile (~1.5 s) now, not on the first batch
+        kernels.warm_up()  # numba's start-up and compile now, not on the first batch
         return cls(card, variant, session, directory, pre)
-
 
     def score(self, batch: BatchLike) -> np.ndarray:
         flat = as_flat(batch, self.where)

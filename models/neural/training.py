@@ -7,8 +7,17 @@ best epoch's weights restored at the end. A seed fixes the initial weights, the 
 order and the VAE's noise (``torch.random.fork_rng``: the caller's RNG is untouched),
 so the same seed gives the same weights.
 
-    >>> from pathlib import Path
-    >>> out = train_model("ae", [Path("bkg.h5")], Path("models/ae"), epochs=5)  # doctest: +SKIP
+:func:`train_model` trains on event files and saves the model directory:
+
+    >>> from darktrigger.models import read_card
+    >>> from darktrigger.replay.generators import GENERATORS
+    >>> from darktrigger.replay.storage import write_events
+    >>> write_events("bkg.h5", next(GENERATORS.get("toy")().generate("sm_mix", 2000, seed=1)))
+    2000
+    >>> out = train_model("ae", ["bkg.h5"], "models/ae", epochs=2, progress=False)
+    >>> card = read_card(out)
+    >>> card.history["epochs_run"], card.training_files[0]["events"], card.training["validation_events"]
+    (2, 2000, 400)
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from darktrigger.models.card import (
     WEIGHTS_FILE,
     ModelCard,
     ModelFileError,
+    TrainingFile,
     load_part,
     net_file,
     onnx_file,
@@ -50,15 +60,19 @@ from darktrigger.models.card import (
     sha256_file,
 )
 from darktrigger.models.neural.inference import ColumnPreprocess, ScoreGraph
-from darktrigger.models.preprocess import N_MODEL_FEATURES, PREPROCESS_FILE, PreprocessModule, Preprocessor
+from darktrigger.models.preprocess import (
+    N_MODEL_FEATURES,
+    PREPROCESS_FILE,
+    PreprocessModule,
+    Preprocessor,
+)
 from darktrigger.replay.errors import ConfigError, SchemaError
 from darktrigger.replay.events import N_FEATURES, EventBatch
 
 log = logging.getLogger(__name__)
 
 #: events per forward pass when scoring: small enough that the intermediates stay in
-#: cache (on a 2-core EPYC, 4096 scored 1.6-2.3x faster than 65536 at a time, and
-#: 15-30 % faster than 16384)
+#: cache (chosen with ``bench/models_speed.py``)
 SCORE_CHUNK = 4096
 LOSS_CHUNK = 65536  #: events per forward pass of the validation loss
 ONNX_OPSET = 17
@@ -172,8 +186,8 @@ def run_training(net: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
                 break
     net.load_state_dict(best_state)
     net.eval()
-    history.update(best_epoch=best_epoch, best_loss=best, epochs_run=epoch,
-                   stopped_early=epoch < epochs)
+    history["best_epoch"], history["best_loss"] = best_epoch, best
+    history["epochs_run"], history["stopped_early"] = epoch, epoch < epochs
     return history
 
 
@@ -350,12 +364,16 @@ class TorchScorer(Scorer):
 
 
 def read_events(paths: Sequence[Path], max_events: int | None, what: str, *,
-                on_error: str = "fail", hashes: bool = True) -> tuple[EventBatch, list[dict[str, Any]]]:
+                on_error: str = "fail", hashes: bool = True) -> tuple[EventBatch, list[TrainingFile]]:
     """All events of ``paths`` (at most ``max_events`` in all) and a record of each file
     (path, sha256 when ``hashes``, events used, role ``what``)."""
-    from darktrigger.replay.readers import open_events  # readers pull in h5py/uproot; only train needs them
+    from darktrigger.replay.readers import (
+        open_events,  # readers pull in h5py/uproot; only train needs them
+    )
 
-    batches, files, total = [], [], 0
+    batches: list[EventBatch] = []
+    files: list[TrainingFile] = []
+    total = 0
     for path in paths:
         path = Path(path)
         used = 0
@@ -367,8 +385,8 @@ def read_events(paths: Sequence[Path], max_events: int | None, what: str, *,
             total += len(batch)
             if max_events is not None and total >= max_events:
                 break
-        files.append({"path": str(path), "sha256": sha256_file(path) if hashes else None,
-                      "events": used, "role": what})
+        files.append(TrainingFile(path=str(path), sha256=sha256_file(path) if hashes else None,
+                                  events=used, role=what))
         if max_events is not None and total >= max_events:
             break
     if total == 0:

@@ -2,10 +2,9 @@
 
 Encoder 75-32-16 (batch norm, leaky ReLU) to the latent means μ and log-variances
 (``latent`` = 4 by default), decoder the mirror image. Trained on masked
-reconstruction error (as :mod:`darktrigger.models.neural.ae`, a per-feature mean) + ``beta`` · KL(q(z|x) ‖
-N(0, 1)) with ``beta`` = 1 by default: on toy ``sm_mix`` → ``ato4l`` a smaller β
-(0.1, 0.01) left the latent means uninformative (Σμ² AUC 0.6–0.75 against 0.94), and
-a wider latent space (8, 16) did worse for Σμ² too.
+reconstruction error (as :mod:`darktrigger.models.neural.ae`, a per-feature mean) +
+``beta`` · KL(q(z|x) ‖ N(0, 1)) with ``beta`` = 1 by default: a much smaller β leaves
+the latent means free of the prior, and with them the Σμ² score uninformative.
 
 ==========  ==================================================================
 variant     score
@@ -33,9 +32,15 @@ import torch
 from torch import nn
 
 from darktrigger.models.base import register_scorer
-from darktrigger.models.neural.inference import ColumnMLP, RowKL, RowNet, column_linear, column_masked_mse
-from darktrigger.models.preprocess import N_MODEL_FEATURES
+from darktrigger.models.neural.inference import (
+    ColumnMLP,
+    RowKL,
+    RowNet,
+    column_linear,
+    column_masked_mse,
+)
 from darktrigger.models.neural.training import TorchScorer, masked_mse, mlp
+from darktrigger.models.preprocess import N_MODEL_FEATURES
 
 LOGVAR_LIMIT = 20.0  #: log σ² is clipped to ±this, so extreme inputs give finite scores
 
