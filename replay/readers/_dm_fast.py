@@ -4,10 +4,11 @@ Imported lazily (numba takes a while to load), and optional: without numba the r
 parses with Python alone. :func:`scan_lines` finds the lines of a chunk of bytes the way
 Python's text mode does (``\\n``, ``\\r\\n`` and ``\\r`` end a line); :func:`parse_lines`
 reads them into flat arrays. A line the kernel cannot vouch for is *flagged* and left to
-the Python line parser, which gives the value or the error message the reader always
-gave: anything outside plain printable ASCII, leading/trailing spaces, a wrong number of
-fields, an unknown object code, a number outside the simple decimal grammar or outside
-the range where it can be converted exactly, ``nan``/``inf`` spellings, a negative pT.
+the Python line parser, so that the reader gives the same values and error messages with
+the kernel as without it: anything outside plain printable ASCII, leading/trailing
+spaces, a wrong number of fields, an unknown object code, a number outside the simple
+decimal grammar or outside the range where it can be converted exactly, ``nan``/``inf``
+spellings, a negative pT.
 
     >>> import numpy as np
     >>> buf = np.frombuffer(b"7;ttbar;1;2.5e3;0.5;j,3,2,-1,0.1;\\r\\n", np.uint8)

@@ -7,11 +7,15 @@ names) and ``EvtId`` (the black-box file's event ids). The class column is check
 against the slot and dropped.
 
     >>> from darktrigger.replay.readers import open_events
-    >>> reader = open_events("background_for_training.h5")      # doctest: +SKIP
-    >>> reader.name, reader.count()                              # doctest: +SKIP
-    ('adc2021', 4000000)
-    >>> batch = next(iter(reader)); batch.objects.shape          # doctest: +SKIP
-    (65536, 19, 3)
+    >>> from darktrigger.replay.testing import write_sample
+    >>> path = write_sample("adc2021", "background_for_training.h5", n=100)
+    >>> reader = open_events(path, chunk_size=64, truth="qcd")
+    >>> reader.name, reader.count()
+    ('adc2021', 100)
+    >>> batch = next(iter(reader)); batch.objects.shape, batch.objects.dtype
+    ((64, 19, 3), dtype('float32'))
+    >>> int(batch["truth"][0]) == PROCESS_LABELS["qcd"]
+    True
 
 Options: ``truth=`` a process label (int or a name in
 :data:`~darktrigger.replay.events.PROCESS_LABELS`) for every event, default −1 (data).
@@ -147,7 +151,7 @@ class ADC2021Reader(EventReader):
 
     def _build(self, raw: np.ndarray, ids: np.ndarray, start: int) -> EventBatch:
         """Check the class column, drop it, and screen the values of one chunk."""
-        # contiguous copies first: elementwise ops on stride-4 views are 3x slower
+        # contiguous copies first: elementwise ops are slower on stride-4 views
         cls, pt = np.ascontiguousarray(raw[:, :, 3]), np.ascontiguousarray(raw[:, :, 0])
         ok = (cls == SLOT_CLASS) | ((cls == 0) & (pt == 0))
         locations = None
@@ -181,8 +185,8 @@ _XYZ = np.dtype({"names": ["xyz"], "formats": ["V12"], "offsets": [0], "itemsize
 def _drop_class_column(raw: np.ndarray) -> np.ndarray:
     """``raw[:, :, :3]`` as a new C-contiguous float32 array.
 
-    For float32 input each (pT, η, φ) triple is copied as one 12-byte item, about twice
-    as fast as numpy's strided copy with an inner length of 3.
+    For float32 input each (pT, η, φ) triple is copied as one 12-byte item, which is
+    faster than numpy's strided copy with an inner length of 3 (see BENCHMARKS.md, ADC2021 read).
     """
     if raw.dtype == np.float32 and raw.flags.c_contiguous:
         out = np.empty((len(raw), N_SLOTS, 3), np.float32)

@@ -1,9 +1,19 @@
 """What every event reader is: registered by name, chosen by content, streaming in chunks.
 
     >>> from darktrigger.replay.readers import open_events
-    >>> reader = open_events("background.h5")            # doctest: +SKIP
-    >>> for batch in reader: ...                         # doctest: +SKIP
-    >>> reader.skipped.count                             # doctest: +SKIP
+    >>> from darktrigger.replay.testing import random_dm_lines, write_darkmachines
+    >>> lines = random_dm_lines(100, seed=1)
+    >>> lines[7] = "7;ttbar;1;not-a-number;0.5;"
+    >>> path = write_darkmachines("background.csv", lines)
+    >>> reader = open_events(path, on_error="skip", chunk_size=40)
+    >>> reader.name, [len(batch) for batch in reader]
+    ('darkmachines', [39, 40, 20])
+    >>> reader.skipped.summary()
+    "background.csv: skipped 1 bad event(s): line 8: expected a number for MET, got 'not-a-number'"
+    >>> open_events(path).read_all()
+    Traceback (most recent call last):
+    ...
+    darktrigger.replay.errors.InputFormatError: background.csv, line 8: expected a number for MET, got 'not-a-number'
 
 ``on_error="fail"`` (the default) stops at the first bad line or row with an
 :class:`~darktrigger.replay.errors.InputFormatError` naming the file, the line/row and what was

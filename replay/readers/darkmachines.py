@@ -10,14 +10,28 @@ are counted in :meth:`DarkMachinesReader.metadata`). A trailing ``;`` and blank 
 are allowed; an event with no objects is valid.
 
     >>> from darktrigger.replay.readers import open_events
-    >>> reader = open_events("chan1/background_chan1_7.79.csv")   # doctest: +SKIP
-    >>> batch = next(iter(reader)); batch["truth"][:3]              # doctest: +SKIP
-    array([3, 3, 0], dtype=int16)
+    >>> from darktrigger.replay.testing import dm_line, write_darkmachines
+    >>> path = write_darkmachines("background_chan1.csv", [
+    ...     dm_line(1, "ttbar", 1.0, 50e3, 0.1, [("j", 120e3, 100e3, 0.5, 1.0),
+    ...                                          ("m-", 40e3, 35e3, -0.3, -2.0)]),
+    ...     dm_line(2, "w_jets", 1.0, 30e3, -1.2, [("e+", 30e3, 29e3, 0.2, 2.5)]),
+    ...     dm_line(3, "gluino_01", 1.0, 300e3, 2.0)])
+    >>> print(path.read_text(), end="")
+    1;ttbar;1.0;50000.0;0.1;j,120000.0,100000.0,0.5,1.0;m-,40000.0,35000.0,-0.3,-2.0;
+    2;w_jets;1.0;30000.0;-1.2;e+,30000.0,29000.0,0.2,2.5;
+    3;gluino_01;1.0;300000.0;2.0;
+    >>> reader = open_events(path)
+    >>> batch = next(iter(reader)); batch["truth"].tolist()
+    [3, 1, -1]
+    >>> batch.objects[0, [0, 5, 9], 0].tolist()   # GeV: MET, the muon, the jet
+    [50.0, 35.0, 100.0]
+    >>> reader.metadata()["processes"]
+    {'ttbar': 1, 'w_jets': 1, 'gluino_01': 1}
 
 Options: ``truth=`` one label for every event instead of the process mapping;
 ``process_labels={"my_proc": 3}`` extends :data:`PROCESS_TRUTH`; ``engine=`` ``"auto"``
-(the default: the compiled parser of :mod:`darktrigger.replay.readers._dm_fast`, about 7x faster,
-when numba can be imported and the file is at least :data:`AUTO_MIN_BYTES` or the
+(the default: the compiled parser of :mod:`darktrigger.replay.readers._dm_fast`, the faster
+one (see BENCHMARKS.md), when numba can be imported and the file is at least :data:`AUTO_MIN_BYTES` or the
 parser is already loaded; else Python), ``"numba"`` or ``"python"``. Both engines give
 the same events and the same error messages: the compiled one hands every line it
 cannot vouch for to the Python line parser.
@@ -134,8 +148,8 @@ class DarkMachinesReader(EventReader):
     def _wants_kernel(self) -> bool:
         if self.engine != "auto":
             return self.engine == "numba"
-        # numba's start-up (import, then ~1 s at the first call even from its cache) is
-        # worth paying only for a big file, or once this process has paid it already
+        # numba's start-up (import, then loading the kernels from its cache at the first
+        # call) is worth paying only for a big file, or once this process has paid it already
         return _KERNEL is not _UNSET or self.path.stat().st_size >= AUTO_MIN_BYTES
 
     def _iter_python(self) -> Iterator[EventBatch]:
@@ -334,7 +348,7 @@ def _kernel() -> Any:
             _KERNEL = None
         except Exception as exc:  # numba there but unusable (e.g. no cache directory)
             log.warning("the compiled Dark Machines parser cannot be loaded (%s); "
-                        "parsing in Python, about 5x slower", exc)
+                        "parsing in Python, which is slower", exc)
             _KERNEL = None
         else:
             _KERNEL = _dm_fast

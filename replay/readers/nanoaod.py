@@ -7,10 +7,24 @@ changed through the ``branches`` option (a name set to None is not read: the col
 gets its default), and the tree through ``tree``.
 
     >>> from darktrigger.replay.readers import open_events
-    >>> reader = open_events("nano.root", branches={"MET_pt": "PuppiMET_pt",
-    ...                                             "MET_phi": "PuppiMET_phi"})   # doctest: +SKIP
-    >>> next(iter(reader)).objects.shape                                         # doctest: +SKIP
-    (65536, 19, 3)
+    >>> from darktrigger.replay.testing import nanoaod_collection, write_nanoaod
+    >>> def objects(pt, eta, phi):   # two events
+    ...     return nanoaod_collection(pt=pt, eta=eta, phi=phi)
+    >>> path = write_nanoaod("nano.root", {
+    ...     "run": np.array([1, 1], np.uint32), "luminosityBlock": np.array([7, 7], np.uint32),
+    ...     "event": np.array([101, 102], np.uint64),
+    ...     "PuppiMET_pt": np.array([35.0, 12.0], np.float32),
+    ...     "PuppiMET_phi": np.array([0.5, -2.0], np.float32),
+    ...     "Muon": objects([[25.0], []], [[0.1], []], [[1.0], []]),
+    ...     "Electron": objects([[], [12.0]], [[], [0.3]], [[], [2.0]]),
+    ...     "Photon": objects([[], []], [[], []], [[], []]),
+    ...     "Jet": objects([[80.0, 40.0], [60.0]], [[0.5, -1.0], [2.0]], [[3.0, 0.2], [-1.0]])})
+    >>> reader = open_events(path, branches={"MET_pt": "PuppiMET_pt", "MET_phi": "PuppiMET_phi"})
+    >>> batch = next(iter(reader))
+    >>> batch.objects[:, [0, 1, 5, 9, 10], 0].tolist()   # pT of MET, e/γ 1, μ 1, jets 1 and 2
+    [[35.0, 0.0, 25.0, 80.0, 40.0], [12.0, 12.0, 0.0, 60.0, 0.0]]
+    >>> batch["event"].tolist(), batch["lumi"].tolist()
+    ([101, 102], [7, 7])
 
 Options: ``tree=`` (default ``Events``), ``branches={...}`` (see :data:`DEFAULT_BRANCHES`),
 ``truth=`` a process label for every event (default −1, data), ``weight=`` a branch

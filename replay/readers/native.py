@@ -1,9 +1,14 @@
 """Reader of darktrigger's own HDF5 files (see :mod:`darktrigger.replay.storage`).
 
+    >>> from darktrigger.replay.generators.toy import ToyGenerator
     >>> from darktrigger.replay.readers import open_events
-    >>> reader = open_events("toy_qcd.h5")        # doctest: +SKIP
-    >>> reader.metadata()["provenance"]["generator"]   # doctest: +SKIP
-    'toy'
+    >>> from darktrigger.replay.storage import write_events
+    >>> gen = ToyGenerator()
+    >>> write_events("toy_qcd.h5", gen.generate("qcd", 100, seed=1), provenance=gen.provenance("qcd", 1))
+    100
+    >>> reader = open_events("toy_qcd.h5")
+    >>> reader.name, reader.count(), reader.metadata()["provenance"]["generator"]
+    ('native', 100, 'toy')
 """
 
 from __future__ import annotations
