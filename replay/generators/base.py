@@ -1,10 +1,18 @@
 """What every event generator is: registered by name, seeded, yielding event batches.
 
-    >>> from darktrigger.replay.generators import GENERATORS
-    >>> gen = GENERATORS.get("toy")()
-    >>> batches = list(gen.generate("qcd", 1000, seed=1))   # doctest: +SKIP
-
 The same (generator, process, n_events, seed, options) gives the same events.
+
+    >>> import numpy as np
+    >>> from darktrigger.replay.generators import GENERATORS
+    >>> GENERATORS.names()
+    ['pythia', 'toy']
+    >>> gen = GENERATORS.get("toy")()
+    >>> batches = list(gen.generate("qcd", 1000, seed=1, batch_size=400))
+    >>> [len(b) for b in batches]
+    [400, 400, 200]
+    >>> again = next(gen.generate("qcd", 1000, seed=1))
+    >>> np.array_equal(np.concatenate([b.objects for b in batches]), again.objects)
+    True
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A fast parametric *toy* generator of every process name the Pythia generator knows.
 
-For large replays and for tests: about a million events a second on one core, fully
-vectorised numpy, no physics library. It is **not physics-accurate**. Each process is a short recipe of
-resonances, two-body decays and falling spectra chosen so that its L1 signature (object
-multiplicities, pT scales, η acceptance, MET) resembles the real process; the numbers
-are round guesses, not fits.
+For large replays and for tests: fully vectorised numpy, no physics library, fast
+(BENCHMARKS.md has its rate per process). It is **not physics-accurate**. Each process
+is a short recipe of resonances, two-body decays and falling spectra chosen so that its
+L1 signature (object multiplicities, pT scales, η acceptance, MET) resembles the real
+process; the numbers are round guesses, not fits.
 
     >>> from darktrigger.replay.generators.toy import ToyGenerator
     >>> batches = list(ToyGenerator().generate("ato4l", 25_000, seed=7, batch_size=10_000))
@@ -266,7 +266,7 @@ class _Event:
 
         A candidate's slot is its pT rank among the event's candidates (ties broken by
         candidate order), from pairwise comparisons: for the handful of candidates an
-        event has, that is several times faster than ``argsort`` along rows.
+        event has, that is faster than ``argsort`` along rows.
         """
         cands = [(part, ok) for part, ok in cands if ok.any()]
         keys = [np.where(ok, part.pt, 0.0).astype(np.float32) for part, ok in cands]
