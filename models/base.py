@@ -151,8 +151,9 @@ class Scorer(ABC):
     """Base of every scorer: ``fit``, ``score`` (higher = more anomalous), ``save``/``load``.
 
     Subclasses set ``description``, ``variants``/``default_variant`` when they have
-    several outputs, ``hyperparameter_defaults``, and implement :meth:`fit`,
-    :meth:`score`, :meth:`_save_files` and :meth:`_load_files`.
+    several outputs, ``hyperparameter_defaults``, and implement :meth:`_fit` (which
+    :meth:`fit` calls with checked :class:`FitOptions`), :meth:`score`,
+    :meth:`_save_files` and :meth:`_load_files`.
 
         >>> from darktrigger.models import get_scorer
         >>> get_scorer("vae").spec
@@ -168,9 +169,6 @@ class Scorer(ABC):
     #: True when ``fit`` needs ``labels`` (CWoLa)
     needs_labels: ClassVar[bool] = False
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {}
-    #: hyper-parameters added after models were saved without them: the value that model
-    #: was trained with, used by :meth:`load` where a card lacks the key (not the new default)
-    card_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, variant: str | None = None, **hyperparameters: Any) -> None:
         if variant is None:
@@ -272,9 +270,14 @@ class Scorer(ABC):
 
     @classmethod
     def from_card(cls, card: ModelCard, variant: str | None = None) -> Scorer:
-        """An untrained scorer with a card's hyper-parameters (:attr:`card_defaults` for the
-        ones it predates); ``variant`` overrides the card's."""
-        return cls(variant or card.variant, **{**cls.card_defaults, **card.hyperparameters})
+        """An untrained scorer with a card's hyper-parameters; ``variant`` overrides the card's.
+
+            >>> card = ModelCard(scorer="vae", variant="mu2", hyperparameters={"latent": 6})
+            >>> scorer = SCORERS.get("vae").from_card(card, "kl")
+            >>> scorer.spec, scorer.hyperparameters["latent"]
+            ('vae:kl', 6)
+        """
+        return cls(variant or card.variant, **card.hyperparameters)
 
     @classmethod
     def load(cls, directory: str | Path, variant: str | None = None) -> Scorer:
