@@ -23,7 +23,6 @@ import time
 import timeit
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
@@ -80,9 +79,9 @@ def stage_costs(work: Path, batch_size: int = 16384, batches: int = 40) -> list[
     from prometheus_client import CollectorRegistry
 
     from bench.pipeline import topology
-    from darktrigger.daq.trigger.menu import Menu
     from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
     from darktrigger.daq.topology import Topology
+    from darktrigger.daq.trigger.menu import Menu
     from darktrigger.monitoring.metrics import StageMetrics
 
     topo = Topology.from_yaml(topology(work, batch_size, 1, batch_size * batches, "stage-costs"))
@@ -111,9 +110,10 @@ def stage_costs(work: Path, batch_size: int = 16384, batches: int = 40) -> list[
         t4 = clock()
         recorder.record(1, seq, accepted, decision, batch.columns["truth"], time.time())
         t5 = clock()
-        assert recorder.last_counts is not None
+        c = recorder.last_counts
+        assert c is not None
         m_recorder.batch(n, t5 - t4)
-        m_recorder.decisions(*recorder.last_counts)
+        m_recorder.decisions(c.events, c.raw, c.counts, c.pure, c.accepted)
         m_recorder.end_to_end(0.01, n)
         t6 = clock()
         work_s["scorer"] += t1 - t0
@@ -164,9 +164,9 @@ def _scraper(ports: list[int], stop: threading.Event) -> None:
 
 def pipeline(events: int, repeat: int, quick: bool) -> tuple[list[str], float]:
     """Rows (metrics on/off, run, events/s) and the relative cost of the medians."""
-    from bench.pipeline import run_one, setup, topology
+    from bench.pipeline import run_one, setup, throughput, topology
+    from darktrigger.daq.testing import free_metrics_base
     from darktrigger.monitoring.metrics import metrics_ports
-    from tests.pipeline_fixtures import free_ports
 
     work = Path(tempfile.mkdtemp(prefix="darktrigger-monitoring-bench-"))
     rates: dict[bool, list[float]] = {True: [], False: []}
@@ -178,8 +178,7 @@ def pipeline(events: int, repeat: int, quick: bool) -> tuple[list[str], float]:
             for on in (False, True):
                 path = topology(work, 16384, 2, events, f"m{int(on)}-{i}")
                 topo = yaml.safe_load(path.read_text())
-                base = free_ports(1)[0]
-                base = base if base + 20 < 65535 else 20000
+                base = free_metrics_base(workers=2)
                 topo["metrics"] = {"enabled": on, "host": "127.0.0.1", "base_port": base, "live_page": on}
                 path.write_text(yaml.safe_dump(topo))
                 stop = threading.Event()
@@ -188,12 +187,11 @@ def pipeline(events: int, repeat: int, quick: bool) -> tuple[list[str], float]:
                 if on:
                     scraper.start()
                 try:
-                    s: dict[str, Any] = run_one(path, "raw")
+                    events_in, rate = throughput(run_one(path, "raw"))
                 finally:
                     stop.set()
-                rate = s["events_in"] / s["wall_s"]
                 rates[on].append(rate)
-                rows.append(f"| {'on' if on else 'off'} | {i + 1} | {s['events_in']:,} | {rate / 1e3:,.0f} k |")
+                rows.append(f"| {'on' if on else 'off'} | {i + 1} | {events_in:,} | {rate / 1e3:,.0f} k |")
                 print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

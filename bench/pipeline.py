@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from darktrigger.daq.summary import RunSummary
+
 EVENTS = 2_000_000
 CONFIGS = [(4096, 2), (16384, 1), (16384, 2), (65536, 2)]
 PICKLE_CONFIGS = [(16384, 2), (65536, 2)]
@@ -55,9 +57,9 @@ def setup(work: Path, quick: bool = False) -> Path:
 
 
 def topology(work: Path, batch_size: int, workers: int, events: int, name: str) -> Path:
-    from darktrigger.daq.topology import free_tcp_ports
+    from darktrigger.daq.testing import free_ports
 
-    ports = free_tcp_ports(4)
+    ports = free_ports(4)
     topo = {"run": 1, "output": f"out-{name}", "menu": "menu.yaml", "batch_size": batch_size,
             "source": {"mix": {"bkg.h5": 0.999, "sig.h5": 0.001}, "loop": True, "events": events},
             "workers": {"count": workers},
@@ -68,7 +70,7 @@ def topology(work: Path, batch_size: int, workers: int, events: int, name: str) 
     return path
 
 
-def run_one(config: Path, codec: str) -> dict[str, Any]:
+def run_one(config: Path, codec: str) -> RunSummary:
     from darktrigger.daq.supervisor import Supervisor
 
     if codec == "pickle":  # the stages run this module (not installed: found from the repository)
@@ -79,15 +81,23 @@ def run_one(config: Path, codec: str) -> dict[str, Any]:
     return sup.run(timeout_s=600, install_signals=False)
 
 
+def throughput(summary: RunSummary) -> tuple[int, float]:
+    """(events in, events/s end to end) of a run; an error when the source's count is missing."""
+    if summary.events_in is None or not summary.wall_s:
+        raise RuntimeError(f"run {summary.run}: no source count or duration in the summary "
+                           f"(stopped by {summary.stopped_by})")
+    return summary.events_in, summary.events_in / summary.wall_s
+
+
 def stage_costs(work: Path, events: int) -> tuple[list[str], float]:
     """Each stage's own work in this process, one thread, on the same stream (no sockets):
     rows of events/s per stage, and the rate their summed CPU time allows on this
     machine's cores (every stage is a process; the cores are shared)."""
     import time
 
-    from darktrigger.daq.trigger.menu import Menu
     from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
     from darktrigger.daq.topology import Topology
+    from darktrigger.daq.trigger.menu import Menu
     from darktrigger.daq.wire import decode, encode_batch
 
     topo = Topology.from_yaml(topology(work, 16384, 1, events, "costs"))
@@ -130,12 +140,12 @@ def run(quick: bool = False, events: int | None = None) -> list[str]:
         cases = [("raw", b, w) for b, w in CONFIGS] + [("pickle", b, w) for b, w in PICKLE_CONFIGS]
         for codec, batch, workers in cases:
             s = run_one(topology(work, batch, workers, events, f"{codec}-{batch}-{workers}"), codec)
-            rate = s["events_in"] / s["wall_s"]
-            accepted = s["events_accepted"] / s["events_in"]
+            events_in, rate = throughput(s)
+            accepted = s.events_accepted / events_in
             rows.append(f"| {'msgpack + raw buffers' if codec == 'raw' else 'pickle'} | {batch:,} | {workers} "
-                        f"| {s['events_in']:,} | {rate / 1e3:,.0f} k | {s['latency_p50_s'] * 1e3:,.0f} "
-                        f"| {s['latency_p99_s'] * 1e3:,.0f} | {accepted:.1%} | {s['events_lost']} "
-                        f"| {s['events_duplicated']} |")
+                        f"| {events_in:,} | {rate / 1e3:,.0f} k | {s.latency_p50_s * 1e3:,.0f} "
+                        f"| {s.latency_p99_s * 1e3:,.0f} | {accepted:.1%} | {s.events_lost} "
+                        f"| {s.events_duplicated} |")
             print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

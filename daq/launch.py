@@ -1,9 +1,15 @@
 """One stage of a topology, started in this process: what ``darktrigger stage`` and the
 supervisor's children run, and what the in-process runs of :mod:`darktrigger.daq.local` share.
 
-    >>> from darktrigger.daq.launch import STAGES
-    >>> STAGES
-    ('source', 'scorer', 'trigger', 'recorder')
+Each stage serves its own metrics (:func:`stage_metrics`) when the topology's ``metrics:``
+section enables them:
+
+    >>> from darktrigger.daq.trigger.menu import Menu
+    >>> topo = Topology.from_dict({"menu": "m.yaml", "source": {"files": ["a.h5"]}})
+    >>> menu = Menu.from_dict({"seeds": [{"name": "MET90", "type": "met", "met_min": 90}]})
+    >>> metrics, server = stage_metrics(topo, menu, "recorder", serve=False)
+    >>> metrics.seeds, server
+    (('MET90',), None)
 """
 
 from __future__ import annotations
@@ -11,21 +17,24 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from darktrigger.daq.topology import STAGES, Topology
 from darktrigger.replay.errors import ConfigError
 
-#: The stage kinds of a topology, in the order a batch meets them.
-STAGES = ("source", "scorer", "trigger", "recorder")
+if TYPE_CHECKING:
+    from darktrigger.daq.trigger.menu import Menu
+    from darktrigger.monitoring.exposition import Server
+    from darktrigger.monitoring.metrics import StageMetrics
 
 
 def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | None = None,
               duration_s: float | None = None, stop: threading.Event | None = None) -> Any:
-    """Run one stage of a topology in this process until it is done (or ``stop`` is set)."""
-    from darktrigger.daq.trigger.menu import Menu
+    """Run one stage of a topology in this process until it is done (or ``stop`` is set);
+    the runner's result (the recorder's: the :class:`~darktrigger.daq.summary.RunSummary`)."""
     from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
     from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-    from darktrigger.daq.topology import Topology
+    from darktrigger.daq.trigger.menu import Menu
 
     topo = Topology.from_yaml(config)
     stop = stop or threading.Event()
@@ -56,15 +65,16 @@ def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | N
 METRICS_LINGER_S = 2.0
 
 
-def stage_metrics(topo: Any, menu: Any, name: str, serve: bool = True) -> tuple[Any, Any]:
+def stage_metrics(topo: Topology, menu: Menu, name: str,
+                  serve: bool = True) -> tuple[StageMetrics | None, Server | None]:
     """(StageMetrics, its /metrics server) for one stage, or (None, None) with metrics off."""
     if not topo.metrics.enabled:
         return None, None
     from prometheus_client import CollectorRegistry
 
+    from darktrigger import __version__
     from darktrigger.monitoring.exposition import serve as serve_metrics
     from darktrigger.monitoring.metrics import StageMetrics
-    from darktrigger import __version__
 
     seeds = menu.names if name == "recorder" else ()
     targets = {s.name: s.params["rate_khz"] * 1e3 for s in menu.anomaly_seeds

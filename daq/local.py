@@ -3,9 +3,12 @@
 The same runners and sockets as ``darktrigger run`` (which puts each stage in its own
 process); only the processes differ.
 
-    >>> summary = run_threads(Topology.from_yaml("topology.yaml"), events=100_000)   # doctest: +SKIP
-    >>> summary["events_lost"], summary["events_duplicated"]                        # doctest: +SKIP
-    (0, 0)
+    >>> from pathlib import Path
+    >>> from darktrigger.daq.testing import make_setup, write_topology
+    >>> root = make_setup(Path("pipeline"), n_bkg=5_000, model=False)  # toy events, object seeds
+    >>> summary = run_threads(Topology.from_yaml(write_topology(root)), events=20_000)
+    >>> summary.events_in, summary.events_lost, summary.events_duplicated
+    (20000, 0, 0)
 """
 
 from __future__ import annotations
@@ -15,18 +18,18 @@ from typing import Any
 
 import zmq
 
-from darktrigger.daq.trigger.menu import Menu
+from darktrigger.daq.launch import stage_metrics
 from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from darktrigger.daq.summary import RunSummary
 from darktrigger.daq.topology import Topology
+from darktrigger.daq.trigger.menu import Menu
 from darktrigger.replay.errors import DarkTriggerError
 
 
 def run_threads(topo: Topology, *, events: int | None = None, duration_s: float | None = None,
-                timeout_s: float = 120.0) -> dict[str, Any]:
+                timeout_s: float = 120.0) -> RunSummary:
     """Run every stage of ``topo`` in threads until the recorder has the run summary."""
-    from darktrigger.daq.launch import stage_metrics
-
     ctx = zmq.Context()
     menu = Menu.from_yaml(topo.menu)
     stop = threading.Event()
@@ -70,4 +73,6 @@ def run_threads(topo: Topology, *, events: int | None = None, duration_s: float 
             ctx.term()
     if errors:
         raise errors[0]
-    return recorder.summary or {}
+    if recorder.summary is None:
+        raise DarkTriggerError("the recorder stopped without a run summary")
+    return recorder.summary

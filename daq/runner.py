@@ -27,21 +27,24 @@ processes and look at ``runner.stats``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import zmq
 
-from darktrigger.daq.trigger.decision import Decision
 from darktrigger.daq.security import Curve
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from darktrigger.daq.summary import RunSummary
 from darktrigger.daq.topology import Topology
+from darktrigger.daq.trigger.decision import Decision
 from darktrigger.daq.wire import Message, WireError, decode, encode, encode_batch, peek_kind
 from darktrigger.replay.events import TRIGGER_BITS, EventBatch
 
@@ -495,9 +498,9 @@ class RecorderRunner(_Runner):
                  metrics: Any = None) -> None:
         super().__init__(topo, ctx, metrics)
         self.recorder = recorder
-        self.summary: dict[str, Any] | None = None
+        self.summary: RunSummary | None = None
 
-    def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
+    def run(self, stop: threading.Event | None = None) -> RunSummary:
         stop = self._stop = stop or threading.Event()
         flush_s = self.topo.reliability.flush_s
         pull = self.bind(zmq.PULL, "recorder")
@@ -524,21 +527,28 @@ class RecorderRunner(_Runner):
                     self._flush_and_ack(acks, to_ack)
                     last_flush = time.monotonic()
             self._flush_and_ack(acks, to_ack)
-            meta = end_meta or {}
-            extra = {"stopped_by": "end of run" if end_meta is not None else "signal",
-                     "malformed_messages": {"source": meta.get("source", {}).get("malformed", 0),
-                                            "trigger": meta.get("trigger", {}).get("malformed", 0),
-                                            "recorder": self.stats["malformed"]},
-                     "batches_resent": meta.get("source", {}).get("batches_resent", 0),
-                     "workers_lost": meta.get("source", {}).get("workers_lost", 0),
-                     "wall_s": meta.get("seconds")}
-            self.summary = self.recorder.summary(meta.get("events_in"), meta.get("batches_in"), extra)
-            if self.metrics is not None and self.summary.get("events_lost"):
-                self.metrics.lost(int(self.summary["events_lost"]))
-            self.recorder.close(self.summary)
+            summary = self._summary(end_meta)
+            if self.metrics is not None and summary.events_lost:
+                self.metrics.lost(summary.events_lost)
+            self.recorder.close(summary)
+            self.summary = summary
         finally:
             self.close()
-        return self.summary or {}
+        return summary
+
+    def _summary(self, end: Mapping[str, Any] | None) -> RunSummary:
+        """The recorder's summary with what the ``end`` message brought (the source's and
+        the trigger's counts); values of the wrong type count as absent."""
+        meta = end or {}
+        source, trigger = _counts(meta.get("source")), _counts(meta.get("trigger"))
+        summary = self.recorder.summary(_int_or_none(meta.get("events_in")), _int_or_none(meta.get("batches_in")))
+        seconds = meta.get("seconds")
+        return dataclasses.replace(
+            summary, stopped_by="end of run" if end is not None else "signal",
+            malformed_messages={"source": source.get("malformed", 0), "trigger": trigger.get("malformed", 0),
+                                "recorder": self.stats["malformed"]},
+            batches_resent=source.get("batches_resent", 0), workers_lost=source.get("workers_lost", 0),
+            wall_s=float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else None)
 
     def _record(self, msg: Message) -> None:
         if msg.kind != "decided":
@@ -563,8 +573,9 @@ class RecorderRunner(_Runner):
         fresh = self.recorder.record(msg.run, msg.seq, accepted, decision,
                              every["truth"], t_emit if isinstance(t_emit, float) else None,
                              invalid if isinstance(invalid, int) else 0)
-        if fresh and self.metrics is not None and self.recorder.last_counts is not None:
-            self.metrics.decisions(*self.recorder.last_counts)
+        counts = self.recorder.last_counts
+        if fresh and self.metrics is not None and counts is not None:
+            self.metrics.decisions(counts.events, counts.raw, counts.counts, counts.pure, counts.accepted)
             if isinstance(t_emit, float):
                 self.metrics.end_to_end(time.time() - t_emit, msg.count)
 
@@ -578,3 +589,14 @@ class RecorderRunner(_Runner):
             self.send(acks, encode("ack", run=run, meta={"seqs": seqs}))
         to_ack.clear()
 
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _counts(value: Any) -> dict[str, int]:
+    """A stage's counts from an ``end`` message's meta: the integer entries of a map."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}

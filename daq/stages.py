@@ -10,11 +10,18 @@ Each stage is fed batches in-process in the tests, and by :mod:`darktrigger.daq.
     >>> accepted, decision = TriggerStage(menu).process(scored)
     >>> int(decision.accepted.sum()) == len(accepted)
     True
+    >>> recorder = RecorderStage(Path("out"), menu)
+    >>> recorder.record(1, 0, accepted, decision, batch["truth"])
+    True
+    >>> summary = recorder.summary(events_in=1000)
+    >>> summary.events_lost, summary.events_accepted == len(accepted)
+    (0, True)
+    >>> recorder.close(summary)
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import time
 from collections import Counter
@@ -24,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from darktrigger.daq.summary import ProcessCounts, RunSummary
+from darktrigger.daq.topology import Topology
 from darktrigger.daq.trigger.decision import Decision
 from darktrigger.daq.trigger.menu import Menu
 from darktrigger.daq.trigger.rates import MenuCounts
-from darktrigger.daq.topology import Topology
 from darktrigger.replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, label_counts
 
 log = logging.getLogger(__name__)
@@ -142,7 +150,8 @@ class RecorderStage:
         self.truth_in: Counter[int] = Counter()
         self.truth_accepted: Counter[int] = Counter()
         self.t_first: float | None = None
-        self.last_counts: tuple[int, np.ndarray, np.ndarray, np.ndarray, int] | None = None
+        #: the counts of the last batch recorded (for the metrics)
+        self.last_counts: MenuCounts | None = None
 
     def record(self, run: int, seq: int, accepted: EventBatch, decision: Decision, truth: np.ndarray,
                t_emit: float | None = None, invalid: int = 0) -> bool:
@@ -154,11 +163,8 @@ class RecorderStage:
         if self.t_first is None:
             self.t_first = time.time()
         self.writer.write(accepted)
-        batch_counts = MenuCounts.for_menu(self.menu).add(decision)
-        self.counts.merge(batch_counts)
-        #: (events, raw, counts, pure, accepted) of the last batch recorded: for the metrics
-        self.last_counts = (batch_counts.events, batch_counts.raw, batch_counts.counts, batch_counts.pure,
-                            batch_counts.accepted)
+        self.last_counts = MenuCounts.for_menu(self.menu).add(decision)
+        self.counts.merge(self.last_counts)
         n = len(decision.bits)
         self.batches += 1
         self.events_seen += n
@@ -174,56 +180,37 @@ class RecorderStage:
     def flush(self) -> None:
         self.writer.flush()
 
-    def summary(self, events_in: int | None, batches_in: int | None = None,
-                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The run summary; ``events_in``: what the source emitted (None if unknown)."""
+    def summary(self, events_in: int | None, batches_in: int | None = None) -> RunSummary:
+        """The run summary; ``events_in``, ``batches_in``: what the source emitted (None if
+        unknown). The runner adds what only it knows (how the run stopped, bad messages)."""
         ids = np.concatenate(self._accepted_ids) if self._accepted_ids else np.zeros(0, np.uint64)
         duplicated = int(len(ids) - len(np.unique(ids)))
         lat = np.array([x for x, _ in self._latency])
         w = np.array([n for _, n in self._latency], dtype=np.float64)
         p50, p99 = weighted_quantiles(lat, w, (0.5, 0.99))
         accounted = self.events_seen + self.events_invalid
-        menu = self.counts.to_dict()
-        efficiency = {}
-        for label, n_in in sorted(self.truth_in.items()):
-            n_acc = self.truth_accepted.get(label, 0)
-            efficiency[LABEL_NAMES.get(label, str(label))] = {
-                "events": n_in, "accepted": n_acc, "efficiency": n_acc / n_in if n_in else 0.0}
-        out: dict[str, Any] = {
-            "run": self.run,
-            "events_in": events_in,
-            "events_accepted": self.events_accepted,
-            "events_rejected": self.events_seen - self.events_accepted,
-            "events_invalid": self.events_invalid,
-            "events_lost": None if events_in is None else events_in - accounted,
-            "events_duplicated": duplicated,
-            "batches_in": batches_in,
-            "batches_recorded": self.batches,
-            "duplicate_batches_dropped": self.duplicate_batches,
-            "latency_p50_s": p50,
-            "latency_p99_s": p99,
-            "menu": menu,
-            "per_process": efficiency,
-            "events_file": str(self.events_path),
-        }
-        out.update(extra or {})
-        return out
+        per_process = {LABEL_NAMES.get(label, str(label)): ProcessCounts(n_in, self.truth_accepted.get(label, 0))
+                       for label, n_in in sorted(self.truth_in.items())}
+        return RunSummary(
+            run=self.run,
+            events_in=events_in,
+            events_accepted=self.events_accepted,
+            events_rejected=self.events_seen - self.events_accepted,
+            events_invalid=self.events_invalid,
+            events_lost=None if events_in is None else events_in - accounted,
+            events_duplicated=duplicated,
+            batches_in=batches_in,
+            batches_recorded=self.batches,
+            duplicate_batches_dropped=self.duplicate_batches,
+            latency_p50_s=p50,
+            latency_p99_s=p99,
+            menu=copy.deepcopy(self.counts),  # a snapshot: later batches do not change it
+            per_process=per_process,
+            events_file=str(self.events_path),
+        )
 
-    def close(self, summary: Mapping[str, Any] | None = None) -> None:
-        """Flush and close the events file; write ``run_summary.json`` if given one."""
+    def close(self, summary: RunSummary | None = None) -> None:
+        """Flush and close the events file; write ``run_summary.json`` if given a summary."""
         self.writer.close()
         if summary is not None:
-            path = self.output / "run_summary.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=_json_default) + "\n")
-            tmp.replace(path)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+            summary.write(self.output / "run_summary.json")

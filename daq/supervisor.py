@@ -7,13 +7,16 @@ others meanwhile); a source, trigger or recorder that dies ends the run with an 
 naming it and its log. SIGINT/SIGTERM ask the source to drain: the run ends as at the
 end of its input, with every batch in flight recorded.
 
-    >>> sup = Supervisor("topology.yaml", events=1_000_000)      # doctest: +SKIP
-    >>> summary = sup.run()                                       # doctest: +SKIP
+    >>> from darktrigger.daq.testing import make_setup, write_topology
+    >>> root = make_setup(Path("pipeline"), n_bkg=5_000, model=False)  # toy events, object seeds
+    >>> sup = Supervisor(write_topology(root), events=20_000)
+    >>> summary = sup.run(timeout_s=120, install_signals=False)  # Ctrl-C stays the caller's
+    >>> summary.events_in, summary.events_lost, summary.worker_restarts
+    (20000, 0, 0)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import subprocess
@@ -23,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from darktrigger.daq.topology import STAGES, Topology
+from darktrigger.daq.summary import RunSummary
+from darktrigger.daq.topology import Topology
 from darktrigger.replay.errors import DarkTriggerError
 
 log = logging.getLogger(__name__)
@@ -126,8 +130,8 @@ class Supervisor:
             return
         from prometheus_client import CollectorRegistry
 
-        from darktrigger.monitoring.metrics import StageMetrics
         from darktrigger import __version__
+        from darktrigger.monitoring.metrics import StageMetrics
 
         registry = CollectorRegistry()
         self.metrics = StageMetrics(registry, "supervisor", version=__version__)
@@ -153,7 +157,7 @@ class Supervisor:
             log.info("draining: the source stops reading; batches in flight are finished")
             src.proc.send_signal(signal.SIGTERM)
 
-    def run(self, timeout_s: float | None = None, install_signals: bool = True) -> dict[str, Any]:
+    def run(self, timeout_s: float | None = None, install_signals: bool = True) -> RunSummary:
         """Start everything, wait for the run to end, stop the rest; the run summary."""
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -207,10 +211,10 @@ class Supervisor:
             self._stopping = True
             self.stop_all()
         summary_path = self.topo.output / "run_summary.json"
-        summary = json.loads(summary_path.read_text())
-        summary["worker_restarts"] = self.restarts
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-        return dict(summary)
+        summary = RunSummary.from_json(summary_path)
+        summary.worker_restarts = self.restarts
+        summary.write(summary_path)
+        return summary
 
     def stop_all(self, grace_s: float = 5.0) -> None:
         for child in self.children.values():
@@ -237,4 +241,4 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-__all__ = ["STAGES", "Child", "StageFailed", "Supervisor"]
+__all__ = ["Child", "StageFailed", "Supervisor"]

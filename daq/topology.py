@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from darktrigger.monitoring.config import KEYS, MetricsConfig
+from darktrigger.monitoring.config import MetricsConfig
 from darktrigger.monitoring.errors import MonitoringError
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.registry import unknown_name
@@ -196,21 +196,26 @@ class Topology:
                                   f"{ep}: every endpoint needs its own address (a port clash)")
             seen[key] = name
         if self.metrics.enabled:
-            wild = ("0.0.0.0", "*", "::")
-            taken = {}
-            for name, ep in self.endpoints.items():
-                kind, host, port = parse_endpoint(ep, name)
-                if kind == "tcp" and (host == self.metrics.host or host in wild or self.metrics.host in wild
-                                      or (_is_loopback(host) and _is_loopback(self.metrics.host))):
-                    taken[name] = port
-            try:
-                self.metrics.check(self.workers.count, taken, self.where)
-            except MonitoringError as exc:
-                raise ConfigError(str(exc)) from None
+            self.check_metrics_clash()
         if self.off_loopback and self.keys is None:
             raise ConfigError(f"{self.where}: endpoint(s) {', '.join(self.off_loopback)} leave loopback; "
                               f"such links must be encrypted: make keys with `darktrigger keys generate "
                               f"--out keys` and set security: {{keys: keys}}")
+
+    def check_metrics_clash(self) -> None:
+        """No metrics port on a port one of the tcp endpoints uses on the same host, and no
+        two stages on one metrics port: a clash is a :class:`ConfigError` naming both."""
+        wild = ("0.0.0.0", "*", "::", "")
+        taken = {}
+        for name, ep in self.endpoints.items():
+            kind, host, port = parse_endpoint(ep, f"{self.where}: endpoints.{name}")
+            if kind == "tcp" and (host == self.metrics.host or host in wild or self.metrics.host in wild
+                                  or (_is_loopback(host) and _is_loopback(self.metrics.host))):
+                taken[name] = port
+        try:
+            self.metrics.check(self.workers.count, taken, self.where)
+        except MonitoringError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def off_loopback(self) -> list[str]:
@@ -252,20 +257,6 @@ class Topology:
 
     def bound_by(self, stage: str) -> list[str]:
         return [n for n, b in BINDER.items() if b == stage]
-
-
-def free_tcp_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct ports free on ``host`` right now (for tests and benchmarks)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def parse_endpoint(ep: str, where: str) -> tuple[str, str, int]:
@@ -316,28 +307,3 @@ def _int(v: Any, key: str, where: str, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise ConfigError(f"{where}: {key} must be an integer >= {minimum}, got {v!r}")
     return v
-
-
-_WILDCARD = {"*", "0.0.0.0", "::", ""}
-
-
-def topology_metrics(topo: Topology) -> MetricsConfig:
-    """The topology's ``metrics:`` section, validated, with no metrics port on a port one of
-    its tcp endpoints uses on the same host: a clash is a :class:`ConfigError` naming both,
-    before anything starts."""
-    parsed: Any = topo.metrics
-    section: Mapping[str, Any] = parsed if isinstance(parsed, Mapping) else {  # the topology's parsed fields
-        k: getattr(parsed, k) for k in sorted(KEYS) if getattr(parsed, k, None) is not None}
-    try:
-        cfg = MetricsConfig.from_mapping(section, topo.where)
-        taken = {}
-        for name, ep in topo.endpoints.items():
-            kind, host, port = parse_endpoint(ep, f"{topo.where}: endpoints.{name}")
-            same_host = (host == cfg.host or host in _WILDCARD or cfg.host in _WILDCARD
-                         or (MetricsConfig(host=host).is_loopback and cfg.is_loopback))
-            if kind == "tcp" and same_host:
-                taken[name] = port
-        cfg.check(topo.workers.count, taken, topo.where)
-    except MonitoringError as exc:
-        raise ConfigError(str(exc)) from None
-    return cfg

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-import zmq
 import numpy as np
+import zmq
 
 from darktrigger.replay.errors import DarkTriggerError
 from darktrigger.replay.events import EventBatch

@@ -4,17 +4,18 @@ Writing it from code keeps its queries in one reviewable place; the tests check 
 shipped JSON is what :func:`dashboard` builds, that every query parses (``promtool``), and
 that a real Prometheus scraping a pipeline answers each one with data.
 
-    $ python -m darktrigger.monitoring.dashboard        # rewrite the shipped JSON
+    $ darktrigger monitor dashboard --out monitoring/grafana/dashboards/darktrigger.json
 
     >>> d = dashboard()
     >>> d["uid"], len(expressions(d)) > 10
     ('darktrigger-pipeline', True)
+    >>> fill_variables('rate(darktrigger_events_total{job="$job"}[$__rate_interval])')
+    'rate(darktrigger_events_total{job="darktrigger"}[30s])'
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -175,16 +176,15 @@ def expressions(board: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in board["panels"] for t in p.get("targets", [])]
 
 
+def fill_variables(expr: str, job: str = "darktrigger", model: str = "vae", rate_interval: str = "30s") -> str:
+    """A dashboard query with Grafana's variables (``$job``, ``$model``,
+    ``$__rate_interval``) filled in, as Grafana sends it to Prometheus."""
+    return expr.replace("$job", job).replace("$model", model).replace("$__rate_interval", rate_interval)
+
+
 def render() -> str:
+    """The dashboard's JSON text, as shipped in :data:`JSON_PATH`."""
     return json.dumps(dashboard(), indent=2, ensure_ascii=False) + "\n"
 
 
-def main() -> int:
-    JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
-    JSON_PATH.write_text(render())
-    print(f"wrote {JSON_PATH}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["JSON_PATH", "dashboard", "expressions", "fill_variables", "render"]

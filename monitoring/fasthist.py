@@ -1,13 +1,20 @@
 """Compiled one-pass counting for the power-of-two histograms (the scorer's score histograms).
 
-numpy needs several passes per batch for a histogram (a sum, the exponent bits, a
-``bincount`` that converts and scans twice): on a 16,384-score batch about 60 µs per
-model, which was 3.7 % of the scorer stage's own work once its models became twice as fast
-(BENCHMARKS.md, "Monitoring overhead"). This kernel reads each score once: its exponent
-bits index a table that folds every exponent onto its bucket, and the finite ones add to
-the sum. :class:`darktrigger.monitoring.metrics._Histograms` uses it for batches of at least
-:data:`darktrigger.monitoring.metrics.FASTHIST_MIN_VALUES` scores; numba is imported only then (the
-scorer stage imports it anyway for the onnxruntime backend's kernels).
+numpy needs several passes over a batch for such a histogram (a sum, the exponent bits, a
+``bincount`` that converts and scans twice); this kernel reads each score once: its
+exponent bits index a table that folds every exponent onto its bucket, and the finite ones
+add to the sum. :class:`darktrigger.monitoring.metrics._Histograms` uses it for batches of
+at least :data:`darktrigger.monitoring.metrics.FASTHIST_MIN_VALUES` scores, so numba is
+imported only then (the scorer stage imports it anyway for the onnxruntime backend's
+kernels). What it saves: BENCHMARKS.md, "Monitoring overhead".
+
+    >>> import numpy as np
+    >>> from darktrigger.monitoring.metrics import SCORE_BUCKETS, _Histograms
+    >>> values = np.array([0.5, 1.0, 3.0, np.nan], np.float32)
+    >>> table = _Histograms("h", "", SCORE_BUCKETS, None)._exponent_table(values.dtype)
+    >>> counts, total = count(values, table, len(SCORE_BUCKETS) + 1)
+    >>> [SCORE_BUCKETS[i] for i in counts.nonzero()[0]], total   # each value's upper bound
+    ([0.5, 1.0, 4.0], 4.5)
 """
 
 from __future__ import annotations

@@ -6,10 +6,13 @@ JavaScript shipped in ``monitoring/static``), ``/api/series`` (the figures as JS
 given a registry, ``/metrics`` on the same port. The figures are those of the recording
 rules (``monitoring/prometheus/rules.yml``), computed the same way over a 5 s window.
 
-    >>> page = serve_live({"recorder": "127.0.0.1:9302"}, "127.0.0.1", 0)   # doctest: +SKIP
-    >>> page.url                                                             # doctest: +SKIP
-    'http://127.0.0.1:40123/'
-    >>> page.close()                                                         # doctest: +SKIP
+    >>> page = serve_live({"recorder": "127.0.0.1:1"}, "127.0.0.1", 0)   # port 0: any free one
+    >>> page.url.startswith("http://127.0.0.1:")
+    True
+    >>> page.page.tick()                       # one scrape, here of a stage that is not up
+    >>> page.page.series()["targets"]["recorder"]["up"]
+    False
+    >>> page.close()
 """
 
 from __future__ import annotations
@@ -58,8 +61,13 @@ def parse_exposition(text: str, into: Sample | None = None) -> Sample:
     summed (counters, histograms), or their largest kept (gauges: every stage exports the
     bunch-crossing rate). ``_created`` series are skipped.
 
-    A small parser for what prometheus_client writes (a tenth of the CPU of its own parser,
-    which matters at one scrape of every stage a second); label values keep their escapes.
+    A small parser for what prometheus_client writes, cheaper than prometheus_client's own
+    (the live page parses every stage once a second; its cost: BENCHMARKS.md, "Monitoring
+    overhead"); label values keep their escapes.
+
+        >>> sample = parse_exposition('x_total{stage="a"} 2')      # one stage's scrape
+        >>> parse_exposition('x_total{stage="a"} 3', into=sample)   # another's, summed in
+        {('x_total', (('stage', 'a'),)): 5.0}
     """
     out: Sample = {} if into is None else into
     gauges: set[str] = set()
@@ -356,7 +364,7 @@ def _fetch(url: str) -> str:
 
 
 def _static(name: str) -> bytes:
-    return (resources.files("monitoring") / "static" / name).read_bytes()
+    return (resources.files("darktrigger.monitoring") / "static" / name).read_bytes()
 
 
 class LiveServer(Server):

@@ -1,9 +1,10 @@
 """Every stage's Prometheus metrics, in a registry passed in (never the global one).
 
-One :class:`StageMetrics` per stage; the runner calls a method per batch (never per
-event), so the cost stays far below a percent of a stage's work at millions of events a
-second. Score and latency histograms are numpy bucket counts behind a custom collector:
-a whole batch of scores goes in with one ``searchsorted`` and one ``bincount``.
+One :class:`StageMetrics` per stage; the runner calls a method per batch, never per
+event (what that costs a stage: BENCHMARKS.md, "Monitoring overhead"). Score and latency
+histograms are numpy bucket counts behind a custom collector: a whole batch of values
+goes in at once, counted by ``bincount`` (or, for long batches of scores, by the
+compiled kernel of :mod:`darktrigger.monitoring.fasthist`).
 
     >>> from prometheus_client import CollectorRegistry, generate_latest
     >>> reg = CollectorRegistry()
@@ -60,7 +61,6 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from darktrigger.monitoring.errors import MonitoringError
-from darktrigger.monitoring.exposition import Server, serve
 
 #: Batch processing and end-to-end latency buckets, seconds: sub-millisecond at the bottom.
 LATENCY_BUCKETS_S: tuple[float, ...] = (
@@ -105,8 +105,10 @@ FASTHIST_MIN_VALUES = 4096
 class _Histograms(Collector):
     """Fixed-bucket histograms kept as numpy counts, one per label value, fed whole arrays.
 
-    ``observe_many`` costs one ``searchsorted`` and one ``bincount`` per call, whatever the
-    number of values; a scrape reads consistent counts (one lock).
+    ``observe_many`` counts a whole array per call: by ``searchsorted`` and ``bincount``,
+    or, when the bounds are consecutive powers of two, from each value's exponent bits
+    (numpy, or :mod:`darktrigger.monitoring.fasthist` for long arrays); a scrape reads
+    consistent counts (one lock).
     """
 
     def __init__(self, name: str, doc: str, buckets: Sequence[float], label: str | None) -> None:
@@ -484,5 +486,4 @@ def _register(registry: CollectorRegistry, collector: Any) -> Any:
     return collector
 
 
-__all__ = ["DROP_REASONS", "LATENCY_BUCKETS_S", "SCORE_BUCKETS", "Server", "StageMetrics",
-           "metrics_ports", "serve"]
+__all__ = ["DROP_REASONS", "LATENCY_BUCKETS_S", "SCORE_BUCKETS", "StageMetrics", "metrics_ports"]

@@ -8,13 +8,15 @@ are known.
 
     >>> sim = SimulatedPipeline(seeds={"SingleMu22": 1e-3, "AXO_Loose": 1e-2}, models=["vae"])
     >>> sim.step(100_000)
-    >>> sim.recorder_counts()["events"]
-    100000
+    >>> counts = sim.recorder_counts()
+    >>> counts.events, counts.counts.shape
+    (100000, (2,))
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,18 @@ from prometheus_client import CollectorRegistry
 
 from darktrigger.monitoring.exposition import Server, serve
 from darktrigger.monitoring.metrics import StageMetrics
+
+
+@dataclass
+class RecordedCounts:
+    """What the stand-in recorder counted: events, events kept, and per seed ``int64 [k]``
+    the counts before prescale (``raw``), after (``counts``) and alone (``pure``)."""
+
+    events: int = 0
+    accepted: int = 0
+    raw: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    pure: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 class SimulatedPipeline:
@@ -50,8 +64,9 @@ class SimulatedPipeline:
         self.workers = workers
         self.metrics["source"].workers(workers)
         self.servers: dict[str, Server] = {}
-        self._counts: dict[str, Any] = {"events": 0, "accepted": 0, "raw": np.zeros(len(self.seeds), np.int64),
-                        "counts": np.zeros(len(self.seeds), np.int64), "pure": np.zeros(len(self.seeds), np.int64)}
+        k = len(self.seeds)
+        self._counts = RecordedCounts(raw=np.zeros(k, np.int64), counts=np.zeros(k, np.int64),
+                                      pure=np.zeros(k, np.int64))
         self._batch = 0
 
     def serve(self, host: str = "127.0.0.1", ports: Mapping[str, int] | None = None) -> dict[str, str]:
@@ -91,12 +106,13 @@ class SimulatedPipeline:
         m["recorder"].decisions(n, raw, raw, pure, accepted)
         m["recorder"].end_to_end(0.004 + 0.01 * rng.exponential(), n)
         c = self._counts
-        c["events"] += n
-        c["accepted"] += accepted
-        c["raw"] += raw
-        c["counts"] += raw
-        c["pure"] += pure
+        c.events += n
+        c.accepted += accepted
+        c.raw += raw
+        c.counts += raw
+        c.pure += pure
 
-    def recorder_counts(self) -> dict[str, Any]:
-        """What the recorder has counted so far (events, accepted, per-seed raw/counts/pure)."""
-        return dict(self._counts)
+    def recorder_counts(self) -> RecordedCounts:
+        """What the recorder has counted so far (a copy)."""
+        c = self._counts
+        return replace(c, raw=c.raw.copy(), counts=c.counts.copy(), pure=c.pure.copy())

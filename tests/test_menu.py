@@ -59,7 +59,8 @@ def test_hand_built_batch_counts_pure_and_overlaps_exactly():
     menu = Menu.from_dict(HAND_MENU)
     batch = hand_batch()
     decision = menu.decide(batch)
-    assert decision.raw.dtype == np.uint64 and decision.bits.dtype == np.uint64
+    assert decision.raw.dtype == np.uint64
+    assert decision.bits.dtype == np.uint64
     assert decision.bits.tolist() == [sum(1 << i for i in s) for s in EXPECTED_BITS]
     assert np.array_equal(decision.raw, decision.bits)  # no prescales
     assert decision.accepted.tolist() == [bool(s) for s in EXPECTED_BITS]
@@ -72,13 +73,17 @@ def test_hand_built_batch_counts_pure_and_overlaps_exactly():
     for i, j in [(0, 1), (0, 6), (5, 6)]:
         overlap[i, j] = overlap[j, i] = 1
     assert counts.overlap.tolist() == overlap.tolist()
-    assert counts.events == 10 and counts.accepted == 9
+    assert counts.events == 10
+    assert counts.accepted == 9
     assert counts.rates_hz.tolist() == [c * 4e6 for c in [3, 2, 1, 1, 1, 1, 2, 1]]
-    assert counts.pure_rates_hz[0] == 4e6 and counts.total_rate_hz == 36e6
+    assert counts.pure_rates_hz[0] == 4e6
+    assert counts.total_rate_hz == 36e6
     assert counts.over_budget is True
     assert counts.rate_uncertainties_hz[0] == pytest.approx(40e6 * math.sqrt(0.3 * 0.7 / 10))
     table = counts.format_table()
-    assert "SingleMu22" in table and "OVER BUDGET" in table and "pure Hz" in table
+    assert "SingleMu22" in table
+    assert "OVER BUDGET" in table
+    assert "pure Hz" in table
     assert "#0 SingleMu22" in counts.format_overlap()
 
 
@@ -168,7 +173,8 @@ def test_prescale_keeps_about_one_in_p_independently_per_seed():
         expected = n / p
         sigma = math.sqrt(n * (1 / p) * (1 - 1 / p))
         assert abs(counts.counts[i] - expected) < 5 * sigma, (i, counts.counts[i], expected)
-    assert counts.counts[4] == 0 and counts.counts[5] == n
+    assert counts.counts[4] == 0
+    assert counts.counts[5] == n
     assert counts.raw.tolist() == [n] * 6
     both = counts.overlap[1, 2]  # two prescale-2 seeds are independent: about n/4 together
     assert abs(both - n / 4) < 5 * math.sqrt(n * 0.25 * 0.75)
@@ -182,10 +188,12 @@ def test_prescale_hash_is_pinned():
     """A change of these values changes which events every prescaled seed keeps: the
     pipeline and offline rates would still agree, but earlier runs would not."""
     h = event_hash(np.array([1], np.uint32), np.array([2], np.uint32), np.array([3], np.uint64))
-    assert h.dtype == np.uint64 and int(h[0]) == 0x16BCD815F36C35E2
+    assert h.dtype == np.uint64
+    assert int(h[0]) == 0x16BCD815F36C35E2
     h = event_hash(np.ones(20, np.uint32), np.ones(20, np.uint32), np.arange(20, dtype=np.uint64))
     assert np.flatnonzero(prescale_pass(h, "ZeroBias", 4)).tolist() == [2, 4, 7, 10]
-    assert prescale_pass(h, "X", 1).all() and not prescale_pass(h, "X", 0).any()
+    assert prescale_pass(h, "X", 1).all()
+    assert not prescale_pass(h, "X", 0).any()
 
 
 # -- calibration ------------------------------------------------------------------------
@@ -205,10 +213,14 @@ def test_calibration_gives_the_target_rate_within_the_binomial_uncertainty():
     ]})
     calib, test = toy_zero_bias(50_000, seed=11), toy_zero_bias(50_000, seed=12)
     cal = calibrate_menu(menu, calib, source="toy")
-    assert cal.uncalibrated == [] and cal.seed("Fixed").threshold == 1e9
+    assert cal.uncalibrated == []
+    assert cal.seed("Fixed").threshold == 1e9
     record = cal.seed("AD_100").params["calibration"]
-    assert record["zero_bias"] == "toy" and record["events"] == 50_000 and record["resolved"]
-    assert record["n_above"] == 125 and record["uncertainty"] > 0  # floor(2.5e-3 * 50000)
+    assert record["zero_bias"] == "toy"
+    assert record["events"] == 50_000
+    assert record["resolved"]
+    assert record["n_above"] == 125  # floor(2.5e-3 * 50000)
+    assert record["uncertainty"] > 0
     on_calib = MenuCounts.for_menu(cal).add(cal.decide(calib))
     assert on_calib.raw[:2].tolist() == [125, 500]  # exactly the target on its own sample
     counts = MenuCounts.for_menu(cal).add(cal.decide(test))  # an independent sample
@@ -274,9 +286,12 @@ def test_example_menu_is_shipped_and_valid():
     rates = [s.params["rate_khz"] for s in axo]
     assert rates == sorted(rates, reverse=True)
     assert menu.uncalibrated == [*(s.name for s in axo), "AE_Nominal"]
-    assert menu.seed("AE_Nominal").model == "ae" and menu.models["ae"].variant is None
-    assert menu.models["vae"].variant == "mu2" and menu.models["vae"].path == path.parent / "models/vae"
-    assert menu.bx_rate_mhz == 40 and menu.budget_khz is not None
+    assert menu.seed("AE_Nominal").model == "ae"
+    assert menu.models["ae"].variant is None
+    assert menu.models["vae"].variant == "mu2"
+    assert menu.models["vae"].path == path.parent / "models/vae"
+    assert menu.bx_rate_mhz == 40
+    assert menu.budget_khz is not None
     import tomllib
     from pathlib import Path
 
@@ -290,7 +305,8 @@ def test_to_yaml_round_trip_keeps_seeds_and_rewrites_model_paths(tmp_path):
     assert out.read_text().startswith("# a copy\n")
     again = Menu.from_yaml(out)
     assert again.to_dict() == menu.to_dict()  # model paths resolve to the same directory
-    assert again.prescales == menu.prescales and again.names == menu.names
+    assert again.prescales == menu.prescales
+    assert again.names == menu.names
 
 
 # -- command line -----------------------------------------------------------------------
@@ -340,16 +356,20 @@ def test_cli_calibrate_then_rates_equals_decide_count_for_count(toy_setup, capsy
     assert main(["menu", "calibrate", "--menu", str(d / "menu.yaml"), "--zero-bias", str(d / "zb.h5"),
                  "--out", str(d / "cal" / "menu.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "AXO_Tight" in out and "calibrated menu written" in out
+    assert "AXO_Tight" in out
+    assert "calibrated menu written" in out
     cal = Menu.from_yaml(d / "cal" / "menu.yaml")
     assert cal.models["vae"].path.resolve() == (d / "models" / "vae").resolve()
     loose, tight = cal.seed("AXO_Loose"), cal.seed("AXO_Tight")
-    assert loose.threshold < tight.threshold and loose.params["rate_khz"] == 400
+    assert loose.threshold < tight.threshold
+    assert loose.params["rate_khz"] == 400
     assert loose.params["calibration"]["n_above"] == 200  # 1 % of 20,000 zero-bias events
     assert main(["menu", "rates", "--menu", str(d / "cal" / "menu.yaml"), "--events", str(d / "test.h5"),
                  "--overlaps", "--json", str(d / "rates.json")]) == 0
     out = capsys.readouterr().out
-    assert "AXO_Loose" in out and "total" in out and "overlap" in out
+    assert "AXO_Loose" in out
+    assert "total" in out
+    assert "overlap" in out
     report = json.loads((d / "rates.json").read_text())
 
     # offline by hand: score once, then decide on batches split another way, in another order

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 import urllib.error
@@ -16,41 +15,20 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from darktrigger.daq.testing import free_port, write_metrics_topology
 from darktrigger.monitoring.config import MetricsConfig, port_in_use, scrape_config
 from darktrigger.monitoring.errors import MonitoringError
 from darktrigger.monitoring.exposition import Server, serve
-from darktrigger.monitoring.metrics import LATENCY_BUCKETS_S, SCORE_BUCKETS, StageMetrics, metrics_ports
+from darktrigger.monitoring.metrics import (
+    LATENCY_BUCKETS_S,
+    SCORE_BUCKETS,
+    StageMetrics,
+    metrics_ports,
+)
 
 OPENMETRICS = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
                "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")  # what Prometheus 2.42 sends
 SEEDS = ["SingleMu22", "DoubleEG_25_12", "AXO_Loose"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _free_port_block(n: int) -> int:
-    """A base port with the next ``n`` ports free now."""
-    for _ in range(50):
-        base = _free_port()
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no block of free ports")
 
 
 def _buckets(reg: CollectorRegistry, name: str, labels: dict[str, str]) -> tuple[list[float], float, float]:
@@ -64,7 +42,8 @@ def _buckets(reg: CollectorRegistry, name: str, labels: dict[str, str]) -> tuple
                 counts.append(s.value)
     total = reg.get_sample_value(f"{name}_sum", labels)
     count = reg.get_sample_value(f"{name}_count", labels)
-    assert total is not None and count is not None
+    assert total is not None
+    assert count is not None
     order = np.argsort([float(b) for b in bounds])
     return [counts[i] for i in order], total, count
 
@@ -101,7 +80,9 @@ def test_score_histogram_keeps_nan_out_and_inf_in_the_top_bucket() -> None:
     m = StageMetrics(reg, "scorer-0", models=["vae"])
     m.scores("vae", np.array([1.0, np.nan, np.inf, 2.0], np.float32))
     counts, total, count = _buckets(reg, "darktrigger_anomaly_score", {"model": "vae"})
-    assert count == 3 and counts[-1] == 3 and total == 3.0
+    assert count == 3
+    assert counts[-1] == 3
+    assert total == 3.0
     assert counts[-2] == 2  # the inf is only in +Inf
 
 
@@ -117,7 +98,8 @@ def test_end_to_end_latency_weighted_equals_per_event_reference() -> None:
             ref.observe(seconds)
     got, got_sum, got_count = _buckets(reg, "darktrigger_end_to_end_latency_seconds", {})
     want, want_sum, want_count = _buckets(ref_reg, "ref_latency", {})
-    assert got == want and got_count == want_count
+    assert got == want
+    assert got_count == want_count
     assert got_sum == pytest.approx(want_sum, rel=1e-9)
 
 
@@ -132,7 +114,8 @@ def test_recorder_counts_per_seed_and_total() -> None:
     assert get("darktrigger_seed_pure_accepts_total", {"seed": "AXO_Loose"}) == 37
     assert get("darktrigger_recorded_input_events_total") == 4196
     assert get("darktrigger_accepted_events_total") == 45
-    assert get("darktrigger_rate_budget_hz") == 100e3 and get("darktrigger_bx_rate_hz") == 40e6
+    assert get("darktrigger_rate_budget_hz") == 100e3
+    assert get("darktrigger_bx_rate_hz") == 40e6
     with pytest.raises(MonitoringError, match="three arrays of 3"):
         m.decisions(10, np.zeros(2), np.zeros(3), np.zeros(3), 0)
 
@@ -201,7 +184,8 @@ def test_exposition_parses_follows_conventions_and_labels_stay_bounded() -> None
     # and the OpenMetrics text Prometheus asks for parses too
     route_text = _scrape_once(reg, OPENMETRICS)
     om = {f.name for f in parse_openmetrics(route_text)}
-    assert "darktrigger_seed_accepts" in om and "darktrigger_anomaly_score" in om
+    assert "darktrigger_seed_accepts" in om
+    assert "darktrigger_anomaly_score" in om
 
 
 def _scrape_once(reg: CollectorRegistry, accept: str) -> str:
@@ -243,7 +227,7 @@ def test_metrics_ports() -> None:
 def test_scrapes_during_start_up_and_shutdown_never_error() -> None:
     """A client scraping without pause while stages start, run and stop, five times over:
     every answer is 200 (or the connection is refused while nothing listens)."""
-    port = _free_port()
+    port = free_port()
     statuses: list[int] = []
     refused = 0
     stop = threading.Event()
@@ -279,7 +263,8 @@ def test_scrapes_during_start_up_and_shutdown_never_error() -> None:
         stop.set()
         for t in threads:
             t.join(5)
-    assert statuses and set(statuses) == {200}, set(statuses)
+    assert statuses
+    assert set(statuses) == {200}, set(statuses)
 
 
 def test_a_failing_collector_gets_the_last_good_answer_not_a_500() -> None:
@@ -299,7 +284,9 @@ def test_a_failing_collector_gets_the_last_good_answer_not_a_500() -> None:
     with serve(reg, "127.0.0.1", 0) as server:
         first = urllib.request.urlopen(server.url + "/metrics", timeout=5).read()
         resp = urllib.request.urlopen(server.url + "/metrics", timeout=5)
-        assert resp.status == 200 and resp.read() == first and b"darktrigger_events_total" in first
+        assert resp.status == 200
+        assert resp.read() == first
+        assert b"darktrigger_events_total" in first
 
 
 def test_a_port_in_use_is_a_clear_error() -> None:
@@ -314,7 +301,9 @@ def test_a_port_in_use_is_a_clear_error() -> None:
 # -- the topology's metrics section and the scrape config ----------------------------------
 def test_metrics_config_validates_and_finds_clashes() -> None:
     cfg = MetricsConfig.from_mapping({"base_port": 9400, "seed_bands_hz": {"A": [1, 2]}})
-    assert cfg.seed_bands_hz == {"A": (1.0, 2.0)} and cfg.enabled and cfg.live_page
+    assert cfg.seed_bands_hz == {"A": (1.0, 2.0)}
+    assert cfg.enabled
+    assert cfg.live_page
     with pytest.raises(MonitoringError, match=r"unknown key\(s\) \['port'\]"):
         MetricsConfig.from_mapping({"port": 1})
     with pytest.raises(MonitoringError, match="seed_bands_hz.A must be"):
@@ -327,7 +316,8 @@ def test_metrics_config_validates_and_finds_clashes() -> None:
 def test_scrape_config_names_every_stage() -> None:
     cfg = MetricsConfig.from_mapping({"base_port": 9500})
     text = scrape_config(cfg.targets(3), job="darktrigger-run7", scrape_interval="2s", rule_dir="/r")
-    assert '  - "/r/rules.yml"' in text and 'job_name: "darktrigger-run7"' in text
+    assert '  - "/r/rules.yml"' in text
+    assert 'job_name: "darktrigger-run7"' in text
     for stage, port in cfg.ports(3).items():
         assert f'- targets: ["127.0.0.1:{port}"]\n        labels: {{component: "{stage}"}}' in text
     with pytest.raises(MonitoringError, match="must start with 'darktrigger'"):
@@ -336,26 +326,15 @@ def test_scrape_config_names_every_stage() -> None:
         scrape_config({}, scrape_interval="1 second")
 
 
-def _topology(tmp_path: Path, metrics: dict[str, object], dispatch_port: int = 5550) -> Path:
-    import yaml
-
-    path = tmp_path / "topology.yaml"
-    path.write_text(yaml.safe_dump({
-        "menu": "menu.yaml", "source": {"files": ["a.h5"]}, "workers": {"count": 2},
-        "endpoints": {"dispatch": f"tcp://127.0.0.1:{dispatch_port}", "acks": "tcp://127.0.0.1:5551",
-                      "trigger": "tcp://127.0.0.1:5552", "recorder": "tcp://127.0.0.1:5553"},
-        "metrics": metrics}))
-    return path
-
-
 def test_monitor_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from darktrigger.daq.cli import main
 
-    topo = _topology(tmp_path, {"base_port": 9600})
+    topo = write_metrics_topology(tmp_path, {"base_port": 9600})
     out = tmp_path / "prometheus.yml"
     assert main(["monitor", "config", "--config", str(topo), "--out", str(out)]) == 0
     text = out.read_text()
-    assert text.count("- targets:") == 6 and '"127.0.0.1:9611"' in text
+    assert text.count("- targets:") == 6
+    assert '"127.0.0.1:9611"' in text
     assert "monitoring/prometheus/alerts.yml" in text
     assert main(["monitor", "config", "--config", str(topo), "--scrape-interval", "5s"]) == 0
     assert "scrape_interval: 5s" in capsys.readouterr().out
@@ -364,13 +343,12 @@ def test_monitor_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_a_port_clash_in_the_topology_is_an_error_before_anything_starts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from darktrigger.daq.cli import main
-    from darktrigger.daq.topology import topology_metrics
     from darktrigger.daq.topology import Topology
     from darktrigger.replay.errors import ConfigError
 
-    topo = _topology(tmp_path, {"base_port": 9700}, dispatch_port=9702)
+    topo = write_metrics_topology(tmp_path, {"base_port": 9700}, dispatch_port=9702)
     with pytest.raises(ConfigError, match="recorder stage's metrics port 9702 .* is also endpoints.dispatch"):
-        topology_metrics(Topology.from_yaml(topo))
+        Topology.from_yaml(topo)
     assert main(["monitor", "config", "--config", str(topo)]) == 2
     assert "port clash" in capsys.readouterr().err
     assert main(["monitor", "serve", "--config", str(topo), "--duration", "0"]) == 2
@@ -392,5 +370,6 @@ def test_compiled_and_numpy_histograms_count_alike(dtype: type, monkeypatch: pyt
         StageMetrics(reg, "scorer-0", models=["vae"]).scores("vae", values)
         got[minimum] = _buckets(reg, "darktrigger_anomaly_score", {"model": "vae"})
     (b_np, s_np, c_np), (b_nb, s_nb, c_nb) = got[10**9], got[1]
-    assert b_np == b_nb and c_np == c_nb == len(values) - 1  # the NaN is counted nowhere
+    assert b_np == b_nb
+    assert c_np == c_nb == len(values) - 1  # the NaN is counted nowhere
     assert s_nb == pytest.approx(s_np, rel=1e-6)

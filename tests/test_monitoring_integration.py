@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
+from darktrigger.daq.summary import RunSummary
+from darktrigger.daq.testing import free_port, free_port_block
 from darktrigger.monitoring.config import PROMETHEUS_DIR, scrape_config
-from darktrigger.monitoring.dashboard import expressions
+from darktrigger.monitoring.dashboard import expressions, fill_variables
 from darktrigger.monitoring.simulate import SimulatedPipeline
-from tests.test_monitoring import _free_port, _free_port_block
-from tests.test_monitoring_promtool import concrete
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -39,7 +39,7 @@ class Prometheus:
     """``prometheus`` on 127.0.0.1:<free port>, storage in a temporary folder, stopped on exit."""
 
     def __init__(self, config: str, tmp: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         (tmp / "prometheus.yml").write_text(config)
         self.log = open(tmp / "prometheus.log", "w")  # noqa: SIM115 - closed in stop()
         assert PROMETHEUS is not None
@@ -105,8 +105,8 @@ def every_query_has_data(prom: Prometheus, job: str, models: list[str], at: floa
     missing = [r for r in recording_rules() if not prom.query(f'{r}{{job="{job}"}}', at)]
     for title, expr in expressions():
         for model in models if "$model" in expr else models[:1]:
-            if not prom.query(concrete(expr, job=job, model=model), at):
-                missing.append(f"{title}: {concrete(expr, job=job, model=model)}")
+            if not prom.query(fill_variables(expr, job=job, model=model), at):
+                missing.append(f"{title}: {fill_variables(expr, job=job, model=model)}")
     assert not missing, "no data for:\n" + "\n".join(missing)
 
 
@@ -147,44 +147,29 @@ def test_prometheus_on_the_stand_in_pipeline(simulated: tuple[SimulatedPipeline,
     c = sim.recorder_counts()
     for i, seed in enumerate(sim.seeds):
         got = rates[json.dumps({"job": "darktrigger-sim", "seed": seed}, sort_keys=True)]
-        want = c["counts"][i] / c["events"] * BX
+        want = c.counts[i] / c.events * BX
         assert got == pytest.approx(want, rel=0.05), seed
-    assert list(total.values())[0] == pytest.approx(c["accepted"] / c["events"] * BX, rel=0.05)
+    assert list(total.values())[0] == pytest.approx(c.accepted / c.events * BX, rel=0.05)
     firing = {s["metric"]["alertname"] for s in prom.query('ALERTS{alertstate="firing"}')}
     # 3 % of 40 MHz is over the 500 kHz budget, and SingleMu22 at 120 kHz is inside its band
-    assert "DarktriggerTotalRateOverBudget" in firing and "DarktriggerSeedRateOutOfBand" not in firing
+    assert "DarktriggerTotalRateOverBudget" in firing
+    assert "DarktriggerSeedRateOutOfBand" not in firing
 
 
-def _pipeline_has_metrics() -> str | None:
-    """Why the real-pipeline test cannot run yet (None when it can)."""
-    import inspect
-
-    from darktrigger.daq import supervisor
-    from darktrigger.daq.cli import pipeline as run_cmds
-
-    src = inspect.getsource(supervisor) + inspect.getsource(run_cmds)
-    if "StageMetrics" not in src and "monitoring" not in src:
-        return ("waits for the DAQ integration: `darktrigger run` (daq.supervisor, daq.run_cmds) does not "
-                "serve the stages' StageMetrics on the topology's metrics ports yet")
-    return None
-
-
-@pytest.mark.skipif(_pipeline_has_metrics() is not None, reason=str(_pipeline_has_metrics()))
 def test_prometheus_on_the_real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> None:
     """``darktrigger run``'s supervisor (every stage a process) with metrics on, paced to run
     ~25 s; Prometheus scrapes every stage each second; its rates agree with the run summary
     within 5 %."""
-    from darktrigger.daq.topology import topology_metrics
     from darktrigger.daq.supervisor import Supervisor
+    from darktrigger.daq.testing import make_setup, write_topology
     from darktrigger.daq.topology import Topology
-    from tests.pipeline_fixtures import make_setup, write_topology
 
     root = make_setup(tmp_path_factory.mktemp("monitoring-pipeline"))
-    base = _free_port_block(20)
+    base = free_port_block(20)
     path = write_topology(root, "monitored.yaml", source={"rate_hz": 100_000},
                           metrics={"enabled": True, "host": "127.0.0.1", "base_port": base, "live_page": True})
     topo = Topology.from_yaml(path)
-    cfg = topology_metrics(topo)
+    cfg = topo.metrics
     prom = Prometheus(scrape_config(cfg.targets(topo.workers.count), job="darktrigger-run"), root)
     sup = Supervisor(path, events=2_500_000)
     result: dict[str, Any] = {}
@@ -204,7 +189,8 @@ def test_prometheus_on_the_real_pipeline(tmp_path_factory: pytest.TempPathFactor
         every_query_has_data(prom, "darktrigger-run", ["vae"], at)
         page = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{cfg.ports(2)['supervisor']}/api/series",
                                                  timeout=5).read())
-        assert page["t"] and all(t["up"] for t in page["targets"].values()), page["targets"]
+        assert page["t"]
+        assert all(t["up"] for t in page["targets"].values()), page["targets"]
         rule_rates = prom.value('darktrigger:seed_rate_hz{job="darktrigger-run"}', at)
         rule_total = prom.value('darktrigger:l1_rate_hz{job="darktrigger-run"}', at)
         window_events = sum(prom.value('increase(darktrigger_recorded_input_events_total'
@@ -220,21 +206,20 @@ def test_prometheus_on_the_real_pipeline(tmp_path_factory: pytest.TempPathFactor
             sup.drain()
             runner.join(60)
         prom.stop()
-    summary = result["summary"]
-    assert summary["events_lost"] == 0
-    seeds = {s["name"]: s for s in summary["menu"]["seeds"]}
+    summary: RunSummary = result["summary"]
+    assert summary.events_lost == 0
+    seeds = {s["name"]: s for s in summary.menu.to_dict()["seeds"]}
     checked = 0
     for key, got in rule_rates.items():
         seed = json.loads(key)["seed"]
         want = seeds[seed]["rate_hz"]
         if want / BX * window_events >= 3000:  # 5 % is then > 2.7 σ of the window's own statistics
-            print(f"{seed}: Prometheus {got:,.0f} Hz, run summary {want:,.0f} Hz ({got / want - 1:+.1%})")
             assert got == pytest.approx(want, rel=0.05), (seed, got, want)
             checked += 1
     assert checked >= 2, rule_rates
     total = list(rule_total.values())[0]
-    print(f"total L1: Prometheus {total:,.0f} Hz, run summary {summary['menu']['total_rate_hz']:,.0f} Hz")
-    assert total == pytest.approx(summary["menu"]["total_rate_hz"], rel=0.05)
+    assert total == pytest.approx(summary.menu.total_rate_hz, rel=0.05), (
+        f"total L1: Prometheus {total:,.0f} Hz, run summary {summary.menu.total_rate_hz:,.0f} Hz")
     for key, n in last_accepts.items():
         seed = json.loads(key)["seed"]
         if seeds[seed]["count"] >= 500:

@@ -2,7 +2,8 @@
 
 The stages here are :class:`darktrigger.monitoring.simulate.SimulatedPipeline`'s: real registries on
 real ports fed as a run feeds them, with known seed probabilities. The Chromium test keeps
-its screenshot (its path is printed; ``DARKTRIGGER_ARTIFACTS`` chooses the folder).
+its screenshot as ``live_page.png`` in ``$DARKTRIGGER_ARTIFACTS`` (default: the system's
+temporary folder's ``darktrigger-artifacts``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from darktrigger.monitoring.live import LiveServer, figures, histogram_quantile, parse_exposition, serve_live
+from darktrigger.daq.testing import free_port, free_port_block, write_metrics_topology
+from darktrigger.monitoring.live import (
+    LiveServer,
+    figures,
+    histogram_quantile,
+    parse_exposition,
+    serve_live,
+)
 from darktrigger.monitoring.simulate import SimulatedPipeline
 
 PROBS = {"SingleMu22": 2e-3, "ETM90": 5e-4, "AXO_Loose": 1e-2, "AXO_Tight": 2.5e-3}
@@ -57,16 +65,17 @@ def test_figures_are_the_recording_rules_on_two_scrapes() -> None:
     row = figures(old, new, 2.0, {"recorder": True})
     c = sim.recorder_counts()
     bx = 40e6
-    assert row["total"]["L1 rate"] == pytest.approx(c["accepted"] / c["events"] * bx)
+    assert row["total"]["L1 rate"] == pytest.approx(c.accepted / c.events * bx)
     assert row["total"]["budget"] == 1e6
     for i, seed in enumerate(PROBS):
-        assert row["seeds"][seed] == pytest.approx(c["counts"][i] / c["events"] * bx)
-        assert row["pure"][seed] == pytest.approx(c["pure"][i] / c["events"] * bx)
+        assert row["seeds"][seed] == pytest.approx(c.counts[i] / c.events * bx)
+        assert row["pure"][seed] == pytest.approx(c.pure[i] / c.events * bx)
     assert row["throughput"]["recorder"] == pytest.approx(200_000)
     assert 0.004 < row["latency"]["end to end p50"] < row["latency"]["end to end p99"] < 0.1
     # log-normal(0, 1.5) scores: median 1 (within the bucket's width, a quarter decade)
     assert 0.56 < row["scores"]["vae/p50"] < 1.78
-    assert row["workers"]["alive"] == 2 and row["problems"]["lost events"] == 0
+    assert row["workers"]["alive"] == 2
+    assert row["problems"]["lost events"] == 0
 
 
 def _text(reg: Any) -> str:
@@ -126,21 +135,22 @@ def test_api_series_has_every_chart_with_sensible_figures(live: tuple[LiveServer
     assert charts["total"]["series"]["budget"][-1] == 1e6
     with urllib.request.urlopen(server.url + "/", timeout=5) as resp:
         page = resp.read().decode()
-    assert "static/uPlot.iife.min.js" in page and "http" not in page.split("<footer>")[0]  # no CDN
+    assert "static/uPlot.iife.min.js" in page
+    assert "http" not in page.split("<footer>")[0]  # no CDN
     for name in ("uPlot.iife.min.js", "uPlot.min.css", "live.js", "live.css"):
         with urllib.request.urlopen(f"{server.url}/static/{name}", timeout=5) as resp:
-            assert resp.status == 200 and len(resp.read()) > 500
+            assert resp.status == 200
+            assert len(resp.read()) > 500
 
 
 def test_the_page_survives_stages_that_are_not_up_yet() -> None:
-    from tests.test_monitoring import _free_port
-
-    server = serve_live({"recorder": f"127.0.0.1:{_free_port()}"}, "127.0.0.1", 0, interval_s=0.2)
+    server = serve_live({"recorder": f"127.0.0.1:{free_port()}"}, "127.0.0.1", 0, interval_s=0.2)
     try:
         server.page.tick()
         with urllib.request.urlopen(server.url + "/api/series", timeout=5) as resp:
             data = json.loads(resp.read())
-        assert resp.status == 200 and data["targets"]["recorder"]["up"] is False
+        assert resp.status == 200
+        assert data["targets"]["recorder"]["up"] is False
         assert "Connection refused" in data["targets"]["recorder"]["error"]
     finally:
         server.close()
@@ -168,7 +178,8 @@ def test_the_page_in_headless_chromium_shows_non_empty_charts(
 
     shot = tmp_path / "live_page.png"
     run = _chromium(f"--screenshot={shot}", "--window-size=1400,1700", url=server.url + "/", tmp=tmp_path)
-    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert shot.exists(), run.stderr[-2000:]
     from matplotlib.image import imread
 
     img = imread(shot)[..., :3]
@@ -178,23 +189,21 @@ def test_the_page_in_headless_chromium_shows_non_empty_charts(
     keep = Path(os.environ.get("DARKTRIGGER_ARTIFACTS", Path(tempfile.gettempdir()) / "darktrigger-artifacts"))
     keep.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, keep / "live_page.png")
-    print(f"live page screenshot: {keep / 'live_page.png'} (and {shot})")
 
 
 def test_monitor_serve_command_shows_a_topology_s_stages(tmp_path: Path) -> None:
     """``darktrigger monitor serve`` against stages on the topology's metrics ports."""
     from darktrigger.daq.cli import main
     from darktrigger.monitoring.metrics import metrics_ports
-    from tests.test_monitoring import _free_port, _free_port_block, _topology
 
-    base = _free_port_block(20)
+    base = free_port_block(20)
     sim = SimulatedPipeline(PROBS, ["vae"], seed=1)
     sim.serve(ports=metrics_ports(base, 2))
     sim.step(50_000)
-    port = _free_port()
+    port = free_port()
     done: list[int] = []
     cmd = threading.Thread(target=lambda: done.append(main([
-        "monitor", "serve", "--config", str(_topology(tmp_path, {"base_port": base})), "--port", str(port),
+        "monitor", "serve", "--config", str(write_metrics_topology(tmp_path, {"base_port": base})), "--port", str(port),
         "--duration", "4"])))
     cmd.start()
     try:

@@ -13,21 +13,22 @@ import pytest
 import zmq
 
 from darktrigger.daq.local import run_threads
-from darktrigger.daq.trigger.menu import Menu
 from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
 from darktrigger.daq.security import Curve, generate_keys
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-from darktrigger.daq.topology import Topology
-from darktrigger.daq.wire import encode
-from darktrigger.replay.errors import ConfigError
-from darktrigger.replay.events import label_counts
-from tests.pipeline_fixtures import (
+from darktrigger.daq.summary import RunSummary
+from darktrigger.daq.testing import (
     free_metrics_base,
     make_setup,
     offline,
     recorded_ids,
     write_topology,
 )
+from darktrigger.daq.topology import Topology
+from darktrigger.daq.trigger.menu import Menu
+from darktrigger.daq.wire import encode
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import label_counts
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +44,20 @@ def test_stages_in_process_keep_each_batch_once(setup: Path) -> None:
     n = 0
     for seq, batch in SourceStage(topo, max_events=20_000):
         scored, invalid = scorer.process(batch)
-        assert invalid == 0 and "score/vae" in scored
+        assert invalid == 0
+        assert "score/vae" in scored
         accepted, decision = trigger.process(scored)
         assert recorder.record(topo.run, seq, accepted, decision, batch.columns["truth"])
         assert not recorder.record(topo.run, seq, accepted, decision, batch.columns["truth"])
         n += len(batch)
     summary = recorder.summary(events_in=n)
     recorder.close(summary)
-    assert summary["events_lost"] == 0 and summary["events_duplicated"] == 0
-    assert summary["duplicate_batches_dropped"] == summary["batches_recorded"]
-    assert summary["events_accepted"] + summary["events_rejected"] == n == 20_000
+    assert summary.events_lost == 0
+    assert summary.events_duplicated == 0
+    assert summary.duplicate_batches_dropped == summary.batches_recorded
+    assert summary.events_accepted + summary.events_rejected == n == 20_000
     assert (topo.output / "run_summary.json").exists()
+    assert RunSummary.from_json(topo.output / "run_summary.json").to_dict() == summary.to_dict()
 
 
 def test_scorer_drops_and_counts_invalid_events(setup: Path) -> None:
@@ -64,7 +68,8 @@ def test_scorer_drops_and_counts_invalid_events(setup: Path) -> None:
     obj[7, 5, 0] = -4.0
     bad = batch.with_columns(objects=obj)
     out, invalid = ScorerStage.from_menu(Menu.from_yaml(topo.menu)).process(bad)
-    assert invalid == 2 and len(out) == 98
+    assert invalid == 2
+    assert len(out) == 98
     assert np.isfinite(out.columns["score/vae"]).all()
 
 
@@ -74,19 +79,20 @@ def test_threaded_run_records_what_the_menu_accepts_offline(setup: Path) -> None
     topo = Topology.from_yaml(write_topology(setup, "threads.yaml", metrics={
         "enabled": True, "base_port": free_metrics_base(), "live_page": False}))
     summary = run_threads(topo, events=60_000)
-    assert summary["events_in"] == 60_000
-    assert summary["events_lost"] == 0 and summary["events_duplicated"] == 0
+    assert summary.events_in == 60_000
+    assert summary.events_lost == 0
+    assert summary.events_duplicated == 0
     expected_ids, expected = offline(topo, 60_000)
     np.testing.assert_array_equal(recorded_ids(topo), expected_ids)
-    got = summary["menu"]
+    got = summary.menu.to_dict()
     want = expected.to_dict()
     for g, w in zip(got["seeds"], want["seeds"], strict=True):
         assert (g["name"], g["raw_count"], g["count"], g["pure_count"]) == \
             (w["name"], w["raw_count"], w["count"], w["pure_count"])
         assert g["rate_hz"] == w["rate_hz"]
     assert got["overlap"] == want["overlap"]
-    assert got["accepted"] == summary["events_accepted"] == len(expected_ids)
-    assert summary["per_process"]["ato4l"]["events"] > 0
+    assert got["accepted"] == summary.events_accepted == len(expected_ids)
+    assert summary.per_process["ato4l"].events > 0
 
 
 # -- garbage on every input ---------------------------------------------------------

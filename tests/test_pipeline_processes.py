@@ -3,7 +3,6 @@ stopped with SIGTERM, and stages in separate network namespaces talking CURVE.""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,10 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from darktrigger.daq.summary import RunSummary
 from darktrigger.daq.supervisor import Supervisor
+from darktrigger.daq.testing import make_setup, offline, recorded_ids, write_topology
 from darktrigger.daq.topology import Topology
 from darktrigger.replay.storage import NativeFile
-from tests.pipeline_fixtures import make_setup, offline, recorded_ids, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -49,14 +49,15 @@ def _wait(cond: Any, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.02)
 
 
-def _check_against_offline(topo: Topology, summary: dict[str, Any]) -> None:
-    assert summary["events_lost"] == 0, summary
-    assert summary["events_duplicated"] == 0, summary
-    expected_ids, expected = offline(topo, summary["events_in"])
+def _check_against_offline(topo: Topology, summary: RunSummary) -> None:
+    assert summary.events_lost == 0, summary
+    assert summary.events_duplicated == 0, summary
+    assert summary.events_in is not None
+    expected_ids, expected = offline(topo, summary.events_in)
     got = recorded_ids(topo)
     assert len(np.unique(got)) == len(got), "an event was recorded twice"
     np.testing.assert_array_equal(got, expected_ids)
-    assert [s["count"] for s in summary["menu"]["seeds"]] == expected.counts.tolist()
+    assert summary.menu.counts.tolist() == expected.counts.tolist()
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -84,10 +85,10 @@ def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(setup: Path, seed:
     t.join(300)
     assert "error" not in result, result.get("error")
     summary = result["summary"]
-    assert summary["worker_restarts"] >= 1
-    assert summary["workers_lost"] >= 1  # the source noticed, and sent its batches again
-    assert summary["events_in"] == 300_000
-    print(f"seed {seed}: killed {victim}; batches sent again {summary['batches_resent']}")
+    killed = f"seed {seed}: killed {victim}; batches sent again {summary.batches_resent}"
+    assert summary.worker_restarts >= 1, killed
+    assert summary.workers_lost >= 1, killed  # the source noticed, and sent its batches again
+    assert summary.events_in == 300_000, killed
     _check_against_offline(sup.topo, summary)
 
 
@@ -104,9 +105,10 @@ def test_sigterm_mid_run_drains_and_leaves_a_readable_file(setup: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out
-    summary = json.loads((topo.output / "run_summary.json").read_text())
-    assert summary["stopped_by"] == "end of run"
-    assert 0 < summary["events_in"] < 5_000_000
+    summary = RunSummary.from_json(topo.output / "run_summary.json")
+    assert summary.stopped_by == "end of run"
+    assert summary.events_in is not None
+    assert 0 < summary.events_in < 5_000_000
     _check_against_offline(topo, summary)
     assert "lost 0  duplicated 0" in out
 
@@ -208,7 +210,7 @@ def test_stages_on_two_hosts_talk_curve_and_refuse_a_peer_without_the_key(setup:
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
-    summary = json.loads((topo.output / "run_summary.json").read_text())
-    assert summary["events_in"] == 50_000
-    assert summary["malformed_messages"]["recorder"] == 0  # the refused peers never got a message in
+    summary = RunSummary.from_json(topo.output / "run_summary.json")
+    assert summary.events_in == 50_000
+    assert summary.malformed_messages["recorder"] == 0  # the refused peers never got a message in
     _check_against_offline(topo, summary)

@@ -1,8 +1,10 @@
-"""``darktrigger monitor config|serve``: Prometheus's scrape config and the live page for a topology.
+"""``darktrigger monitor config|serve|dashboard``: Prometheus's scrape config, the live page
+and the Grafana dashboard for a topology.
 
     $ darktrigger monitor config --config topology.yaml --out prometheus.yml
     $ prometheus --config.file prometheus.yml --web.listen-address 127.0.0.1:9090
     $ darktrigger monitor serve --config topology.yaml        # the live page, standalone
+    $ darktrigger monitor dashboard --out monitoring/grafana/dashboards/darktrigger.json
 """
 
 from __future__ import annotations
@@ -11,20 +13,26 @@ import argparse
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from darktrigger.daq.topology import Topology, topology_metrics
-from darktrigger.monitoring.config import scrape_config
+from darktrigger.daq.topology import Topology
+from darktrigger.monitoring.config import MetricsConfig, scrape_config
 from darktrigger.monitoring.errors import MonitoringError
 from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+
+def _metrics(topo: Topology) -> MetricsConfig:
+    """The topology's metrics section, checked for port clashes even where it is disabled."""
+    topo.check_metrics_clash()
+    return topo.metrics
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     topo = Topology.from_yaml(args.config)
-    cfg = topology_metrics(topo)
+    cfg = _metrics(topo)
     if not cfg.enabled:
         log.warning("%s: metrics.enabled is false: the stages will not serve /metrics", topo.where)
     try:
@@ -46,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from darktrigger.monitoring.live import serve_live
 
     topo = Topology.from_yaml(args.config)
-    cfg = topology_metrics(topo)
+    cfg = _metrics(topo)
     targets = cfg.targets(topo.workers.count)
     port = cfg.monitor_port if args.port is None else args.port
     if port in cfg.ports(topo.workers.count).values():
@@ -69,16 +77,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from darktrigger.monitoring.dashboard import render
+
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(render())
+        print(f"wrote {args.out}")
+    else:
+        print(render(), end="")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
-    """``monitor config`` and ``monitor serve`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
+    """``monitor config``, ``monitor serve`` and ``monitor dashboard`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     p = sub.add_parser(
         "monitor", formatter_class=formatter,
-        help="Prometheus scrape config and the live page for a pipeline's metrics",
+        help="Prometheus scrape config, the live page and the Grafana dashboard for a pipeline's metrics",
         description="Every stage of a run serves /metrics (the topology's metrics: section: host, "
                     "base_port; see monitoring/config.py). `config` writes a Prometheus configuration "
                     "scraping them with the shipped recording and alert rules (monitoring/prometheus/); "
-                    "`serve` runs the live page against them. Grafana provisioning and a dashboard are "
-                    "in monitoring/grafana/.",
+                    "`serve` runs the live page against them; `dashboard` writes the Grafana dashboard "
+                    "(provisioning and the shipped copy are in monitoring/grafana/).",
         epilog="examples:\n"
                "  darktrigger monitor config --config topology.yaml --out prometheus.yml\n"
                "  darktrigger monitor serve --config topology.yaml --port 9304")
@@ -109,3 +129,13 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     s.set_defaults(func=cmd_serve)
+    d = msub.add_parser(
+        "dashboard", formatter_class=formatter, help="write the Grafana dashboard JSON",
+        description="The Grafana dashboard of the pipeline's metrics, as built by "
+                    "darktrigger.monitoring.dashboard (the shipped copy is "
+                    "monitoring/grafana/dashboards/darktrigger.json; its provisioning is beside it).",
+        epilog="examples:\n"
+               "  darktrigger monitor dashboard > darktrigger.json\n"
+               "  darktrigger monitor dashboard --out monitoring/grafana/dashboards/darktrigger.json")
+    d.add_argument("--out", type=Path, help="write here (default: print)")
+    d.set_defaults(func=cmd_dashboard)

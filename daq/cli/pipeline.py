@@ -8,16 +8,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from darktrigger.daq.launch import run_stage
 from darktrigger.daq.summary import format_summary
+from darktrigger.daq.topology import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"(open it while the run goes; each stage's /metrics from port {cfg.base_port})", flush=True)
     summary = sup.run(timeout_s=args.timeout)
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        summary.write(args.json)
     print(format_summary(summary))
     print(f"run summary: {sup.topo.output / 'run_summary.json'}")
-    lost, dup = summary.get("events_lost"), summary.get("events_duplicated")
+    lost, dup = summary.events_lost, summary.events_duplicated
     if lost or dup:
         print(f"darktrigger run: error: {lost} event(s) lost, {dup} duplicated")
         return 1
@@ -97,7 +96,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                "  darktrigger stage recorder --config topology.yaml\n"
                "  darktrigger stage scorer --config topology.yaml --index 1\n"
                "  darktrigger stage source --config topology.yaml --events 1000000")
-    p.add_argument("name", choices=("source", "scorer", "trigger", "recorder"))
+    p.add_argument("name", choices=STAGES)
     p.add_argument("--config", required=True, type=Path, help="topology YAML")
     p.add_argument("--index", type=int, default=0, help="worker number (scorer), shown in logs")
     p.add_argument("--events", type=int, help="source: stop after this many events")

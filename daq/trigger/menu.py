@@ -59,8 +59,8 @@ from darktrigger.daq.trigger.seeds import (
     score_column,
 )
 from darktrigger.replay.errors import ConfigError, SchemaError
-from darktrigger.replay.registry import unknown_name
 from darktrigger.replay.events import EventBatch
+from darktrigger.replay.registry import unknown_name
 
 if TYPE_CHECKING:  # models pulls in torch: only calibration and offline rates need it
     from darktrigger.models.base import Scorer
@@ -232,7 +232,9 @@ class Menu:
             if variant is not None:
                 _check_name(here, "variant", variant)
             backend = spec.get("backend", "onnxruntime")
-            from darktrigger.models.backends import BACKENDS  # torch: only menus with models need it
+            from darktrigger.models.backends import (
+                BACKENDS,  # torch: only menus with models need it
+            )
 
             if backend not in BACKENDS:
                 raise ConfigError(f"{here}, key 'backend': {unknown_name('scoring backend', backend, BACKENDS.names())}")

@@ -12,9 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from darktrigger.replay.errors import ConfigError
-
 from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ, Decision
+from darktrigger.replay.errors import ConfigError
 
 
 class MenuShape(Protocol):
