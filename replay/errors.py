@@ -2,11 +2,11 @@
 
 Every message names where (file, stage, model), what was expected and what arrived.
 
-    >>> try:
-    ...     raise InputFormatError("bad.csv", "line 7", "a number for MET", "'abc'")
-    ... except ValueError as err:
-    ...     print(err)
-    bad.csv, line 7: expected a number for MET, got 'abc'
+    >>> err = InputFormatError("bad.csv", "line 7", "a number for MET", "'abc'")
+    >>> str(err)
+    "bad.csv, line 7: expected a number for MET, got 'abc'"
+    >>> isinstance(err, DarkTriggerError), isinstance(err, ValueError)
+    (True, True)
 """
 
 from __future__ import annotations

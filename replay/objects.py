@@ -32,7 +32,8 @@ def pack_slots(
 
     ``event_index[i]`` says which event (row of ``block``) object ``i`` belongs to; the
     arrays are flat over all objects of all events, in any order. Objects with pT <= 0
-    (and NaN pT) are ignored, so readers must report such objects first. Returns, per event, how many objects did not fit (``int64[N]``).
+    (and NaN pT) are ignored, so readers must report such objects first. Returns, per
+    event, how many objects did not fit (``int64[N]``).
     """
     if kind not in SLOTS or kind == "met":
         raise ValueError(f"kind must be one of egamma, muon, jet; got {kind!r}")
