@@ -112,16 +112,16 @@ def test_every_event_is_scored_by_a_model_that_never_saw_it(monkeypatch: pytest.
                             ColumnCWoLaScorer.score)
     scored = [0]
 
-    def fit_spy(self, train, **kw):  # type: ignore[no-untyped-def]
+    def fit_spy(self, train, **kw):
         seen[id(self)] = {row.tobytes() for row in np.asarray(train)}
         return fit(self, train, **kw)
 
-    def ensemble_spy(cls, scorers, training=None):  # type: ignore[no-untyped-def]
+    def ensemble_spy(cls, scorers, training=None):
         out = ensemble(cls, scorers, training)
         seen[id(out)] = set().union(*(seen.get(id(s), set()) for s in scorers))
         return out
 
-    def score_spy(self, batch):  # type: ignore[no-untyped-def]
+    def score_spy(self, batch):
         rows = {row.tobytes() for row in np.asarray(batch)} if isinstance(batch, np.ndarray) else set()
         assert not rows & seen.get(id(self), set()), "an event was scored by a model trained on it"
         scored[0] += len(rows)
@@ -214,7 +214,7 @@ def test_a_fit_that_fails_names_the_window_and_efficiency(monkeypatch: pytest.Mo
 
     real = hunt_module.fit_dijet
 
-    def flaky(counts, edges, **kw):  # type: ignore[no-untyped-def]
+    def flaky(counts, edges, **kw):
         if "efficiency 0.01" in kw["where"]:
             raise FitError(f"{kw['where']}: the dijet fit did not converge (test)")
         return real(counts, edges, **kw)

@@ -21,7 +21,7 @@ def _toy(n: int, seed: int) -> np.ndarray:
 def test_sin_cos_match_float64(turns: float, tolerance: float) -> None:
     """Within ``turns`` turns of 0: |kernel − float64 sin/cos of the float32 φ| < tolerance."""
     phi = np.linspace(-turns * 2 * np.pi, turns * 2 * np.pi, 19 * 20_001, dtype=np.float32)
-    phi = np.concatenate([phi, np.float32([np.pi, -np.pi, np.pi / 2, -np.pi / 2, 0.0] * 19)])
+    phi = np.concatenate([phi, np.array([np.pi, -np.pi, np.pi / 2, -np.pi / 2, 0.0] * 19, np.float32)])
     flat = np.zeros((len(phi) // 19, 57), np.float32)
     flat[:, 0::3] = 1.0  # every slot filled, pT^¼ = 1
     flat[:, 2::3] = phi.reshape(-1, 19)
@@ -35,7 +35,7 @@ def test_sin_cos_match_float64(turns: float, tolerance: float) -> None:
 def test_any_finite_phi_gives_a_unit_vector() -> None:
     flat = np.zeros((3, 57), np.float32)
     flat[:, 0::3] = 10.0
-    flat[:, 2::3] = np.float32([[1e6], [-3e7], [3.4e38]])
+    flat[:, 2::3] = np.array([[1e6], [-3e7], [3.4e38]], np.float32)
     feats, _ = features(flat, *_identity())
     norm = feats[:, 37:56] ** 2 + feats[:, 56:75] ** 2
     assert np.isfinite(feats).all()
