@@ -48,9 +48,9 @@ def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: i
     exactly as ``darktrigger train`` trained it; (score function raw batch → ``[N]``, record)."""
     from darktrigger.models import read_card
     from darktrigger.models.base import SCORERS, FitOptions, as_flat
-    from darktrigger.models.quantised.training import firmware_model, train
     from darktrigger.models.quantised.preprocess import QPreprocessor
     from darktrigger.models.quantised.scorers import QuantisedScorer
+    from darktrigger.models.quantised.training import firmware_model, train
 
     card = read_card(model_dir)
     if card.scorer != name:
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from darktrigger.models import load_model
     from darktrigger.models.metrics import evaluate_scores
-    from darktrigger.models.quantised.training import import_tf
     from darktrigger.models.neural.training import read_events
+    from darktrigger.models.quantised.training import import_tf
 
     torch.set_num_threads(args.threads)
     import_tf(args.threads)

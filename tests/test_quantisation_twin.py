@@ -5,17 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from darktrigger.models.base import FitOptions
 from darktrigger.models import get_scorer
+from darktrigger.models.base import FitOptions
 from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
 from darktrigger.models.quantised.preprocess import QPreprocessor
 from darktrigger.models.quantised.scorers import QuantisedScorer
-from darktrigger.replay.events import EventBatch
-from darktrigger.replay.generators import GENERATORS
-
-
-def _toy(process: str, n: int, seed: int) -> EventBatch:
-    return next(GENERATORS.get("toy")().generate(process, n, seed=seed, batch_size=n))
+from darktrigger.models.quantised.testing import toy_batch
 
 
 def _float_forward(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -43,7 +38,7 @@ def test_float_twin_is_the_same_network_without_rounding(name: str) -> None:
 
     scorer = get_scorer(name, hidden=[16, 8])
     assert isinstance(scorer, QuantisedScorer)
-    train, val = _toy("sm_mix", 3000, seed=21), _toy("sm_mix", 500, seed=22)
+    train, val = toy_batch("sm_mix", 3000, seed=21), toy_batch("sm_mix", 500, seed=22)
     qpre = QPreprocessor.fit(train.flat)
     x, xv = qpre.transform(train.flat), qpre.transform(val.flat)
     options = FitOptions(epochs=2, batch_size=256, seed=3, threads=1, patience=None)

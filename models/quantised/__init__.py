@@ -7,8 +7,9 @@ sees them, scored in exact fixed point, and the source of the firmware.
   normalised by shifts;
 - :mod:`~darktrigger.models.quantised.fixedpoint`: the network as exact fixed-point layers
   (what hls4ml and da4ml turn into firmware);
-- :mod:`~darktrigger.models.quantised.training`: the QKeras training loop (imports
-  TensorFlow, so only training and firmware builds load it).
+- :mod:`~darktrigger.models.quantised.training`: the QKeras training loop and models
+  (TensorFlow is imported when they are built, so only training and firmware builds load it);
+- :mod:`~darktrigger.models.quantised.testing`: small trained models and toy events for tests.
 
     >>> from darktrigger.models import SCORERS
     >>> from darktrigger.models.quantised import QVAEScorer

@@ -64,8 +64,9 @@ QPREPROCESS_FILE = "preprocess.json"
 MIN_FILLED = 20
 QUANTITIES = ("pt", "eta", "phi")
 
-_INV_ETA = np.float32(1 / ETA_LSB)
-_INV_PHI = np.float32(1 / PHI_LSB)
+#: the reciprocals of the η and φ LSBs in float32: every backend multiplies by these
+INV_ETA = np.float32(1 / ETA_LSB)
+INV_PHI = np.float32(1 / PHI_LSB)
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,8 @@ class QPreprocessor:
         flat = np.asarray(flat, np.float32).reshape(-1, N_FEATURES)
         pt = np.clip(np.floor(flat[:, 0::3] * np.float32(1 / PT_LSB)), 0, PT_MAX)
         filled = (pt > 0).astype(np.float32)
-        eta = np.clip(np.round(flat[:, 1::3] * _INV_ETA), -ETA_MAX, ETA_MAX) * filled
-        phi = np.round(flat[:, 2::3] * _INV_PHI)
+        eta = np.clip(np.round(flat[:, 1::3] * INV_ETA), -ETA_MAX, ETA_MAX) * filled
+        phi = np.round(flat[:, 2::3] * INV_PHI)
         half = np.float32(PHI_BINS // 2)
         phi = (phi - np.float32(PHI_BINS) * np.floor((phi + half) / np.float32(PHI_BINS))) * filled
         out = np.empty_like(flat)
@@ -161,7 +162,7 @@ class QPreprocessor:
                 "n_fit": self.n_fit,
                 "doc": "hw = floor(pT/0.5), round(eta/0.0435), round(phi/(2pi/144)) wrapped to "
                        "[-72,72), eta=phi=0 for empty slots; x = sat(floor(hw * 2^(F-shift)) / 2^F) "
-                       "in ap_fixed<width,integer>, F = width - integer; see models/qpreprocess.py"}
+                       "in ap_fixed<width,integer>, F = width - integer; see darktrigger.models.quantised.preprocess"}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = QPREPROCESS_FILE) -> QPreprocessor:
@@ -171,7 +172,7 @@ class QPreprocessor:
                               f"{QPREPROCESS_KIND!r}, got {got!r}")
         try:
             return cls(tuple(int(s) for s in data["shifts"]), int(data["width"]),
-                       int(data["integer"]), int(data.get("n_fit", 0)))
+                       int(data["integer"]), int(data["n_fit"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"{where}: {exc}") from None
 

@@ -8,9 +8,8 @@ quantised weights and activations (defaults: weights ``quantized_bits(8,1)`` =
 and pruned: ``sparsity`` (default 0.75) of each Dense kernel's weights are held at 0,
 the smallest in magnitude, reached gradually in training
 (:func:`darktrigger.models.quantised.training.sparsity_schedule`), as L1 trigger networks are. A zero
-weight is no adder in firmware: the pruned ``qvae`` has 40 % of the dense one's da4ml
-operations, which is what lets its Verilator RTL score 1 M events/s on one core.
-The score is computed in fixed point too, so firmware can compute it:
+weight is no adder in firmware, so pruning makes the RTL smaller and its simulation faster
+(BENCHMARKS.md). The score is computed in fixed point too, so firmware can compute it:
 
 =========  ================================================================================
 scorer     firmware network (:mod:`darktrigger.models.quantised.fixedpoint` layers) → score
@@ -23,7 +22,10 @@ scorer     firmware network (:mod:`darktrigger.models.quantised.fixedpoint` laye
            the input rounded to ``ap_fixed<10,5>``, score Σ d² over the 57 inputs
 =========  ================================================================================
 
-Training imports TensorFlow (seconds); scoring does not: after training, the quantised
+Each scorer brings its own training graph and loss (:meth:`QuantisedScorer.training_graph`,
+built from :func:`darktrigger.models.quantised.training.keras_layers`); the shared QKeras loop
+(:func:`darktrigger.models.quantised.training.train`) calls it. Training imports TensorFlow
+(seconds); scoring does not: after training, the quantised
 weights (exact dyadic numbers) go into ``weights.pt`` and a torch module computes the
 fixed-point network exactly (float64 holds every value), and ``model.onnx`` computes it
 in float32, exact as well because every intermediate fits 24 bits
@@ -43,6 +45,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,8 +53,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from darktrigger.models.base import BatchLike, FitHistory, FitOptions, Scorer, as_flat, register_scorer
-from darktrigger.models.card import ONNX_FILE, WEIGHTS_FILE, ModelCard, ModelFileError, load_part, require_file
+from darktrigger.models.base import (
+    BatchLike,
+    FitHistory,
+    FitOptions,
+    Scorer,
+    as_flat,
+    register_scorer,
+)
+from darktrigger.models.card import (
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    ModelFileError,
+    load_part,
+    require_file,
+)
+from darktrigger.models.neural.training import read_state_dict, score_in_chunks
 from darktrigger.models.quantised.fixedpoint import (
     Dense,
     Fmt,
@@ -66,9 +84,9 @@ from darktrigger.models.quantised.fixedpoint import (
     reference,
 )
 from darktrigger.models.quantised.preprocess import (
-    _INV_ETA,
-    _INV_PHI,
     ETA_MAX,
+    INV_ETA,
+    INV_PHI,
     PHI_BINS,
     PT_LSB,
     PT_MAX,
@@ -76,13 +94,22 @@ from darktrigger.models.quantised.preprocess import (
     QUANTITIES,
     QPreprocessor,
 )
-from darktrigger.models.neural.training import read_state_dict, score_in_chunks
+from darktrigger.models.quantised.training import (
+    LossFn,
+    Params,
+    firmware_model,
+    import_tf,
+    keras_layers,
+)
+from darktrigger.models.quantised.training import train as train_qkeras
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import N_FEATURES, SLOT_TYPES
 
 log = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
+#: ``qvae``'s log-variance is clipped to ±this in training (exp(lv) stays finite)
+LOGVAR_LIMIT = 20.0
 
 #: ``qvae``'s training reconstruction error weights, per quantity and per object type (the
 #: product weights an input); see :class:`QVAEScorer`
@@ -111,7 +138,8 @@ class FixedNet(nn.Module):
                 self.register_buffer(f"{layer.name}_w", torch.zeros(layer.n_in, layer.n_out, dtype=torch.float64))
                 self.register_buffer(f"{layer.name}_b", torch.zeros(layer.n_out, dtype=torch.float64))
 
-    def params(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def params(self) -> Params:
+        """Dense layer name → (W ``[n_in, n_out]``, b ``[n_out]``), float64 on their grids."""
         return {layer.name: (getattr(self, f"{layer.name}_w").numpy(), getattr(self, f"{layer.name}_b").numpy())
                 for layer in self.layers if isinstance(layer, Dense)}
 
@@ -145,8 +173,8 @@ class QInputs(nn.Module):
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         pt = torch.clamp(torch.floor(flat[:, 0::3] * (1 / PT_LSB)), 0.0, float(PT_MAX))
         filled = (pt > 0).to(flat.dtype)
-        eta = torch.clamp(torch.round(flat[:, 1::3] * float(_INV_ETA)), -float(ETA_MAX), float(ETA_MAX)) * filled
-        phi = torch.round(flat[:, 2::3] * float(_INV_PHI))
+        eta = torch.clamp(torch.round(flat[:, 1::3] * float(INV_ETA)), -float(ETA_MAX), float(ETA_MAX)) * filled
+        phi = torch.round(flat[:, 2::3] * float(INV_PHI))
         phi = (phi - float(PHI_BINS) * torch.floor((phi + float(PHI_BINS // 2)) / float(PHI_BINS))) * filled
         hw = torch.stack([pt, eta, phi], dim=2).reshape(flat.shape[0], N_FEATURES)
         q = torch.clamp(torch.floor(hw * self.scale), self.low * 2.0**self.frac, self.high * 2.0**self.frac)
@@ -166,7 +194,11 @@ class QScoreGraph(nn.Module):
 
 # -- the scorers ------------------------------------------------------------------------------
 class QuantisedScorer(Scorer):
-    """Base of ``qae``/``qvae``: QKeras training, exact fixed-point scoring, firmware hooks."""
+    """Base of ``qae``/``qvae``: QKeras training, exact fixed-point scoring, firmware hooks.
+
+    A subclass gives its firmware network (:meth:`layers`) and what it trains
+    (:meth:`training_graph`); :meth:`weight_masks` where the network leaves connections out.
+    """
 
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {}
 
@@ -179,7 +211,7 @@ class QuantisedScorer(Scorer):
         for key in _BITS_DEFAULTS:
             if not isinstance(h[key], int) or isinstance(h[key], bool):
                 raise ConfigError(f"{self.where}: hyper-parameter {key} must be an integer, got {h[key]!r}")
-        sparsity = h.get("sparsity", 0.0)
+        sparsity = h["sparsity"]
         if not isinstance(sparsity, int | float) or isinstance(sparsity, bool) or not 0 <= sparsity < 1:
             raise ConfigError(f"{self.where}: hyper-parameter sparsity must be a fraction in [0, 1), "
                               f"got {sparsity!r}")
@@ -210,11 +242,17 @@ class QuantisedScorer(Scorer):
         """The firmware network, from the hyper-parameters."""
         raise NotImplementedError
 
-    def weight_masks(self, *, training: bool = False) -> dict[str, np.ndarray]:
+    def training_graph(self, *, quantise: bool = True) -> tuple[Any, LossFn]:
+        """(Keras model, per-event loss ``loss(model, x, training)`` ``[N]``) that training
+        minimises; the model holds the firmware network's Dense layers under their names,
+        from whose weights the trained network is taken. ``quantise=False``: the float twin
+        (the same graph without rounding). Imports TensorFlow."""
+        raise NotImplementedError
+
+    def weight_masks(self) -> dict[str, np.ndarray]:
         """Dense layer → bool ``[n_in, n_out]``: the connections the network has (False: the
-        weight must be 0 in a saved model); layers not named are fully connected.
-        ``training=True``: the connections training keeps, which may be fewer (weights held
-        at 0 from the first step)."""
+        weight is held at 0 in training and must be 0 in a saved model); layers not named
+        are fully connected."""
         return {}
 
     def input_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +264,7 @@ class QuantisedScorer(Scorer):
 
     def ranges(self) -> list[Range]:
         """Bounds and exact types of every layer's output for the trained weights."""
-        net = self._require_net()
+        net = self.network()
         return analyse(net.layers, net.params(), *self.input_bounds(), self.input_fmt.frac)
 
     # -- fitting ---------------------------------------------------------------------------
@@ -242,10 +280,8 @@ class QuantisedScorer(Scorer):
         x = self.qpre.transform(flat)
         xv = self.qpre.transform(as_flat(validation, f"{self.where}, validation batch")) \
             if validation is not None else None
-        from darktrigger.models.quantised import training as qkeras_train  # TensorFlow: only training needs it
-
         t0 = time.monotonic()
-        params, history = qkeras_train.train(self, x, xv, options)
+        params, history = train_qkeras(self, x, xv, options)
         self._set_params(params, "training")
         history["seconds"] = round(time.monotonic() - t0, 2)
         self.seed = options.seed
@@ -254,7 +290,7 @@ class QuantisedScorer(Scorer):
             zero_weights={name: round(float(np.mean(w == 0)), 4) for name, (w, _) in params.items()})
         return history
 
-    def _set_params(self, params: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> None:
+    def _set_params(self, params: Params, where: str) -> None:
         net = FixedNet(self.layers())
         masks = self.weight_masks()
         for layer in net.layers:
@@ -271,7 +307,7 @@ class QuantisedScorer(Scorer):
                 mask = masks.get(layer.name)
                 if what == "w" and mask is not None and np.any(arr[~mask] != 0):
                     raise ModelFileError(f"{where}: layer {layer.name!r} has weights on connections its "
-                                         "hyper-parameters leave out (encoder_inputs)")
+                                         "hyper-parameters leave out (encoder_inputs, the MET's η)")
                 scaled = arr * 2.0**fmt.frac
                 if not np.array_equal(scaled, np.round(scaled)) or arr.min(initial=0) < fmt.low \
                         or arr.max(initial=0) > fmt.high:
@@ -283,20 +319,22 @@ class QuantisedScorer(Scorer):
         check_float32_exact(self.ranges(), self.where)
 
     # -- scoring ---------------------------------------------------------------------------
-    def _require_net(self) -> FixedNet:
+    def network(self) -> FixedNet:
+        """The trained fixed-point network (its ``layers`` and :meth:`FixedNet.params`), or a
+        ConfigError saying how to get one."""
         if self.net is None or self.qpre is None:
             raise ConfigError(f"{self.where} is not trained: call fit() or load a model directory")
         return self.net
 
     def inputs(self, batch: BatchLike) -> np.ndarray:
         """The network inputs ``[N, 57]`` float32 on the ``ap_fixed`` grid (what firmware takes)."""
-        self._require_net()
+        self.network()
         assert self.qpre is not None
         return self.qpre.transform(as_flat(batch, self.where))
 
     def fixed_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every layer's exact output (float64) for network inputs ``x`` (numpy reference)."""
-        net = self._require_net()
+        net = self.network()
         return reference(net.layers, net.params(), x)
 
     @property
@@ -304,7 +342,8 @@ class QuantisedScorer(Scorer):
         return self.ranges()[-1].fmt
 
     def graph(self, dtype: torch.dtype = torch.float64) -> QScoreGraph:
-        net = self._require_net()
+        """raw ``[N, 57]`` → score ``[N]`` as a torch module computing in ``dtype``."""
+        net = self.network()
         assert self.qpre is not None
         if dtype != torch.float64:
             return QScoreGraph(self.qpre, net, dtype).eval()
@@ -317,15 +356,11 @@ class QuantisedScorer(Scorer):
 
     def keras_model(self) -> Any:
         """The firmware network as a QKeras model with the trained weights (imports TensorFlow)."""
-        from darktrigger.models.quantised import training as qkeras_train
-
-        net = self._require_net()
-        return qkeras_train.firmware_model(self, net.params())
+        return firmware_model(self, self.network().params())
 
     # -- persistence -------------------------------------------------------------------------
     def export_onnx(self, path: str | Path) -> Path:
-        import warnings
-
+        """Write the scoring graph in float32 (exact, see the module doc) as ONNX."""
         g = self.graph(torch.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -335,7 +370,7 @@ class QuantisedScorer(Scorer):
         return Path(path)
 
     def _save_files(self, directory: Path) -> list[str]:
-        net = self._require_net()
+        net = self.network()
         assert self.qpre is not None
         torch.save(net.state_dict(), directory / WEIGHTS_FILE)
         self.qpre.save(directory)
@@ -346,7 +381,7 @@ class QuantisedScorer(Scorer):
         wpath = require_file(directory, WEIGHTS_FILE, "the quantised weights")
         self.qpre = load_part(directory, QPREPROCESS_FILE, "the input quantisation", QPreprocessor.load)
         state = read_state_dict(wpath)
-        params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        params: Params = {}
         for layer in self.layers():
             if isinstance(layer, Dense):
                 try:
@@ -380,29 +415,22 @@ class QVAEScorer(QuantisedScorer):
                                                                          latent direction is
                                                                          spent on them
     ``encoder_inputs``      pT, η                                        φ has weight 0 in the
-                                                                         loss: what μ took from
-                                                                         it was noise, at 19·32
-                                                                         weights of cost
+                                                                         loss: what μ would take
+                                                                         from it is noise, at the
+                                                                         cost of its weights
     ``sparsity``            0.75                                         the RTL's size and speed
     ======================  ===========================================  ===========================
 
-    On Pythia (train ``sm_mix`` 200k, seed 1; 40k test background), ato4l AUC: equal weights
-    (the first version) 0.42 — μ encoded φ of the leading objects and Σμ² ranked ato4l
-    *below* background; pT-only weights 0.76, but μ collapsed onto 0 (below the μ LSB);
-    pT 8, η 1, φ 0 0.60–0.70; with leptons × 16 0.71–0.98 over seeds 1–3, × 64 0.96–0.996
-    (seeds 1–3), with the other three signals up too (lq_btau 0.86–0.90). The dense
-    network read φ too, had 6-bit activations and 8-bit μ (12 clocks of 4 ns; 13 with 8 and
-    10 bits) and 2,810 da4ml operations: ato4l 0.9955, TPR 0.731 at FPR 1e-3. Without φ and
-    with 75 % of the weights pruned (seed 1, same data): 8-bit activations, 10-bit μ, 9
-    clocks, 1,112 operations (BENCHMARKS.md), ato4l 0.9959 and TPR 0.829 at 1e-3; pruning
-    60 % gave 0.9959 / 0.820, 70 % 0.9960 / 0.845, 80 % 0.9956 / 0.738 (1,527, 1,251, 1,022
-    and 896 operations for 60–80 %, counted with a one-slice rounding since found wrong in
-    Verilog, which saved ~90). 75 % was chosen on these test-sample figures and the RTL
-    speed. On 30k training events pruning hurt more (80 % with φ: 0.82 against 0.99 dense).
+    The signal efficiencies, the operation counts and the RTL speed these defaults give
+    are in BENCHMARKS.md.
+
+        >>> q = QVAEScorer(hidden=[8], encoder_inputs=["pt"])
+        >>> mask = q.weight_masks()["enc1"]            # [57, 8]: the rows the encoder reads
+        >>> mask.shape, int(mask[:, 0].sum())          # the 19 pT inputs
+        ((57, 8), 19)
     """
 
     description = "quantised VAE encoder (QKeras), fixed-point Σμ² (AXOL1TL)"
-    card_defaults: ClassVar[dict[str, Any]] = {"sparsity": 0.0, "encoder_inputs": ["pt", "eta", "phi"]}
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {
         "hidden": [32, 16], "latent": 4, "beta": 1.0, "lr": 1e-3, **_BITS_DEFAULTS,
         "mu_bits": 10, "mu_integer": 4, "sparsity": 0.75, "encoder_inputs": ["pt", "eta"],
@@ -414,20 +442,16 @@ class QVAEScorer(QuantisedScorer):
         self.reco_weight_vector()  # validates the weights
         self.weight_masks()
 
-    def weight_masks(self, *, training: bool = False) -> dict[str, np.ndarray]:
-        """The first layer's rows of the quantities not in ``encoder_inputs`` are left out;
-        in training the MET's η as well (always 0: its weights would cost adders and learn
-        nothing; models saved before this rule may have them, so loading allows them)."""
+    def weight_masks(self) -> dict[str, np.ndarray]:
+        """The first layer reads only the quantities in ``encoder_inputs``, and never the
+        MET's η (always 0: its weights would cost adders and learn nothing)."""
         used = self.hyperparameters["encoder_inputs"]
         if not isinstance(used, list) or not used or not set(used) <= set(QUANTITIES) \
                 or len(set(used)) != len(used):
             raise ConfigError(f"{self.where}: hyper-parameter encoder_inputs must list some of "
                               f"{', '.join(QUANTITIES)} once each, got {used!r}")
         rows = np.array([QUANTITIES[i % 3] in used for i in range(N_FEATURES)])
-        if training:
-            rows[1] = False  # the MET's η
-        if rows.all():
-            return {}
+        rows[1] = False  # the MET's η
         first = next(layer for layer in self.layers() if isinstance(layer, Dense))
         return {first.name: np.repeat(rows[:, None], first.n_out, axis=1)}
 
@@ -456,6 +480,51 @@ class QVAEScorer(QuantisedScorer):
         return [*self._mlp("enc", "relu", widths), self._dense("mu", widths[-1], int(h["latent"])),
                 Quant("mu_q", Fmt.qkeras_bits(h["mu_bits"], h["mu_integer"])), SumSquares("score")]
 
+    def training_graph(self, *, quantise: bool = True) -> tuple[Any, LossFn]:
+        """The firmware encoder up to μ, with a float log-variance head on its last hidden
+        layer and a float decoder (neither is firmware); loss: the reconstruction error
+        weighted by :meth:`reco_weight_vector`, summed over the 57 inputs, plus ``beta`` · KL."""
+        tf = import_tf()
+        h = self.hyperparameters
+        latent = int(h["latent"])
+        inp = tf.keras.Input((N_FEATURES,), name="inputs")
+        last_hidden = [layer.name for layer in self.layers() if isinstance(layer, ReLU)][-1]
+        outs = keras_layers(self, inp, upto="mu", quantise=quantise)
+        logvar = tf.keras.layers.Dense(latent, name="logvar")(outs[last_hidden])
+        z_in = tf.keras.Input((latent,), name="z")
+        d = z_in
+        for i, n in enumerate(reversed([int(n) for n in h["hidden"]])):
+            d = tf.keras.layers.Dense(n, activation="relu", name=f"dec{i + 1}")(d)
+        d = tf.keras.layers.Dense(N_FEATURES, name="recon")(d)
+        decoder = tf.keras.Model(z_in, d, name="decoder")
+        encoder = tf.keras.Model(inp, [outs["mu"], logvar], name="encoder")
+        beta = float(h["beta"])
+        reco_w = tf.constant(self.reco_weight_vector()[None, :])
+
+        class VAE(tf.keras.Model):  # type: ignore[name-defined]
+            def __init__(self) -> None:
+                super().__init__()
+                self.encoder, self.decoder = encoder, decoder
+
+            def call(self, x: Any, training: bool = False) -> Any:
+                m, lv = self.encoder(x, training=training)
+                return m, tf.clip_by_value(lv, -LOGVAR_LIMIT, LOGVAR_LIMIT)
+
+        model = VAE()
+        model(tf.zeros((1, N_FEATURES)))
+
+        def vae_loss(m: Any, x: Any, training: bool) -> Any:
+            mu, lv = m(x, training=training)
+            z = mu + tf.exp(0.5 * lv) * tf.random.normal(tf.shape(mu)) if training else mu
+            # a weighted sum, not a mean, over the 57 inputs (a Gaussian likelihood, the weights
+            # its inverse variances): most inputs are empty slots, exactly 0 and easy to
+            # reconstruct, and with a per-input mean the KL term wins and μ collapses onto 0
+            reco = tf.reduce_sum(reco_w * tf.square(m.decoder(z, training=training) - x), axis=1)
+            kl = 0.5 * tf.reduce_sum(tf.square(mu) + tf.exp(lv) - 1.0 - lv, axis=1)
+            return reco + beta * kl
+
+        return model, vae_loss
+
 
 @register_scorer("qae")
 class QAEScorer(QuantisedScorer):
@@ -464,12 +533,13 @@ class QAEScorer(QuantisedScorer):
     Hyper-parameters: ``hidden`` ([32, 16]), ``latent`` (3), ``lr`` (1e-3), the bit widths
     and ``sparsity`` (0.75) as :class:`QVAEScorer`, ``latent_bits``/``latent_integer`` (8/3)
     for the bottleneck and ``diff_bits``/``diff_integer`` (10/4) for the rounded
-    reconstruction difference. Pruned 75 % (seed 1, Pythia 200k): ato4l AUC 0.9649 against
-    0.9696 dense, 3,244 da4ml operations against 6,207.
+    reconstruction difference. Its efficiencies and operation counts: BENCHMARKS.md.
+
+        >>> [layer.name for layer in QAEScorer(hidden=[8]).layers()]
+        ['enc1', 'relu1', 'latent', 'latent_q', 'dec1', 'drelu1', 'recon', 'diff', 'diff_q', 'score']
     """
 
     description = "quantised autoencoder (QKeras), fixed-point reconstruction error"
-    card_defaults: ClassVar[dict[str, Any]] = {"sparsity": 0.0}
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {
         "hidden": [32, 16], "latent": 3, "lr": 1e-3, **_BITS_DEFAULTS, "sparsity": 0.75,
         "latent_bits": 8, "latent_integer": 3, "diff_bits": 10, "diff_integer": 4,
@@ -485,6 +555,19 @@ class QAEScorer(QuantisedScorer):
                 *self._mlp("dec", "drelu", dec), self._dense("recon", dec[-1], N_FEATURES),
                 SubInput("diff"), Quant("diff_q", Fmt.qkeras_bits(h["diff_bits"], h["diff_integer"])),
                 SumSquares("score")]
+
+    def training_graph(self, *, quantise: bool = True) -> tuple[Any, LossFn]:
+        """The firmware network up to the (unrounded) decoder output ``recon``; loss: the
+        mean squared reconstruction error over the 57 inputs."""
+        tf = import_tf()
+        inp = tf.keras.Input((N_FEATURES,), name="inputs")
+        outs = keras_layers(self, inp, upto="recon", quantise=quantise)
+        model = tf.keras.Model(inp, outs["recon"])
+
+        def ae_loss(m: Any, x: Any, training: bool) -> Any:
+            return tf.reduce_mean(tf.square(m(x, training=training) - x), axis=1)
+
+        return model, ae_loss
 
 
 def lsb_counts(values: np.ndarray, frac: int) -> np.ndarray:

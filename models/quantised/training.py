@@ -1,8 +1,9 @@
-"""QKeras models of :mod:`darktrigger.models.quantised.scorers`: the training loop and the firmware network.
+"""QKeras models of the quantised scorers: the training loop and the firmware network.
 
-Imported only to train a quantised scorer or to hand one to hls4ml: importing it loads
-TensorFlow (seconds). The layers are built from the scorer's fixed-point description
-(:mod:`darktrigger.models.quantised.fixedpoint`), one Keras layer each, named as there:
+Used to train a quantised scorer or to hand one to hls4ml. Importing this module is cheap;
+its functions import TensorFlow and QKeras (seconds) when they are called. The layers are
+built from the scorer's fixed-point description (:mod:`darktrigger.models.quantised.fixedpoint`),
+one Keras layer each, named as there:
 
 =============  ==================================================================
 fixed point    Keras
@@ -16,16 +17,18 @@ fixed point    Keras
 
 The training loop mirrors :func:`darktrigger.models.neural.training.run_training`: Adam on seeded
 mini-batches, a validation loss each epoch, early stopping after ``patience`` epochs,
-the best epoch's weights kept. ``qae`` minimises the mean squared reconstruction error
-of the (unrounded) decoder output; ``qvae`` the weighted summed squared error (weights
-from :meth:`darktrigger.models.quantised.scorers.QVAEScorer.reco_weight_vector`) plus ``beta`` · KL, with μ
-from the quantised encoder and the log-variance and decoder in float (they are not
-firmware).
+the best epoch's weights kept. What is trained and its loss come from the scorer
+(:meth:`QuantisedNetwork.training_graph`): each quantised scorer builds its own graph
+from :func:`keras_layers`, so this module knows no scorer by name and imports none (the
+scorers import it).
 
 ``quantise=False`` (:func:`train`, :func:`firmware_model`) builds the *float twin* of the
 same network: plain ``Dense`` (with QDense's initialisers) and ``ReLU``, no rounding
 (``Quant`` is the identity), the same loss and training loop. Its difference from the
-quantised model is the cost of quantisation proper (:mod:`bench.quantisation_cost`).
+quantised model is the cost of quantisation proper (``bench/quantisation_cost.py``).
+
+    >>> sparsity_schedule(5, 0.5)
+    [0.0, 0.4375, 0.5, 0.5, 0.5]
 """
 
 from __future__ import annotations
@@ -34,19 +37,43 @@ import copy
 import logging
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
 from darktrigger.models.base import FitHistory, FitOptions, new_history
-from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
+from darktrigger.models.quantised.fixedpoint import Dense, Layer, Quant, ReLU, SubInput, SumSquares
 from darktrigger.replay.errors import ConfigError
 
-if TYPE_CHECKING:
-    from darktrigger.models.quantised.scorers import QuantisedScorer
-
 log = logging.getLogger(__name__)
-LOGVAR_LIMIT = 20.0
+
+#: per-event loss ``[N]`` of a training graph: ``loss(model, x, training)``
+LossFn = Callable[[Any, Any, bool], Any]
+Params = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class QuantisedNetwork(Protocol):
+    """What the training loop needs of a quantised scorer
+    (:class:`darktrigger.models.quantised.scorers.QuantisedScorer` is one)."""
+
+    hyperparameters: dict[str, Any]
+
+    @property
+    def name(self) -> str: ...
+
+    def layers(self) -> list[Layer]:
+        """The firmware network as fixed-point layers."""
+        ...
+
+    def weight_masks(self) -> dict[str, np.ndarray]:
+        """Dense layer name → bool ``[n_in, n_out]``: the connections the network has."""
+        ...
+
+    def training_graph(self, *, quantise: bool = True) -> tuple[Any, LossFn]:
+        """(Keras model, per-event loss) to train; the model holds the firmware network's
+        Dense layers under their names (:func:`keras_layers` builds them)."""
+        ...
 
 
 def import_tf(threads: int | None = None) -> Any:
@@ -63,9 +90,9 @@ def import_tf(threads: int | None = None) -> Any:
     return tf
 
 
-def _keras_layers(scorer: QuantisedScorer, inp: Any, upto: str | None = None, *,
-                  quantise: bool = True) -> dict[str, Any]:
-    """Apply the scorer's layers (up to and including ``upto``) to ``inp``; name → tensor.
+def keras_layers(network: QuantisedNetwork, inp: Any, upto: str | None = None, *,
+                 quantise: bool = True) -> dict[str, Any]:
+    """Apply the network's layers (up to and including ``upto``) to ``inp``; name → tensor.
 
     ``quantise=False``: the float twin (``Dense``, ``ReLU``, and ``Quant`` left out)."""
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu
@@ -73,7 +100,7 @@ def _keras_layers(scorer: QuantisedScorer, inp: Any, upto: str | None = None, *,
     tf = import_tf()
     h = inp
     out: dict[str, Any] = {}
-    for layer in scorer.layers():
+    for layer in network.layers():
         if isinstance(layer, Dense):
             w, b = layer.weight, layer.bias
             if quantise:
@@ -102,80 +129,32 @@ def _keras_layers(scorer: QuantisedScorer, inp: Any, upto: str | None = None, *,
     return out
 
 
-def firmware_model(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, np.ndarray]], *,
-                   quantise: bool = True) -> Any:
+def n_inputs(network: QuantisedNetwork) -> int:
+    """The width of the network's input (its first Dense layer's)."""
+    first = network.layers()[0]
+    if not isinstance(first, Dense):
+        raise ConfigError(f"scorer {network.name!r}: the network must start with a Dense layer, "
+                          f"not {type(first).__name__}")
+    return first.n_in
+
+
+def firmware_model(network: QuantisedNetwork, params: Params, *, quantise: bool = True) -> Any:
     """The firmware network as a Keras model (inputs ``[N, 57]`` → score ``[N, 1]``), weights set.
 
     ``quantise=False``: its float twin, for the weights :func:`train` gives with ``quantise=False``."""
     tf = import_tf()
-    inp = tf.keras.Input((scorer.layers()[0].n_in,), name="inputs")  # type: ignore[union-attr]
-    outs = _keras_layers(scorer, inp, quantise=quantise)
-    name = f"{scorer.name}_firmware" if quantise else f"{scorer.name}_float_twin"
+    inp = tf.keras.Input((n_inputs(network),), name="inputs")
+    outs = keras_layers(network, inp, quantise=quantise)
+    name = f"{network.name}_firmware" if quantise else f"{network.name}_float_twin"
     model = tf.keras.Model(inp, list(outs.values())[-1], name=name)
     for name, (w, b) in params.items():
         model.get_layer(name).set_weights([np.asarray(w, np.float32), np.asarray(b, np.float32)])
     return model
 
 
-def _training_model(scorer: QuantisedScorer, quantise: bool = True) -> tuple[Any, Any]:
-    """(model, per-event loss function(model, x, training)) for the scorer (or its float twin)."""
-    tf = import_tf()
-    h = scorer.hyperparameters
-    n_in = scorer.layers()[0].n_in  # type: ignore[union-attr]
-    inp = tf.keras.Input((n_in,), name="inputs")
-    if scorer.name == "qae":
-        outs = _keras_layers(scorer, inp, upto="recon", quantise=quantise)
-        model = tf.keras.Model(inp, outs["recon"])
-
-        def ae_loss(m: Any, x: Any, training: bool) -> Any:
-            return tf.reduce_mean(tf.square(m(x, training=training) - x), axis=1)
-
-        return model, ae_loss
-    hidden = [int(n) for n in h["hidden"]]
-    last_hidden = [layer.name for layer in scorer.layers() if isinstance(layer, ReLU)][-1]
-    outs = _keras_layers(scorer, inp, upto="mu", quantise=quantise)
-    mu = outs["mu"]
-    logvar = tf.keras.layers.Dense(int(h["latent"]), name="logvar")(outs[last_hidden])
-    z_in = tf.keras.Input((int(h["latent"]),), name="z")
-    d = z_in
-    for i, n in enumerate(reversed(hidden)):
-        d = tf.keras.layers.Dense(n, activation="relu", name=f"dec{i + 1}")(d)
-    d = tf.keras.layers.Dense(n_in, name="recon")(d)
-    decoder = tf.keras.Model(z_in, d, name="decoder")
-    encoder = tf.keras.Model(inp, [mu, logvar], name="encoder")
-    beta = float(h["beta"])
-    reco_w = tf.constant(scorer.reco_weight_vector()[None, :])  # type: ignore[attr-defined]
-
-    class VAE(tf.keras.Model):  # type: ignore[name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder, self.decoder = encoder, decoder
-
-        def call(self, x: Any, training: bool = False) -> Any:
-            m, lv = self.encoder(x, training=training)
-            return m, tf.clip_by_value(lv, -LOGVAR_LIMIT, LOGVAR_LIMIT)
-
-    model = VAE()
-    model(tf.zeros((1, n_in)))
-
-    def vae_loss(m: Any, x: Any, training: bool) -> Any:
-        mu_, lv = m(x, training=training)
-        z = mu_ + tf.exp(0.5 * lv) * tf.random.normal(tf.shape(mu_)) if training else mu_
-        # weighted sum, not a mean, over the 57 inputs (a Gaussian likelihood, the weights its
-        # inverse variances): most inputs are empty slots, exactly 0 and easy to reconstruct,
-        # and with a per-input mean the KL term won and μ collapsed onto 0. With equal weights
-        # μ encoded φ (uniform noise to a trigger) and Σμ² ranked ato4l below background (AUC
-        # 0.42); the weights (QVAEScorer) make μ encode pT and the rare leptons instead
-        reco = tf.reduce_sum(reco_w * tf.square(m.decoder(z, training=training) - x), axis=1)
-        kl = 0.5 * tf.reduce_sum(tf.square(mu_) + tf.exp(lv) - 1.0 - lv, axis=1)
-        return reco + beta * kl
-
-    return model, vae_loss
-
-
-def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, options: FitOptions, *,
-          quantise: bool = True) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], FitHistory]:
-    """Train ``scorer``'s QKeras model on inputs ``x`` (on the grid); (quantised weights, history).
+def train(network: QuantisedNetwork, x: np.ndarray, xv: np.ndarray | None, options: FitOptions, *,
+          quantise: bool = True) -> tuple[Params, FitHistory]:
+    """Train the network's graph on inputs ``x`` (on the grid); (quantised weights, history).
 
     ``quantise=False`` trains the float twin instead, the same way; (float weights, history)."""
     epochs, batch_size, seed, patience = options.epochs, options.batch_size, options.seed, options.patience
@@ -184,10 +163,10 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, options
     state = np.random.get_state()  # noqa: NPY002
     try:
         tf.keras.utils.set_random_seed(seed)
-        model, loss_fn = _training_model(scorer, quantise)
+        model, loss_fn = network.training_graph(quantise=quantise)
     finally:
         np.random.set_state(state)  # noqa: NPY002
-    opt = tf.keras.optimizers.Adam(float(scorer.hyperparameters["lr"]))
+    opt = tf.keras.optimizers.Adam(float(network.hyperparameters["lr"]))
 
     @tf.function(reduce_retracing=True)
     def step(xb: Any) -> Any:
@@ -207,14 +186,15 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, options
 
     rng = np.random.default_rng(seed)
     history = new_history(xv is not None, sparsity=[])
+    monitored = history["validation_loss"] if xv is not None else history["train_loss"]
     best, best_epoch, best_weights = math.inf, 0, copy.deepcopy(model.get_weights())
-    target = float(scorer.hyperparameters.get("sparsity", 0.0))
+    target = float(network.hyperparameters["sparsity"])
     schedule = sparsity_schedule(epochs, target)
-    dense = [layer.name for layer in scorer.layers() if isinstance(layer, Dense)]
-    kernels = [_find_layer(model, name).kernel for name in dense]
-    allowed = scorer.weight_masks(training=True)
+    dense = [layer.name for layer in network.layers() if isinstance(layer, Dense)]
+    kernels = [find_layer(model, name).kernel for name in dense]
+    allowed = network.weight_masks()
     masks: list[Any] = []
-    epoch = 0
+    epoch, current = 0, math.nan
     for epoch in range(1, epochs + 1):
         if target > 0 or allowed:
             masks = [tf.constant(prune_mask(k.numpy(), schedule[epoch - 1], allowed.get(name)))
@@ -232,11 +212,11 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, options
         history["train_loss"].append(total / seen)
         if xv is not None:
             history["validation_loss"].append(mean_loss(xv))
-        current = history[history["monitor"]][-1]
+        current = monitored[-1]
         if options.progress:
-            log.info("%s epoch %d: %s %.5g", scorer.name, epoch, history["monitor"], current)
+            log.info("%s epoch %d: %s %.5g", network.name, epoch, history["monitor"], current)
         if not math.isfinite(current):
-            log.warning("%s: loss is %s at epoch %d; stopping", scorer.name, current, epoch)
+            log.warning("%s: loss is %s at epoch %d; stopping", network.name, current, epoch)
             break
         if schedule[epoch - 1] < target:  # still pruning: not a candidate, no early stop
             continue
@@ -245,11 +225,11 @@ def train(scorer: QuantisedScorer, x: np.ndarray, xv: np.ndarray | None, options
         elif patience is not None and epoch - best_epoch >= patience:
             break
     if best_epoch == 0:
-        raise ConfigError(f"scorer {scorer.name!r}: training diverged (loss {current})")
+        raise ConfigError(f"scorer {network.name!r}: training diverged (loss {current})")
     model.set_weights(best_weights)
-    history.update(best_epoch=best_epoch, best_loss=best, epochs_run=epoch,
-                   stopped_early=epoch < epochs)
-    params = quantised_params(scorer, model) if quantise else float_params(scorer, model)
+    history["best_epoch"], history["best_loss"] = best_epoch, best
+    history["epochs_run"], history["stopped_early"] = epoch, epoch < epochs
+    params = quantised_params(network, model) if quantise else float_params(network, model)
     return params, history
 
 
@@ -298,35 +278,35 @@ def apply_masks(kernels: list[Any], masks: list[Any]) -> None:
         kernel.assign(kernel * mask)
 
 
-def _find_layer(m: Any, name: str) -> Any:
+def find_layer(m: Any, name: str) -> Any:
     """The layer ``name`` of a Keras model, looked for in nested models too; None if absent."""
     for layer in m.layers:
         if layer.name == name:
             return layer
         if hasattr(layer, "layers"):
-            found = _find_layer(layer, name)
+            found = find_layer(layer, name)
             if found is not None:
                 return found
     return None
 
 
-def quantised_params(scorer: QuantisedScorer, model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def quantised_params(network: QuantisedNetwork, model: Any) -> Params:
     """Each QDense layer's weights as its quantizers see them (exact, on their grids)."""
     params = {}
-    for layer in scorer.layers():
+    for layer in network.layers():
         if isinstance(layer, Dense):
-            k = _find_layer(model, layer.name)
+            k = find_layer(model, layer.name)
             w = np.asarray(k.kernel_quantizer_internal(k.kernel), np.float64)
             b = np.asarray(k.bias_quantizer_internal(k.bias), np.float64)
             params[layer.name] = (w, b)
     return params
 
 
-def float_params(scorer: QuantisedScorer, model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def float_params(network: QuantisedNetwork, model: Any) -> Params:
     """Each Dense layer's float weights (float32, as trained) of a float twin."""
     params = {}
-    for layer in scorer.layers():
+    for layer in network.layers():
         if isinstance(layer, Dense):
-            w, b = _find_layer(model, layer.name).get_weights()
+            w, b = find_layer(model, layer.name).get_weights()
             params[layer.name] = (np.asarray(w, np.float32), np.asarray(b, np.float32))
     return params
