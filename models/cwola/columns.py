@@ -43,11 +43,11 @@ from torch import nn
 from torch.nn import functional
 
 from darktrigger.models.base import BatchLike, FitHistory, FitOptions, Scorer, register_scorer
-from darktrigger.models.card import WEIGHTS_FILE, ModelCard, ModelFileError, require_file
+from darktrigger.models.card import WEIGHTS_FILE, ModelCard
 from darktrigger.models.cwola.classifier import Classifier
 from darktrigger.models.neural.training import (
     SCORE_CHUNK,
-    read_state_dict,
+    load_weights,
     run_training,
     torch_threads,
 )
@@ -255,12 +255,4 @@ class ColumnCWoLaScorer(Scorer):
         return [WEIGHTS_FILE]
 
     def _load_files(self, directory: Path, card: ModelCard) -> None:
-        wpath = require_file(directory, WEIGHTS_FILE, "the network weights")
-        state = read_state_dict(wpath)
-        net = self._build()
-        try:
-            net.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as exc:
-            raise ModelFileError(f"{wpath}: the weights do not fit a {self.name!r} network with "
-                                 f"the card's hyper-parameters ({exc})") from None
-        self.net = net.eval()
+        self.net = load_weights(self._build(), directory, self.name)

@@ -204,6 +204,19 @@ def read_state_dict(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state
 
+
+def load_weights(net: nn.Module, directory: Path, scorer: str) -> nn.Module:
+    """``net`` (built from the card's hyper-parameters) with the weights saved in ``directory``,
+    in evaluation mode; a :class:`ModelFileError` naming the file when they do not fit."""
+    wpath = require_file(directory, WEIGHTS_FILE, "the network weights")
+    state = read_state_dict(wpath)
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{wpath}: the weights do not fit a {scorer!r} network with "
+                             f"the card's hyper-parameters ({exc})") from None
+    return net.eval()
+
 class TorchScorer(Scorer):
     """Base of the neural scorers: a network on the preprocessed features, trained by
     :func:`run_training`, scored by a :class:`ScoreGraph` that ONNX export takes whole.
@@ -350,16 +363,8 @@ class TorchScorer(Scorer):
         return files
 
     def _load_files(self, directory: Path, card: ModelCard) -> None:
-        wpath = require_file(directory, WEIGHTS_FILE, "the network weights")
         self.pre = load_part(directory, PREPROCESS_FILE, "the preprocessing parameters", Preprocessor.load)
-        state = read_state_dict(wpath)
-        net = self.build()
-        try:
-            net.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as exc:
-            raise ModelFileError(f"{wpath}: the weights do not fit a {self.name!r} network with "
-                                 f"the card's hyper-parameters ({exc})") from None
-        self.net = net.eval()
+        self.net = load_weights(self.build(), directory, self.name)
         self._graphs.clear()
 
 
