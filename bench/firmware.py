@@ -63,13 +63,13 @@ def throughput(d: Path) -> dict[str, dict[str, float]]:
         out = d / "firmware" / q
         scorer = load_quantised(out)
         x = scorer.inputs(batch)
-        runner = rtl.RTLRunner(*rtl.load(out / "rtl"))
+        runner = rtl.RTLRunner(out / rtl.RTL_DIR)
         csim = hls.load_project(out)
         speed[q] = _rates({"rtl": lambda r=runner, x=x: r.run(x),
                            "rtl_pipelined": lambda r=runner, x=x: r.run_pipelined(x)}, len(x))
         speed[q]["scoring"] = runner.scoring  # type: ignore[assignment]
-        speed[q]["operations"] = rtl.operations(out / "rtl")
-        speed[q]["sparsity"] = float(scorer.hyperparameters.get("sparsity", 0.0))
+        speed[q]["operations"] = rtl.operations(out / rtl.RTL_DIR)
+        speed[q]["sparsity"] = float(scorer.hyperparameters["sparsity"])
         speed[q]["csim"] = _rate(lambda c=csim, x=x: hls.csim_predict(c, x[:N_CSIM]), N_CSIM, repeats=1)
         speed[q]["onnx"] = _rate(lambda s=scorer: s.score(batch), len(x))
     return speed
@@ -91,11 +91,10 @@ def throughput_lines(speed: dict[str, dict[str, float]]) -> list[str]:
               "pipeline registers, one Verilator `eval()` an event; the pipelined build, one clock = two "
               "`eval()` an event, is the one whose latency is measured), all events in one call to the "
               "library. Verilator's C++ evaluates every operation of the fully unrolled network once an "
-              "event, so the time an event follows the netlist's size: the dense qvae (2,810 operations) "
-              "ran at 348k events/s, and pruning 75 % of the weights (a zero weight is no adder) and "
-              "leaving φ out of qvae's encoder is what brings it over 1 M; qae, with its decoder and 57 "
-              "squares, stays several times larger (firmware/rtl.py). The C simulation is called once "
-              "per event from Python by hls4ml.", ""]
+              "event, so the time an event follows the netlist's size (the operations column): pruning "
+              "the weights (a zero weight is no adder) and leaving φ out of qvae's encoder make it "
+              "smaller; qae, with its decoder and 57 squares, stays larger (firmware/rtl.py). The C "
+              "simulation is called once per event from Python by hls4ml.", ""]
     return lines
 
 
@@ -150,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         commands.append(run_shown(["firmware", "verify", "--project", str(out), "--events", str(test),
                                    "--n", "40000", "--json", str(vjson)]))
         fw[q] = json.loads(vjson.read_text())
-        fw[q]["manifest"] = json.loads((out / "darktrigger-firmware.json").read_text())
 
     speed = throughput(d)  # one core: the firmware backend (RTL) vs hls4ml predict on the same events
 
@@ -167,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "```",
         "",
         "Inputs: L1 hardware units (pT LSB 0.5 GeV, η LSB 0.0435, φ LSB 2π/144), shift-normalised onto "
-        "`ap_fixed<12,6>` (models/qpreprocess.py); bit widths from the model cards:",
+        "`ap_fixed<12,6>` (`darktrigger.models.quantised.preprocess`); bit widths from the model cards:",
         "",
         *[_formats(q, json.loads((models / q / "card.json").read_text())["hyperparameters"])
           for q in ("qae", "qvae")],

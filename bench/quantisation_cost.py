@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
              f"- command: `{cmd}` ({time.monotonic() - t_start:.0f} s)", "",
              "Float twin: the quantised model's own Keras network, QPreprocessor inputs (57 L1 integers, "
              "shift-normalised onto `ap_fixed<12,6>`), loss, seed, epochs, validation split and training loop "
-             "(`models/qkeras_train.py`, `quantise=False`), with `Dense` + `ReLU` and no rounding after the "
+             "(`darktrigger.models.quantised.training`, `quantise=False`), with `Dense` + `ReLU` and no rounding after the "
              "inputs: float μ and Σμ² (qvae), float Σ d² over the 57 inputs (qae). Input quantisation is "
              "shared, so it is not part of the difference. Quantised: the saved models (not retrained), "
              "scored exactly. Pythia test background 40k `sm_mix`, 10k per signal; `—`: too few background "

@@ -6,20 +6,22 @@ firmware's fixed-point inputs (the L1 hardware units, shift-normalised, exactly 
 RTL under Verilator (``engine="rtl"``, the default when the project has RTL) or
 hls4ml's C simulation (``engine="csim"``). The RTL engine runs the project's
 combinational build (``rtl/comb``: da4ml's netlist without the pipeline registers, one
-``eval()`` an event: 29,900 instructions against 33,300 for a clock of the pipelined
-build of qvae, 59,300 against 72,600 for qae; both builds are checked bit for bit by
-``firmware verify``), or the pipelined build in projects made before it existed. The trigger emulation then runs the very
-logic that would run on the FPGA, as the CMS emulators do.
+``eval()`` an event, where the pipelined build takes a clock of two; ``firmware verify``
+checks both bit for bit; speeds in BENCHMARKS.md). The trigger emulation then runs the
+very logic that would run on the FPGA, as the CMS emulators do. A scorer may be used
+from several threads at once.
 
     >>> from darktrigger.models import load_model
-    >>> scorer = load_model("fw/qvae", backend="firmware")             # doctest: +SKIP
-    >>> scorer.score(batch)                                            # doctest: +SKIP
+    >>> load_model(tmp_path, backend="firmware")
+    Traceback (most recent call last):
+    ...
+    darktrigger.firmware.errors.ProjectError: ...: not a darktrigger firmware project (no darktrigger-firmware.json); build it again with `darktrigger firmware build`
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -42,28 +44,22 @@ class FirmwareScorer(ScoreOnlyScorer):
     retrain_hint = "train the model, then build its firmware again"
 
     def __init__(self, directory: Path, engine: str | None = None) -> None:
-        manifest = project.read_manifest(directory)
+        self.manifest, self.model = project.open_project(directory)
         self.directory = directory
-        self.manifest = manifest
-        self.model = project.load_quantised(directory)
-        if project.model_hash(directory) != manifest["model_sha256"]:
-            raise ProjectError(f"{directory}: its model files changed after the firmware was built; "
-                               "build the firmware again")
-        engine = engine or ("rtl" if manifest.get("rtl") else "csim")
+        engine = engine or ("rtl" if self.manifest.rtl else "csim")
         if engine not in ENGINES:
             raise ConfigError(f"firmware engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-        if engine == "rtl" and not manifest.get("rtl"):
-            raise ProjectError(f"{directory}: has no RTL; build it with `darktrigger firmware build --rtl`")
         self.engine = engine
         self.variant = None
         self.hyperparameters = dict(self.model.hyperparameters)
         self.training, self.seed, self.card = self.model.training, self.model.seed, self.model.card
-        self._run: Any
+        self._run: Callable[[np.ndarray], np.ndarray]
         if engine == "rtl":
+            if self.manifest.rtl is None:
+                raise ProjectError(f"{directory}: has no RTL; build it with `darktrigger firmware build --rtl`")
             from darktrigger.firmware import rtl
 
-            runner = rtl.RTLRunner(*rtl.load(directory / manifest["rtl"]["directory"]))
-            self._run = runner.run
+            self._run = rtl.RTLRunner(directory / self.manifest.rtl.directory).run
         else:
             from darktrigger.firmware import hls
 
@@ -84,7 +80,6 @@ class FirmwareScorer(ScoreOnlyScorer):
         if variant is not None:
             raise ConfigError(f"{directory}: the firmware computes one score; got variant {variant!r}")
         return cls(Path(directory), engine)
-
 
     def score(self, batch: BatchLike) -> np.ndarray:
         flat = as_flat(batch, self.where)

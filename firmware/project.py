@@ -10,16 +10,25 @@ The project folder is at once
   ``tb_data/`` with test vectors: inputs and the QKeras outputs);
 * with ``--rtl``, the **da4ml Verilog project** in ``rtl/`` (``rtl/src/*.v``, the
   Verilator library in ``rtl/sim/``);
-* ``darktrigger-firmware.json``, the manifest (model hash, precisions, clock, RTL
-  latency and resource estimate, checks), written **last**: a folder without it is a
-  build that did not finish, and every reader refuses it. A failed build removes what
-  it wrote.
+* ``darktrigger-firmware.json``, the manifest (:mod:`darktrigger.firmware.manifest`:
+  model hash, precisions, clock, RTL latency and resource estimate, checks), written
+  **last**: a folder without it is a build that did not finish, and every reader refuses
+  it. A failed build removes what it wrote.
 
     $ darktrigger firmware build --model models/qvae --out fw/qvae --rtl
+
+:func:`open_project` is how the layer reads a project back: the manifest and the
+quantised model, checked to be the model the firmware was built from.
+
+    >>> open_project(tmp_path / "nothing")
+    Traceback (most recent call last):
+    ...
+    darktrigger.firmware.errors.ProjectError: ...: no such firmware project (build one with `darktrigger firmware build --model DIR --out DIR`)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,12 +36,19 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from darktrigger.firmware import hls, testbench
+from darktrigger.firmware import hls, rtl, testbench
 from darktrigger.firmware.errors import ProjectError, UnsupportedModelError
+from darktrigger.firmware.manifest import (
+    MANIFEST,
+    BuildChecks,
+    Manifest,
+    RTLRecord,
+    read_manifest,
+    write_manifest,
+)
 from darktrigger.models.base import copy_artifact
 from darktrigger.models.card import read_card
 from darktrigger.models.quantised.fixedpoint import describe
@@ -40,8 +56,6 @@ from darktrigger.models.quantised.scorers import QuantisedScorer
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "darktrigger-firmware.json"
-MANIFEST_VERSION = 1
 TB_EVENTS = 1000  #: test vectors written into tb_data/
 OWN_FILES = ("card.json", "weights.pt", "preprocess.json", "model.onnx")
 
@@ -71,38 +85,33 @@ def load_quantised(model_dir: Path) -> QuantisedScorer:
     return scorer
 
 
-def read_manifest(project: Path) -> dict[str, Any]:
-    """The manifest of a complete project, or a ProjectError saying what the folder is."""
-    path = project / MANIFEST
-    if not project.is_dir():
-        raise ProjectError(f"{project}: no such firmware project (build one with "
-                           "`darktrigger firmware build --model DIR --out DIR`)")
-    if not path.is_file():
-        what = "an unfinished firmware build" if (project / "hls4ml_config.yml").exists() else \
-            "not a darktrigger firmware project"
-        raise ProjectError(f"{project}: {what} (no {MANIFEST}); build it again with "
-                           "`darktrigger firmware build`")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ProjectError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION or not data.get("complete"):
-        raise ProjectError(f"{path}: not a complete version-{MANIFEST_VERSION} firmware manifest")
-    return data
+def open_project(project: Path, model_dir: Path | None = None) -> tuple[Manifest, QuantisedScorer]:
+    """The manifest and the quantised model of a complete project; a ProjectError when its
+    model files changed after the build, or (with ``model_dir``) when it holds the
+    firmware of another model than ``model_dir``'s."""
+    manifest = read_manifest(project)
+    check_model(project, model_dir, manifest)
+    scorer = load_quantised(project)
+    if model_hash(project) != manifest.model_sha256:
+        raise ProjectError(f"{project}: its model files changed after the firmware was built; "
+                           "build the firmware again")
+    return manifest, scorer
 
 
-def check_model(project: Path, model_dir: Path | None, manifest: dict[str, Any]) -> None:
+def check_model(project: Path, model_dir: Path | None, manifest: Manifest) -> None:
     """A ProjectError when ``project`` holds the firmware of a model other than ``model_dir``'s."""
     if model_dir is None:
         return
-    if model_hash(model_dir) != manifest["model_sha256"]:
-        raise ProjectError(f"{project}: holds the firmware of another model ({manifest['spec']} from "
-                           f"{manifest['source_model']}), not of {model_dir}; build the firmware of "
+    if model_hash(model_dir) != manifest.model_sha256:
+        raise ProjectError(f"{project}: holds the firmware of another model ({manifest.spec} from "
+                           f"{manifest.source_model}), not of {model_dir}; build the firmware of "
                            f"{model_dir} into its own folder")
 
 
 @dataclass
 class BuildOptions:
+    """What :func:`build` makes (the options of ``darktrigger firmware build``)."""
+
     backend: str = "Vitis"
     part: str = hls.DEFAULT_PART
     clock_ns: float = 4.0
@@ -125,9 +134,9 @@ def _prepare_out(out: Path, digest: str) -> None:
         raise ProjectError(f"{out}: exists and is not a darktrigger firmware project; "
                            "choose an empty or new --out")
     old = read_manifest(out)
-    if old["model_sha256"] != digest:
-        raise ProjectError(f"{out}: holds the firmware of another model ({old['spec']} from "
-                           f"{old['source_model']}); choose another --out, or delete it first")
+    if old.model_sha256 != digest:
+        raise ProjectError(f"{out}: holds the firmware of another model ({old.spec} from "
+                           f"{old.source_model}); choose another --out, or delete it first")
     shutil.rmtree(out)  # the same model: rebuild
 
 
@@ -144,13 +153,11 @@ def test_vectors(scorer: QuantisedScorer, n: int, events: Path | None) -> np.nda
     return scorer.inputs(batch)
 
 
-def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None = None) -> dict[str, Any]:
+def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None = None) -> Manifest:
     """Build the project (see the module doc); its manifest."""
     t0 = time.monotonic()
     hls.require_cxx()  # the tools first: a missing one fails before anything is written
     if options.rtl:
-        from darktrigger.firmware import rtl
-
         rtl.verilator_env()
     scorer = load_quantised(model_dir)
     digest = model_hash(model_dir)
@@ -161,13 +168,13 @@ def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    manifest["build_seconds"] = round(time.monotonic() - t0, 1)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    manifest = dataclasses.replace(manifest, build_seconds=round(time.monotonic() - t0, 1))
+    write_manifest(out, manifest)
     return manifest
 
 
 def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOptions,
-           events: Path | None, digest: str) -> dict[str, Any]:
+           events: Path | None, digest: str) -> Manifest:
     x = test_vectors(scorer, options.tb_events, events)
     ref = scorer.fixed_outputs(x)["score"][:, 0]
     keras_model = scorer.keras_model()
@@ -186,71 +193,68 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
     csim = hls.csim_predict(model, x)
     copy_artifact(model_dir, out)
     ranges = scorer.ranges()
-    manifest: dict[str, Any] = {
-        "version": MANIFEST_VERSION, "complete": True, "spec": scorer.spec, "scorer": scorer.name,
-        "source_model": str(model_dir), "model_sha256": digest,
-        "backend": options.backend, "part": options.part, "clock_ns": options.clock_ns,
-        "io_type": "io_parallel", "strategy": "Latency", "input_type": scorer.input_fmt.ap,
-        "score_type": ranges[-1].accum_fmt.ap, "score_frac": ranges[-1].frac,
-        "precisions": precision, "precision_overrides": options.precision_overrides,
-        "layers": describe(scorer.layers(), ranges),
-        "checks": {"tb_events": len(x), "qkeras_equals_reference": int(np.sum(qk == ref)),
-                   "csim_equals_qkeras": int(np.sum(csim == qk))},
-        "rtl": None, "synth": None,
-    }
-    if manifest["checks"]["csim_equals_qkeras"] != len(x):
+    checks = BuildChecks(tb_events=len(x), qkeras_equals_reference=int(np.sum(qk == ref)),
+                         csim_equals_qkeras=int(np.sum(csim == qk)))
+    if checks.csim_equals_qkeras != len(x):
         log.warning("%s: the C simulation equals QKeras on %d of %d test vectors",
-                    out, manifest["checks"]["csim_equals_qkeras"], len(x))
+                    out, checks.csim_equals_qkeras, len(x))
+    rtl_record = None
     if options.rtl:
-        from darktrigger.firmware import rtl
-
-        rtl_model, info = rtl.build(scorer, out / rtl.RTL_DIR, clock_ns=options.clock_ns, part=options.part)
-        runner = rtl.RTLRunner(rtl_model, info)
+        info = rtl.build(scorer, out / rtl.RTL_DIR, clock_ns=options.clock_ns, part=options.part)
+        runner = rtl.RTLRunner(out / rtl.RTL_DIR)
         y = runner.run(x)
-        manifest["rtl"] = {**info.to_dict(), "directory": rtl.RTL_DIR,
-                           "measured_cycles": rtl.measure_latency(
-                               runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0])}
+        rtl_record = RTLRecord(info, rtl.RTL_DIR, rtl.measure_latency(
+            runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0]))
         # both builds: the combinational one scores (firmware backend), the pipelined one is the firmware
-        manifest["checks"]["rtl_equals_qkeras"] = int(np.sum((y == qk) & (runner.run_pipelined(x) == qk)))
+        checks = dataclasses.replace(
+            checks, rtl_equals_qkeras=int(np.sum((y == qk) & (runner.run_pipelined(x) == qk))))
+    synth = None
     if options.synth:
         from darktrigger.firmware import vendor
 
-        manifest["synth"] = vendor.synthesise(out, options.backend)
+        synth = vendor.synthesise(out, options.backend)
+    manifest = Manifest(
+        spec=scorer.spec, scorer=scorer.name, source_model=str(model_dir), model_sha256=digest,
+        backend=options.backend, part=options.part, clock_ns=options.clock_ns,
+        input_type=scorer.input_fmt.ap, score_type=ranges[-1].accum_fmt.ap, score_frac=ranges[-1].frac,
+        precisions=precision, precision_overrides=options.precision_overrides,
+        layers=describe(scorer.layers(), ranges), checks=checks, rtl=rtl_record, synth=synth)
     write_readme(out, manifest)
     return manifest
 
 
-def write_readme(out: Path, m: dict[str, Any]) -> None:
+def write_readme(out: Path, m: Manifest) -> None:
+    """The project's README.md: what the folder holds and how to synthesise and check it."""
     rtl_part = ""
-    if m["rtl"]:
-        r = m["rtl"]
+    if m.rtl:
+        r = m.rtl.info
         rtl_part = f"""
 ## RTL (da4ml, `rtl/`)
 
 Pipelined Verilog of the same fixed-point network: `rtl/src/score.v` (top `score`,
-wrapped with uniform ports in `score_wrapper.v`), {r['cycles']} stages at {r['clock_ns']} ns
-= {r['latency_ns']} ns, II = 1. da4ml's estimate: {r['luts_estimate']:.0f} LUT, {r['ffs_estimate']} FF.
+wrapped with uniform ports in `score_wrapper.v`), {r.cycles} stages at {r.clock_ns} ns
+= {r.latency_ns} ns, II = 1. da4ml's estimate: {r.luts:.0f} LUT, {r.ffs} FF.
 Timing constraints: `rtl/src/score.xdc` (Vivado), `score.sdc`. Synthesise with
 `vivado -mode batch -source rtl/build_vivado_prj.tcl` (edit the part in it if needed).
 Simulate: the Verilator library in `rtl/sim/` (`darktrigger firmware verify`).
 `rtl/comb/` holds the same netlist without pipeline registers, for simulation only: the
-`firmware` backend scores events with it (one evaluation an event, faster than a clock
-of the pipelined design); `firmware verify` checks both bit for bit.
+`firmware` backend scores events with it (one evaluation an event, not a clock of the
+pipelined design); `firmware verify` checks both bit for bit.
 """
-    text = f"""# Firmware of `{m['spec']}` (darktrigger)
+    text = f"""# Firmware of `{m.spec}` (darktrigger)
 
-Made by `darktrigger firmware build` from `{m['source_model']}` (model sha256 `{m['model_sha256'][:16]}…`).
+Made by `darktrigger firmware build` from `{m.source_model}` (model sha256 `{m.model_sha256[:16]}…`).
 The folder is also a model directory (`card.json`, `weights.pt`, ...): `darktrigger evaluate
 --model THIS --backend firmware` scores events with the firmware.
 
-## HLS (hls4ml, {m['backend']}, {m['io_type']}, {m['strategy']} strategy)
+## HLS (hls4ml, {m.backend}, {m.io_type}, {m.strategy} strategy)
 
-Top function `myproject` in `firmware/myproject.cpp`; input `{m['input_type']}` × 57 (the L1
+Top function `myproject` in `firmware/myproject.cpp`; input `{m.input_type}` × 57 (the L1
 inputs in hardware units, shift-normalised: see `preprocess.json`), output the score
-`{m['score_type']}`. Every precision is set so that the C simulation equals the QKeras
+`{m.score_type}`. Every precision is set so that the C simulation equals the QKeras
 model bit for bit; they are listed in `{MANIFEST}` (`precisions`) and `hls4ml_config.yml`.
 
-Test vectors: `tb_data/tb_input_features.dat` ({m['checks']['tb_events']} events) and
+Test vectors: `tb_data/tb_input_features.dat` ({m.checks.tb_events} events) and
 `tb_data/tb_output_predictions.dat` (the QKeras model's scores for them).
 
 C simulation with g++ only (no vendor tool):
@@ -258,8 +262,8 @@ C simulation with g++ only (no vendor tool):
     g++ -O2 -std=c++17 -Ifirmware/ap_types -Ifirmware myproject_test.cpp firmware/myproject.cpp -o tb
     ./tb        # writes tb_data/csim_results.log (17 significant digits); compare with tb_output_predictions.dat
 
-Synthesis, C simulation and RTL co-simulation with the vendor tools (part `{m['part']}`,
-clock {m['clock_ns']} ns):
+Synthesis, C simulation and RTL co-simulation with the vendor tools (part `{m.part}`,
+clock {m.clock_ns} ns):
 
     vitis_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"     # Vitis HLS
     vivado_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"    # Vivado HLS (older)
@@ -275,5 +279,5 @@ from it when `vitis_hls` or `vivado_hls` is on PATH.
     (out / "README.md").write_text(text)
 
 
-__all__ = ["MANIFEST", "OWN_FILES", "BuildOptions", "build", "check_model", "load_quantised",
-           "model_hash", "read_manifest", "test_vectors"]
+__all__ = ["MANIFEST", "OWN_FILES", "BuildOptions", "Manifest", "build", "check_model", "load_quantised",
+           "model_hash", "open_project", "read_manifest", "test_vectors"]

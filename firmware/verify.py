@@ -13,6 +13,13 @@ RTL latency measured in the simulation, and da4ml's resource estimate.
     >>> report = verify(Path("fw/qvae"), Path("bkg.h5"), n=100_000)    # doctest: +SKIP
     >>> report.ok                                                       # doctest: +SKIP
     True
+
+A report reads as a table (:meth:`VerifyReport.format`) and as JSON (:meth:`VerifyReport.to_dict`):
+
+    >>> r = VerifyReport("fw/qvae", "qvae", 1000, 8, equal={"QKeras": 1.0, "RTL (Verilator)": 0.999},
+    ...                  max_lsb={"QKeras": 0, "RTL (Verilator)": 3}, all_equal=0.999)
+    >>> r.ok, r.to_dict()["max_diff_lsb"]["RTL (Verilator)"]
+    (False, 3)
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ DEFAULT_RATES_KHZ = (1.0, 5.0, 10.0)
 
 @dataclass
 class VerifyReport:
+    """What :func:`verify` found; ``ok`` when every implementation and decision agrees and
+    the RTL latency measured is the pipeline's depth."""
+
     project: str
     spec: str
     events: int
@@ -78,7 +88,7 @@ class VerifyReport:
             lines.append(f"  RTL latency: {r['measured_cycles']} clocks measured in Verilator "
                          f"({r['cycles']} pipeline stages) × {r['clock_ns']} ns = "
                          f"{(r['measured_cycles'] or 0) * r['clock_ns']:g} ns, II = 1")
-            lines.append(f"  RTL scoring build (firmware backend): {r.get('scoring', 'pipelined')}")
+            lines.append(f"  RTL scoring build (firmware backend): {r['scoring']}")
             lines.append(f"  da4ml resource estimate: {r['luts_estimate']:,.0f} LUT, "
                          f"{r['ffs_estimate']:,} FF")
         lines.append("  result: " + ("OK, bit-exact" if self.ok else "MISMATCH"))
@@ -103,15 +113,10 @@ def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path
     """Run every implementation on ``n`` events of ``events``; the report (see the module doc)."""
     from darktrigger.models.neural.training import read_events
 
-    manifest = project.read_manifest(project_dir)
-    project.check_model(project_dir, model_dir, manifest)
-    scorer = project.load_quantised(project_dir)
-    if project.model_hash(project_dir) != manifest["model_sha256"]:
-        raise project.ProjectError(f"{project_dir}: its model files changed after the build; "
-                                   "build the firmware again")
+    manifest, scorer = project.open_project(project_dir, model_dir)
     batch = read_events([events], n, "verification", hashes=False)[0]
     x = scorer.inputs(batch)
-    frac = int(manifest["score_frac"])
+    frac = manifest.score_frac
     seconds: dict[str, float] = {}
     outputs: dict[str, np.ndarray] = {}
 
@@ -130,15 +135,13 @@ def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path
             binary = testbench.compile_testbench(project_dir, Path(tmp) / "tb")
             timed("testbench (g++)", lambda: testbench.run(binary, x, outputs["QKeras"], Path(tmp)))
     rtl_info: dict[str, Any] | None = None
-    if use_rtl and manifest.get("rtl"):
+    if use_rtl and manifest.rtl is not None:
         from darktrigger.firmware import rtl
 
-        rtl_model, info = rtl.load(project_dir / manifest["rtl"]["directory"])
-        runner = rtl.RTLRunner(rtl_model, info)
+        runner = rtl.RTLRunner(project_dir / manifest.rtl.directory)
         timed("RTL (Verilator)", lambda: runner.run_pipelined(x))
-        if runner.comb is not None:
-            timed("RTL, combinational (Verilator)", lambda: runner.run(x))
-        rtl_info = {**info.to_dict(), "measured_cycles": rtl.measure_latency(
+        timed("RTL, combinational (Verilator)", lambda: runner.run(x))
+        rtl_info = {**runner.info.to_dict(), "measured_cycles": rtl.measure_latency(
             runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0]), "scoring": runner.scoring}
     counts = {name: lsb_counts(v, frac) for name, v in outputs.items()}
     base = counts["QKeras"]

@@ -7,8 +7,11 @@ default ``qae`` and ``qvae`` and verifies them on 100,000 events.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,42 +20,32 @@ import pytest
 from darktrigger.daq.cli import main
 from darktrigger.firmware import hls, project, vendor
 from darktrigger.firmware.errors import ProjectError, ToolMissingError, UnsupportedModelError
-from darktrigger.firmware.project import MANIFEST, BuildOptions
+from darktrigger.firmware.manifest import MANIFEST
+from darktrigger.firmware.project import BuildOptions
 from darktrigger.firmware.verify import verify
 from darktrigger.models import get_scorer, load_model
-from darktrigger.replay.events import EventBatch
-from darktrigger.replay.generators import GENERATORS
+from darktrigger.models.quantised.testing import toy_batch, train_small
 from darktrigger.replay.storage import NativeWriter
-
-
-def _toy(process: str, n: int, seed: int) -> EventBatch:
-    return next(GENERATORS.get("toy")().generate(process, n, seed=seed, batch_size=n))
-
-
-def _train(name: str, directory: Path, n: int = 4000, **hp: object) -> Path:
-    scorer = get_scorer(name, **hp)
-    scorer.fit(_toy("sm_mix", n, seed=31), epochs=2, batch_size=256, seed=4)
-    return scorer.save(directory)
 
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("events") / "bkg.h5"
     with NativeWriter(path) as w:
-        w.write(_toy("sm_mix", 5000, seed=32))
+        w.write(toy_batch("sm_mix", 5000, seed=32))
     return path
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train("qvae", tmp_path_factory.mktemp("qvae"), hidden=[16, 8], latent=3)
+    return train_small("qvae", tmp_path_factory.mktemp("qvae"), hidden=[16, 8], latent=3)
 
 
 @pytest.fixture(scope="module")
 def built(small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fw") / "qvae"
     manifest = project.build(small, out, BuildOptions(rtl=True, tb_events=300))
-    assert manifest["checks"]["csim_equals_qkeras"] == manifest["checks"]["rtl_equals_qkeras"] == 300
+    assert manifest.checks.csim_equals_qkeras == manifest.checks.rtl_equals_qkeras == 300
     return out
 
 
@@ -89,15 +82,15 @@ def test_rtl_builds_score_alike(built: Path) -> None:
     from darktrigger.firmware import rtl
 
     scorer = project.load_quantised(built)
-    x = scorer.inputs(_toy("sm_mix", 700, seed=35))
+    x = scorer.inputs(toy_batch("sm_mix", 700, seed=35))
     expected = scorer.fixed_outputs(x)["score"][:, 0]
-    runner = rtl.RTLRunner(*rtl.load(built / "rtl"))
+    runner = rtl.RTLRunner(built / "rtl")
     assert runner.scoring == "combinational" and runner.info.cycles >= 2
     for n in (0, 1, runner.info.cycles - 1, runner.info.cycles + 1, 700):  # around the pipeline's depth
         np.testing.assert_array_equal(runner.run(x[:n]), expected[:n])
         np.testing.assert_array_equal(runner.run_pipelined(x[:n]), expected[:n])
     np.testing.assert_array_equal(runner.run(x.astype(np.float64)), expected)
-    pipelined = rtl.RTLRunner(*rtl.load(built / "rtl"), comb=None)
+    pipelined = rtl.RTLRunner(built / "rtl", scoring="pipelined")
     assert pipelined.scoring == "pipelined"
     np.testing.assert_array_equal(pipelined.run(x), expected)
     # and over the whole input range, where no event goes (negative pT, the MET's η, the
@@ -109,16 +102,45 @@ def test_rtl_builds_score_alike(built: Path) -> None:
     np.testing.assert_array_equal(runner.run_pipelined(r), expected)
 
 
-def test_rtl_library_without_the_batch_function() -> None:
-    # projects built before darktrigger_score: da4ml's inference, one thread
-    from types import SimpleNamespace
+def _at_once(*calls: Callable[[], np.ndarray]) -> list[np.ndarray]:
+    """Each call in its own thread, all released together; their results."""
+    start = threading.Barrier(len(calls))
+    results: list[np.ndarray | None] = [None] * len(calls)
 
+    def run(i: int) -> None:
+        start.wait(timeout=30)
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(r is not None for r in results), "a scoring thread failed"
+    return results  # type: ignore[return-value]
+
+
+def test_rtl_scoring_from_two_threads_at_once(built: Path) -> None:
+    # the firmware backend in a process with several workers: one project, scored at once
     from darktrigger.firmware import rtl
 
-    calls = []
-    lib = SimpleNamespace(inference=lambda *a: calls.append(a))
-    rtl._score_fn(lib)(1, 2, 3)
-    assert calls == [(1, 2, 3, 1)]
+    scorer = project.load_quantised(built)
+    a, b = (scorer.inputs(toy_batch("sm_mix", 20_000, seed=s)) for s in (36, 37))
+    shared, own = rtl.RTLRunner(built / "rtl"), rtl.RTLRunner(built / "rtl")
+    cwd = os.getcwd()
+    for how in ("run", "run_pipelined"):
+        serial = [getattr(shared, how)(a), getattr(shared, how)(b)]
+        for other in (shared, own):  # one runner for both threads, or one each
+            got = _at_once(lambda: getattr(shared, how)(a), lambda: getattr(other, how)(b))  # noqa: B023
+            np.testing.assert_array_equal(got[0], serial[0])
+            np.testing.assert_array_equal(got[1], serial[1])
+    firmware = load_model(built, "firmware")
+    events = [toy_batch("sm_mix", 20_000, seed=s) for s in (36, 37)]
+    serial = [firmware.score(e) for e in events]
+    got = _at_once(lambda: firmware.score(events[0]), lambda: firmware.score(events[1]))
+    np.testing.assert_array_equal(got[0], serial[0])
+    np.testing.assert_array_equal(got[1], serial[1])
+    assert os.getcwd() == cwd  # nothing changed the process's working directory
 
 
 def test_verify_catches_a_wrong_precision(small: Path, events: Path, tmp_path: Path,
@@ -138,7 +160,7 @@ def test_verify_catches_a_wrong_precision(small: Path, events: Path, tmp_path: P
 
 
 def test_firmware_backend_scores_like_the_model(built: Path) -> None:
-    batch = _toy("ato4l", 3000, seed=33)
+    batch = toy_batch("ato4l", 3000, seed=33)
     expected = load_model(built).score(batch)
     rtl = load_model(built, "firmware")
     assert rtl.spec == "qvae" and "firmware rtl" in rtl.where
@@ -153,7 +175,7 @@ def test_evaluate_with_the_firmware_backend(built: Path, events: Path, tmp_path:
                                             capsys: pytest.CaptureFixture[str]) -> None:
     sig = tmp_path / "sig.h5"
     with NativeWriter(sig) as w:
-        w.write(_toy("ato4l", 1000, seed=34))
+        w.write(toy_batch("ato4l", 1000, seed=34))
     assert main(["evaluate", "--model", str(built), "--backend", "firmware", "--background", str(events),
                  "--signal", f"ato4l={sig}", "--no-baselines", "--fprs", "1e-2"]) == 0
     assert "qvae" in capsys.readouterr().out
@@ -162,7 +184,7 @@ def test_evaluate_with_the_firmware_backend(built: Path, events: Path, tmp_path:
 # -- bad input --------------------------------------------------------------------------
 def test_a_float_model_is_refused(tmp_path: Path) -> None:
     ae = get_scorer("ae")
-    ae.fit(_toy("sm_mix", 1000, seed=1), epochs=1, batch_size=256)
+    ae.fit(toy_batch("sm_mix", 1000, seed=1), epochs=1, batch_size=256)
     ae.save(tmp_path / "ae")
     with pytest.raises(UnsupportedModelError, match="quantised model.*qae, qvae"):
         project.build(tmp_path / "ae", tmp_path / "fw", BuildOptions())
@@ -197,7 +219,7 @@ def test_missing_verilator_leaves_no_project(small: Path, tmp_path: Path,
 
 
 def test_a_project_of_another_model(built: Path, tmp_path: Path, events: Path) -> None:
-    other = _train("qvae", tmp_path / "other", n=1500, hidden=[8], latent=2)
+    other = train_small("qvae", tmp_path / "other", n=1500, hidden=[8], latent=2)
     with pytest.raises(ProjectError, match="firmware of another model"):
         project.build(other, built, BuildOptions())
     assert (built / MANIFEST).is_file()  # untouched

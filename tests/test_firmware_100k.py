@@ -13,21 +13,21 @@ import pytest
 from darktrigger.firmware import project
 from darktrigger.firmware.project import BuildOptions
 from darktrigger.firmware.verify import verify
+from darktrigger.models.quantised.testing import toy_batch, train_small
 from darktrigger.replay.storage import NativeWriter
-from tests.test_firmware import _toy, _train
 
 
 # -- the acceptance: default models, 100,000 events ---------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["qvae", "qae"])
 def test_default_models_verify_on_100k_events(name: str, tmp_path: Path) -> None:
-    model = _train(name, tmp_path / name, n=20000)
+    model = train_small(name, tmp_path / name, n=20000)
     out = tmp_path / f"fw-{name}"
     project.build(model, out, BuildOptions(rtl=True))
     path = tmp_path / "bkg100k.h5"
     with NativeWriter(path) as w:
         for seed in (41, 42):
-            w.write(_toy("sm_mix", 50_000, seed=seed))
+            w.write(toy_batch("sm_mix", 50_000, seed=seed))
     report = verify(out, path, 100_000)
     assert report.events == 100_000
     assert report.all_equal == 1.0 and all(v == 0 for v in report.max_lsb.values())

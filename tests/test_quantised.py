@@ -190,3 +190,22 @@ def test_encoder_inputs_leave_quantities_out_of_the_network(tmp_path: Path) -> N
     for bad in (["pt", "pt"], [], ["pt", "mass"], "pt"):
         with pytest.raises(ConfigError, match="encoder_inputs"):
             get_scorer("qvae", encoder_inputs=bad)
+
+
+def test_the_training_loop_asks_the_scorer_for_its_graph() -> None:
+    from darktrigger.models.quantised.scorers import QAEScorer
+    from darktrigger.models.quantised.training import LossFn
+
+    calls = []
+
+    class CountingQAE(QAEScorer):  # a quantised scorer the training loop has never heard of
+        name = "counting_qae"
+
+        def training_graph(self, *, quantise: bool = True) -> tuple[object, LossFn]:
+            calls.append(quantise)
+            return super().training_graph(quantise=quantise)
+
+    scorer = CountingQAE(hidden=[8])
+    history = scorer.fit(toy_batch("sm_mix", 600, seed=1), epochs=1, batch_size=256)
+    assert calls == [True]
+    assert history["epochs_run"] == 1

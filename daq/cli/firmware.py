@@ -19,20 +19,20 @@ def cmd_build(args: argparse.Namespace) -> int:
                         synth=args.synth, tb_events=args.tb_events,
                         precision_overrides=_parse_overrides(args.precision))
     m = build(args.model, args.out, opts, events=args.events)
-    c = m["checks"]
-    print(f"firmware of {m['spec']} written to {args.out} ({m['build_seconds']:.0f} s)")
-    print(f"  hls4ml {m['backend']} project, {m['io_type']}, {m['strategy']}, part {m['part']}, "
-          f"clock {m['clock_ns']:g} ns; input {m['input_type']}, score {m['score_type']}")
-    print(f"  tb_data: {c['tb_events']} test vectors; C simulation equals QKeras on "
-          f"{c['csim_equals_qkeras']}/{c['tb_events']}")
-    if m["rtl"]:
-        r = m["rtl"]
-        print(f"  RTL (da4ml, Verilator): {r['cycles']} stages × {r['clock_ns']:g} ns = "
-              f"{r['latency_ns']:g} ns (measured {r['measured_cycles']} clocks); estimate "
-              f"{r['luts_estimate']:,.0f} LUT, {r['ffs_estimate']:,} FF; equals QKeras on "
-              f"{c['rtl_equals_qkeras']}/{c['tb_events']}")
-    if m["synth"]:
-        s = m["synth"]
+    c = m.checks
+    print(f"firmware of {m.spec} written to {args.out} ({m.build_seconds or 0:.0f} s)")
+    print(f"  hls4ml {m.backend} project, {m.io_type}, {m.strategy}, part {m.part}, "
+          f"clock {m.clock_ns:g} ns; input {m.input_type}, score {m.score_type}")
+    print(f"  tb_data: {c.tb_events} test vectors; C simulation equals QKeras on "
+          f"{c.csim_equals_qkeras}/{c.tb_events}")
+    if m.rtl:
+        r = m.rtl.info
+        print(f"  RTL (da4ml, Verilator): {r.cycles} stages × {r.clock_ns:g} ns = "
+              f"{r.latency_ns:g} ns (measured {m.rtl.measured_cycles} clocks); estimate "
+              f"{r.luts:,.0f} LUT, {r.ffs:,} FF; equals QKeras on "
+              f"{c.rtl_equals_qkeras}/{c.tb_events}")
+    if m.synth:
+        s = m.synth
         print(f"  synthesis: latency {s['latency_cycles']} cycles, II {s['ii']}, LUT {s['lut']}, "
               f"FF {s['ff']}, DSP {s['dsp']}, BRAM {s['bram']}")
     print(f"  check it: darktrigger firmware verify --project {args.out} --events FILE")
