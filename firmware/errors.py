@@ -1,4 +1,10 @@
-"""The firmware layer's errors: each names the project or model, what was expected and what to do."""
+"""The firmware layer's errors: each names the project or model, what was expected and what to do.
+
+Each is a :class:`~darktrigger.replay.errors.DarkTriggerError` and the matching builtin:
+
+    >>> issubclass(ToolMissingError, FileNotFoundError), issubclass(ProjectError, ValueError)
+    (True, True)
+"""
 
 from __future__ import annotations
 

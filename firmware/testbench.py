@@ -5,6 +5,12 @@ The testbench reads ``tb_data/tb_input_features.dat`` (one event a line) and wri
 default 6 significant digits, which rounds a fixed-point score; :func:`patch` sets
 17 digits (enough to carry any double exactly) so the log can be compared bit for bit.
 It is the only change made to the generated testbench.
+
+    >>> import numpy as np
+    >>> write_dat(tmp_path / "in.dat", np.array([[0.1, -2.0], [1 / 3, 0.0]]))
+    >>> print((tmp_path / "in.dat").read_text(), end="")
+    0.10000000000000001 -2
+    0.33333333333333331 0
 """
 
 from __future__ import annotations

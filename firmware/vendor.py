@@ -4,6 +4,9 @@ Nothing else in darktrigger needs a vendor tool. :func:`find_tool` says which on
 there (``vitis_hls`` for the Vitis backend, ``vivado_hls`` for Vivado);
 :func:`synthesise` runs the project's ``build_prj.tcl`` (C simulation and synthesis) and
 :func:`read_report` reads latency, II and resources from ``myproject_csynth.xml``.
+
+    >>> find_tool("Quartus") is None                 # a backend with no tool known here
+    True
 """
 
 from __future__ import annotations

@@ -56,7 +56,9 @@ def test_project_layout(built: Path) -> None:
                  "tb_data/tb_output_predictions.dat", "rtl/src/score.v", "rtl/comb/src/score.v"):
         assert (built / name).is_file(), name
     assert len((built / "tb_data/tb_input_features.dat").read_text().splitlines()) == 300
-    assert m["complete"] and m["io_type"] == "io_parallel" and m["strategy"] == "Latency"
+    assert m["complete"]
+    assert m["io_type"] == "io_parallel"
+    assert m["strategy"] == "Latency"
     assert m["precisions"]["relu1"]["result"] == "ap_ufixed<8,3,AP_RND_CONV,AP_SAT>"
     assert m["rtl"]["measured_cycles"] == m["rtl"]["cycles"] >= 2
     assert "vitis_hls" in (built / "README.md").read_text()
@@ -66,14 +68,17 @@ def test_verify_is_bit_exact(built: Path, events: Path, capsys: pytest.CaptureFi
     assert main(["firmware", "verify", "--project", str(built), "--events", str(events),
                  "--n", "5000", "--json", str(built.parent / "v.json")]) == 0
     out = capsys.readouterr().out
-    assert "events equal in all: 100.0000%" in out and "OK, bit-exact" in out
+    assert "events equal in all: 100.0000%" in out
+    assert "OK, bit-exact" in out
     report = json.loads((built.parent / "v.json").read_text())
-    assert report["events"] == 5000 and report["all_equal"] == 1.0
+    assert report["events"] == 5000
+    assert report["all_equal"] == 1.0
     assert set(report["equal_to_qkeras"]) == {"reference (numpy)", "QKeras", "hls4ml C sim (predict)",
                                               "testbench (g++)", "RTL (Verilator)",
                                               "RTL, combinational (Verilator)"}
     assert all(v == 0 for v in report["max_diff_lsb"].values())
-    assert report["decisions_equal"] and all(v == 1.0 for v in report["decisions_equal"].values())
+    assert report["decisions_equal"]
+    assert all(v == 1.0 for v in report["decisions_equal"].values())
     assert report["rtl"]["measured_cycles"] == report["rtl"]["cycles"]
     assert report["rtl"]["scoring"] == "combinational"
 
@@ -85,7 +90,8 @@ def test_rtl_builds_score_alike(built: Path) -> None:
     x = scorer.inputs(toy_batch("sm_mix", 700, seed=35))
     expected = scorer.fixed_outputs(x)["score"][:, 0]
     runner = rtl.RTLRunner(built / "rtl")
-    assert runner.scoring == "combinational" and runner.info.cycles >= 2
+    assert runner.scoring == "combinational"
+    assert runner.info.cycles >= 2
     for n in (0, 1, runner.info.cycles - 1, runner.info.cycles + 1, 700):  # around the pipeline's depth
         np.testing.assert_array_equal(runner.run(x[:n]), expected[:n])
         np.testing.assert_array_equal(runner.run_pipelined(x[:n]), expected[:n])
@@ -155,15 +161,18 @@ def test_verify_catches_a_wrong_precision(small: Path, events: Path, tmp_path: P
                  "--no-testbench"]) == 1
     assert "MISMATCH" in capsys.readouterr().out
     report = verify(out, events, 2000, use_testbench=False)
-    assert report.equal["hls4ml C sim (predict)"] < 1.0 and report.max_lsb["hls4ml C sim (predict)"] > 0
-    assert report.equal["QKeras"] == 1.0 and not report.ok
+    assert report.equal["hls4ml C sim (predict)"] < 1.0
+    assert report.max_lsb["hls4ml C sim (predict)"] > 0
+    assert report.equal["QKeras"] == 1.0
+    assert not report.ok
 
 
 def test_firmware_backend_scores_like_the_model(built: Path) -> None:
     batch = toy_batch("ato4l", 3000, seed=33)
     expected = load_model(built).score(batch)
     rtl = load_model(built, "firmware")
-    assert rtl.spec == "qvae" and "firmware rtl" in rtl.where
+    assert rtl.spec == "qvae"
+    assert "firmware rtl" in rtl.where
     np.testing.assert_array_equal(rtl.score(batch), expected)
     from darktrigger.firmware.backend import FirmwareScorer
 
@@ -244,7 +253,9 @@ def test_synthesis_report_is_read(tmp_path: Path) -> None:
       <AreaEstimates><Resources><BRAM_18K>0</BRAM_18K><DSP>12</DSP><FF>3000</FF><LUT>20000</LUT>
       </Resources></AreaEstimates></profile>""")
     r = vendor.read_report(xml)
-    assert r["latency_cycles"] == [9, 9] and r["latency_ns"] == [36.0, 36.0] and r["ii"] == 1
+    assert r["latency_cycles"] == [9, 9]
+    assert r["latency_ns"] == [36.0, 36.0]
+    assert r["ii"] == 1
     assert (r["lut"], r["ff"], r["dsp"], r["bram"]) == (20000, 3000, 12, 0)
 
 
@@ -259,4 +270,5 @@ def test_synth_without_a_vendor_tool_says_so(built: Path, monkeypatch: pytest.Mo
 def test_vendor_synthesis(built: Path) -> None:  # pragma: no cover - needs a vendor tool
     backend = "Vitis" if vendor.find_tool("Vitis") else "Vivado"
     report = vendor.synthesise(built, backend)
-    assert report["ii"] == 1 and report["lut"] > 0
+    assert report["ii"] == 1
+    assert report["lut"] > 0

@@ -30,8 +30,10 @@ def test_default_models_verify_on_100k_events(name: str, tmp_path: Path) -> None
             w.write(toy_batch("sm_mix", 50_000, seed=seed))
     report = verify(out, path, 100_000)
     assert report.events == 100_000
-    assert report.all_equal == 1.0 and all(v == 0 for v in report.max_lsb.values())
+    assert report.all_equal == 1.0
+    assert all(v == 0 for v in report.max_lsb.values())
     assert all(v == 1.0 for v in report.decisions.values())
-    assert report.rtl is not None and report.rtl["measured_cycles"] == report.rtl["cycles"]
+    assert report.rtl is not None
+    assert report.rtl["measured_cycles"] == report.rtl["cycles"]
     if name == "qvae":  # AXOL1TL's budget
         assert report.rtl["measured_cycles"] * report.rtl["clock_ns"] <= 50

@@ -43,7 +43,8 @@ def test_float_twin_is_the_same_network_without_rounding(name: str) -> None:
     x, xv = qpre.transform(train.flat), qpre.transform(val.flat)
     options = FitOptions(epochs=2, batch_size=256, seed=3, threads=1, patience=None)
     params, history = qkeras_train.train(scorer, x, xv, options, quantise=False)
-    assert history["epochs_run"] == 2 and np.isfinite(history["best_loss"])
+    assert history["epochs_run"] == 2
+    assert np.isfinite(history["best_loss"])
     assert set(params) == {layer.name for layer in scorer.layers() if isinstance(layer, Dense)}
     # float weights: most of the kept ones are off the grid a quantised model's weights lie
     # on; the pruned ones are 0 in the twin too (the same masks, ``sparsity`` of them)

@@ -29,7 +29,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         scorer = get_scorer(name, hidden=[16, 8])
         history = scorer.fit(train, validation=toy_batch("sm_mix", 1000, seed=22), epochs=2,
                              batch_size=256, seed=3)
-        assert history["epochs_run"] == 2 and len(history["validation_loss"]) == 2
+        assert history["epochs_run"] == 2
+        assert len(history["validation_loss"]) == 2
         out[name] = scorer.save(tmp_path_factory.mktemp(name))
     return out
 
@@ -50,17 +51,20 @@ def test_hardware_units_phi_wraps_and_empty_slots_are_zero() -> None:
     hw = QPreprocessor.hardware_units(obj.reshape(4, 57))
     assert hw[0, 29] == hw[1, 29] == -PHI_BINS // 2
     assert hw[2, 29] == round(0.3 / (2 * np.pi / PHI_BINS))
-    assert hw[0, 27] == 80 and hw[0, 28] == 23
+    assert hw[0, 27] == 80
+    assert hw[0, 28] == 23
     assert np.all(hw[3] == 0)
 
 
 def test_inputs_are_on_the_grid_and_saturate() -> None:
     bkg = toy_batch("sm_mix", 3000, seed=1)
     qp = QPreprocessor.fit(bkg.flat)
-    assert all(0 <= s <= 24 for s in qp.shifts) and max(qp.shifts) >= 4
+    assert all(0 <= s <= 24 for s in qp.shifts)
+    assert max(qp.shifts) >= 4
     x = qp.transform(bkg.flat)
     assert np.array_equal(x * 64, np.round(x * 64))  # 6 fractional bits
-    assert x.min() >= -32 and x.max() <= 32 - 1 / 64
+    assert x.min() >= -32
+    assert x.max() <= 32 - 1 / 64
     big = np.zeros((1, 57), np.float32)
     big[0, 0] = 1e5
     assert qp.transform(big)[0, 0] == 32 - 1 / 64
@@ -114,7 +118,8 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     model = load_model(tmp_path / "m")
     assert model.spec == "qvae"
     card = json.loads((tmp_path / "m" / "card.json").read_text())
-    assert card["hyperparameters"]["sparsity"] == 0.5 and card["hyperparameters"]["hidden"] == [8]
+    assert card["hyperparameters"]["sparsity"] == 0.5
+    assert card["hyperparameters"]["hidden"] == [8]
     assert all(z >= 0.5 for z in card["training"]["zero_weights"].values())
     for bad, match in ((["--set", "sparsity"], "KEY=VALUE"), (["--set", "sparsty=0.5"], "takes hidden"),
                        (["--set", "sparsity=1.5"], r"sparsity must be a fraction in \[0, 1\)")):
@@ -129,15 +134,18 @@ def test_sparsity_schedule_and_masks() -> None:
 
     assert sparsity_schedule(4, 0.0) == [0.0] * 4
     s = sparsity_schedule(20, 0.8)
-    assert s[:4] == [0.0] * 4 and s[11:] == [0.8] * 9  # dense, the cubic ramp, held
+    assert s[:4] == [0.0] * 4
+    assert s[11:] == [0.8] * 9
     assert all(a <= b for a, b in zip(s, s[1:], strict=False))
     assert sparsity_schedule(1, 0.6) == [0.6]
     with pytest.raises(ConfigError, match="sparsity"):
         sparsity_schedule(5, 1.0)
     w = np.array([[0.5, -0.1], [0.1, -0.7], [0.0, 0.2]], np.float32)
     m = prune_mask(w, 0.5)  # the 3 smallest |w|: 0.0, then the tie 0.1 / -0.1 in order, ...
-    assert m.dtype == np.float32 and m.tolist() == [[1, 0], [0, 1], [0, 1]]
-    assert prune_mask(w, 0.0).all() and not prune_mask(w, 0.99).any()
+    assert m.dtype == np.float32
+    assert m.tolist() == [[1, 0], [0, 1], [0, 1]]
+    assert prune_mask(w, 0.0).all()
+    assert not prune_mask(w, 0.99).any()
 
 
 def test_pruning_trains_the_kept_weights_only() -> None:
@@ -159,9 +167,14 @@ def test_qvae_reconstruction_weights() -> None:
     scorer = get_scorer("qvae")
     assert isinstance(scorer, QVAEScorer)
     w = scorer.reco_weight_vector()
-    assert w.shape == (57,) and w.dtype == np.float32
-    assert w[0] == 8 and np.all(w[2::3] == 0)  # MET pT; φ is left out of the loss
-    assert w[3] == 8 * 64 and w[4] == 64 and w[27] == 8 and w[28] == 1  # e/γ0 pT, η; jet0 pT, η
+    assert w.shape == (57,)
+    assert w.dtype == np.float32
+    assert w[0] == 8
+    assert np.all(w[2::3] == 0)
+    assert w[3] == 8 * 64
+    assert w[4] == 64
+    assert w[27] == 8
+    assert w[28] == 1
     flat = get_scorer("qvae", reco_weights={"pt": 1, "eta": 1, "phi": 1},
                       reco_object_weights={"met": 1, "egamma": 1, "muon": 1, "jet": 1})
     assert np.all(flat.reco_weight_vector() == 1)  # type: ignore[attr-defined]
