@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         ["evaluate", *[x for m in ("ae", "vae", "qae", "qvae") for x in ("--model", str(models / m))],
          "--background", str(test), *[x for s in SIGNALS for x in ("--signal", f"{s}={d / f'pythia_{s}_10k.h5'}")],
          "--no-baselines", "--json", str(evaluation)]))
-    fw: dict[str, dict[str, object]] = {}
+    fw: dict[str, dict[str, Any]] = {}
     for q in ("qvae", "qae"):
         out = d / "firmware" / q
         commands.append(run_shown(["firmware", "build", "--model", str(models / q), "--out", str(out), "--rtl",
@@ -197,9 +197,8 @@ def main(argv: list[str] | None = None) -> int:
               "| clock | da4ml estimate |", "| --- | ---: | --- | ---: | --- | --- | --- |"]
     for q, r in fw.items():
         rt = r["rtl"]
-        assert isinstance(rt, dict)
-        lines.append(f"| {q} | {r['events']:,} | {float(r['all_equal']):.4%} | "  # type: ignore[arg-type]
-                     f"{max(r['max_diff_lsb'].values())} | {rt['measured_cycles']} cycles = "  # type: ignore[union-attr]
+        lines.append(f"| {q} | {r['events']:,} | {float(r['all_equal']):.4%} | "
+                     f"{max(r['max_diff_lsb'].values())} | {rt['measured_cycles']} cycles = "
                      f"{rt['measured_cycles'] * rt['clock_ns']:g} ns | {rt['clock_ns']:g} ns | "
                      f"{rt['luts_estimate']:,.0f} LUT, {rt['ffs_estimate']:,} FF |")
     lines += ["", "The 100,000-event bit-exactness check on toy events is the slow test "
