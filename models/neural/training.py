@@ -30,7 +30,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Unpack
+from typing import Any, ClassVar, TypeVar, Unpack
 
 import numpy as np
 import torch
@@ -192,6 +192,9 @@ def run_training(net: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
 
 
 
+NetT = TypeVar("NetT", bound=nn.Module)
+
+
 def read_state_dict(path: Path) -> dict[str, Any]:
     """A torch state dict saved with ``torch.save``, or a :class:`ModelFileError` naming the
     file (the scorers with torch weights all read theirs through this)."""
@@ -205,7 +208,7 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_weights(net: nn.Module, directory: Path, scorer: str) -> nn.Module:
+def load_weights(net: NetT, directory: Path, scorer: str) -> NetT:
     """``net`` (built from the card's hyper-parameters) with the weights saved in ``directory``,
     in evaluation mode; a :class:`ModelFileError` naming the file when they do not fit."""
     wpath = require_file(directory, WEIGHTS_FILE, "the network weights")
@@ -215,7 +218,8 @@ def load_weights(net: nn.Module, directory: Path, scorer: str) -> nn.Module:
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise ModelFileError(f"{wpath}: the weights do not fit a {scorer!r} network with "
                              f"the card's hyper-parameters ({exc})") from None
-    return net.eval()
+    net.eval()
+    return net
 
 class TorchScorer(Scorer):
     """Base of the neural scorers: a network on the preprocessed features, trained by
