@@ -35,7 +35,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
@@ -48,6 +48,9 @@ from darktrigger.daq.trigger.decision import Decision
 from darktrigger.daq.wire import Message, WireError, decode, encode, encode_batch, peek_kind
 from darktrigger.replay.events import TRIGGER_BITS, EventBatch
 
+if TYPE_CHECKING:
+    from darktrigger.monitoring.metrics import StageMetrics
+
 log = logging.getLogger(__name__)
 
 POLL_MS = 50
@@ -59,11 +62,11 @@ class _Runner:
 
     stage = "stage"
 
-    def __init__(self, topo: Topology, ctx: zmq.Context | None = None, metrics: Any = None) -> None:
+    def __init__(self, topo: Topology, ctx: zmq.Context | None = None, metrics: StageMetrics | None = None) -> None:
         self.topo = topo
         self.ctx = ctx or zmq.Context.instance()
         self.curve = Curve.from_topology(topo)
-        self.metrics = metrics  # a darktrigger.monitoring.metrics.StageMetrics, or None
+        self.metrics = metrics
         self.stats: Counter[str] = Counter()
         self.busy_s = 0.0  # time spent processing batches (the rest is waiting)
         self._stop = threading.Event()
@@ -175,7 +178,7 @@ class SourceRunner(_Runner):
     stage = "source"
 
     def __init__(self, topo: Topology, source: SourceStage, ctx: zmq.Context | None = None,
-                 duration_s: float | None = None, metrics: Any = None) -> None:
+                 duration_s: float | None = None, metrics: StageMetrics | None = None) -> None:
         super().__init__(topo, ctx, metrics)
         self.source = source
         self.duration_s = duration_s
@@ -372,7 +375,7 @@ class ScorerRunner(_Runner):
     stage = "scorer"
 
     def __init__(self, topo: Topology, scorer: ScorerStage, ctx: zmq.Context | None = None,
-                 name: str | None = None, metrics: Any = None) -> None:
+                 name: str | None = None, metrics: StageMetrics | None = None) -> None:
         super().__init__(topo, ctx, metrics)
         self.scorer = scorer
         self.name = name or f"scorer-{os.getpid()}"
@@ -446,7 +449,7 @@ class TriggerRunner(_Runner):
     stage = "trigger"
 
     def __init__(self, topo: Topology, trigger: TriggerStage, ctx: zmq.Context | None = None,
-                 metrics: Any = None) -> None:
+                 metrics: StageMetrics | None = None) -> None:
         super().__init__(topo, ctx, metrics)
         self.trigger = trigger
 
@@ -495,7 +498,7 @@ class RecorderRunner(_Runner):
     stage = "recorder"
 
     def __init__(self, topo: Topology, recorder: RecorderStage, ctx: zmq.Context | None = None,
-                 metrics: Any = None) -> None:
+                 metrics: StageMetrics | None = None) -> None:
         super().__init__(topo, ctx, metrics)
         self.recorder = recorder
         self.summary: RunSummary | None = None

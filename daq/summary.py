@@ -117,17 +117,16 @@ class RunSummary:
         """A summary from what :meth:`to_dict` wrote; ``where`` names it in errors."""
         if not isinstance(data, Mapping):
             raise InputFormatError(where, "", "a mapping of the run summary's fields", type(data).__name__)
-        missing = [name for name in ("run", "menu") if name not in data]
+        missing = [name for name in cls.__dataclass_fields__ if name not in data]
         if missing:
-            raise InputFormatError(where, "", f"the field(s) {', '.join(missing)}",
-                                   f"only {', '.join(map(str, data)) or 'nothing'}")
+            raise InputFormatError(where, "", f"every field of a run summary; {', '.join(missing)} missing")
         try:
             menu = MenuCounts.from_dict(data["menu"])
         except ConfigError as exc:
             raise InputFormatError(where, "field 'menu'", "MenuCounts.to_dict's fields", str(exc)) from None
         kwargs: dict[str, Any] = {"menu": menu}
         for name, spec in cls.__dataclass_fields__.items():
-            if name == "menu" or name not in data:
+            if name == "menu":
                 continue
             value = data[name]
             try:

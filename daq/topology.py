@@ -22,6 +22,7 @@ every stage locally, ``darktrigger stage NAME`` starts one on any host.
       trigger: tcp://127.0.0.1:5552
       recorder: tcp://127.0.0.1:5553
     security: {keys: keys}           # CURVE keys; required when an endpoint leaves loopback
+    metrics: {base_port: 9300}       # every stage's /metrics (darktrigger.monitoring.config)
 
 Relative paths are taken from the topology file's folder.
 

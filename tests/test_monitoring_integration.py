@@ -2,8 +2,8 @@
 
 Through its HTTP API, every recording rule and every query of the Grafana dashboard must
 return data, and the trigger rates it reports must agree with the run's own counts within
-5 %. Two pipelines: the stand-in one (known seed probabilities, always available) and the
-real DAQ pipeline (``darktrigger.daq.local.run_threads`` with metrics on).
+5 %. Two pipelines: the stand-in one (known seed probabilities) and the real DAQ pipeline
+(``darktrigger run``'s supervisor, every stage a process, metrics on).
 """
 
 from __future__ import annotations

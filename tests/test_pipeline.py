@@ -3,6 +3,8 @@ garbage on every input, CURVE, and topology errors."""
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -26,8 +28,9 @@ from darktrigger.daq.testing import (
 )
 from darktrigger.daq.topology import Topology
 from darktrigger.daq.trigger.menu import Menu
+from darktrigger.daq.trigger.rates import MenuCounts
 from darktrigger.daq.wire import encode
-from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError, InputFormatError
 from darktrigger.replay.events import label_counts
 
 
@@ -271,3 +274,21 @@ def test_label_counts_equal_numpy_unique() -> None:
     values, counts = np.unique(labels, return_counts=True)
     assert label_counts(labels) == dict(zip(values.tolist(), counts.tolist(), strict=True))
     assert label_counts(labels[:0]) == {}
+
+
+def test_the_run_summary_reader_round_trips_and_names_what_is_wrong(tmp_path: Path) -> None:
+    summary = RunSummary(run=1, events_in=10, events_accepted=3, events_rejected=7, events_lost=0,
+                         menu=MenuCounts(["MET90"]))
+    data = summary.to_dict()
+    assert RunSummary.from_dict(data).to_dict() == data
+    path = tmp_path / "run_summary.json"
+    del data["events_lost"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputFormatError, match=f"{re.escape(str(path))}: expected every field.*events_lost missing"):
+        RunSummary.from_json(path)
+    path.write_text(json.dumps({**summary.to_dict(), "events_in": "ten"}))
+    with pytest.raises(InputFormatError, match=re.escape("field 'events_in': expected a value of type int | None")):
+        RunSummary.from_json(path)
+    path.write_text("{")
+    with pytest.raises(InputFormatError, match=f"{re.escape(str(path))}, line 1: expected a run summary"):
+        RunSummary.from_json(path)

@@ -45,9 +45,9 @@ def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
         help="generate events (Pythia 8 + detector model, or the fast toy) into a native file",
         description="Generate collider events of one process into darktrigger's native HDF5.\n\n"
                     "pythia: Pythia 8 at 13.6 TeV, FastJet anti-kT R=0.4 jets and a parametrised\n"
-                    "        L1 detector (about a hundred events per second).\n"
+                    "        L1 detector (slow: for physics samples).\n"
                     "toy:    a fast parametric generator of the same processes, for large replays\n"
-                    "        and tests (millions of events per second); not physics-accurate.\n\n"
+                    "        and tests; not physics-accurate.\n\n"
                     f"processes: {', '.join(ALL_PROCESSES)}",
         epilog="examples:\n"
                "  darktrigger generate --generator toy --process sm_mix --events 1000000 --seed 1 --out bkg.h5\n"

@@ -159,7 +159,7 @@ class MenuCounts:
         try:
             seeds = data["seeds"]
             out = cls([s["name"] for s in seeds], [s["prescale"] for s in seeds],
-                      bx_rate_mhz=data["bx_rate_mhz"], budget_khz=data.get("budget_khz"))
+                      bx_rate_mhz=data["bx_rate_mhz"], budget_khz=data["budget_khz"])
             out.events, out.accepted = int(data["events"]), int(data["accepted"])
             out.raw[:] = [s["raw_count"] for s in seeds]
             out.counts[:] = [s["count"] for s in seeds]
