@@ -35,6 +35,8 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ import numpy as np
 from darktrigger.firmware.errors import FirmwareError, ToolMissingError, UnsupportedModelError
 from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
 from darktrigger.models.quantised.scorers import QuantisedScorer
+from darktrigger.models.quantised.training import import_tf
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,14 @@ BACKENDS = ("Vitis", "Vivado")
 DEFAULT_PART = "xcvu13p-flga2577-2-e"
 INPUT_LAYER = "inputs"
 
+
+
+def import_hls4ml() -> Any:
+    """hls4ml, with TensorFlow (which it imports) as quiet as training has it."""
+    import_tf()
+    import hls4ml
+
+    return hls4ml
 
 def require_cxx() -> str:
     """The C++ compiler hls4ml's ``compile()`` calls (``g++``), or a ToolMissingError."""
@@ -82,7 +93,7 @@ def precisions(scorer: QuantisedScorer) -> dict[str, dict[str, str]]:
 
 def hls_config(keras_model: Any, precision: dict[str, dict[str, str]], backend: str) -> dict[str, Any]:
     """The hls4ml configuration: io_parallel, latency strategy, reuse 1, every precision set."""
-    import hls4ml
+    hls4ml = import_hls4ml()
 
     cfg = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend=backend)
     cfg["Model"].update(Strategy="Latency", ReuseFactor=1)
@@ -94,8 +105,14 @@ def hls_config(keras_model: Any, precision: dict[str, dict[str, str]], backend: 
     return cfg
 
 
-def _quiet() -> contextlib.AbstractContextManager[Any]:
-    return contextlib.redirect_stdout(io.StringIO())
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """hls4ml's progress prints, and Keras's warning that QKeras quantisers are not Keras
+    constraints (hls4ml serialises the model with them), kept from the user's terminal."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The `keras\.constraints\.serialize\(\)` API",
+                                category=UserWarning)
+        yield
 
 
 def convert(keras_model: Any, out_dir: Path, *, precision: dict[str, dict[str, str]] | None = None,
@@ -107,15 +124,16 @@ def convert(keras_model: Any, out_dir: Path, *, precision: dict[str, dict[str, s
     Without ``precision`` hls4ml's own defaults are used. An unsupported layer is an
     :class:`UnsupportedModelError` naming it.
     """
-    import hls4ml
+    hls4ml = import_hls4ml()
 
     if backend not in BACKENDS:
         raise FirmwareError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     try:
-        if precision is None:
-            cfg = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend=backend)
-        else:
-            cfg = hls_config(keras_model, precision, backend)
+        with _quiet():
+            if precision is None:
+                cfg = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend=backend)
+            else:
+                cfg = hls_config(keras_model, precision, backend)
     except Exception as exc:
         raise _unsupported(keras_model, exc, where) from None
     with tempfile.TemporaryDirectory(prefix="darktrigger-tb-") as tmp:
@@ -141,7 +159,7 @@ def convert(keras_model: Any, out_dir: Path, *, precision: dict[str, dict[str, s
 
 
 def _unsupported(keras_model: Any, exc: Exception, where: str) -> FirmwareError:
-    import hls4ml
+    hls4ml = import_hls4ml()
 
     known = set(hls4ml.converters.get_supported_keras_layers())
     bad = [f"{layer.name} ({type(layer).__name__})" for layer in keras_model.layers
@@ -172,7 +190,7 @@ def csim_predict(model: Any, x: np.ndarray) -> np.ndarray:
 
 def load_project(project: Path, where: str | None = None) -> Any:
     """The hls4ml model of a written project (from its ``hls4ml_config.yml``), compiled."""
-    import hls4ml
+    hls4ml = import_hls4ml()
 
     where = where or str(project)
     cfg = project / "hls4ml_config.yml"

@@ -77,8 +77,14 @@ class QuantisedNetwork(Protocol):
 
 
 def import_tf(threads: int | None = None) -> Any:
-    """TensorFlow, quiet, with ``threads`` intra-op threads when it is not yet running."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """TensorFlow, quiet, with ``threads`` intra-op threads when it is not yet running.
+
+    Its C++ log keeps errors only (``TF_CPP_MIN_LOG_LEVEL``, unless the user set it), and
+    on a machine without an NVIDIA driver none at all: there the CUDA plugins' start-up
+    "errors" (cuDNN, cuFFT, cuBLAS factories, TensorRT) are noise, not news.
+    """
+    no_gpu = not (os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu else "2")
     import tensorflow as tf
 
     if threads is not None:
