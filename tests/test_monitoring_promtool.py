@@ -103,6 +103,14 @@ def test_every_dashboard_query_parses(tmp_path: Path) -> None:
     promtool("check", "rules", "dashboard_rules.yml", cwd=tmp_path)
 
 
+def test_monitor_dashboard_command_writes_the_shipped_json(tmp_path: Path) -> None:
+    from darktrigger.daq.cli import main
+
+    out = tmp_path / "dashboards" / "darktrigger.json"
+    assert main(["monitor", "dashboard", "--out", str(out)]) == 0
+    assert out.read_text() == JSON_PATH.read_text()
+
+
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:
     ds = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "darktrigger.yml").read_text())
     assert ds["datasources"][0]["uid"] == "darktrigger-prometheus"
