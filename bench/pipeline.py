@@ -201,7 +201,7 @@ def _pickle_codec() -> None:
             raise WireError(f"not a pickle: {exc}") from None
         return Message(d["kind"], d["run"], d["seq"], d["count"], d["columns"], d["meta"])
 
-    runner.encode, runner.encode_batch, runner.decode = encode, encode_batch, decode  # type: ignore[assignment]
+    runner.encode, runner.encode_batch, runner.decode = encode, encode_batch, decode
 
 
 def stage_main() -> int:

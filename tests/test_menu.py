@@ -214,7 +214,7 @@ def test_calibration_gives_the_target_rate_within_the_binomial_uncertainty():
     calib, test = toy_zero_bias(50_000, seed=11), toy_zero_bias(50_000, seed=12)
     cal = calibrate_menu(menu, calib, source="toy")
     assert cal.uncalibrated == []
-    assert cal.seed("Fixed").threshold == 1e9
+    assert cal.seed("Fixed").params["threshold"] == 1e9
     record = cal.seed("AD_100").params["calibration"]
     assert record["zero_bias"] == "toy"
     assert record["events"] == 50_000
@@ -286,7 +286,7 @@ def test_example_menu_is_shipped_and_valid():
     rates = [s.params["rate_khz"] for s in axo]
     assert rates == sorted(rates, reverse=True)
     assert menu.uncalibrated == [*(s.name for s in axo), "AE_Nominal"]
-    assert menu.seed("AE_Nominal").model == "ae"
+    assert menu.seed("AE_Nominal").params["model"] == "ae"
     assert menu.models["ae"].variant is None
     assert menu.models["vae"].variant == "mu2"
     assert menu.models["vae"].path == path.parent / "models/vae"
@@ -361,7 +361,7 @@ def test_cli_calibrate_then_rates_equals_decide_count_for_count(toy_setup, capsy
     cal = Menu.from_yaml(d / "cal" / "menu.yaml")
     assert cal.models["vae"].path.resolve() == (d / "models" / "vae").resolve()
     loose, tight = cal.seed("AXO_Loose"), cal.seed("AXO_Tight")
-    assert loose.threshold < tight.threshold
+    assert loose.params["threshold"] < tight.params["threshold"]
     assert loose.params["rate_khz"] == 400
     assert loose.params["calibration"]["n_above"] == 200  # 1 % of 20,000 zero-bias events
     assert main(["menu", "rates", "--menu", str(d / "cal" / "menu.yaml"), "--events", str(d / "test.h5"),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -273,14 +274,14 @@ def test_a_failing_collector_gets_the_last_good_answer_not_a_500() -> None:
     calls = 0
 
     class Flaky:
-        def collect(self):  # type: ignore[no-untyped-def]
+        def collect(self) -> list[Metric]:
             nonlocal calls
             calls += 1
             if calls > 1:
                 raise RuntimeError("boom")
             return []
 
-    reg.register(Flaky())  # type: ignore[arg-type]
+    reg.register(Flaky())
     with serve(reg, "127.0.0.1", 0) as server:
         first = urllib.request.urlopen(server.url + "/metrics", timeout=5).read()
         resp = urllib.request.urlopen(server.url + "/metrics", timeout=5)
@@ -360,7 +361,7 @@ def test_compiled_and_numpy_histograms_count_alike(dtype: type, monkeypatch: pyt
     from darktrigger.monitoring import metrics
 
     rng = np.random.default_rng(5)
-    values = np.concatenate([10 ** rng.uniform(-6, 5, 30_000), np.asarray(SCORE_BUCKETS),
+    values: np.ndarray = np.concatenate([10 ** rng.uniform(-6, 5, 30_000), np.asarray(SCORE_BUCKETS),
                              np.nextafter(np.asarray(SCORE_BUCKETS), np.inf),
                              [0.0, -0.0, -1.0, 1e-30, 1e30, np.inf, -np.inf, np.nan, 5e-324]]).astype(dtype)
     got = {}

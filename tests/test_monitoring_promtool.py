@@ -53,7 +53,8 @@ def test_every_alert_has_a_test_that_fires_it_and_one_that_does_not() -> None:
     alerts = {r["alert"] for g in yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"]
               for r in g["rules"]}
     assert len(alerts) == 7
-    fires, quiet = set(), set()
+    fires: set[str] = set()
+    quiet: set[str] = set()
     for test in yaml.safe_load((PROMETHEUS_DIR / "tests" / "alerts_test.yml").read_text())["tests"]:
         for case in test.get("alert_rule_test", []):
             (fires if case.get("exp_alerts") else quiet).add(case["alertname"])

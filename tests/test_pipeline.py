@@ -270,7 +270,7 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path: Path) -> Non
 
 
 def test_label_counts_equal_numpy_unique() -> None:
-    labels = np.random.default_rng(1).choice(np.int16([-1, 0, 3, 7, 300]), 5000).astype(np.int16)
+    labels = np.random.default_rng(1).choice(np.array([-1, 0, 3, 7, 300], np.int16), 5000).astype(np.int16)
     values, counts = np.unique(labels, return_counts=True)
     assert label_counts(labels) == dict(zip(values.tolist(), counts.tolist(), strict=True))
     assert label_counts(labels[:0]) == {}
