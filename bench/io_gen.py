@@ -18,10 +18,10 @@ os.environ.setdefault("BLOSC_NTHREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from darktrigger.replay import testing as spec_files  # noqa: E402
 from darktrigger.replay.generators import GENERATORS  # noqa: E402
 from darktrigger.replay.readers import open_events  # noqa: E402
 from darktrigger.replay.storage import write_events  # noqa: E402
-from darktrigger.replay import testing as spec_files  # noqa: E402
 
 
 def best_rate(n: int, fn: Callable[[], Any], repeats: int = 3) -> float:

@@ -26,7 +26,9 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "darktrigger"
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "generate" in proc.stdout and "replay" in proc.stdout
+    assert proc.returncode == 0
+    assert "generate" in proc.stdout
+    assert "replay" in proc.stdout
 
 
 def _subcommands() -> list[list[str]]:
@@ -46,7 +48,8 @@ def test_every_subcommand_help_has_an_example(command, capsys):
         main([*command, "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "example" in out and f"darktrigger {' '.join(command)}" in out
+    assert "example" in out
+    assert f"darktrigger {' '.join(command)}" in out
 
 
 def test_subcommands_are_all_listed():
@@ -63,15 +66,19 @@ def test_generate_inspect_replay(tmp_path):
     run("generate", "--generator", "toy", "--process", "ato4l", "--events", "2000", "--seed", "4",
         "--out", str(sig), "--no-progress")
     info = json.loads(run("inspect", str(bkg), "--json").stdout)
-    assert info["format"] == "native" and info["events"] == 20000
+    assert info["format"] == "native"
+    assert info["events"] == 20000
     assert info["metadata"]["provenance"]["process"] == "sm_mix"
-    assert len(info["occupancy"]) == 19 and info["occupancy"][0]["type"] == "met"
+    assert len(info["occupancy"]) == 19
+    assert info["occupancy"][0]["type"] == "met"
     assert set(info["pt"]) == {"met", "egamma", "muon", "jet"}
     text = run("inspect", str(sig)).stdout
-    assert "events    2,000" in text and "slot occupancy" in text
+    assert "events    2,000" in text
+    assert "slot occupancy" in text
     rep = run("replay", "--mix", f"{bkg}=0.9", "--mix", f"{sig}=0.1", "--events", "10000",
               "--out", str(tmp_path / "stream.h5")).stdout
-    assert "replayed 10,000 events" in rep and "ato4l" in rep
+    assert "replayed 10,000 events" in rep
+    assert "ato4l" in rep
     again = json.loads(run("inspect", str(tmp_path / "stream.h5"), "--json").stdout)
     assert again["events"] == 10000
 
@@ -97,17 +104,22 @@ def test_bad_input_exit_codes_and_messages(tmp_path):
     csv = spec_files.write_darkmachines(tmp_path / "chan1.csv", lines)
     proc = run("inspect", str(csv), check=False)
     assert proc.returncode == 2
-    assert "chan1.csv, line 2" in proc.stderr and "expected" in proc.stderr
+    assert "chan1.csv, line 2" in proc.stderr
+    assert "expected" in proc.stderr
     info = json.loads(run("inspect", str(csv), "--json", "--on-error", "skip").stdout)
-    assert info["events"] == 3 and info["skipped"]["count"] == 2
+    assert info["events"] == 3
+    assert info["skipped"]["count"] == 2
     proc = run("generate", "--generator", "toy", "--process", "higgsino", "--events", "10",
                "--out", str(tmp_path / "x.h5"), check=False)
-    assert proc.returncode == 2 and "higgsino" in proc.stderr
+    assert proc.returncode == 2
+    assert "higgsino" in proc.stderr
     proc = run("generate", "--generator", "pythai", "--process", "qcd", "--events", "10",
                "--out", str(tmp_path / "x.h5"), check=False)
-    assert proc.returncode == 2 and "did you mean 'pythia'" in proc.stderr
+    assert proc.returncode == 2
+    assert "did you mean 'pythia'" in proc.stderr
     proc = run("replay", "--mix", "nofraction", check=False)
-    assert proc.returncode == 2 and "FILE=FRACTION" in proc.stderr
+    assert proc.returncode == 2
+    assert "FILE=FRACTION" in proc.stderr
 
 
 def _format_files(tmp_path: Path) -> dict[str, Path]:
@@ -150,4 +162,5 @@ def test_readme_python_example_runs_beside_folders_named_like_our_layers(tmp_pat
     (tmp_path / "elsewhere").mkdir()
     modules = subprocess.run([sys.executable, "-c", "import models"], cwd=tmp_path / "elsewhere",
                              capture_output=True, text=True, timeout=60)
-    assert modules.returncode == 1 and "No module named 'models'" in modules.stderr
+    assert modules.returncode == 1
+    assert "No module named 'models'" in modules.stderr

@@ -7,8 +7,6 @@ SAMPLES here; the first test fails until it does.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -46,7 +44,8 @@ def test_reader_contract(name, samples):
     path = samples[name]
     assert detect_format(path) == name  # by content: the suffixes are all wrong
     reader = open_events(path, chunk_size=500)
-    assert reader.name == name and reader.description
+    assert reader.name == name
+    assert reader.description
     batches = list(reader)
     assert all(isinstance(b, EventBatch) and 0 < len(b) <= 500 for b in batches)
     for b in batches:
@@ -109,6 +108,8 @@ def test_generator_contract(gname, process):
     again = gen.generate(process, n, seed=11, batch_size=128)
     np.testing.assert_array_equal(batches[0].concat(list(again)).objects, got.objects)
     prov = gen.provenance(process, 11)
-    assert prov["generator"] == gname and prov["process"] == process and prov["seed"] == 11
+    assert prov["generator"] == gname
+    assert prov["process"] == process
+    assert prov["seed"] == 11
     with pytest.raises(ConfigError, match="no process"):
         gen.check_process("higgsino")

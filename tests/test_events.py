@@ -12,9 +12,12 @@ from darktrigger.replay.testing import random_batch
 
 
 def test_layout_constants():
-    assert len(SLOT_TYPES) == 19 and N_FEATURES == 57 == len(FEATURE_NAMES)
-    assert SLOT_TYPES[0] == "met" and SLOT_TYPES[1:5] == ("egamma",) * 4
-    assert SLOT_TYPES[5:9] == ("muon",) * 4 and SLOT_TYPES[9:] == ("jet",) * 10
+    assert len(SLOT_TYPES) == 19
+    assert N_FEATURES == 57 == len(FEATURE_NAMES)
+    assert SLOT_TYPES[0] == "met"
+    assert SLOT_TYPES[1:5] == ("egamma",) * 4
+    assert SLOT_TYPES[5:9] == ("muon",) * 4
+    assert SLOT_TYPES[9:] == ("jet",) * 10
     assert FEATURE_NAMES[:4] == ("met_pt", "met_eta", "met_phi", "egamma0_pt")
     assert FEATURE_NAMES[-1] == "jet9_phi"
 
@@ -28,7 +31,8 @@ def test_flat_view_is_the_block_without_copy(batch):
 
 def test_slicing_masks_and_concat_keep_every_column():
     b = random_batch(100, extra=True)
-    assert len(b[10:20]) == 10 and b[10:20]["mjj"][0] == b["mjj"][10]
+    assert len(b[10:20]) == 10
+    assert b[10:20]["mjj"][0] == b["mjj"][10]
     mask = b["mjj"] > 3000
     assert len(b[mask]) == int(mask.sum())
     both = EventBatch.concat([b[:30], b[30:]])
@@ -85,7 +89,8 @@ def test_phi_at_plus_minus_pi_is_valid_and_nan_in_extra_column_is_not():
 
 def test_with_columns_adds_scores_with_the_right_dtype(batch):
     scored = batch.with_columns(**{"score/ae": np.arange(len(batch))})
-    assert scored["score/ae"].dtype == np.float32 and "score/ae" in scored.extra_names
+    assert scored["score/ae"].dtype == np.float32
+    assert "score/ae" in scored.extra_names
     assert "score/ae" not in batch
     with pytest.raises(SchemaError, match="required"):
         batch.without("objects")
@@ -100,17 +105,22 @@ def test_pack_slots_sorts_keeps_highest_and_counts_overflow():
     dropped = pack_slots(block, "egamma", ev, pt, eta, np.zeros(7))
     np.testing.assert_array_equal(block[0, 1:5, 0], [50, 40, 30, 20])
     np.testing.assert_array_equal(block[0, 1:5, 1], [1, 3, 5, 2])
-    assert block[2, 1, 0] == 7 and not block[1].any()
+    assert block[2, 1, 0] == 7
+    assert not block[1].any()
     np.testing.assert_array_equal(dropped, [2, 0, 0])
     set_met(block, np.array([0.0, 12.0, 3.0]), np.array([1.0, 2.0, -3.0]))
-    assert block[0, 0, 2] == 0 and block[1, 0].tolist() == [12.0, 0.0, 2.0]
+    assert block[0, 0, 2] == 0
+    assert block[1, 0].tolist() == [12.0, 0.0, 2.0]
     assert np.allclose(wrap_phi(np.array([np.pi + 0.1, -np.pi - 0.1, 7.0])),
                        [-np.pi + 0.1, np.pi - 0.1, 7.0 - 2 * np.pi])
 
 
 def test_empty_batch_and_from_objects_defaults():
     e = EventBatch.empty(extra=["mjj"])
-    assert len(e) == 0 and "mjj" in e
+    assert len(e) == 0
+    assert "mjj" in e
     b = EventBatch.from_objects(np.zeros((3, 19, 3)), truth=10)
-    assert b["event"].tolist() == [0, 1, 2] and b["truth"].dtype == np.int16
-    assert b["truth"].tolist() == [10, 10, 10] and b.problems() == []
+    assert b["event"].tolist() == [0, 1, 2]
+    assert b["truth"].dtype == np.int16
+    assert b["truth"].tolist() == [10, 10, 10]
+    assert b.problems() == []

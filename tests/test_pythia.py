@@ -111,13 +111,15 @@ def test_ato4l_filter_efficiency_is_reported_and_in_the_weights(samples: _Sample
     assert 0.0 < eff < 1.0  # measured 0.512 (1000 of 1952 tried)
     assert 0.35 <= eff <= 0.7
     tried, passed = samples.filter_counts["ato4l"]["ato4l"]
-    assert passed >= N_EVENTS and tried > passed  # rejected events were regenerated
+    assert passed >= N_EVENTS
+    assert tried > passed  # rejected events were regenerated
     assert samples.sigma["ato4l"]["ato4l"] == pytest.approx(eff * samples.sigma_unfiltered["ato4l"]["ato4l"])
     prov = samples.provenance["ato4l"]
     assert prov["lepton_filter"] == {"min_leptons": 3, "pt_min": 6.0, "eta_max": 2.5, "lead_pt_min": 0.0}
     assert prov["filter_efficiency"] == {"ato4l": eff}
     # unfiltered processes report none, and their σ is Pythia's
-    assert samples.filter_efficiency["ttbar"] == {} and samples.provenance["ttbar"]["lepton_filter"] is None
+    assert samples.filter_efficiency["ttbar"] == {}
+    assert samples.provenance["ttbar"]["lepton_filter"] is None
     assert samples.sigma["ttbar"] == samples.sigma_unfiltered["ttbar"]
 
 
@@ -130,7 +132,8 @@ def test_lepton_filter_option_on_another_process() -> None:
     # and switched off: ato4l without its default filter
     off = PythiaGenerator(lepton_filter=None, sigma_events=200)
     next(off.generate("ato4l", 5, seed=3))
-    assert off.last_filter_efficiency == {} and off.lepton_filter_for("ato4l") is None
+    assert off.last_filter_efficiency == {}
+    assert off.lepton_filter_for("ato4l") is None
     assert PythiaGenerator().lepton_filter_for("ato4l") == DEFAULT_LEPTON_FILTERS["ato4l"]
 
 
@@ -154,7 +157,8 @@ def test_too_many_failures_raise_generation_error() -> None:
     run = PythiaRun("zjets", 1, process_level_only=True, max_failures=0)
     with pytest.raises(GenerationError) as info:
         run._failed()
-    assert isinstance(info.value, DarkTriggerError) and isinstance(info.value, RuntimeError)
+    assert isinstance(info.value, DarkTriggerError)
+    assert isinstance(info.value, RuntimeError)
 
 
 def test_wprime_mjj_peaks_at_the_wprime_mass(samples: _Samples) -> None:

@@ -151,6 +151,7 @@ def test_sparsity_schedule_and_masks() -> None:
 def test_pruning_trains_the_kept_weights_only() -> None:
     train = toy_batch("sm_mix", 3000, seed=23)
     scorer = get_scorer("qvae", hidden=[16, 8], sparsity=0.75)
+    assert isinstance(scorer, QuantisedScorer)
     history = scorer.fit(train, validation=toy_batch("sm_mix", 500, seed=24), epochs=5, batch_size=256, seed=3)
     assert history["sparsity"] == [0.0, 0.65625, 0.75, 0.75, 0.75]
     assert history["best_epoch"] >= 3  # an epoch at the full sparsity
@@ -187,13 +188,14 @@ def test_encoder_inputs_leave_quantities_out_of_the_network(tmp_path: Path) -> N
     from darktrigger.models.card import ModelFileError
 
     scorer = get_scorer("qvae", hidden=[8], encoder_inputs=["pt", "eta"], sparsity=0.5)
+    assert isinstance(scorer, QuantisedScorer)
     scorer.fit(toy_batch("sm_mix", 2000, seed=25), epochs=2, batch_size=256, seed=3)
     w = scorer.network().params()["enc1"][0]
     assert not w[2::3].any()  # every φ row held at 0
     kept = np.concatenate([w[0::3], w[1::3]])
     assert np.mean(kept == 0) >= 0.5 - 0.5 / kept.size  # the sparsity counts the kept connections
     saved = scorer.save(tmp_path / "m")
-    assert np.array_equal(load_model(saved).score(toy_batch("sm_mix", 300, seed=26)),  # type: ignore[attr-defined]
+    assert np.array_equal(load_model(saved).score(toy_batch("sm_mix", 300, seed=26)),
                           scorer.score(toy_batch("sm_mix", 300, seed=26)))
     state = torch.load(saved / "weights.pt")
     state["enc1_w"][2, 0] = 0.5  # a φ weight in a model whose card leaves φ out

@@ -19,14 +19,17 @@ def test_reads_every_event_exactly_in_chunks(tmp_path, dtype):
     path = write_adc2021(tmp_path / "bkg.h5", particles, dtype=dtype)
     reader = ADC2021Reader(path, chunk_size=64)
     batches = list(reader)
-    assert all(len(b) <= 64 for b in batches) and len(batches) == 16
+    assert all(len(b) <= 64 for b in batches)
+    assert len(batches) == 16
     got = ADC2021Reader(path, chunk_size=64).read_all()
     expected = particles.astype(dtype)[:, :, :3].astype(np.float32)
     np.testing.assert_array_equal(got.objects, expected)
     assert got.objects.flags.c_contiguous
     np.testing.assert_array_equal(got["event"], np.arange(1000, dtype=np.uint64))
-    assert (got["truth"] == -1).all() and (got["weight"] == 1).all()
-    assert reader.count() == 1000 and reader.skipped.count == 0
+    assert (got["truth"] == -1).all()
+    assert (got["weight"] == 1).all()
+    assert reader.count() == 1000
+    assert reader.skipped.count == 0
 
 
 def test_classes_and_evtid(tmp_path):
@@ -62,8 +65,10 @@ def test_wrong_particles_shape_is_fatal_and_says_why(tmp_path):
     with pytest.raises(InputFormatError) as err:
         ADC2021Reader(path, on_error="skip")
     msg = str(err.value)
-    assert str(path) in msg and "Particles" in msg
-    assert "(N, 19, 4)" in msg and "(10, 19, 3)" in msg
+    assert str(path) in msg
+    assert "Particles" in msg
+    assert "(N, 19, 4)" in msg
+    assert "(10, 19, 3)" in msg
     assert isinstance(err.value, ValueError)
 
 
@@ -73,7 +78,8 @@ def test_truncated_file(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputFormatError) as err:
         list(open_events(path, format="adc2021"))
-    assert str(path) in str(err.value) and "HDF5" in str(err.value)
+    assert str(path) in str(err.value)
+    assert "HDF5" in str(err.value)
     with pytest.raises(InputFormatError, match="none of them recognises"):
         detect_format(path)
 
@@ -88,10 +94,12 @@ def test_corrupt_chunk_names_the_rows(tmp_path):
         fh.write(b"\xff" * info.size)
     reader = ADC2021Reader(path, chunk_size=100)
     it = iter(reader)
-    assert len(next(it)) == 100 and len(next(it)) == 100
+    assert len(next(it)) == 100
+    assert len(next(it)) == 100
     with pytest.raises(InputFormatError) as err:
         next(it)
-    assert str(path) in str(err.value) and "rows 200-299" in str(err.value)
+    assert str(path) in str(err.value)
+    assert "rows 200-299" in str(err.value)
 
 
 def _bad_rows_file(tmp_path):
@@ -109,13 +117,16 @@ def _bad_rows_file(tmp_path):
     return write_adc2021(tmp_path / "bad.h5", particles, dtype=np.float64), particles
 
 
-@pytest.mark.parametrize("row, what", [(3, "class 3 (muon) in slot 5")])
+@pytest.mark.parametrize(("row", "what"), [(3, "class 3 (muon) in slot 5")])
 def test_class_mismatch_fails_naming_the_row(tmp_path, row, what):
     path, _ = _bad_rows_file(tmp_path)
     with pytest.raises(InputFormatError) as err:
         ADC2021Reader(path).read_all()
     msg = str(err.value)
-    assert str(path) in msg and f"row {row}:" in msg and what in msg and "got class 4" in msg
+    assert str(path) in msg
+    assert f"row {row}:" in msg
+    assert what in msg
+    assert "got class 4" in msg
 
 
 def test_nonfinite_value_fails_naming_the_row(tmp_path):
@@ -125,7 +136,8 @@ def test_nonfinite_value_fails_naming_the_row(tmp_path):
     path = write_adc2021(tmp_path / "inf.h5", particles)
     with pytest.raises(InputFormatError) as err:
         ADC2021Reader(path, chunk_size=8).read_all()
-    assert str(path) in str(err.value) and "row 13:" in str(err.value)
+    assert str(path) in str(err.value)
+    assert "row 13:" in str(err.value)
     assert "expected a finite number" in str(err.value)
 
 

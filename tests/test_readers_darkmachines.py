@@ -46,7 +46,8 @@ def test_slots_units_and_identity_are_exact(tmp_path):
     eg = ev[0, SLOTS["egamma"]]
     assert eg[:2, 0].tolist() == [35.0, 20.0]                   # electron and photon
     assert ev[0, SLOTS["muon"]][0].tolist() == [29.0, 2.0, -1.0]
-    assert (ev[1, 1:] == 0).all() and ev[1, 0, 0] == 10.0       # an event with no objects
+    assert (ev[1, 1:] == 0).all()                                # an event with no objects
+    assert ev[1, 0, 0] == 10.0
     assert ev[2, SLOTS["egamma"], 0].tolist() == [25.0, 20.0, 15.0, 10.0]  # 4 of 6 kept
     assert ev[2, 0].tolist() == [0, 0, 0]
     assert b["event"].tolist() == [11, 12, 13, 5]               # non-integer id: line 5
@@ -56,7 +57,8 @@ def test_slots_units_and_identity_are_exact(tmp_path):
     meta = reader.metadata()
     assert meta["processes"] == {"ttbar": 1, "njets": 1, "w_jets": 1,
                                  "glgl1400_neutralino1100": 1}
-    assert meta["dropped_objects"]["egamma"] == 2 and meta["lines_read"] == 5
+    assert meta["dropped_objects"]["egamma"] == 2
+    assert meta["lines_read"] == 5
     assert reader.skipped.count == 0
 
 
@@ -94,8 +96,10 @@ def test_bad_line_fails_naming_file_line_and_expectation(tmp_path, k):
     with pytest.raises(InputFormatError) as err:
         DarkMachinesReader(path).read_all()
     msg = str(err.value)
-    assert str(path) in msg and "line 2:" in msg
-    assert BAD[k][1] in msg and BAD[k][2] in msg
+    assert str(path) in msg
+    assert "line 2:" in msg
+    assert BAD[k][1] in msg
+    assert BAD[k][2] in msg
     assert isinstance(err.value, ValueError)
 
 
@@ -116,7 +120,8 @@ def test_nan_found_by_the_fast_parser_names_the_line(tmp_path):
     with pytest.raises(InputFormatError, match=r"line 14: expected a finite number for object 0 pt, got .nan."):
         DarkMachinesReader(path).read_all()
     reader = DarkMachinesReader(path, on_error="skip")
-    assert len(reader.read_all()) == 19 and reader.skipped.count == 1
+    assert len(reader.read_all()) == 19
+    assert reader.skipped.count == 1
 
 
 def test_detected_by_content_not_extension(tmp_path):
@@ -146,7 +151,8 @@ def _assert_same(path, **options):
     assert fast.names == slow.names
     for name in slow.names:  # bit for bit: -0.0 and NaN payloads included
         a, b = fast[name], slow[name]
-        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert a.dtype == b.dtype, name
+        assert a.shape == b.shape, name
         assert a.tobytes() == b.tobytes(), name
     assert rf.metadata() == rs.metadata()
     assert list(rf.metadata()["processes"]) == list(rs.metadata()["processes"])
@@ -187,7 +193,8 @@ def test_engines_agree_on_tricky_lines(tmp_path, newline, chunk_size):
     fast, _ = _assert_same(path, chunk_size=chunk_size)
     assert len(fast) == len(TRICKY) - 2                               # two blank lines
     # ID 007, the largest uint64, then one too big (line 7); an empty ID (line 18)
-    assert fast["event"][4:7].tolist() == [7, 2**64 - 1, 7] and fast["event"][15] == 18
+    assert fast["event"][4:7].tolist() == [7, 2**64 - 1, 7]
+    assert fast["event"][15] == 18
     assert fast.objects[0, 0].tolist() == [1.5, 0.0, -0.5]
     assert fast.objects[0, SLOTS["jet"]][:2].tolist() == [[120.0, -2.25, np.float32(0.3)],
                                                         [20.0, 0.0, np.float32(-3.1)]]
@@ -209,7 +216,8 @@ def test_engines_agree_on_random_files(tmp_path, seed, monkeypatch):
     path = tmp_path / "random.csv"
     path.write_bytes(("\r\n" if seed == 1 else "\n").join(lines).encode() + b"\n")
     fast, reader = _assert_same(path, chunk_size=int(rng.integers(100, 5000)))
-    assert len(fast) > 2900 and reader.lines_read == 3000
+    assert len(fast) > 2900
+    assert reader.lines_read == 3000
 
 
 BAD_MORE = [
@@ -242,9 +250,11 @@ def test_engines_report_bad_lines_alike(tmp_path, bad):
         messages.append(str(err.value))
     # values screened in the built batch (φ range, negative MET) come after parse errors
     first = "line 21:" if bad.endswith(("9.5", ";-100;0.5")) else "line 2:"
-    assert messages[0] == messages[1] and first in messages[0]
+    assert messages[0] == messages[1]
+    assert first in messages[0]
     fast, reader = _assert_same(path, on_error="skip", chunk_size=8)
-    assert reader.skipped.count == 2 and len(fast) == 28
+    assert reader.skipped.count == 2
+    assert len(fast) == 28
 
 
 def test_numbers_equal_float(tmp_path):
@@ -263,7 +273,8 @@ def test_numbers_equal_float(tmp_path):
     status, *_, head = K.parse_lines(buf, starts, ends, n)[:5]
     ok = status == K.OK
     want = np.array([float(t) for t in texts])
-    assert n == len(texts) and ok.mean() > 0.8
+    assert n == len(texts)
+    assert ok.mean() > 0.8
     assert head[ok, 1].view(np.int64).tolist() == want[ok].view(np.int64).tolist()
 
 
@@ -284,7 +295,8 @@ def test_compiled_packing_matches_pack_slots():
     got = empty_block(n)
     dropped = K.pack_objects(got, event, kind, pt, eta, phi, _FIRST_SLOT, _N_SLOTS)
     assert got.tobytes() == want.tobytes()
-    assert dropped.tolist() == dropped_want and min(dropped_want) > 0
+    assert dropped.tolist() == dropped_want
+    assert min(dropped_want) > 0
 
 
 def test_without_numba_the_python_engine_reads(tmp_path, monkeypatch):
@@ -293,7 +305,8 @@ def test_without_numba_the_python_engine_reads(tmp_path, monkeypatch):
     path = write_darkmachines(tmp_path / "x.csv", LINES)
     monkeypatch.setattr(darkmachines, "_KERNEL", None)
     reader = DarkMachinesReader(path)
-    assert len(reader.read_all()) == 4 and reader._compiled is None
+    assert len(reader.read_all()) == 4
+    assert reader._compiled is None
     with pytest.raises(ConfigError, match="numba"):
         DarkMachinesReader(path, engine="numba")
     with pytest.raises(ConfigError, match="auto, numba, python"):
@@ -314,10 +327,12 @@ def test_auto_engine_compiles_only_for_big_files(tmp_path, monkeypatch):
     monkeypatch.setattr(darkmachines, "_KERNEL", darkmachines._UNSET)  # as in a new process
     small = DarkMachinesReader(path)
     want = small.read_all().objects.tobytes()
-    assert small._compiled is None and darkmachines._KERNEL is darkmachines._UNSET
+    assert small._compiled is None
+    assert darkmachines._KERNEL is darkmachines._UNSET
     monkeypatch.setattr(darkmachines, "AUTO_MIN_BYTES", path.stat().st_size)
     big = DarkMachinesReader(path)
-    assert big.read_all().objects.tobytes() == want and big._compiled is not None
+    assert big.read_all().objects.tobytes() == want
+    assert big._compiled is not None
 
 
 def test_engines_agree_beyond_the_kernels_process_table(tmp_path):
@@ -327,4 +342,5 @@ def test_engines_agree_beyond_the_kernels_process_table(tmp_path):
              for i in range(n)]
     path = write_darkmachines(tmp_path / "many.csv", lines)
     fast, reader = _assert_same(path)
-    assert len(reader.metadata()["processes"]) == n - 10 and len(fast) == n
+    assert len(reader.metadata()["processes"]) == n - 10
+    assert len(fast) == n

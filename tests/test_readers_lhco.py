@@ -20,7 +20,8 @@ import pytest
 from darktrigger.replay.errors import InputFormatError
 from darktrigger.replay.events import PROCESS_LABELS, SLOTS
 from darktrigger.replay.readers import detect_format, open_events
-from darktrigger.replay.testing import LHCO_HADRONS, dijet_events, write_lhco
+from darktrigger.replay.testing import dijet_events, write_lhco
+
 
 def _p4(h: np.ndarray) -> np.ndarray:
     pt, eta, phi = h[:, 0], h[:, 1], h[:, 2]
@@ -37,9 +38,11 @@ def test_rnd_file_gives_jets_met_dijet_columns_and_truth(tmp_path: Path) -> None
                       index=np.arange(100, 112, dtype=np.int64))
     assert detect_format(path) == "lhco"
     reader = open_events(path)
-    assert reader.name == "lhco" and reader.count() == 12
+    assert reader.name == "lhco"
+    assert reader.count() == 12
     batch = reader.read_all().validate()
-    assert len(batch) == 12 and set(batch.extra_names) >= {"mjj", "mj1", "mj2", "tau21_j1", "tau21_j2"}
+    assert len(batch) == 12
+    assert set(batch.extra_names) >= {"mjj", "mj1", "mj2", "tau21_j1", "tau21_j2"}
     assert batch["event"].tolist() == list(range(100, 112))
     assert batch["truth"].tolist() == [PROCESS_LABELS["qcd_dijet"], PROCESS_LABELS["wprime_xy"]] * 6
     jets = batch.objects[:, SLOTS["jet"]]
@@ -51,7 +54,8 @@ def test_rnd_file_gives_jets_met_dijet_columns_and_truth(tmp_path: Path) -> None
         assert [batch["mj1"][i], batch["mj2"][i]] == pytest.approx(masses, rel=1e-3)
         lead = max(np.hypot(pa[0], pa[1]), np.hypot(pb[0], pb[1]))
         assert jets[i, 0, 0] == pytest.approx(lead, rel=1e-4)
-        assert (jets[i, 2:, 0] == 0).all() and jets[i, 1, 0] > 0
+        assert (jets[i, 2:, 0] == 0).all()
+        assert jets[i, 1, 0] > 0
         miss = -(pa + pb)[:2]
         assert batch.objects[i, 0, 0] == pytest.approx(np.hypot(*miss), abs=1e-2)
     assert (batch.objects[:, 1:9] == 0).all()  # no e/γ or μ identity in the files
@@ -87,8 +91,10 @@ def test_bad_rows_fail_with_file_and_row_or_are_skipped(tmp_path: Path) -> None:
         open_events(path).read_all()
     reader = open_events(path, on_error="skip")
     batch = reader.read_all()
-    assert len(batch) == 4 and batch["event"].tolist() == [0, 1, 3, 5]
-    assert reader.skipped.count == 2 and "row 4: expected a truth label of 0 or 1" in reader.skipped.summary()
+    assert len(batch) == 4
+    assert batch["event"].tolist() == [0, 1, 3, 5]
+    assert reader.skipped.count == 2
+    assert "row 4: expected a truth label of 0 or 1" in reader.skipped.summary()
 
 
 def test_wrong_layouts_are_clear_errors(tmp_path: Path) -> None:

@@ -52,9 +52,11 @@ def test_slots_and_identity_are_exact(nano):
     assert b.objects[1, SLOTS["jet"], 0].tolist() == [float(i) for i in range(11, 1, -1)]
     assert b.objects[1, 0].tolist() == [0, 0, 0]               # no MET: φ 0 by convention
     assert (b.objects[2, 1:5] == 0).all()
-    assert b["run"].tolist() == [1, 1, 2] and b["lumi"].tolist() == [3, 3, 4]
+    assert b["run"].tolist() == [1, 1, 2]
+    assert b["lumi"].tolist() == [3, 3, 4]
     assert b["event"].tolist() == [7, 8, 2**40]
-    assert (b["truth"] == -1).all() and (b["weight"] == 1).all()
+    assert (b["truth"] == -1).all()
+    assert (b["weight"] == 1).all()
     assert reader.metadata()["dropped_objects"] == {"egamma": 2, "muon": 0, "jet": 1}
 
 
@@ -70,7 +72,8 @@ def test_branch_names_can_be_overridden(tmp_path):
     path = write_nanoaod(tmp_path / "puppi.root", br)
     b = NanoAODReader(path, branches={"MET_pt": "PuppiMET_pt", "MET_phi": "PuppiMET_phi"},
                       truth="qcd").read_all()
-    assert b.objects[:, 0, 0].tolist() == [100, 0, 20] and (b["truth"] == 0).all()
+    assert b.objects[:, 0, 0].tolist() == [100, 0, 20]
+    assert (b["truth"] == 0).all()
     with pytest.raises(ConfigError, match="MET_pT"):
         NanoAODReader(path, branches={"MET_pT": "x"})
 
@@ -82,8 +85,10 @@ def test_missing_branch_names_file_tree_branch_and_nearest(tmp_path):
     with pytest.raises(InputFormatError) as err:
         NanoAODReader(path)
     msg = str(err.value)
-    assert str(path) in msg and "tree 'Events'" in msg
-    assert "branch 'MET_pt'" in msg and "nearest: 'MET_phi', 'PuppiMET_pt'" in msg
+    assert str(path) in msg
+    assert "tree 'Events'" in msg
+    assert "branch 'MET_pt'" in msg
+    assert "nearest: 'MET_phi', 'PuppiMET_pt'" in msg
 
 
 def test_missing_tree(nano):
@@ -97,11 +102,13 @@ def test_bad_values_fail_or_are_skipped(tmp_path):
     path = write_nanoaod(tmp_path / "nan.root", br)
     with pytest.raises(InputFormatError) as err:
         NanoAODReader(path).read_all()
-    assert str(path) in str(err.value) and "row 1:" in str(err.value)
+    assert str(path) in str(err.value)
+    assert "row 1:" in str(err.value)
     assert "finite Muon_pt/Muon_eta/Muon_phi" in str(err.value)
     reader = NanoAODReader(path, on_error="skip")
     b = reader.read_all()
-    assert reader.skipped.count == 1 and b["event"].tolist() == [7, 2**40]
+    assert reader.skipped.count == 1
+    assert b["event"].tolist() == [7, 2**40]
 
 
 def test_detected_by_content_not_extension(tmp_path):
@@ -116,4 +123,5 @@ def test_truncated_file(nano, tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputFormatError) as err:
         NanoAODReader(cut).read_all()
-    assert str(cut) in str(err.value) and "readable" in str(err.value)
+    assert str(cut) in str(err.value)
+    assert "readable" in str(err.value)

@@ -110,7 +110,8 @@ def test_a_reader_added_through_the_registry_alone(registered: None, tmp_path: P
     assert reader.name == "met_text"
     batch = reader.read_all()
     assert batch.objects[:, 0, 0].tolist() == [30.5, 120.0]
-    assert reader.skipped.count == 1 and "line 4" in reader.skipped.summary()
+    assert reader.skipped.count == 1
+    assert "line 4" in reader.skipped.summary()
 
 
 def test_a_scorer_added_through_the_registry_alone(registered: None, tmp_path: Path) -> None:

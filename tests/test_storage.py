@@ -45,8 +45,11 @@ def test_file_is_chunked_compressed_and_carries_provenance(tmp_path):
                  chunk_events=1024, compression="gzip")
     with h5py.File(path, "r") as f:
         ds = f["events/objects"]
-        assert ds.chunks[0] == 1024 and ds.compression == "gzip"
-        assert f.attrs["generator"] == "toy" and f.attrs["process"] == "qcd" and f.attrs["seed"] == 9
+        assert ds.chunks[0] == 1024
+        assert ds.compression == "gzip"
+        assert f.attrs["generator"] == "toy"
+        assert f.attrs["process"] == "qcd"
+        assert f.attrs["seed"] == 9
         assert f.attrs["schema_version"] == 1
         assert json.loads(f.attrs["columns"])[0] == "objects"
 
@@ -113,8 +116,10 @@ def test_nan_in_a_native_file_fails_or_is_skipped(tmp_path):
         open_events(path).read_all()
     reader = open_events(path, on_error="skip", chunk_size=40)
     back = reader.read_all()
-    assert len(back) == 98 and reader.skipped.count == 2
-    assert "row 17" in reader.skipped.examples[0] and "row 60" in reader.skipped.examples[1]
+    assert len(back) == 98
+    assert reader.skipped.count == 2
+    assert "row 17" in reader.skipped.examples[0]
+    assert "row 60" in reader.skipped.examples[1]
 
 
 def test_a_second_pass_counts_skips_afresh(tmp_path):
@@ -123,5 +128,7 @@ def test_a_second_pass_counts_skips_afresh(tmp_path):
     path = tmp_path / "ev.h5"
     write_events(path, b)
     reader = open_events(path, on_error="skip")
-    assert len(reader.read_all()) == 49 and reader.skipped.count == 1
-    assert len(reader.read_all()) == 49 and reader.skipped.count == 1
+    assert len(reader.read_all()) == 49
+    assert reader.skipped.count == 1
+    assert len(reader.read_all()) == 49
+    assert reader.skipped.count == 1

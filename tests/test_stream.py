@@ -25,13 +25,18 @@ def test_sequence_of_files_in_order_with_consistent_stamps(files):
     batches = list(r)
     assert [len(b) for b in batches[:-1]] == [3000] * (len(batches) - 1)
     allb = batches[0].concat(batches)
-    assert len(allb) == 22_000 and r.stats.events == 22_000
+    assert len(allb) == 22_000
+    assert r.stats.events == 22_000
     np.testing.assert_array_equal(allb.objects[:20_000], random_batch(20_000, seed=1).objects)
-    assert (allb["truth"][:20_000] == 0).all() and (allb["truth"][20_000:] == 10).all()
+    assert (allb["truth"][:20_000] == 0).all()
+    assert (allb["truth"][20_000:] == 10).all()
     np.testing.assert_array_equal(allb["event"], np.arange(1, 22_001))
     assert (allb["run"] == 7).all()
-    assert allb["lumi"][0] == 1 and allb["lumi"][4999] == 1 and allb["lumi"][5000] == 2
-    assert allb["bx"].min() == 1 and allb["bx"].max() == BUNCH_SLOTS
+    assert allb["lumi"][0] == 1
+    assert allb["lumi"][4999] == 1
+    assert allb["lumi"][5000] == 2
+    assert allb["bx"].min() == 1
+    assert allb["bx"].max() == BUNCH_SLOTS
     assert allb["bx"][BUNCH_SLOTS] == 1
     # (run, lumi, event) unique
     assert len(np.unique(allb["event"])) == len(allb)

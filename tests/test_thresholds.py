@@ -28,22 +28,27 @@ def test_threshold_on_known_array_is_the_exact_quantile(shuffled: np.ndarray) ->
     t = threshold_for_rate(shuffled, rate_khz=400, input_rate_mhz=40)  # FPR 1e-2: 10 of 1000
     assert t.fpr == 0.01
     assert t.threshold == 989.0
-    assert t.n_above == 10 and t.achieved_fpr == 0.01 and t.n_bkg == 1000
-    assert t.resolved and t.message == ""
+    assert t.n_above == 10
+    assert t.achieved_fpr == 0.01
+    assert t.n_bkg == 1000
+    assert t.resolved
+    assert t.message == ""
     assert rate_of(t, shuffled) == (400_000.0, pytest.approx(40e6 * np.sqrt(0.01 * 0.99 / 1000)))
 
 
 def test_float_rounding_of_fpr_times_n_keeps_the_count() -> None:
     # 0.29 * 100 == 28.999999999999996 in floats; the allowed count must still be 29
     t = threshold_for_rate(np.arange(100.0), rate_khz=0.29 * 40_000, input_rate_mhz=40)
-    assert t.n_above == 29 and t.threshold == 70.0
+    assert t.n_above == 29
+    assert t.threshold == 70.0
 
 
 def test_ties_never_push_the_rate_above_target() -> None:
     scores = np.repeat(np.arange(10.0), 100)  # 100 events at each of 0..9
     t = threshold_for_rate(scores, rate_khz=0.15 * 40_000)  # allows 150 above
     assert t.threshold == 8.0  # 7 would let 200 through
-    assert t.n_above == 100 and t.achieved_fpr == 0.1
+    assert t.n_above == 100
+    assert t.achieved_fpr == 0.1
     assert background_quantiles(np.array([1.0, 2, 2, 3]), [0.25, 0.5]).tolist() == [2.0, 2.0]
 
 
@@ -67,7 +72,9 @@ def test_unit_weights_give_exactly_the_unweighted_threshold() -> None:
 def test_weighted_threshold_counts_weight_not_events() -> None:
     scores, weights = np.array([1.0, 2, 3, 4]), np.array([1.0, 1, 1, 5])
     t = threshold_for_rate(scores, rate_khz=0.7 * 40_000, weights=weights)  # allows weight 5.6
-    assert t.threshold == 3.0 and t.n_above == 1 and t.achieved_fpr == 5 / 8
+    assert t.threshold == 3.0
+    assert t.n_above == 1
+    assert t.achieved_fpr == 5 / 8
     assert t.n_eff == pytest.approx(64 / 28)
     assert threshold_for_rate(scores, 0.5 * 40_000, weights=weights).threshold == 4.0
 
@@ -77,7 +84,8 @@ def test_unresolved_rate_says_so_and_gives_the_sample_maximum(shuffled: np.ndarr
     assert not t.resolved
     assert "background sample too small: 1,000 events" in t.message
     assert "resolve FPR down to 1.0e-03" in t.message
-    assert t.threshold == 999.0 and t.n_above == 0
+    assert t.threshold == 999.0
+    assert t.n_above == 0
     assert threshold_for_rate(shuffled, rate_khz=40).resolved  # exactly one event expected
 
 
@@ -107,7 +115,8 @@ def test_threshold_round_trips_through_json(shuffled: np.ndarray) -> None:
 
 def test_rate_of_with_nothing_above_is_one_event_wide(shuffled: np.ndarray) -> None:
     rate, err = rate_of(1e9, shuffled, input_rate_mhz=40)
-    assert rate == 0.0 and err == 40e6 / 1000
+    assert rate == 0.0
+    assert err == 40e6 / 1000
     # a Threshold brings its own input rate: 40 kHz at 20 MHz is 2 of the 1000 events
     assert rate_of(threshold_for_rate(shuffled, 40, input_rate_mhz=20), shuffled)[0] == 40_000.0
 
@@ -132,7 +141,8 @@ def test_rate_of_with_nothing_above_is_one_event_wide(shuffled: np.ndarray) -> N
 def test_bad_arguments_raise_config_errors_naming_them(call: Callable[[], object], match: str) -> None:
     with pytest.raises(ConfigError, match=match) as info:
         call()
-    assert isinstance(info.value, ValueError) and isinstance(info.value, DarkTriggerError)
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, DarkTriggerError)
 
 
 def test_ten_million_scores_are_fast_and_exact() -> None:

@@ -45,7 +45,8 @@ def test_every_process_follows_the_event_model(process: str) -> None:
     assert [len(b) for b in batches] == [2_000, 2_000, 1_000]
     b = EventBatch.concat(batches).validate(f"toy {process}")
     obj = b.objects
-    assert obj.dtype == np.float32 and obj.shape == (5_000, 19, 3)
+    assert obj.dtype == np.float32
+    assert obj.shape == (5_000, 19, 3)
     assert np.all(b["weight"] == 1.0)
     assert np.array_equal(b["event"], np.arange(5_000, dtype=np.uint64))
     pt, eta, phi = obj[..., 0], obj[..., 1], obj[..., 2]
@@ -164,7 +165,8 @@ def test_wprime_resonance() -> None:
 def test_qcd_dijet_substructure_is_uncorrelated_with_mjj() -> None:
     b = sample("qcd_dijet", 100_000, seed=4)
     mjj = b["mjj"].astype(np.float64)
-    assert mjj.min() >= 2000 and np.median(mjj) < 3000
+    assert mjj.min() >= 2000
+    assert np.median(mjj) < 3000
     for name in ("mj1", "mj2", "tau21_j1", "tau21_j2"):
         r = np.corrcoef(mjj, b[name])[0, 1]
         assert abs(r) < 0.05, (name, r)
