@@ -27,9 +27,9 @@ LIMITS = {
     "ADC2021 read (float64": "the float64 → float32 conversion on top of the float32 path",
     "AE ": "the network alone (net.onnx, the 'part:' row) takes most of it: two 75×32 "
            "matrix products an event, at the ~20 GMAC/s onnxruntime's MLAS gives one core here; "
-           "the preprocessing kernel and the masked error come on top (models/kernels.py)",
+           "the preprocessing kernel and the masked error come on top (models/neural/kernels.py)",
     "VAE ": "the encoder alone (net-mu2.onnx) plus the preprocessing kernel (the 'part:' rows); "
-            "see models/kernels.py",
+            "see models/neural/kernels.py",
     "toy generation, ttbar": "ranking ~11 jet candidates per event into slots",
     "toy generation, sm_mix": "copying the four sub-process batches together",
     "toy generation, ato4l": "two-level decay chain (A → XX → 4ℓ) with boosts",
