@@ -1,6 +1,8 @@
 """models: preprocessing, scorers (AE, VAE, CWoLa, baselines), training, model artifacts.
 
-Importing the package registers every scorer.
+The scorers register themselves when their modules are imported, which the registry does
+before its first look-up: importing the package does not import torch or TensorFlow, so
+commands and pipeline stages that score nothing start without them.
 
     >>> from darktrigger.models import SCORERS, get_scorer, load_model, train_model
     >>> SCORERS.names()
@@ -11,7 +13,8 @@ Importing the package registers every scorer.
 
 from __future__ import annotations
 
-from darktrigger.models import baselines, cwola, neural, quantised  # noqa: F401  (register the scorers)
+from typing import Any
+
 from darktrigger.models.backends import BACKENDS, load_model, register_backend
 from darktrigger.models.base import (
     SCORERS,
@@ -28,9 +31,33 @@ from darktrigger.models.card import (
     ModelFileError,
     read_card,
 )
-from darktrigger.models.neural.onnx_backend import OnnxScorer
-from darktrigger.models.neural.training import TorchScorer, run_training, train_model
-from darktrigger.models.preprocess import MODEL_FEATURE_NAMES, N_MODEL_FEATURES, Preprocessor
+
+
+def _import_scorers() -> None:
+    from darktrigger.models import baselines, neural, quantised  # noqa: F401  (they register)
+    from darktrigger.models.cwola import classifier, columns  # noqa: F401
+
+
+SCORERS.load_with(_import_scorers)
+
+#: names this package offers from modules that import torch, imported on first use
+_LAZY = {
+    "OnnxScorer": "darktrigger.models.neural.onnx_backend",
+    "TorchScorer": "darktrigger.models.neural.training",
+    "run_training": "darktrigger.models.neural.training",
+    "train_model": "darktrigger.models.neural.training",
+    "MODEL_FEATURE_NAMES": "darktrigger.models.preprocess",
+    "N_MODEL_FEATURES": "darktrigger.models.preprocess",
+    "Preprocessor": "darktrigger.models.preprocess",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'darktrigger.models' has no attribute {name!r}")
 
 __all__ = [
     "BACKENDS",

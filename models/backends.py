@@ -4,9 +4,10 @@ defined, and read by :func:`load_model`, the trigger menu, the topology and the 
 
 A backend is a loader ``(directory, variant, threads) -> Scorer`` with a one-line
 description, registered with :func:`register_backend`. Backends of higher layers (the
-firmware's) are named by the ``darktrigger.backends`` entry points of an installed
-distribution (a module whose import registers them), so this layer knows their names
-without importing them; they are imported on first use.
+firmware's) and those that import heavy modules (onnxruntime's) are named by the
+``darktrigger.backends`` entry points of an installed distribution (a module whose import
+registers them), so that their names are known without importing them; they are imported
+on first use.
 
     >>> from darktrigger.models.backends import BACKENDS
     >>> BACKENDS.names()[:3]

@@ -48,6 +48,17 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._loader: Callable[[], object] | None = None
+
+    def load_with(self, loader: Callable[[], object]) -> None:
+        """Call ``loader`` (which imports the modules that register entries) before the first
+        look-up, so that the package that owns the registry need not import them eagerly."""
+        self._loader = loader
+
+    def _load(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader()
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorate(obj: T) -> T:
@@ -63,6 +74,7 @@ class Registry(Generic[T]):
         return decorate
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
@@ -73,9 +85,11 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:

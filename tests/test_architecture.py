@@ -109,3 +109,24 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_command_line_and_the_stages_start_without_torch_or_tensorflow() -> None:
+    """Scorers register on first look-up, backends are named by entry points: building the
+    parser, reading a menu and a topology, and importing the stages load no framework."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from darktrigger.daq.cli import build_parser\n"
+            "build_parser()\n"
+            "import darktrigger.daq.launch, darktrigger.daq.runner, darktrigger.daq.stages\n"
+            "from darktrigger.daq.trigger.menus import example_menu\n"
+            "from darktrigger.daq.trigger.menu import Menu\n"
+            "Menu.from_yaml(example_menu())\n"
+            "from darktrigger.models import BACKENDS\n"
+            "assert BACKENDS.names() == ['firmware', 'onnxruntime', 'torch'], BACKENDS.names()\n"
+            "loaded = sorted({'torch', 'tensorflow', 'onnxruntime', 'numba'} & set(sys.modules))\n"
+            "assert not loaded, loaded\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

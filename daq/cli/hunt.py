@@ -122,7 +122,7 @@ def add_hunt_parser(cwola_sub: Any, formatter: Any) -> None:
                "      --features mj1,mj2,tau21_j1,tau21_j2 --on-error skip --out hunt-two/\n"
                "With --on-error skip a window with too few sideband events, or a fit that does not\n"
                "converge, is reported in the table and JSON (naming the window) and the hunt goes on.")
-    from darktrigger.models.cwola.hunt import HuntConfig
+    from darktrigger.models.cwola.config import HuntConfig
 
     d = HuntConfig()  # the defaults, shown in --help
     effs = ",".join(f"{e:g}" for e in d.efficiencies)

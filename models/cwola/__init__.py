@@ -4,6 +4,7 @@
   samples on the 57 L1 numbers;
 - :mod:`~darktrigger.models.cwola.columns`: ``cwola_columns``, a k-fold ensemble on named
   analysis columns (jet masses, τ21), the hunt's classifier;
+- :mod:`~darktrigger.models.cwola.config`: the hunt's settings (no torch: the CLI reads them);
 - :mod:`~darktrigger.models.cwola.hunt`: the hunt (signal-region windows and sidebands,
   k-fold training, efficiency cuts);
 - :mod:`~darktrigger.models.cwola.dijet_fit`: the dijet-function fit and local significances;
@@ -17,7 +18,20 @@
 
 from __future__ import annotations
 
-from darktrigger.models.cwola.classifier import CWoLaScorer
-from darktrigger.models.cwola.columns import ColumnCWoLaScorer
+from typing import Any
 
-__all__ = ["ColumnCWoLaScorer", "CWoLaScorer"]
+from darktrigger.models.cwola.config import DEFAULT_FEATURES, HuntConfig
+
+
+def __getattr__(name: str) -> Any:  # the scorers import torch: only on first use
+    if name == "CWoLaScorer":
+        from darktrigger.models.cwola.classifier import CWoLaScorer
+
+        return CWoLaScorer
+    if name == "ColumnCWoLaScorer":
+        from darktrigger.models.cwola.columns import ColumnCWoLaScorer
+
+        return ColumnCWoLaScorer
+    raise AttributeError(f"module 'darktrigger.models.cwola' has no attribute {name!r}")
+
+__all__ = ["DEFAULT_FEATURES", "ColumnCWoLaScorer", "CWoLaScorer", "HuntConfig"]

@@ -45,6 +45,7 @@ from torch.nn import functional
 from darktrigger.models.base import BatchLike, FitHistory, FitOptions, Scorer, register_scorer
 from darktrigger.models.card import WEIGHTS_FILE, ModelCard
 from darktrigger.models.cwola.classifier import Classifier
+from darktrigger.models.cwola.config import DEFAULT_FEATURES
 from darktrigger.models.neural.training import (
     SCORE_CHUNK,
     load_weights,
@@ -56,7 +57,6 @@ from darktrigger.replay.events import EventBatch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FEATURES = ("mj1", "mj2", "tau21_j1", "tau21_j2")
 MIN_STD = 1e-6
 
 
