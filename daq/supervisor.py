@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,6 +44,39 @@ class StageFailed(DarkTriggerError, RuntimeError):
     """A stage that is not a worker exited with an error: the run cannot go on."""
 
 
+class OutputNotEmpty(DarkTriggerError, FileExistsError):
+    """The run's output folder holds an earlier run's files and ``force`` was not given."""
+
+
+@dataclass
+class Progress:
+    """Where a run stands: seconds since its start; events the source sent and events any
+    seed kept (read from the stages' /metrics: None with metrics off); events per second
+    since the previous report."""
+
+    elapsed_s: float
+    events_in: int | None = None
+    accepted: int | None = None
+    rate_hz: float | None = None
+    #: False when no stage answered this time (the counts are the last ones heard)
+    fresh: bool = True
+
+    def __str__(self) -> str:
+        """One line: ``[  12 s] events in 1,228,800  accepted 4,562  (98,304 events/s)``."""
+        head = f"[{self.elapsed_s:5.0f} s]"
+        if self.events_in is None:
+            return f"{head} running (no event counts: metrics are off in the topology)"
+        acc = "" if self.accepted is None else f"  accepted {self.accepted:,}"
+        if not self.fresh:
+            return f"{head} events in {self.events_in:,}{acc}  (last counts heard; the stages are finishing)"
+        rate = "" if self.rate_hz is None else f"  ({self.rate_hz:,.0f} events/s)"
+        return f"{head} events in {self.events_in:,}{acc}{rate}"
+
+
+#: How often ``darktrigger run`` reports progress, seconds.
+PROGRESS_EVERY_S = 5.0
+
+
 @dataclass
 class Child:
     stage: str
@@ -62,8 +96,9 @@ class Supervisor:
 
     def __init__(self, config: str | Path, *, events: int | None = None, duration_s: float | None = None,
                  verbose: int = 0, python: str | None = None, module: str = "darktrigger",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, force: bool = False) -> None:
         self.config = Path(config)
+        self.force = force  # replace a previous run's files in the output folder
         self.topo = Topology.from_yaml(self.config)
         self.events = events
         self.duration_s = duration_s
@@ -78,14 +113,14 @@ class Supervisor:
         self.metrics: Any = None
         self.server: Any = None
         self.live_url: str | None = None
+        self._last_progress: Progress | None = None
 
     def preflight(self) -> None:
-        """Everything that can be checked before a process starts: ports, menu, models, inputs."""
+        """Everything that can be checked before a process starts or a file is written: the
+        inputs (menu, models, source files, CURVE keys), the ports, and an output folder
+        that holds no earlier run (unless ``force``). Touches no file."""
         from darktrigger.daq.trigger.menu import Menu
 
-        for stage in ("source", "trigger", "recorder"):
-            self.topo.check_bindable(stage)
-        self.topo.check_metrics_ports()
         menu = Menu.from_yaml(self.topo.menu)
         for name, spec in menu.models.items():
             if not Path(spec.path).exists():
@@ -93,6 +128,37 @@ class Supervisor:
         for p in [*self.topo.source.files, *self.topo.source.mix]:
             if not Path(p).exists():
                 raise FileNotFoundError(f"{self.topo.where}: source file {p} does not exist")
+        if self.topo.keys is not None:
+            from darktrigger.daq.security import Curve
+
+            Curve(self.topo.keys).stop()  # every key file there and readable
+        for stage in ("source", "trigger", "recorder"):
+            self.topo.check_bindable(stage)
+        self.topo.check_metrics_ports()
+        self.check_output()
+
+    def check_output(self) -> None:
+        """The output folder is absent or empty, or ``force`` is set: a run never replaces
+        an earlier run's files unasked (:class:`OutputNotEmpty` names what is there)."""
+        out = self.topo.output
+        if out.exists() and not out.is_dir():
+            raise OutputNotEmpty(f"{self.topo.where}: output {out} is a file, not a folder")
+        there = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()) if out.is_dir() else []
+        if there and not self.force:
+            shown = ", ".join(there[:6]) + (f" and {len(there) - 6} more" if len(there) > 6 else "")
+            raise OutputNotEmpty(
+                f"{self.topo.where}: output folder {out} is not empty (it holds {shown}); a run would "
+                f"overwrite events.h5 and run_summary.json there. Set another `output:` in the topology, "
+                f"or pass --force to replace that run's events.h5, run_summary.json and logs/")
+
+    def _clear_previous(self) -> None:
+        """With ``force``: remove the files an earlier run left that this run writes."""
+        out = self.topo.output
+        for name in ("events.h5", "run_summary.json"):
+            (out / name).unlink(missing_ok=True)
+        if self.logs.is_dir():
+            for f in self.logs.glob("*.log"):
+                f.unlink()
 
     def _start(self, stage: str, index: int = 0) -> Child:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -115,7 +181,9 @@ class Supervisor:
         return child
 
     def start(self) -> None:
-        self.preflight()
+        self.preflight()  # first: a run that cannot start has changed no file
+        if self.force:
+            self._clear_previous()
         self._serve_metrics()
         self._start("recorder")
         self._start("trigger")
@@ -144,6 +212,42 @@ class Supervisor:
             self.live_url = f"http://{cfg.host}:{ports['supervisor']}/"
             log.info("live page: %s", self.live_url)
 
+    def progress(self, elapsed_s: float) -> Progress:
+        """The run's counts now, scraped from the source's and the recorder's /metrics (a
+        stage that has stopped serving keeps its last counts)."""
+        from darktrigger.monitoring.live import SCRAPE_TIMEOUT_S, parse_exposition
+
+        cfg = self.topo.metrics
+        last = self._last_progress or Progress(0.0, 0, 0)
+        now = Progress(elapsed_s, last.events_in, last.accepted, fresh=False)
+        if cfg.enabled:
+            import urllib.request
+
+            ports = cfg.ports(self.topo.workers.count)
+            for stage in ("source", "recorder"):
+                url = f"http://{cfg.host}:{ports[stage]}/metrics"
+                try:
+                    with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:  # noqa: S310 - our stages
+                        sample = parse_exposition(resp.read().decode())
+                except OSError as exc:  # a stage not serving yet, or gone at the end
+                    log.debug("progress: no scrape of %s (%s)", url, exc)
+                    continue
+                now.fresh = True
+                # events in: sent by the source, or (once it has stopped) seen by the recorder
+                for key in (("darktrigger_events_total", (("stage", "source"),)),
+                            ("darktrigger_recorded_input_events_total", ())):
+                    if key in sample:
+                        now.events_in = max(now.events_in or 0, int(sample[key]))
+                if ("darktrigger_accepted_events_total", ()) in sample:
+                    now.accepted = int(sample[("darktrigger_accepted_events_total", ())])
+        else:
+            now.events_in = now.accepted = None
+        if (now.fresh and last.events_in is not None and now.events_in is not None
+                and now.elapsed_s > last.elapsed_s):
+            now.rate_hz = (now.events_in - last.events_in) / (now.elapsed_s - last.elapsed_s)
+        self._last_progress = now
+        return now
+
     def pids(self) -> dict[str, int]:
         return {name: c.proc.pid for name, c in self.children.items()}
 
@@ -157,8 +261,11 @@ class Supervisor:
             log.info("draining: the source stops reading; batches in flight are finished")
             src.proc.send_signal(signal.SIGTERM)
 
-    def run(self, timeout_s: float | None = None, install_signals: bool = True) -> RunSummary:
-        """Start everything, wait for the run to end, stop the rest; the run summary."""
+    def run(self, timeout_s: float | None = None, install_signals: bool = True,
+            on_progress: Callable[[Progress], None] | None = None,
+            progress_every_s: float = PROGRESS_EVERY_S) -> RunSummary:
+        """Start everything, wait for the run to end, stop the rest; the run summary.
+        ``on_progress`` is given a :class:`Progress` every ``progress_every_s`` seconds."""
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, self.drain)
@@ -167,9 +274,13 @@ class Supervisor:
         drain_limit = self.topo.reliability.drain_timeout_s
         source_done: float | None = None
         quick_exits = 0
+        next_report = t0 + progress_every_s
         try:
             while True:
                 time.sleep(0.05)
+                if on_progress is not None and time.monotonic() >= next_report:
+                    on_progress(self.progress(time.monotonic() - t0))
+                    next_report += progress_every_s
                 for name, child in list(self.children.items()):
                     code = child.proc.poll()
                     if code is None:
@@ -241,4 +352,4 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-__all__ = ["Child", "StageFailed", "Supervisor"]
+__all__ = ["Child", "OutputNotEmpty", "Progress", "StageFailed", "Supervisor"]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from darktrigger.daq.launch import run_stage
 from darktrigger.daq.summary import format_summary
+from darktrigger.daq.supervisor import PROGRESS_EVERY_S
 from darktrigger.daq.topology import STAGES
 
 log = logging.getLogger(__name__)
@@ -24,13 +26,20 @@ log = logging.getLogger(__name__)
 def cmd_run(args: argparse.Namespace) -> int:
     from darktrigger.daq.supervisor import Supervisor
 
-    sup = Supervisor(args.config, events=args.events, duration_s=args.duration, verbose=args.verbose)
+    sup = Supervisor(args.config, events=args.events, duration_s=args.duration, verbose=args.verbose,
+                     force=args.force)
+    sup.preflight()  # every input, port and the output folder, before a word about starting
     print(f"starting {sup.topo.workers.count} worker(s); output in {sup.topo.output}", flush=True)
     if sup.topo.metrics.enabled and sup.topo.metrics.live_page:
         cfg = sup.topo.metrics
         print(f"live page: http://{cfg.host}:{cfg.ports(sup.topo.workers.count)['supervisor']}/ "
               f"(open it while the run goes; each stage's /metrics from port {cfg.base_port})", flush=True)
-    summary = sup.run(timeout_s=args.timeout)
+
+    def progress(p: Any) -> None:
+        print(f"darktrigger run: {p}", file=sys.stderr, flush=True)
+
+    summary = sup.run(timeout_s=args.timeout, on_progress=progress if args.progress > 0 else None,
+                      progress_every_s=args.progress or PROGRESS_EVERY_S)
     if args.json:
         summary.write(args.json)
     print(format_summary(summary))
@@ -75,7 +84,10 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
         description="Start every stage of a topology as a child process: the source replays events, the "
                     "scorer workers score them with the menu's models, the trigger runs the menu, the "
                     "recorder writes accepted events to <output>/events.h5 and <output>/run_summary.json. "
-                    "A worker that dies is restarted and its batches sent again; Ctrl-C drains the run.",
+                    "Every input is checked before anything starts; an output folder that is not empty "
+                    "is refused unless --force. Progress (events in, accepted, events/s) goes to stderr "
+                    "every few seconds. A worker that dies is restarted and its batches sent again; "
+                    "Ctrl-C drains the run.",
         epilog="examples:\n"
                "  darktrigger run --config topology.yaml --events 2000000\n"
                "  darktrigger run --config topology.yaml --duration 30 --json summary.json")
@@ -85,6 +97,11 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     stop.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--timeout", type=float, default=None, help="give up (error) if the run takes longer")
     p.add_argument("--json", type=Path, help="also write the summary here")
+    p.add_argument("--force", action="store_true",
+                   help="run into an output folder that is not empty, replacing its events.h5, "
+                        "run_summary.json and logs/")
+    p.add_argument("--progress", type=float, default=PROGRESS_EVERY_S, metavar="SECONDS",
+                   help="report events in, accepted and events/s to stderr this often (0: never)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
