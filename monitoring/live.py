@@ -268,7 +268,7 @@ CHARTS: list[dict[str, Any]] = [
     {"id": "seeds", "title": "per-seed rate (after prescale)", "unit": "Hz", "log": False},
     {"id": "pure", "title": "per-seed pure rate", "unit": "Hz", "log": False},
     {"id": "scores", "title": "", "unit": "", "log": True},
-    {"id": "latency", "title": "latency quantiles", "unit": "s", "log": True},
+    {"id": "latency", "title": "software pipeline latency quantiles", "unit": "s", "log": True},
     {"id": "throughput", "title": "events per second, by stage", "unit": "ev/s", "log": False},
     {"id": "workers", "title": "worker health", "unit": "", "log": False},
     {"id": "problems", "title": "re-sends and drops", "unit": "/s", "log": False},
@@ -298,7 +298,7 @@ def figures(old: Sample, new: Sample, dt: float, up: Mapping[str, bool]) -> dict
         ever = _by(new, "darktrigger_events_total", "stage")  # stages that handle events (not the supervisor)
         row["throughput"] = {k: v / dt for k, v in delta("darktrigger_events_total", "stage").items() if ever[k] > 0}
         row["latency"] = {}
-        for name, label, stat in (("darktrigger_end_to_end_latency_seconds", None, "end to end"),
+        for name, label, stat in (("darktrigger_software_end_to_end_latency_seconds", None, "software end to end"),
                                   ("darktrigger_batch_processing_seconds", "stage", "")):
             for key, qs in _quantiles(old, new, name, label, (0.5, 0.99)).items():
                 what = stat or key

@@ -14,36 +14,11 @@ compiled kernel of :mod:`darktrigger.monitoring.fasthist`).
     >>> b'darktrigger_seed_accepts_total{seed="AXO_Loose"} 40.0' in generate_latest(reg)
     True
 
-Metric names (every rule, dashboard and the live page use these):
-
-==========================================  =========  ===========================================
-name                                        type       labels / meaning
-==========================================  =========  ===========================================
-darktrigger_events_total                    counter    stage: events processed
-darktrigger_batches_total                   counter    stage: batches processed
-darktrigger_batch_processing_seconds        histogram  stage: one batch's processing time
-darktrigger_end_to_end_latency_seconds      histogram  source emit → recorder write, per event
-darktrigger_recorded_input_events_total     counter    events the recorder saw (rate denominator)
-darktrigger_seed_events_total               counter    seed: events the seed fired, before prescale
-darktrigger_seed_accepts_total              counter    seed: events the seed kept, after prescale
-darktrigger_seed_pure_accepts_total         counter    seed: events only this seed kept
-darktrigger_accepted_events_total           counter    events any seed kept
-darktrigger_anomaly_score                   histogram  model: scores (log-spaced buckets)
-darktrigger_inflight_batches                gauge      batches sent, not yet acknowledged
-darktrigger_resent_batches_total            counter    batches sent again
-darktrigger_malformed_messages_total        counter    stage: bad messages dropped
-darktrigger_dropped_events_total            counter    stage, reason: events dropped
-darktrigger_workers_alive                   gauge      workers the source hears from
-darktrigger_workers_lost_total              counter    workers declared dead by the source
-darktrigger_worker_restarts_total           counter    worker processes restarted
-darktrigger_lost_events_total               counter    events lost (0 in a good run)
-darktrigger_bx_rate_hz                      gauge      bunch-crossing rate: rate = fraction × this
-darktrigger_rate_budget_hz                  gauge      the menu's total accept-rate budget
-darktrigger_latency_budget_seconds          gauge      end-to-end p99 budget of the alerts
-darktrigger_seed_rate_low_hz / _high_hz     gauge      seed: the band a seed's rate should stay in
-darktrigger_anomaly_seed_target_rate_hz     gauge      seed: an anomaly seed's calibrated rate
-darktrigger_build_info                      gauge      version, python: always 1
-==========================================  =========  ===========================================
+Metric names (every rule, dashboard and the live page use these), their types, labels,
+units and which stage exports each: docs/METRICS.md, generated from the definitions below by
+``darktrigger monitor metrics-doc`` (:mod:`darktrigger.monitoring.catalogue`). Latencies
+are the software pipeline's (``darktrigger_software_...``): milliseconds to seconds, not the
+hardware trigger's microseconds.
 """
 
 from __future__ import annotations
@@ -273,8 +248,10 @@ class _Families:
                            ["version", "python"], registry=r)
         self.bx_rate = Gauge("darktrigger_bx_rate_hz", "The bunch-crossing rate: a trigger rate in Hz is "
                              "its fraction of events times this.", registry=r)
-        self.latency_budget = Gauge("darktrigger_latency_budget_seconds",
-                                    "The end-to-end latency p99 budget of the alerts.", registry=r)
+        self.latency_budget = Gauge("darktrigger_software_latency_budget_seconds",
+                                    "The software pipeline's end-to-end (source to recorder) latency p99 "
+                                    "budget of the alerts (metrics.latency_budget_s; not the hardware "
+                                    "trigger's microsecond latency).", registry=r)
         self.registry = r
         self._lazy: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -372,8 +349,8 @@ class StageMetrics:
                                      "of every trigger rate.", registry=registry)
             self._accepted = Counter("darktrigger_accepted_events", "Events any seed kept.", registry=registry)
             self._latency = _register(registry, _Histograms(
-                "darktrigger_end_to_end_latency_seconds", "Time from the source's emission of a batch to "
-                "the recorder's write, per event.", LATENCY_BUCKETS_S, None))
+                "darktrigger_software_end_to_end_latency_seconds", "The software pipeline's latency, per event: "
+                "time from the source's emission of its batch to the recorder's write.", LATENCY_BUCKETS_S, None))
             self._latency.declare("")
             self._lost = Counter("darktrigger_lost_events", "Events the source sent that the recorder "
                                  "never saw (0 in a good run).", registry=registry)

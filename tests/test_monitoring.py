@@ -97,7 +97,7 @@ def test_end_to_end_latency_weighted_equals_per_event_reference() -> None:
         m.end_to_end(seconds, events)
         for _ in range(events):
             ref.observe(seconds)
-    got, got_sum, got_count = _buckets(reg, "darktrigger_end_to_end_latency_seconds", {})
+    got, got_sum, got_count = _buckets(reg, "darktrigger_software_end_to_end_latency_seconds", {})
     want, want_sum, want_count = _buckets(ref_reg, "ref_latency", {})
     assert got == want
     assert got_count == want_count
@@ -133,7 +133,7 @@ def test_every_figure_has_a_series_from_the_start() -> None:
                  "darktrigger_workers_alive", "darktrigger_workers_lost_total", "darktrigger_worker_restarts_total",
                  "darktrigger_lost_events_total", "darktrigger_recorded_input_events_total",
                  'darktrigger_seed_accepts_total{seed="AXO_Loose"}', 'darktrigger_anomaly_score_count{model="vae"}',
-                 "darktrigger_end_to_end_latency_seconds_count", 'darktrigger_malformed_messages_total{stage="trigger"}',
+                 "darktrigger_software_end_to_end_latency_seconds_count", 'darktrigger_malformed_messages_total{stage="trigger"}',
                  'darktrigger_dropped_events_total{reason="invalid",stage="scorer-0"}', "darktrigger_build_info"):
         assert re.search(rf"^{re.escape(name)}[ {{]", text, re.M), name
 

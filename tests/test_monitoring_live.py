@@ -71,7 +71,7 @@ def test_figures_are_the_recording_rules_on_two_scrapes() -> None:
         assert row["seeds"][seed] == pytest.approx(c.counts[i] / c.events * bx)
         assert row["pure"][seed] == pytest.approx(c.pure[i] / c.events * bx)
     assert row["throughput"]["recorder"] == pytest.approx(200_000)
-    assert 0.004 < row["latency"]["end to end p50"] < row["latency"]["end to end p99"] < 0.1
+    assert 0.004 < row["latency"]["software end to end p50"] < row["latency"]["software end to end p99"] < 0.1
     # log-normal(0, 1.5) scores: median 1 (within the bucket's width, a quarter decade)
     assert 0.56 < row["scores"]["vae/p50"] < 1.78
     assert row["workers"]["alive"] == 2

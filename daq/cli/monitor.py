@@ -5,6 +5,7 @@ and the Grafana dashboard for a topology.
     $ prometheus --config.file prometheus.yml --web.listen-address 127.0.0.1:9090
     $ darktrigger monitor serve --config topology.yaml        # the live page, standalone
     $ darktrigger monitor dashboard --out monitoring/grafana/dashboards/darktrigger.json
+    $ darktrigger monitor metrics-doc --out docs/METRICS.md  # which stage exports what
 """
 
 from __future__ import annotations
@@ -89,6 +90,19 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics_doc(args: argparse.Namespace) -> int:
+    from darktrigger.monitoring.catalogue import markdown
+
+    text = markdown()
+    if args.out is None:
+        print(text, end="")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}: the metric families per stage")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     """``monitor config``, ``monitor serve`` and ``monitor dashboard`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     p = sub.add_parser(
@@ -139,3 +153,11 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                "  darktrigger monitor dashboard --out monitoring/grafana/dashboards/darktrigger.json")
     d.add_argument("--out", type=Path, help="write here (default: print)")
     d.set_defaults(func=cmd_dashboard)
+    m = msub.add_parser(
+        "metrics-doc", formatter_class=formatter,
+        help="the table of metric families per stage (name, type, labels, stage, unit, meaning)",
+        description="Build each stage's metrics as `darktrigger run` does and write which stage exports "
+                    "which family, as a Markdown table generated from monitoring/metrics.py.",
+        epilog="example:\n  darktrigger monitor metrics-doc --out docs/METRICS.md")
+    m.add_argument("--out", type=Path, help="write here (default: print)")
+    m.set_defaults(func=cmd_metrics_doc)
