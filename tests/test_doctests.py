@@ -40,7 +40,7 @@ def test_docstring_examples(name: str, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner = doctest.DocTestRunner(verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     for test in finder.find(module, name, extraglobs={"tmp_path": tmp_path}):
         runner.run(test, out=lambda text: pytest.fail(f"{name}: a docstring example failed\n{text}",
                                                      pytrace=False))
