@@ -174,15 +174,14 @@ class Scorer(ABC):
         if variant is None:
             variant = self.default_variant
         if self.variants and variant not in self.variants:
-            raise UnknownNameError(f"scorer {self.name!r} has no variant {variant!r}; "
-                                   f"choose one of {', '.join(self.variants)}")
+            raise UnknownNameError(f"scorer {self.name!r}: "
+                                   + unknown_name("variant", str(variant), self.variants))
         if not self.variants and variant is not None:
             raise UnknownNameError(f"scorer {self.name!r} has no variants, got {variant!r}")
         unknown = sorted(set(hyperparameters) - set(self.hyperparameter_defaults))
         if unknown:
-            known = ", ".join(self.hyperparameter_defaults) or "none"
-            raise ConfigError(f"scorer {self.name!r} has no hyper-parameter(s) "
-                              f"{', '.join(unknown)}; it takes {known}")
+            raise ConfigError(f"scorer {self.name!r}: " + "; ".join(
+                unknown_name("hyper-parameter", k, self.hyperparameter_defaults) for k in unknown))
         self.variant = variant
         self.hyperparameters: dict[str, Any] = {**self.hyperparameter_defaults, **hyperparameters}
         #: what fit recorded (history, event counts, settings); train_model adds files

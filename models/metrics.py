@@ -26,20 +26,21 @@ from typing import Any
 
 import numpy as np
 
+from darktrigger.models.thresholds import MIN_EXPECTED_BKG as MIN_EXPECTED_BKG
 from darktrigger.models.thresholds import (
     as_scores,
     as_weights,
     background_quantiles,
     effective_size,
     fraction_above,
+    resolves,
+    smallest_resolved_fpr,
 )
 from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPRS: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5)
-#: Background events that must be expected above a threshold for its FPR to count as resolved.
-MIN_EXPECTED_BKG = 10.0
 CL_1SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827
 
 
@@ -143,7 +144,7 @@ def _check_fprs(fpr_targets: Sequence[float]) -> list[float]:
 
 def _unresolved_note(n_bkg: int, n_eff: float, min_expected: float) -> str:
     size = f"{n_bkg:,} events" + ("" if round(n_eff) == n_bkg else f" (effective {n_eff:,.0f})")
-    return f"background sample too small: {size} resolve FPR down to {min_expected / n_eff:.1e}"
+    return f"background sample too small: {size} resolve FPR down to {smallest_resolved_fpr(n_eff, min_expected):.1e}"
 
 
 def tpr_at_fpr(
@@ -176,7 +177,7 @@ def tpr_at_fpr(
         entry: dict[str, Any] = dict.fromkeys(
             ("threshold", "fpr", "fpr_err", "n_bkg_above", "tpr", "tpr_err", "tpr_lo", "tpr_hi",
              "n_sig_above"))
-        entry |= {"fpr_target": target, "resolved": nb_eff * target >= min_expected, "note": ""}
+        entry |= {"fpr_target": target, "resolved": resolves(nb_eff, target, min_expected), "note": ""}
         if not entry["resolved"]:
             entry["note"] = _unresolved_note(b.size, nb_eff, min_expected)
             out.append(entry)

@@ -19,6 +19,7 @@ backend or pyplot's global state.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,22 +54,46 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def curve_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Area under one (fpr, tpr) curve, closed at (0, 0) and (1, 1).
+
+    >>> curve_auc(np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.5, 1.0]))
+    0.5
+    """
+    order = np.argsort(fpr, kind="stable")
+    x = np.concatenate([[0.0], fpr[order], [1.0]])
+    y = np.concatenate([[0.0], tpr[order], [1.0]])
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+
 def plot_roc(
     curves: Mapping[str, Sequence[Any]],
     path: str | Path,
     input_rate_mhz: float | None = None,
     title: str | None = None,
 ) -> Path:
-    """ROC curves, TPR against a log FPR axis from 1e-6 to 1, with the random-guess line.
+    """ROC curves (see :func:`roc_figure`) written as a PNG; returns its path."""
+    return _save(roc_figure(curves, input_rate_mhz, title), path)
+
+
+def roc_figure(
+    curves: Mapping[str, Sequence[Any]],
+    input_rate_mhz: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """ROC curves, TPR against a log FPR axis, with the random-guess line; each legend entry
+    gives the curve's AUC. The FPR axis starts at the decade of the smallest FPR any curve
+    reaches (not at a fixed 1e-6).
 
     ``curves`` maps a label to ``(fpr, tpr)`` (or :func:`darktrigger.models.metrics.roc_curve`'s
     triple). With ``input_rate_mhz``, a top axis gives the trigger rate in kHz that
-    each FPR means at that input rate. Returns the PNG's path.
+    each FPR means at that input rate.
     """
     if not curves:
         raise ConfigError("curves: expected at least one labelled (fpr, tpr) curve, got none")
     fig = _figure()
     ax = fig.add_subplot()
+    smallest = 1.0
     for label, curve in curves.items():
         if len(curve) < 2:
             raise ConfigError(f"curves[{label!r}]: expected (fpr, tpr), got {len(curve)} item(s)")
@@ -79,11 +104,14 @@ def plot_roc(
                 f"got shapes {fpr.shape} and {tpr.shape}"
             )
         keep = fpr > 0  # log axis
-        ax.plot(fpr[keep], tpr[keep], label=label)
-    guess = np.logspace(np.log10(FPR_MIN), 0, 200)
+        if keep.any():
+            smallest = min(smallest, float(fpr[keep].min()))
+        ax.plot(fpr[keep], tpr[keep], label=f"{label} (AUC {curve_auc(fpr, tpr):.3f})")
+    lo = max(FPR_MIN, 10 ** math.floor(math.log10(smallest) + 1e-9)) if smallest < 1 else 1e-2
+    guess = np.logspace(np.log10(lo), 0, 200)
     ax.plot(guess, guess, color="grey", linestyle="--", label="random guess")
     ax.set_xscale("log")
-    ax.set_xlim(FPR_MIN, 1)
+    ax.set_xlim(lo, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("background efficiency (FPR)")
     ax.set_ylabel("signal efficiency (TPR)")
@@ -104,7 +132,7 @@ def plot_roc(
         top.set_xlabel(f"L1 rate at {input_rate_mhz:g} MHz input [kHz]")
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return fig
 
 
 def plot_score_distributions(
@@ -113,12 +141,34 @@ def plot_score_distributions(
     path: str | Path,
     log: bool = True,
     bins: int = 100,
-    xlabel: str = "anomaly score",
+    xlabel: str = "score",
     title: str | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> Path:
+    """Score distributions (see :func:`score_figure`) written as a PNG; returns its path."""
+    return _save(score_figure(bkg, signals, log, bins, xlabel, title, thresholds), path)
+
+
+#: The x-axis label of each baseline's score; a model's score is just "score".
+BASELINE_LABELS = {"ht": "$H_T$ [GeV]", "st": "$S_T$ [GeV]"}
+#: A score range spanning more than this ratio (positive scores) gets a log x axis.
+LOG_X_RATIO = 100.0
+
+
+def score_figure(
+    bkg: Any,
+    signals: Mapping[str, Any],
+    log: bool = True,
+    bins: int = 100,
+    xlabel: str = "score",
+    title: str | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> Figure:
     """Normalised histograms of background and signal scores on shared bins (log y by default).
 
-    Returns the PNG's path.
+    The x axis (and the bins) are logarithmic when every score is positive and they span
+    more than two decades (a VAE's mu2), so the background is not squeezed into a few bins.
+    ``thresholds`` maps a label ("1 kHz") to a score, drawn as a vertical line.
     """
     b = as_scores(bkg, "bkg")
     sigs = {name: as_scores(s, f"signals[{name!r}]") for name, s in signals.items()}
@@ -126,7 +176,11 @@ def plot_score_distributions(
         raise ConfigError(f"bins: expected a positive number of bins, got {bins!r}")
     lo = min(float(a.min()) for a in (b, *sigs.values()))
     hi = max(float(a.max()) for a in (b, *sigs.values()))
-    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1).tolist()
+    log_x = lo > 0 and hi / lo > LOG_X_RATIO
+    if log_x:
+        edges = np.geomspace(lo, hi, bins + 1).tolist()
+    else:
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1).tolist()
     fig = _figure()
     ax = fig.add_subplot()
     ax.hist(b, bins=edges, density=True, histtype="stepfilled", color="lightgrey",
@@ -134,11 +188,53 @@ def plot_score_distributions(
     for name, s in sigs.items():
         ax.hist(s, bins=edges, density=True, histtype="step", linewidth=1.5,
                 label=f"{name} ({s.size:,})")
+    for i, (name, value) in enumerate(sorted((thresholds or {}).items(), key=lambda kv: kv[1])):
+        ax.axvline(value, color=f"C{(i + len(sigs)) % 10}", linestyle=":", linewidth=1.2,
+                   label=f"threshold {name}")
     if log:
         ax.set_yscale("log")
+    if log_x:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of events / unit score")
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (folders made as needed); returns the path."""
     return _save(fig, path)
+
+
+def evaluation_figures(
+    curves: Mapping[str, Mapping[str, Sequence[Any]]],
+    distributions: Mapping[str, tuple[Any, Mapping[str, Any]]],
+    input_rate_mhz: float | None = 40.0,
+    background: str = "background",
+    thresholds: Mapping[str, Mapping[str, float]] | None = None,
+) -> dict[str, Figure]:
+    """Every figure ``darktrigger evaluate --plots`` writes, by file name.
+
+    ``curves``: signal → {scorer label → (fpr, tpr)}, one ``roc_<signal>.png`` each;
+    ``distributions``: scorer label → (background scores, {signal: scores}), one
+    ``scores_<label>.png`` each, its x axis named by what the score is (``$H_T$ [GeV]`` for
+    ht, ``$S_T$ [GeV]`` for st, "score" for a model) and ``thresholds[label]`` (rate label →
+    score, from the model card) marked.
+
+        >>> rng = np.random.default_rng(0)
+        >>> b, s = rng.exponential(1, 5000), rng.exponential(5, 500)
+        >>> from darktrigger.models.metrics import roc_curve
+        >>> figs = evaluation_figures({"x": {"ht": roc_curve(b, s)[:2]}}, {"ht": (b, {"x": s})})
+        >>> sorted(figs), figs["scores_ht.png"].axes[0].get_xlabel()
+        (['roc_x.png', 'scores_ht.png'], '$H_T$ [GeV]')
+    """
+    out: dict[str, Figure] = {}
+    for name, c in curves.items():
+        out[f"roc_{name}.png"] = roc_figure(c, input_rate_mhz, title=f"{name} vs {background}")
+    for label, (b, s) in distributions.items():
+        out[f"scores_{label.replace(':', '_')}.png"] = score_figure(
+            b, s, title=label, xlabel=BASELINE_LABELS.get(label, "score"),
+            thresholds=(thresholds or {}).get(label))
+    return out

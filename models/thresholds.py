@@ -30,9 +30,11 @@ from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-#: A threshold is ``resolved`` when the background sample expects at least this many
-#: events above it (n_eff · FPR ≥ 1); below that it is at best the sample's maximum.
-MIN_EXPECTED_BKG = 1.0
+#: A threshold (and the FPR it stands for) is ``resolved`` when the background sample
+#: expects at least this many events above it: n_eff · FPR ≥ 10, a ≈ 30 % statistical
+#: error on the FPR. ``evaluate`` (models/metrics.py) and ``calibrate`` use this one rule
+#: through :func:`resolves` and :func:`smallest_resolved_fpr`.
+MIN_EXPECTED_BKG = 10.0
 # FPR · n is rounded down to a count; this slack keeps float error (0.29 * 100 =
 # 28.999999999999996) from dropping a whole event.
 _COUNT_SLACK = 1e-6
@@ -82,6 +84,24 @@ def effective_size(n: int, weights: np.ndarray | None) -> float:
     if weights is None:
         return float(n)
     return float(weights.sum() ** 2 / np.square(weights).sum())
+
+
+def resolves(n_eff: float, fpr: float, min_expected: float = MIN_EXPECTED_BKG) -> bool:
+    """Whether a background sample of effective size ``n_eff`` resolves ``fpr``.
+
+    >>> resolves(300_000, 3.4e-5), resolves(300_000, 3.3e-6)
+    (True, False)
+    """
+    return n_eff * fpr >= min_expected * (1 - 1e-9)
+
+
+def smallest_resolved_fpr(n_eff: float, min_expected: float = MIN_EXPECTED_BKG) -> float:
+    """The smallest FPR a sample of effective size ``n_eff`` resolves.
+
+    >>> f"{smallest_resolved_fpr(300_000):.1e}"
+    '3.3e-05'
+    """
+    return min_expected / n_eff
 
 
 def _allowed_count(fpr: float, n: int) -> int:
@@ -214,28 +234,34 @@ def thresholds_for_rates(
     q = background_quantiles(scores, asked, w)
     k = len(fprs)
     out = []
+    unresolved = []
     for i, (rate, fpr) in enumerate(zip(rates_khz, fprs, strict=True)):
         thr = float(q[i])
         achieved, n_above = fraction_above(thr, scores, w)
-        resolved = n_eff * fpr >= min_expected
+        resolved = resolves(n_eff, fpr, min_expected)
         message = ""
         if not resolved:
             message = (
                 f"background sample too small: {scores.size:,} events"
                 + ("" if w is None else f" (effective {n_eff:,.0f})")
-                + f" resolve FPR down to {min_expected / n_eff:.1e}, i.e. "
-                f"{min_expected / n_eff * input_rate_mhz * 1e3:.3g} kHz at {input_rate_mhz:g} MHz; "
+                + f" resolve FPR down to {smallest_resolved_fpr(n_eff, min_expected):.1e}, i.e. "
+                f"{smallest_resolved_fpr(n_eff, min_expected) * input_rate_mhz * 1e3:.3g} kHz at {input_rate_mhz:g} MHz; "
                 f"{rate:g} kHz needs FPR {fpr:.1e}, and {n_eff * fpr:.2g} background events "
                 f"expected above the threshold, so it is not reliable"
                 + (" (it is the highest background score)" if n_above == 0 else "")
             )
-            log.warning("threshold for %g kHz: %s", rate, message)
+            unresolved.append(f"{rate:g}")
         out.append(Threshold(
             rate_khz=float(rate), input_rate_mhz=float(input_rate_mhz), fpr=fpr, threshold=thr,
             threshold_low=float(q[k + i]), threshold_high=float(q[2 * k + i]),
             n_bkg=int(scores.size), n_above=n_above, achieved_fpr=achieved, n_eff=n_eff,
             resolved=bool(resolved), message=message,
         ))
+    if unresolved:  # one warning for all the rates, not one per rate
+        log.warning("%d of %d threshold(s) not resolved by %s background events (rates %s kHz); "
+                    "the smallest rate resolved at %g MHz is %.3g kHz", len(unresolved), len(out),
+                    f"{scores.size:,}", ", ".join(unresolved), input_rate_mhz,
+                    smallest_resolved_fpr(n_eff, min_expected) * input_rate_mhz * 1e3)
     return out
 
 

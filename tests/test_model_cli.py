@@ -48,12 +48,81 @@ def test_train_evaluate_calibrate(samples, capsys):
     assert (d / "plots" / "roc_ato4l.png").stat().st_size > 5000
     assert ModelCard.load(d / "ae").metrics["ae"]["signals"]["ato4l"]["auc"] == auc["ae"]
     assert main(["calibrate", "--model", str(d / "ae"), "--zero-bias", str(d / "test.h5"),
-                 "--rate-khz", "10,100"]) == 0
+                 "--rate-khz", "20,100"]) == 0
     card = ModelCard.load(d / "ae")
     thresholds = {t["rate_khz"]: t for t in card.thresholds}
-    assert set(thresholds) == {10.0, 100.0}
-    assert thresholds[10.0]["threshold"] > thresholds[100.0]["threshold"]
-    assert thresholds[10.0]["fpr"] == pytest.approx(10 / 40_000)
+    assert set(thresholds) == {20.0, 100.0}
+    assert thresholds[20.0]["threshold"] > thresholds[100.0]["threshold"]
+    assert thresholds[20.0]["fpr"] == pytest.approx(20 / 40_000)
+
+
+def _rates(d):
+    return sorted(t["rate_khz"] for t in ModelCard.load(d / "ae_cal").thresholds)
+
+
+def test_calibrate_merges_by_rate_and_refuses_unresolved(samples, capsys, caplog):
+    d = samples
+    assert main(["train", "--model", "ae", "--background", str(d / "bkg.h5"), "--out", str(d / "ae_cal"),
+                 "--epochs", "1", "--seed", "1", "--no-progress"]) == 0
+    zb = ["--model", str(d / "ae_cal"), "--zero-bias", str(d / "test.h5")]
+    assert main(["calibrate", *zb, "--rate-khz", "20,100"]) == 0
+    first = {t["rate_khz"]: t["threshold"] for t in ModelCard.load(d / "ae_cal").thresholds}
+    assert main(["calibrate", *zb, "--rate-khz", "50", "--max-events", "10k"]) == 0
+    assert _rates(d) == [20.0, 50.0, 100.0]  # calibrating twice keeps both sets
+    kept = {t["rate_khz"]: t["threshold"] for t in ModelCard.load(d / "ae_cal").thresholds}
+    assert kept[20.0] == first[20.0]
+    assert kept[100.0] == first[100.0]
+    capsys.readouterr()
+    caplog.clear()
+    # 20,000 events resolve down to 20 kHz: 1 and 5 kHz are refused, 200 kHz is stored
+    with caplog.at_level("WARNING"):
+        assert main(["calibrate", *zb, "--rate-khz", "1,5,200"]) == 1
+    err = capsys.readouterr().err
+    assert "2 threshold(s) not stored (ae at 1 kHz; ae at 5 kHz)" in err
+    assert "down to 20 kHz" in err
+    assert len([r for r in caplog.records if "not resolved" in r.getMessage()]) == 1  # once
+    assert _rates(d) == [20.0, 50.0, 100.0, 200.0]
+    assert all(t["resolved"] for t in ModelCard.load(d / "ae_cal").thresholds)
+
+
+def test_evaluate_plots_name_axes_mark_thresholds_and_give_auc(samples, capsys, monkeypatch):
+    """Every figure evaluate writes: axis labels, log scales, legend entries."""
+    from darktrigger.models import plots
+
+    d = samples
+    assert main(["train", "--model", "vae", "--background", str(d / "bkg.h5"), "--out", str(d / "vae"),
+                 "--epochs", "1", "--seed", "1", "--no-progress", "--max-events", "1e4"]) == 0
+    assert main(["calibrate", "--model", str(d / "vae"), "--variant", "mu2", "--zero-bias",
+                 str(d / "test.h5"), "--rate-khz", "20,100"]) == 0
+    written = {}
+    save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: written.setdefault(path.name, fig) and save(fig, path))
+    assert main(["evaluate", "--model", str(d / "vae"), "--background", str(d / "test.h5"),
+                 "--signal", f"ato4l={d / 'ato4l.h5'}", "--plots", str(d / "vplots")]) == 0
+    capsys.readouterr()
+    assert sorted(written) == ["roc_ato4l.png", "scores_ht.png", "scores_st.png", "scores_vae_kl.png",
+                               "scores_vae_mu2.png", "scores_vae_reco.png"]
+    assert sorted(p.name for p in (d / "vplots").iterdir()) == sorted(written)
+    roc = written["roc_ato4l.png"].axes[0]
+    assert roc.get_xscale() == "log"
+    assert roc.get_xlabel() == "background efficiency (FPR)"
+    assert roc.get_ylabel() == "signal efficiency (TPR)"
+    legend = [t.get_text() for t in roc.get_legend().get_texts()]
+    assert all("(AUC 0." in t for t in legend if t != "random guess"), legend
+    assert {t.split(" (")[0] for t in legend} == {"vae:mu2", "vae:kl", "vae:reco", "ht", "st", "random guess"}
+    # the FPR axis starts at the decade of the smallest FPR the curves reach (20,000 events: 1e-5)
+    assert roc.get_xlim()[0] == pytest.approx(1e-5)
+    labels = {name: fig.axes[0].get_xlabel() for name, fig in written.items() if name.startswith("scores_")}
+    assert labels == {"scores_ht.png": "$H_T$ [GeV]", "scores_st.png": "$S_T$ [GeV]",
+                      "scores_vae_kl.png": "score", "scores_vae_mu2.png": "score", "scores_vae_reco.png": "score"}
+    mu2 = written["scores_vae_mu2.png"].axes[0]
+    assert mu2.get_yscale() == "log"
+    assert mu2.get_xscale() == "log"  # mu2 spans decades
+    assert written["scores_ht.png"].axes[0].get_xscale() == "linear"
+    entries = [t.get_text() for t in mu2.get_legend().get_texts()]
+    assert "threshold 20 kHz" in entries
+    assert "threshold 100 kHz" in entries
+    assert not any("threshold" in t.get_text() for t in written["scores_vae_kl.png"].axes[0].get_legend().get_texts())
 
 
 def test_bad_arguments_are_clear(samples, capsys):

@@ -83,10 +83,11 @@ def test_unresolved_rate_says_so_and_gives_the_sample_maximum(shuffled: np.ndarr
     t = threshold_for_rate(shuffled, rate_khz=1)  # FPR 2.5e-5: 0.025 events expected
     assert not t.resolved
     assert "background sample too small: 1,000 events" in t.message
-    assert "resolve FPR down to 1.0e-03" in t.message
+    assert "resolve FPR down to 1.0e-02" in t.message  # 10 events expected (one rule with evaluate)
     assert t.threshold == 999.0
     assert t.n_above == 0
-    assert threshold_for_rate(shuffled, rate_khz=40).resolved  # exactly one event expected
+    assert not threshold_for_rate(shuffled, rate_khz=40).resolved  # one event expected: < 10
+    assert threshold_for_rate(shuffled, rate_khz=400).resolved  # exactly ten events expected
 
 
 def test_uncertainty_brackets_the_true_quantile_and_shrinks_with_sample_size() -> None:
@@ -154,3 +155,21 @@ def test_ten_million_scores_are_fast_and_exact() -> None:
     assert [t.threshold for t in ts] == [10**7 - 251.0, 10**7 - 2501.0, 10**7 - 25001.0]
     assert [t.n_above for t in ts] == [250, 2500, 25000]
     assert elapsed < 3.0, f"three thresholds on 10^7 scores took {elapsed:.2f} s"
+
+
+def test_evaluate_and_calibrate_resolve_the_same_fprs_on_300k_events(caplog: pytest.LogCaptureFixture) -> None:
+    """One rule (thresholds.resolves): a 300k sample resolves FPR down to 3.3e-5 in both."""
+    from darktrigger.models.metrics import tpr_at_fpr
+    from darktrigger.models.thresholds import thresholds_for_rates
+
+    rng = np.random.default_rng(3)
+    bkg, sig = rng.normal(0, 1, 300_000), rng.normal(2, 1, 1000)
+    fprs = [1e-4, 4e-5, 3e-5, 1e-5, 3.3e-6]
+    evaluated = [e["resolved"] for e in tpr_at_fpr(bkg, sig, fprs)]
+    with caplog.at_level("WARNING", logger="darktrigger.models.thresholds"):
+        calibrated = [t.resolved for t in thresholds_for_rates(bkg, [f * 40e3 for f in fprs], 40.0)]
+    assert evaluated == calibrated == [True, True, False, False, False]
+    notes = [e["note"] for e in tpr_at_fpr(bkg, sig, [1e-5])]
+    assert "resolve FPR down to 3.3e-05" in notes[0]
+    # three unresolved rates, one warning
+    assert len([r for r in caplog.records if "not resolved" in r.getMessage()]) == 1

@@ -5,11 +5,54 @@
     >>> add_on_error(p)
     >>> p.parse_args(["--on-error", "skip"]).on_error
     'skip'
+    >>> [event_count(x) for x in ("100000", "1e5", "100k", "1M", "2.5k")]
+    [100000, 100000, 100000, 1000000, 2500]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Any
+
+_SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def event_count(text: str) -> int:
+    """An argparse type for a count of events: ``100000``, ``1e5``, ``100k``, ``1M``.
+
+    Integer-valued floats only; anything else is an error that says what is accepted.
+
+        >>> event_count("1.5")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected a whole number of events (e.g. 100000, 1e5, 100k, 1M), got '1.5'
+    """
+    raw = str(text).strip()
+    scale = _SUFFIXES.get(raw[-1:].lower(), 1) if raw else 1
+    body = raw[:-1] if scale != 1 else raw
+    try:
+        value = float(body) * scale
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of events (e.g. 100000, 1e5, 100k, 1M), got {text!r}")
+    return int(value)
+
+
+def registry_name(registry: Any) -> Any:
+    """An argparse type that accepts a name of ``registry`` and otherwise fails with its
+    "did you mean" message (any case), e.g. ``--backend Torch`` → did you mean 'torch'?"""
+    from darktrigger.replay.registry import unknown_name
+
+    def check(text: str) -> str:
+        if text in registry:
+            return text
+        raise argparse.ArgumentTypeError(unknown_name(registry.kind, text, registry.names()))
+
+    check.__name__ = registry.kind  # argparse names the type in some messages
+    return check
 
 
 def formatter(prog: str) -> argparse.HelpFormatter:
@@ -28,6 +71,6 @@ def add_backend(p: argparse.ArgumentParser, default: str = "onnxruntime") -> Non
     """``--backend NAME``: any registered scoring backend (a firmware project folder for ``firmware``)."""
     from darktrigger.models.backends import BACKENDS
 
-    p.add_argument("--backend", choices=BACKENDS.names(), default=default,
+    p.add_argument("--backend", type=registry_name(BACKENDS), default=default, metavar="NAME",
                    help=f"scoring backend: {', '.join(BACKENDS.names())} (default {default}; "
                         "firmware takes a firmware project folder and scores with its RTL)")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from darktrigger.daq.cli.common import add_backend, add_on_error
+from darktrigger.daq.cli.common import add_backend, add_on_error, event_count
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
 
@@ -135,7 +136,7 @@ def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
     p.add_argument("--validation-fraction", type=float, default=0.2,
                    help="seeded random fraction of the events held out for the validation loss "
                         "(default 0.2)")
-    p.add_argument("--max-events", type=int, default=None,
+    p.add_argument("--max-events", type=event_count, default=None,
                    help="use at most this many events per sample (default all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyper-parameter (repeatable; VALUE as JSON), e.g. --set sparsity=0.8 "
@@ -185,13 +186,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                          "models": results}, indent=2, allow_nan=False))
         print(f"JSON written to {args.json}")
     if args.plots:
-        from darktrigger.models.plots import plot_roc, plot_score_distributions
+        from darktrigger.models.plots import evaluation_figures, save_figure
 
-        for name, c in curves.items():
-            plot_roc(c, args.plots / f"roc_{name}.png", input_rate_mhz=args.input_rate_mhz,
-                     title=f"{name} vs {args.background.name}")
-        for label, (b, s) in dists.items():
-            plot_score_distributions(b, s, args.plots / f"scores_{label.replace(':', '_')}.png", title=label)
+        marks = {label: {f"{t['rate_khz']:g} kHz": float(t["threshold"])
+                         for t in ModelCard.load(d).thresholds if t.get("model") == label}
+                 for label, _, d in scorers if d is not None}
+        figures = evaluation_figures(curves, dists, input_rate_mhz=args.input_rate_mhz,
+                                     background=args.background.name, thresholds=marks)
+        for filename, fig in figures.items():
+            save_figure(fig, args.plots / filename)
         print(f"plots written to {args.plots}/")
     return 0
 
@@ -217,7 +220,7 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
                    help="FPRs for the TPR/SI columns (default 1e-2,1e-3,1e-4,1e-5)")
     add_backend(p)
     p.add_argument("--threads", type=int, default=1, help="scoring threads (default 1)")
-    p.add_argument("--max-events", type=int, default=None,
+    p.add_argument("--max-events", type=event_count, default=None,
                    help="at most this many events per file (default all)")
     p.add_argument("--input-rate-mhz", type=float, default=40.0,
                    help="for the rate axis of the ROC plots (default 40)")
@@ -243,19 +246,38 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         labelled = [(label, s) for label, s in labelled if label.endswith(f":{args.variant}")]
         if not labelled:
             raise ConfigError(f"{args.model}: no variant {args.variant!r}; it has {', '.join(card.variants)}")
-    kept = [t for t in card.thresholds if t.get("model") not in {label for label, _ in labelled}]
+    labels = {label for label, _ in labelled}
+    # merge by (model, rate): replace only the rates asked for now, keep every other threshold
+    asked = {(label, float(r)) for label in labels for r in rates}
+    kept = [t for t in card.thresholds
+            if (t.get("model"), float(t.get("rate_khz", -1))) not in asked]
+    unresolved: list[str] = []
     print(f"{'model':<10}{'rate kHz':>10}{'FPR':>11}{'threshold':>14}{'± unc.':>11}{'n above':>10}  note")
     for label, scorer in labelled:
         scores = scorer.score(zb)
         for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz):
-            kept.append({"model": label, "zero_bias": str(args.zero_bias), **t.to_dict()})
-            note = "" if t.resolved else t.message
+            if t.resolved:
+                kept.append({"model": label, "zero_bias": str(args.zero_bias), **t.to_dict()})
+            else:  # never stored: the trigger menu would use it as if it were calibrated
+                unresolved.append(f"{label} at {t.rate_khz:g} kHz")
+            note = "" if t.resolved else "NOT STORED: unresolved"
             print(f"{label:<10}{t.rate_khz:>10g}{t.fpr:>11.2e}{t.threshold:>14.6g}{t.uncertainty:>11.3g}"
                   f"{t.n_above:>10,}  {note}")
+    kept.sort(key=lambda t: (str(t.get("model")), float(t.get("rate_khz", 0))))
     card.thresholds = kept
     card.save(args.model)
     print(f"thresholds written to {Path(args.model) / 'card.json'} ({len(zb):,} zero-bias events, "
-          f"input rate {args.input_rate_mhz:g} MHz)")
+          f"input rate {args.input_rate_mhz:g} MHz; {len(kept)} threshold(s) in the card)")
+    if unresolved:
+        from darktrigger.models.thresholds import MIN_EXPECTED_BKG, smallest_resolved_fpr
+
+        lowest = smallest_resolved_fpr(len(zb)) * args.input_rate_mhz * 1e3
+        print(f"error: {len(unresolved)} threshold(s) not stored ({'; '.join(unresolved)}): "
+              f"{args.zero_bias} has {len(zb):,} events, which resolve rates down to {lowest:.3g} kHz "
+              f"at {args.input_rate_mhz:g} MHz (>= {MIN_EXPECTED_BKG:g} background events expected "
+              f"above a threshold); give a larger --zero-bias sample or a higher --rate-khz",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -266,7 +288,10 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
         description="For each target rate R (kHz) at input rate R_in (MHz), the threshold is the\n"
                     "zero-bias score quantile at FPR = R / R_in; its uncertainty comes from the\n"
                     "zero-bias sample size. The thresholds go into card.json, where the trigger\n"
-                    "menu reads them.",
+                    "menu reads them: the rates asked for replace those of the same rate, every\n"
+                    "other threshold in the card is kept. A threshold the sample cannot resolve\n"
+                    "(fewer than 10 zero-bias events expected above it) is not stored, and the\n"
+                    "command exits 1 naming the smallest rate the sample resolves.",
         epilog="examples:\n"
                "  darktrigger calibrate --model models/vae --zero-bias sm_mix.h5 --rate-khz 1,5,10\n"
                "  darktrigger calibrate --model models/ae --zero-bias zb.h5 --rate-khz 0.5 --input-rate-mhz 28.6")
@@ -277,7 +302,7 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
     p.add_argument("--variant", default=None, help="only this variant, e.g. mu2 (default: every variant)")
     add_backend(p)
     p.add_argument("--threads", type=int, default=1, help="scoring threads (default 1)")
-    p.add_argument("--max-events", type=int, default=None,
+    p.add_argument("--max-events", type=event_count, default=None,
                    help="at most this many zero-bias events (default all)")
     add_on_error(p)
     p.set_defaults(func=cmd_calibrate)

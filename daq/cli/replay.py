@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from darktrigger.daq.cli.common import add_on_error
+from darktrigger.daq.cli.common import add_on_error, event_count
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import ALL_PROCESSES, LABEL_NAMES, label_counts
 
@@ -55,7 +55,7 @@ def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
                "The same generator, process, event count and seed give the same file content.")
     p.add_argument("--generator", required=True, help="pythia or toy")
     p.add_argument("--process", required=True, help="process name (see above)")
-    p.add_argument("--events", type=int, required=True, help="number of events")
+    p.add_argument("--events", type=event_count, required=True, help="number of events (e.g. 100000, 1e5, 100k, 1M)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--out", type=Path, required=True, help="output file (native HDF5)")
     p.add_argument("--batch-size", type=int, default=10_000, help="events per written batch")
@@ -163,7 +163,7 @@ def _replay_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--rate-hz", type=float, default=None, help="target rate (default: as fast as possible)")
     p.add_argument("--batch-size", type=int, default=4096, help="events per batch (default 4096)")
     p.add_argument("--loop", action="store_true", help="start a file again when it ends")
-    p.add_argument("--events", type=int, default=None, help="stop after this many events")
+    p.add_argument("--events", type=event_count, default=None, help="stop after this many events (e.g. 1e5, 100k)")
     p.add_argument("--seed", type=int, default=0, help="seed of the mixture sampling")
     p.add_argument("--run", type=int, default=1, help="run number to stamp")
     p.add_argument("--out", type=Path, default=None, help="also write the replayed stream to a native file")
