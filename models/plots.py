@@ -183,11 +183,16 @@ def score_figure(
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1).tolist()
     fig = _figure()
     ax = fig.add_subplot()
-    ax.hist(b, bins=edges, density=True, histtype="stepfilled", color="lightgrey",
-            edgecolor="grey", label=f"background ({b.size:,})")
+    # log bins have unequal widths: show the fraction per bin, not a density per unit score
+    # (which would tilt the shape by a factor of the score)
+    def norm(a: np.ndarray) -> dict[str, Any]:
+        return {"weights": np.full(a.size, 1.0 / a.size)} if log_x else {"density": True}
+
+    ax.hist(b, bins=edges, histtype="stepfilled", color="lightgrey",
+            edgecolor="grey", label=f"background ({b.size:,})", **norm(b))
     for name, s in sigs.items():
-        ax.hist(s, bins=edges, density=True, histtype="step", linewidth=1.5,
-                label=f"{name} ({s.size:,})")
+        ax.hist(s, bins=edges, histtype="step", linewidth=1.5,
+                label=f"{name} ({s.size:,})", **norm(s))
     for i, (name, value) in enumerate(sorted((thresholds or {}).items(), key=lambda kv: kv[1])):
         ax.axvline(value, color=f"C{(i + len(sigs)) % 10}", linestyle=":", linewidth=1.2,
                    label=f"threshold {name}")
@@ -196,7 +201,8 @@ def score_figure(
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("fraction of events / unit score")
+    unit = "GeV" if "[GeV]" in xlabel else "unit score"
+    ax.set_ylabel("fraction of events / bin (log bins)" if log_x else f"fraction of events / {unit}")
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)

@@ -216,8 +216,12 @@ def thresholds_for_rates(
     input_rate_mhz: float = 40.0,
     weights: Any = None,
     min_expected: float = MIN_EXPECTED_BKG,
+    warn: bool = True,
 ) -> list[Threshold]:
     """Thresholds for several target rates (kHz) at once: one partition for all of them.
+
+    With ``warn``, one warning names every unresolved rate (a caller that reports them
+    itself, as ``darktrigger calibrate`` does once for all its models, passes False).
 
     >>> [t.threshold for t in thresholds_for_rates(np.arange(1000.0), [40, 400])]
     [998.0, 989.0]
@@ -257,7 +261,7 @@ def thresholds_for_rates(
             n_bkg=int(scores.size), n_above=n_above, achieved_fpr=achieved, n_eff=n_eff,
             resolved=bool(resolved), message=message,
         ))
-    if unresolved:  # one warning for all the rates, not one per rate
+    if unresolved and warn:  # one warning for all the rates, not one per rate
         log.warning("%d of %d threshold(s) not resolved by %s background events (rates %s kHz); "
                     "the smallest rate resolved at %g MHz is %.3g kHz", len(unresolved), len(out),
                     f"{scores.size:,}", ", ".join(unresolved), input_rate_mhz,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -80,7 +81,8 @@ def test_calibrate_merges_by_rate_and_refuses_unresolved(samples, capsys, caplog
     err = capsys.readouterr().err
     assert "2 threshold(s) not stored (ae at 1 kHz; ae at 5 kHz)" in err
     assert "down to 20 kHz" in err
-    assert len([r for r in caplog.records if "not resolved" in r.getMessage()]) == 1  # once
+    assert err.count("not stored") == 1  # one message for every model and rate
+    assert not [r for r in caplog.records if "not resolved" in r.getMessage()]
     assert _rates(d) == [20.0, 50.0, 100.0, 200.0]
     assert all(t["resolved"] for t in ModelCard.load(d / "ae_cal").thresholds)
 
@@ -94,7 +96,7 @@ def test_evaluate_plots_name_axes_mark_thresholds_and_give_auc(samples, capsys, 
                  "--epochs", "1", "--seed", "1", "--no-progress", "--max-events", "1e4"]) == 0
     assert main(["calibrate", "--model", str(d / "vae"), "--variant", "mu2", "--zero-bias",
                  str(d / "test.h5"), "--rate-khz", "20,100"]) == 0
-    written = {}
+    written: dict[str, Any] = {}
     save = plots.save_figure
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: written.setdefault(path.name, fig) and save(fig, path))
     assert main(["evaluate", "--model", str(d / "vae"), "--background", str(d / "test.h5"),
@@ -118,7 +120,9 @@ def test_evaluate_plots_name_axes_mark_thresholds_and_give_auc(samples, capsys, 
     mu2 = written["scores_vae_mu2.png"].axes[0]
     assert mu2.get_yscale() == "log"
     assert mu2.get_xscale() == "log"  # mu2 spans decades
+    assert mu2.get_ylabel() == "fraction of events / bin (log bins)"
     assert written["scores_ht.png"].axes[0].get_xscale() == "linear"
+    assert written["scores_ht.png"].axes[0].get_ylabel() == "fraction of events / GeV"
     entries = [t.get_text() for t in mu2.get_legend().get_texts()]
     assert "threshold 20 kHz" in entries
     assert "threshold 100 kHz" in entries

@@ -62,3 +62,28 @@ def test_plot_errors_name_the_argument(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="bkg: expected at least one score"):
         plot_score_distributions([], {"s": [1.0]}, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_roc_figure_starts_where_the_curves_have_data_and_gives_auc(scores: Scores) -> None:
+    from darktrigger.models.metrics import roc_auc
+    from darktrigger.models.plots import roc_figure
+
+    bkg, signals = scores  # 20,000 background events: the smallest FPR is 5e-5
+    ax = roc_figure({name: roc_curve(bkg, s) for name, s in signals.items()}).axes[0]
+    assert ax.get_xscale() == "log"
+    assert ax.get_xlim() == pytest.approx((1e-5, 1.0))
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [f"ato4l (AUC {roc_auc(bkg, signals['ato4l']):.3f})",
+                      f"tau (AUC {roc_auc(bkg, signals['tau']):.3f})", "random guess"]
+
+
+def test_score_figure_goes_log_x_only_when_scores_span_decades(scores: Scores) -> None:
+    from darktrigger.models.plots import score_figure
+
+    rng = np.random.default_rng(1)
+    wide = score_figure(rng.lognormal(-5, 1.5, 5000), {"s": rng.lognormal(-2, 1, 500)},
+                        thresholds={"1 kHz": 0.5}).axes[0]
+    assert (wide.get_xscale(), wide.get_yscale()) == ("log", "log")
+    assert "threshold 1 kHz" in [t.get_text() for t in wide.get_legend().get_texts()]
+    bkg, signals = scores  # normal scores: negative values, linear axis
+    assert score_figure(bkg, signals).axes[0].get_xscale() == "linear"

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import argparse
-import math
+import decimal
 from typing import Any
 
 _SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9}
@@ -31,11 +31,11 @@ def event_count(text: str) -> int:
     raw = str(text).strip()
     scale = _SUFFIXES.get(raw[-1:].lower(), 1) if raw else 1
     body = raw[:-1] if scale != 1 else raw
-    try:
-        value = float(body) * scale
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value != int(value) or value < 0:
+    try:  # decimal, so that 2.3k is 2300 exactly (2.3 * 1000 is 2299.9999999999995 in floats)
+        value = decimal.Decimal(body) * scale
+    except decimal.InvalidOperation:
+        value = decimal.Decimal("NaN")
+    if not value.is_finite() or value != value.to_integral_value() or value < 0:
         raise argparse.ArgumentTypeError(
             f"expected a whole number of events (e.g. 100000, 1e5, 100k, 1M), got {text!r}")
     return int(value)

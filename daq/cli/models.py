@@ -245,7 +245,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.variant:
         labelled = [(label, s) for label, s in labelled if label.endswith(f":{args.variant}")]
         if not labelled:
-            raise ConfigError(f"{args.model}: no variant {args.variant!r}; it has {', '.join(card.variants)}")
+            from darktrigger.replay.registry import unknown_name
+
+            raise ConfigError(f"{args.model}: " + unknown_name("variant", args.variant, card.variants))
     labels = {label for label, _ in labelled}
     # merge by (model, rate): replace only the rates asked for now, keep every other threshold
     asked = {(label, float(r)) for label in labels for r in rates}
@@ -255,7 +257,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"{'model':<10}{'rate kHz':>10}{'FPR':>11}{'threshold':>14}{'± unc.':>11}{'n above':>10}  note")
     for label, scorer in labelled:
         scores = scorer.score(zb)
-        for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz):
+        for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz, warn=False):
             if t.resolved:
                 kept.append({"model": label, "zero_bias": str(args.zero_bias), **t.to_dict()})
             else:  # never stored: the trigger menu would use it as if it were calibrated
