@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,6 +65,12 @@ def test_plot_errors_name_the_argument(tmp_path: Path) -> None:
     assert not (tmp_path / "x.png").exists()
 
 
+def _legend(ax: Any) -> list[str]:
+    legend = ax.get_legend()
+    assert legend is not None
+    return [t.get_text() for t in legend.get_texts()]
+
+
 def test_roc_figure_starts_where_the_curves_have_data_and_gives_auc(scores: Scores) -> None:
     from darktrigger.models.metrics import roc_auc
     from darktrigger.models.plots import roc_figure
@@ -72,8 +79,7 @@ def test_roc_figure_starts_where_the_curves_have_data_and_gives_auc(scores: Scor
     ax = roc_figure({name: roc_curve(bkg, s) for name, s in signals.items()}).axes[0]
     assert ax.get_xscale() == "log"
     assert ax.get_xlim() == pytest.approx((1e-5, 1.0))
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == [f"ato4l (AUC {roc_auc(bkg, signals['ato4l']):.3f})",
+    assert _legend(ax) == [f"ato4l (AUC {roc_auc(bkg, signals['ato4l']):.3f})",
                       f"tau (AUC {roc_auc(bkg, signals['tau']):.3f})", "random guess"]
 
 
@@ -84,6 +90,6 @@ def test_score_figure_goes_log_x_only_when_scores_span_decades(scores: Scores) -
     wide = score_figure(rng.lognormal(-5, 1.5, 5000), {"s": rng.lognormal(-2, 1, 500)},
                         thresholds={"1 kHz": 0.5}).axes[0]
     assert (wide.get_xscale(), wide.get_yscale()) == ("log", "log")
-    assert "threshold 1 kHz" in [t.get_text() for t in wide.get_legend().get_texts()]
+    assert "threshold 1 kHz" in _legend(wide)
     bkg, signals = scores  # normal scores: negative values, linear axis
     assert score_figure(bkg, signals).axes[0].get_xscale() == "linear"
