@@ -175,9 +175,9 @@ class Scorer(ABC):
             variant = self.default_variant
         if self.variants and variant not in self.variants:
             raise UnknownNameError(f"scorer {self.name!r}: "
-                                   + unknown_name("variant", str(variant), self.variants))
+                                   + unknown_name("variant", str(variant), self.variants, keep_order=True))
         if not self.variants and variant is not None:
-            raise UnknownNameError(f"scorer {self.name!r} has no variants, got {variant!r}")
+            raise UnknownNameError(f"scorer {self.name!r} has no variants, got {variant!r}.")
         unknown = sorted(set(hyperparameters) - set(self.hyperparameter_defaults))
         if unknown:
             raise ConfigError(f"scorer {self.name!r}: " + "; ".join(
@@ -209,8 +209,7 @@ class Scorer(ABC):
             'vae:kl'
         """
         if variant not in (self.variants or (None,)):
-            choices = ", ".join(self.variants) or "none"
-            raise UnknownNameError(f"{self.where} has no variant {variant!r}; variants: {choices}")
+            raise UnknownNameError(f"{self.where}: " + unknown_name("variant", str(variant), self.variants, keep_order=True))
         other = copy.copy(self)
         other.variant = variant
         return other

@@ -27,13 +27,14 @@ from darktrigger.replay.errors import UnknownNameError
 T = TypeVar("T")
 
 
-def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
-    """The message for a name that is not among ``known``, with the nearest one (any case).
+def unknown_name(kind: str, name: str, known: Iterable[str], keep_order: bool = False) -> str:
+    """The message for a name that is not among ``known``, with the nearest one (any case);
+    ``known`` is listed sorted unless ``keep_order`` (a scorer's variants, default first).
 
         >>> unknown_name("hyper-parameter", "latnet", ["epochs", "latent"])
         "no hyper-parameter named 'latnet'; did you mean 'latent'? Known: epochs, latent."
     """
-    known = sorted(known)
+    known = list(known) if keep_order else sorted(known)
     lowered = {k.lower(): k for k in known}
     key = str(name).lower()
     close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.6) or \

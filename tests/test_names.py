@@ -76,3 +76,14 @@ def test_events_refuse_what_is_not_a_count(text: str, tmp_path: Path, capsys: py
     assert exc.value.code == 2
     assert f"expected a whole number of events (e.g. 100000, 1e5, 100k, 1M), got {text!r}" in capsys.readouterr().err
     assert not (tmp_path / "g.h5").exists()
+
+
+@pytest.mark.parametrize("spec", ["vae:MU2", "vae:mu"])
+def test_variant_suggests_the_nearest(spec: str) -> None:
+    from darktrigger.models import get_scorer
+    from darktrigger.replay.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"did you mean 'mu2'\? Known: mu2, kl, reco\.$"):
+        get_scorer(spec)
+    with pytest.raises(UnknownNameError, match=r"did you mean 'mu2'\?"):
+        get_scorer("vae").with_variant(spec.split(":")[1])

@@ -247,7 +247,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if not labelled:
             from darktrigger.replay.registry import unknown_name
 
-            raise ConfigError(f"{args.model}: " + unknown_name("variant", args.variant, card.variants))
+            raise ConfigError(f"{args.model}: " + unknown_name("variant", args.variant, card.variants, keep_order=True))
     labels = {label for label, _ in labelled}
     # merge by (model, rate): replace only the rates asked for now, keep every other threshold
     asked = {(label, float(r)) for label in labels for r in rates}
