@@ -27,9 +27,11 @@ from darktrigger.replay.errors import UnknownNameError
 T = TypeVar("T")
 
 
-def unknown_name(kind: str, name: str, known: Iterable[str], keep_order: bool = False) -> str:
+def unknown_name(kind: str, name: str, known: Iterable[str], keep_order: bool = False,
+                 missing: str | None = None) -> str:
     """The message for a name that is not among ``known``, with the nearest one (any case);
     ``known`` is listed sorted unless ``keep_order`` (a scorer's variants, default first).
+    ``missing`` replaces the opening "no <kind> named <name>" where the caller says it better.
 
         >>> unknown_name("hyper-parameter", "latnet", ["epochs", "latent"])
         "no hyper-parameter named 'latnet'; did you mean 'latent'? Known: epochs, latent."
@@ -40,7 +42,8 @@ def unknown_name(kind: str, name: str, known: Iterable[str], keep_order: bool = 
     close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.6) or \
         [k for k in lowered if key and k.startswith(key)][:1]
     hint = f"; did you mean {lowered[close[0]]!r}?" if close else "."
-    return f"no {kind} named {name!r}{hint} Known: {', '.join(known) or '(none)'}."
+    opening = missing or f"no {kind} named {name!r}"
+    return f"{opening}{hint} Known: {', '.join(known) or '(none)'}."
 
 
 class Registry(Generic[T]):

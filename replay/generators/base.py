@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import ALL_PROCESSES, EventBatch
-from darktrigger.replay.registry import Registry
+from darktrigger.replay.registry import Registry, unknown_name
 
 
 class EventGenerator(ABC):
@@ -38,10 +38,8 @@ class EventGenerator(ABC):
 
     def check_process(self, process: str) -> None:
         if process not in self.processes:
-            raise ConfigError(
-                f"generator {self.name!r} has no process {process!r}; "
-                f"choose one of {', '.join(self.processes)}"
-            )
+            raise ConfigError(unknown_name("process", process, self.processes, keep_order=True,
+                                           missing=f"generator {self.name!r} has no process {process!r}"))
 
     @abstractmethod
     def generate(self, process: str, n_events: int, seed: int, *,
