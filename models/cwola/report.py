@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from darktrigger.models.cwola.hunt import NO_CUT, CutResult, HuntResult, WindowResult
+from darktrigger.models.plots import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -154,7 +155,7 @@ def plot_window(w: WindowResult, path: str | Path) -> Path:
         if i == 0:
             ax.legend(fontsize="x-small")
     fig.suptitle(w.window.label)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_significance(result: HuntResult, path: str | Path) -> Path:
@@ -182,18 +183,8 @@ def plot_significance(result: HuntResult, path: str | Path) -> Path:
     ax.set_ylabel("local significance [σ]")
     ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    log.info("wrote %s", path)
-    return path
-
-
-# -- everything -----------------------------------------------------------------------------
 def report_dict(result: HuntResult) -> dict[str, Any]:
     """The JSON report (see the module docs)."""
     return _finite_or_none(result.to_dict())
