@@ -121,7 +121,7 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert card["hyperparameters"]["sparsity"] == 0.5
     assert card["hyperparameters"]["hidden"] == [8]
     assert all(z >= 0.5 for z in card["training"]["zero_weights"].values())
-    for bad, match in ((["--set", "sparsity"], "KEY=VALUE"), (["--set", "sparsty=0.5"], "takes hidden"),
+    for bad, match in ((["--set", "sparsity"], "KEY=VALUE"), (["--set", "sparsty=0.5"], r"did you mean 'sparsity'\? Known: .*hidden"),
                        (["--set", "sparsity=1.5"], r"sparsity must be a fraction in \[0, 1\)")):
         assert main(["train", "--model", "qvae", "--background", str(tmp_path / "bkg.h5"),
                      "--out", str(tmp_path / "bad"), "--epochs", "1", "--no-progress", *bad]) == 2
