@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from darktrigger.daq.cli.common import event_count
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
 
@@ -157,8 +158,8 @@ def add_hunt_parser(cwola_sub: Any, formatter: Any) -> None:
                    help=f"early stopping on the inner validation fold (default {d.patience})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"seeds the folds and the networks (default {d.seed})")
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads (default {d.threads})")
-    p.add_argument("--max-events", type=int, default=None,
-                   help="at most this many events per --events file (default all)")
+    p.add_argument("--max-events", type=event_count, default=None,
+                   help="at most this many events per --events file (e.g. 1e5, 100k; default all)")
     p.add_argument("--on-error", choices=("fail", "skip"), default=d.on_error,
                    help="fail: stop at the first bad window or fit with a message naming it (default); "
                         "skip: report it and go on (also passed to the readers)")

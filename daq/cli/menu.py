@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from darktrigger.daq.cli.common import add_on_error, event_count
 from darktrigger.daq.trigger.menu import Menu, calibrate_menu, load_scorers, offline_counts
+from darktrigger.daq.trigger.seeds import SEEDS
 from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -87,9 +89,9 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     menu = sub.add_parser(
         "menu", formatter_class=formatter,
         help="trigger menu: check it, calibrate its anomaly seeds, measure its rates offline",
-        description="A trigger menu is a YAML list of seeds (single_mu, double_mu, single_eg,\n"
-                    "double_eg, single_jet, double_jet, ht, met, anomaly, zero_bias) with prescales,\n"
-                    "the models the anomaly seeds read, the bunch-crossing rate and an accept budget.\n"
+        description="A trigger menu is a YAML list of seeds with prescales, the models the anomaly\n"
+                    "seeds read, the bunch-crossing rate and an accept budget. Seed types:\n"
+                    f"{', '.join(SEEDS.names())} (`darktrigger formats` describes them).\n"
                     "An example: daq/trigger/menus/cms_like.yaml.",
         epilog="examples:\n"
                "  darktrigger menu check --menu daq/trigger/menus/cms_like.yaml\n"
@@ -120,9 +122,10 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--menu", type=Path, required=True, help="menu YAML")
     p.add_argument("--zero-bias", type=Path, required=True, help="background (zero-bias) events")
     p.add_argument("--out", type=Path, required=True, help="calibrated menu YAML to write")
-    p.add_argument("--max-events", type=int, default=None, help="use at most this many events")
+    p.add_argument("--max-events", type=event_count, default=None,
+                   help="use at most this many events (e.g. 2000000, 2e6, 2M; default all)")
     p.add_argument("--threads", type=int, default=1, help="threads per model")
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    add_on_error(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = msub.add_parser(
@@ -142,10 +145,11 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--events", type=Path, nargs="+", required=True, help="event files (any format)")
     p.add_argument("--json", type=Path, default=None, help="also write the counts and rates as JSON")
     p.add_argument("--overlaps", action="store_true", help="also print the overlap matrix")
-    p.add_argument("--max-events", type=int, default=None, help="stop after this many events")
+    p.add_argument("--max-events", type=event_count, default=None,
+                   help="stop after this many events (e.g. 1e6, 1M; default all)")
     p.add_argument("--chunk-size", type=int, default=65536, help="events per batch read")
     p.add_argument("--threads", type=int, default=1, help="threads per model")
     p.add_argument("--fail-over-budget", action="store_true",
                    help="exit with status 1 when the total rate is over the budget")
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    add_on_error(p)
     p.set_defaults(func=cmd_rates)
