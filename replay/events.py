@@ -65,6 +65,8 @@ PROCESS_LABELS: dict[str, int] = {
     "wjets": 1,
     "zjets": 2,
     "ttbar": 3,
+    "minbias": 4,
+    "zero_bias": 5,
     "ato4l": 10,
     "lq_btau": 11,
     "h_tautau": 12,
@@ -94,7 +96,23 @@ def label_counts(labels: np.ndarray) -> dict[int, int]:
 SM_PROCESSES = ("qcd", "wjets", "zjets", "ttbar")
 SIGNAL_PROCESSES = ("ato4l", "lq_btau", "h_tautau", "hpm_taunu")
 DIJET_PROCESSES = ("qcd_dijet", "wprime_xy")
-ALL_PROCESSES = (*SM_PROCESSES, "sm_mix", *SIGNAL_PROCESSES, *DIJET_PROCESSES)
+#: ``zero_bias``: one colliding bunch crossing per event, with pile-up (:mod:`darktrigger.replay.lhc`);
+#: its events carry the label of the process of their hardest interaction (``minbias``, ``qcd``, ...)
+ZERO_BIAS = "zero_bias"
+ALL_PROCESSES = (*SM_PROCESSES, "sm_mix", ZERO_BIAS, *SIGNAL_PROCESSES, *DIJET_PROCESSES)
+#: Truth labels of Standard-Model (background) events; every other label >= 0 is a signal.
+#: Data (-1) is background too: it is what a trigger sees.
+BACKGROUND_LABELS: frozenset[int] = frozenset(
+    [PROCESS_LABELS[p] for p in (*SM_PROCESSES, "minbias", ZERO_BIAS, "qcd_dijet")] + [-1])
+
+
+def is_signal(labels: np.ndarray) -> np.ndarray:
+    """bool ``[N]``: events whose truth label is a signal process (not SM background, not data).
+
+        >>> is_signal(np.array([0, 4, 10, -1, 21], np.int16)).tolist()
+        [False, False, True, False, True]
+    """
+    return ~np.isin(np.asarray(labels), list(BACKGROUND_LABELS))
 
 REQUIRED: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {
     "objects": (np.dtype(np.float32), (N_SLOTS, 3)),
