@@ -20,11 +20,47 @@ orbit (1…3564), and ``lumi`` starts at 1 and advances every ``events_per_lumi`
 events — by default the events of one 23.31 s luminosity section at the pacing
 rate, or 1,000,000 when not paced. ``truth``, ``weight`` and analysis columns are
 kept; a mixture of files keeps the optional columns all its inputs share.
+
+Injection by rate
+-----------------
+A signal can also enter a mixture at its physical rate, ``rate_hz`` = σ × L (a 2 fb
+signal at 2.0e34 cm⁻²s⁻¹ is 2e-39 cm² × 2e34 cm⁻²s⁻¹ = 4e-5 Hz; ``LHCConditions.rate_hz``
+computes it). Such a signal is still *drawn* at a fraction chosen for statistics
+(``Inject(rate_hz, fraction)``; :data:`DEFAULT_INJECTION_FRACTION` when not given): exactly
+``floor(fraction × n)`` of the first ``n`` events come from it. What makes its rate
+physical is the ``weight`` column: the signal's events get the weight share
+``rate_hz / crossing_rate_hz`` of the stream, and the other inputs (the zero-bias
+background) fill the rest, keeping their relative weights:
+
+* an injected event: ``w = w_file / mean(w_file) × (rate_hz / crossing_rate_hz) / fraction``,
+* any other event: ``w = w_file / mean(w_file) × (1 − Σ rate_hz / crossing_rate_hz) / (1 − Σ fraction)``,
+
+where ``mean(w_file)`` is the mean weight of that input file (read once, when the replay
+starts). A stream event then stands for one bunch crossing on average, and a rate
+computed from weights, Σw(fired) / Σw × crossing rate, gives the signal its physical
+contribution, ``rate_hz`` × its efficiency, whatever fraction was drawn. With inputs of
+uniform weights the shares are exact over any ``n`` for which ``fraction × n`` is whole.
+The crossing rate must be the one the rates are computed at (the menu's; 28.61 MHz,
+2544 colliding bunches, by default).
+
+A mixture entry is a number (a fraction), ``"background"`` (this input fills whatever
+the other entries leave) or an :class:`Inject` (also written as a mapping
+``{rate_hz: 20, fraction: 0.001}``, as a topology's ``source.mix`` does). Injected
+fractions are fractions of the stream; with a ``"background"`` entry the numbers are too,
+and without one the numbers share what the injected entries leave, in proportion.
+
+    >>> stream = Replay({"sm_mix.h5": "background", "ato4l.h5": Inject(rate_hz=20, fraction=0.5)},
+    ...                 loop=True, max_events=2000, crossing_rate_hz=28.61e6)
+    >>> batch = EventBatch.concat(list(stream))
+    >>> w, injected = batch["weight"].astype(float), batch["truth"] == -1   # ADC2021 files carry no truth
+    >>> int(injected.sum()), round(w[injected].sum() / w.sum() * 28.61e6, 3)   # events drawn, Hz
+    (1000, 20.0)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +71,7 @@ import numpy as np
 
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
+from darktrigger.replay.lhc import LHCConditions
 from darktrigger.replay.readers import EventReader, open_events
 from darktrigger.replay.readers.base import SkipReport
 
@@ -46,6 +83,82 @@ UNPACED_EVENTS_PER_LUMI = 1_000_000
 #: When paced, a batch is never longer than this fraction of a second of events,
 #: so the emitted rate is smooth even at low rates.
 MAX_BATCH_SECONDS = 0.1
+#: The fraction of the replayed events a signal injected by rate is drawn at when no
+#: fraction is given: enough events for an efficiency, few enough to leave the background.
+DEFAULT_INJECTION_FRACTION = 1e-3
+#: The mixture entry that fills what the other entries leave.
+BACKGROUND = "background"
+#: Counts of injected events are floor(fraction × n); this absorbs float rounding of a whole product.
+_WHOLE = 1e-9
+
+
+@dataclass(frozen=True)
+class Inject:
+    """A signal injected at its physical rate ``rate_hz`` (σ × L), drawn at ``fraction``
+    of the events for statistics (see the module docs: the weights carry the rate)."""
+
+    rate_hz: float
+    fraction: float = DEFAULT_INJECTION_FRACTION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate_hz, bool) or not isinstance(self.rate_hz, int | float) \
+                or not math.isfinite(self.rate_hz) or self.rate_hz <= 0:
+            raise ConfigError(f"rate_hz must be a positive rate in Hz, got {self.rate_hz!r}")
+        if isinstance(self.fraction, bool) or not isinstance(self.fraction, int | float) \
+                or not 0 < self.fraction < 1:
+            raise ConfigError(f"fraction must be a number in (0, 1): the share of the replayed events "
+                              f"drawn from the signal, got {self.fraction!r}")
+
+
+#: What a mixture maps a file to: a fraction, :data:`BACKGROUND`, or an injection by rate.
+MixEntry = float | str | Inject
+
+
+def mix_entry(value: Any, where: str) -> MixEntry:
+    """One mixture value as a :data:`MixEntry`: a number, ``"background"``, an :class:`Inject`
+    or a mapping ``{rate_hz: …, fraction: …}``; a :class:`ConfigError` naming ``where`` if not.
+
+        >>> mix_entry({"rate_hz": 20}, "source.mix[sig.h5]")
+        Inject(rate_hz=20, fraction=0.001)
+        >>> mix_entry({"rate": 20}, "source.mix[sig.h5]")
+        Traceback (most recent call last):
+        ...
+        darktrigger.replay.errors.ConfigError: source.mix[sig.h5]: unknown key(s) 'rate'; an injection by rate is {rate_hz: HZ, fraction: F} (fraction optional, default 0.001)
+    """
+    if isinstance(value, Inject) or value == BACKGROUND:
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(map(str, value)) - {"rate_hz", "fraction"})
+        if unknown or "rate_hz" not in value:
+            what = f"unknown key(s) {', '.join(map(repr, unknown))}" if unknown else "no rate_hz"
+            raise ConfigError(f"{where}: {what}; an injection by rate is {{rate_hz: HZ, fraction: F}} "
+                              f"(fraction optional, default {DEFAULT_INJECTION_FRACTION:g})")
+        try:
+            return Inject(value["rate_hz"], value.get("fraction", DEFAULT_INJECTION_FRACTION))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}: mixture fractions must be numbers >= 0; expected a fraction, "
+                          f"{BACKGROUND!r}, or an injection by rate {{rate_hz: HZ, fraction: F}}; got {value!r}")
+    return float(value)
+
+
+def mean_weight(path: Path, reader_options: Mapping[str, Any] | None = None) -> float:
+    """The mean of a file's ``weight`` column (one pass); a :class:`ConfigError` naming the file
+    and the first bad row if a weight is NaN, infinite or negative, or they sum to 0."""
+    total, n = 0.0, 0
+    for batch in open_events(path, **dict(reader_options or {})):
+        w = np.asarray(batch["weight"], dtype=np.float64)
+        bad = ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            row = n + int(np.argmax(bad))
+            raise ConfigError(f"{path}, row {row}: expected a finite weight >= 0, got {w[row - n]!r}")
+        total += float(w.sum())
+        n += len(w)
+    if n == 0 or total <= 0:
+        raise ConfigError(f"{path}: the weights of its {n:,} events sum to {total:g}; a mixture injecting "
+                          f"by rate needs inputs whose weights sum to more than 0")
+    return total / n
 
 
 class _Buffered:
@@ -109,33 +222,41 @@ class ReplayStats:
 
 
 class Replay:
-    """Batches of events from files, in sequence or mixed by fraction, paced and stamped.
+    """Batches of events from files, in sequence or mixed, paced and stamped.
 
     ``inputs`` is a list of files (read one after the other) or a mapping file →
-    fraction (each batch draws its events from the files by a seeded multinomial;
-    fractions are normalised). ``rate_hz=None`` replays as fast as possible.
-    Without ``loop``, the replay ends when a file (any file of a mixture) runs out;
-    ``max_events`` stops it after that many events in any case.
+    :data:`MixEntry`: a fraction (each batch draws its events from the files by a seeded
+    multinomial; fractions are normalised), ``"background"``, or an :class:`Inject` (a
+    signal at its physical rate, see the module docs; ``crossing_rate_hz`` is the rate the
+    weights are made for, 28.61 MHz by default). ``rate_hz=None`` replays as fast as
+    possible. Without ``loop``, the replay ends when a file (any file of a mixture) runs
+    out; ``max_events`` stops it after that many events in any case.
     """
 
-    def __init__(self, inputs: Sequence[str | Path] | Mapping[str | Path, float], *,
+    def __init__(self, inputs: Sequence[str | Path] | Mapping[str | Path, Any], *,
                  batch_size: int = 4096, rate_hz: float | None = None, loop: bool = False,
                  max_events: int | None = None, run: int = 1, first_event: int = 1,
                  events_per_lumi: int | None = None, seed: int = 0,
-                 reader_options: Mapping[str, Any] | None = None) -> None:
+                 reader_options: Mapping[str, Any] | None = None,
+                 crossing_rate_hz: float | None = None) -> None:
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         if rate_hz is not None and rate_hz <= 0:
             raise ConfigError(f"rate_hz must be positive (or None for as fast as possible), got {rate_hz}")
         if max_events is not None and max_events < 0:
             raise ConfigError(f"max_events must be >= 0, got {max_events}")
+        self.crossing_rate_hz = float(crossing_rate_hz or LHCConditions().crossing_rate_hz)
+        if not math.isfinite(self.crossing_rate_hz) or self.crossing_rate_hz <= 0:
+            raise ConfigError(f"crossing_rate_hz must be a positive rate in Hz, got {crossing_rate_hz!r}")
+        #: injected inputs by path (empty unless some entry is an :class:`Inject`)
+        self.injected: dict[str, Inject] = {}
+        #: per input, what its weights are multiplied by after division by their mean (None: kept)
+        self._weight_factor: list[float] | None = None
         if isinstance(inputs, Mapping):
             self.mixture = True
             paths = [Path(p) for p in inputs]
-            fractions = np.array([float(f) for f in inputs.values()])
-            if len(paths) == 0 or (fractions < 0).any() or fractions.sum() <= 0:
-                raise ConfigError(f"mixture fractions must be >= 0 and not all 0, got {dict(inputs)}")
-            self.fractions = fractions / fractions.sum()
+            entries = [mix_entry(v, f"mixture entry {p}") for p, v in inputs.items()]
+            self.fractions = self._fractions(paths, entries)
         else:
             self.mixture = False
             paths = [Path(p) for p in inputs]
@@ -160,6 +281,55 @@ class Replay:
         self.reader_options = dict(reader_options or {})
         self.stats = ReplayStats(per_input={str(p): 0 for p in paths})
         self._sources: list[_Buffered] = []
+        self._mean_weights: list[float] | None = None
+
+    def _fractions(self, paths: list[Path], entries: list[MixEntry]) -> np.ndarray:
+        """The stream fraction of each input (they sum to 1); sets the weight factors when
+        some input is injected by rate."""
+        where = f"mixture {dict(zip(map(str, paths), entries, strict=True))}"
+        if not paths:
+            raise ConfigError("a mixture needs at least one input file")
+        injected = {i: e for i, e in enumerate(entries) if isinstance(e, Inject)}
+        backgrounds = [i for i, e in enumerate(entries) if e == BACKGROUND]
+        numbers = {i: e for i, e in enumerate(entries) if isinstance(e, float)}
+        if len(backgrounds) > 1:
+            raise ConfigError(f"{where}: {len(backgrounds)} entries are {BACKGROUND!r}; at most one input "
+                              f"fills what the others leave (give the others fractions)")
+        f_injected = sum(e.fraction for e in injected.values())
+        out = np.zeros(len(paths))
+        for i, e in injected.items():
+            out[i] = e.fraction
+        if backgrounds:
+            rest = 1.0 - f_injected - sum(numbers.values())
+            if rest <= 0:
+                raise ConfigError(f"{where}: the fractions sum to {1 - rest:g}, leaving nothing for the "
+                                  f"{BACKGROUND!r} input; they must sum to less than 1")
+            for i, f in numbers.items():
+                out[i] = f
+            out[backgrounds[0]] = rest
+        elif numbers:
+            share = sum(numbers.values())
+            if share <= 0:
+                raise ConfigError(f"{where}: mixture fractions must be >= 0 and not all 0")
+            if f_injected >= 1:
+                raise ConfigError(f"{where}: the injected fractions sum to {f_injected:g}, leaving nothing "
+                                  f"for the other inputs; they must sum to less than 1")
+            for i, f in numbers.items():
+                out[i] = f / share * (1.0 - f_injected)
+        else:
+            raise ConfigError(f"{where}: every input is injected by rate; a mixture needs a background "
+                              f"too (an entry {BACKGROUND!r} or a fraction) whose weights fill the rest")
+        if injected:
+            share = sum(e.rate_hz for e in injected.values()) / self.crossing_rate_hz
+            if share >= 1:
+                raise ConfigError(f"{where}: the injected rates sum to "
+                                  f"{share * self.crossing_rate_hz:,.0f} Hz, not below the crossing rate "
+                                  f"{self.crossing_rate_hz:,.0f} Hz")
+            rest = (1.0 - share) / (1.0 - f_injected)
+            self._weight_factor = [e.rate_hz / self.crossing_rate_hz / e.fraction
+                                   if isinstance(e, Inject) else rest for e in entries]
+            self.injected = {str(p): e for p, e in zip(paths, entries, strict=True) if isinstance(e, Inject)}
+        return out
 
     @property
     def skipped(self) -> list[SkipReport]:
@@ -175,7 +345,24 @@ class Replay:
             bx=(1 + index % np.uint64(BUNCH_SLOTS)).astype(np.uint16),
         )
 
-    def _next_unstamped(self, want: int, rng: np.random.Generator) -> EventBatch | None:
+    def _counts(self, want: int, emitted: int, rng: np.random.Generator) -> np.ndarray:
+        """How many of the next ``want`` events each input gives: injected inputs exactly
+        floor(fraction × n) of the first n events, the others by a multinomial."""
+        if not self.injected:
+            return rng.multinomial(want, self.fractions)
+        counts = np.zeros(len(self.paths), np.int64)
+        rest = np.ones(len(self.paths), bool)
+        for i, p in enumerate(self.paths):
+            inject = self.injected.get(str(p))
+            if inject is not None:
+                f = inject.fraction
+                counts[i] = math.floor(f * (emitted + want) + _WHOLE) - math.floor(f * emitted + _WHOLE)
+                rest[i] = False
+        shares = np.where(rest, self.fractions, 0.0)
+        counts[rest] = rng.multinomial(want - int(counts.sum()), shares[rest] / shares[rest].sum())
+        return counts
+
+    def _next_unstamped(self, want: int, emitted: int, rng: np.random.Generator) -> EventBatch | None:
         if not self.mixture:  # files in sequence; a batch may span the end of one file
             parts: list[EventBatch] = []
             have = 0
@@ -188,9 +375,9 @@ class Replay:
                 parts.append(out)
                 have += len(out)
             return self._common(parts) if parts else None
-        counts = rng.multinomial(want, self.fractions)
+        counts = self._counts(want, emitted, rng)
         parts = []
-        for src, k in zip(self._sources, counts, strict=True):
+        for i, (src, k) in enumerate(zip(self._sources, counts, strict=True)):
             if k == 0:
                 continue
             got = src.take(int(k))
@@ -198,6 +385,9 @@ class Replay:
                 log.info("replay: %s ran out; the mixture ends here", src.path)
                 return None
             self.stats.per_input[str(src.path)] += len(got)  # type: ignore[index]
+            if self._weight_factor is not None and self._mean_weights is not None:
+                w = got["weight"].astype(np.float64) * (self._weight_factor[i] / self._mean_weights[i])
+                got = got.with_columns(weight=w.astype(np.float32))
             parts.append(got)
         merged = self._common(parts)
         return merged[rng.permutation(len(merged))]
@@ -211,6 +401,8 @@ class Replay:
 
     def __iter__(self) -> Iterator[EventBatch]:
         rng = np.random.default_rng(self.seed)
+        if self._weight_factor is not None and self._mean_weights is None:
+            self._mean_weights = [mean_weight(p, self.reader_options) for p in self.paths]
         self._sources = [_Buffered(p, self.loop, self.reader_options) for p in self.paths]
         emitted = 0
         t0 = time.monotonic()
@@ -219,7 +411,7 @@ class Replay:
                 want = self.batch_size
                 if self.max_events is not None:
                     want = min(want, self.max_events - emitted)
-                batch = self._next_unstamped(want, rng)
+                batch = self._next_unstamped(want, emitted, rng)
                 if batch is None or len(batch) == 0:
                     break
                 if self.rate_hz is not None:  # a batch leaves when its last event is due

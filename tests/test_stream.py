@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import EventBatch
 from darktrigger.replay.storage import write_events
-from darktrigger.replay.stream import BUNCH_SLOTS, Replay
+from darktrigger.replay.stream import BUNCH_SLOTS, Inject, Replay
 from darktrigger.replay.testing import random_batch
 
 
@@ -103,3 +104,91 @@ def test_bad_arguments(files):
         Replay({bkg: -1.0})
     with pytest.raises(FileNotFoundError, match="nope.h5"):
         Replay(["nope.h5"])
+
+
+# -- injection by rate ----------------------------------------------------------------
+CROSSING_HZ = 28.61e6
+
+
+@pytest.fixture
+def zb_and_signals(tmp_path):
+    """A background of 10,000 events with uneven weights, two signals of 1,000 events."""
+    zb, a, b = tmp_path / "zb.h5", tmp_path / "a.h5", tmp_path / "b.h5"
+    write_events(zb, random_batch(10_000, seed=1, truth=5), provenance={"generator": "test"})
+    sig_a = random_batch(1_000, seed=2, truth=10)
+    write_events(a, sig_a.with_columns(weight=np.full(1_000, 3.5, np.float32)), provenance={"generator": "test"})
+    write_events(b, random_batch(1_000, seed=3, truth=11), provenance={"generator": "test"})
+    return zb, a, b
+
+
+def _weights_by_truth(replay):
+    batch = EventBatch.concat(list(replay))
+    return batch["weight"].astype(np.float64), batch["truth"]
+
+
+def test_injection_by_rate_gives_the_signal_its_weight_share_exactly(zb_and_signals):
+    zb, a, b = zb_and_signals
+    # 100,000 events: 2,000 from a, 8,000 from b, 90,000 background: whole passes over the
+    # files of uneven weights, so the shares are exact up to the float32 weights
+    r = Replay({zb: "background", a: Inject(rate_hz=20.0, fraction=0.02), b: {"rate_hz": 3000.0, "fraction": 0.08}},
+               batch_size=4096, loop=True, max_events=100_000, crossing_rate_hz=CROSSING_HZ, seed=4)
+    w, truth = _weights_by_truth(r)
+    assert r.stats.per_input == {str(zb): 90_000, str(a): 2_000, str(b): 8_000}
+    assert ((truth == 10).sum(), (truth == 11).sum()) == (2_000, 8_000)
+    total = w.sum()
+    assert w[truth == 10].sum() / total == pytest.approx(20.0 / CROSSING_HZ, rel=1e-6)
+    assert w[truth == 11].sum() / total == pytest.approx(3000.0 / CROSSING_HZ, rel=1e-6)
+    assert w[truth == 5].sum() / total == pytest.approx(1 - 3020.0 / CROSSING_HZ, rel=1e-9)
+    assert total == pytest.approx(100_000, rel=1e-6)  # an event stands for one crossing on average
+    # the background keeps its relative weights
+    zb_w = random_batch(10_000, seed=1).columns["weight"].astype(np.float64)
+    got = w[truth == 5]
+    assert got.max() / got.min() == pytest.approx(zb_w.max() / zb_w.min(), rel=1e-5)
+    assert r.injected == {str(a): Inject(20.0, 0.02), str(b): Inject(3000.0, 0.08)}
+
+
+def test_injected_counts_are_exact_in_every_prefix(zb_and_signals):
+    zb, a, _ = zb_and_signals
+    r = Replay({zb: 0.5, a: {"rate_hz": 1.0}}, batch_size=777, loop=True, max_events=50_000)
+    seen = 0
+    n_sig = 0
+    for batch in r:
+        seen += len(batch)
+        n_sig += int((batch["truth"] == 10).sum())
+        assert n_sig == int(np.floor(1e-3 * seen + 1e-9))
+
+
+def test_a_fraction_mixture_keeps_its_weights(zb_and_signals):
+    zb, a, _ = zb_and_signals
+    r = Replay({zb: 0.9, a: 0.1}, loop=True, max_events=5_000, seed=1)
+    w, truth = _weights_by_truth(r)
+    assert set(np.unique(w[truth == 10]).tolist()) == {3.5}
+    assert r.injected == {}
+
+
+@pytest.mark.parametrize(("mix", "message"), [
+    ({"zb": "background", "a": "background"}, "2 entries are 'background'"),
+    ({"zb": "background", "a": {"rate_hz": 3e7, "fraction": 0.1}}, "injected rates sum to 30,000,000 Hz"),
+    ({"a": {"rate_hz": 1.0}}, "every input is injected by rate"),
+    ({"zb": "background", "a": {"rate": 1.0}}, "unknown key.*'rate'.*rate_hz"),
+    ({"zb": "background", "a": {"rate_hz": 1.0, "fraction": 1.5}}, r"fraction must be a number in \(0, 1\)"),
+    ({"zb": "background", "a": {"rate_hz": -2}}, "rate_hz must be a positive rate"),
+    ({"zb": 0.7, "a": 0.4, "b": "background"}, "leaving nothing for the 'background' input"),
+    ({"zb": "backgorund"}, "expected a fraction, 'background'"),
+])
+def test_bad_mixtures_are_named(zb_and_signals, mix, message):
+    zb, a, b = zb_and_signals
+    paths = {"zb": zb, "a": a, "b": b}
+    with pytest.raises(ConfigError, match=message):
+        Replay({paths[k]: v for k, v in mix.items()})
+
+
+def test_a_bad_weight_is_named_with_its_file_and_row(zb_and_signals, tmp_path):
+    zb, a, _ = zb_and_signals
+    bad = tmp_path / "bad.h5"
+    batch = random_batch(100, seed=9, truth=5)
+    w = batch["weight"].copy()
+    w[42] = np.nan
+    write_events(bad, batch.with_columns(weight=w), provenance={"generator": "test"})
+    with pytest.raises(ConfigError, match=f"{bad}, row 42: expected a finite weight >= 0, got nan"):
+        list(Replay({bad: "background", a: {"rate_hz": 1.0}}, max_events=10))
