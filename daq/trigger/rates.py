@@ -1,8 +1,24 @@
 """Rates from trigger decisions: per-seed counts, pure rates, overlaps, and the budget.
 
-:class:`MenuCounts` accumulates a menu's :class:`~darktrigger.daq.trigger.decision.Decision` batch by batch (in
-any order and split: counts add up, across stages and files too) and turns the counts
-into rates at the bunch-crossing rate, with binomial uncertainties.
+:class:`MenuCounts` accumulates a menu's :class:`~darktrigger.daq.trigger.decision.Decision`
+batch by batch (in any order and split: counts add up, across stages and files too) and
+turns them into rates at the colliding-bunch crossing rate. Each event may carry a weight
+(the ``weight`` column; relative: only ratios matter): a rate is
+
+    rate = Σw(events the seed fired) / Σw(all events) × crossing rate,
+
+with var(p̂) = Σ wᵢ²(xᵢ − p̂)² / (Σw)² (the binomial p(1 − p)/n for unit weights) and
+n_eff = (Σw)²/Σw² effective events. Unweighted events count one crossing each.
+
+    >>> import numpy as np
+    >>> d = Decision(raw=np.array([1, 0, 1, 0], np.uint64), bits=np.array([1, 0, 1, 0], np.uint64),
+    ...              names=("MET90",))
+    >>> unit = MenuCounts(["MET90"], bx_rate_mhz=28.0).add(d)
+    >>> unit.rates_hz.tolist(), unit.rate_uncertainties_hz.round(1).tolist()
+    ([14000000.0], [7000000.0])
+    >>> weighted = MenuCounts(["MET90"], bx_rate_mhz=28.0).add(d, weights=np.array([1.0, 3.0, 0.5, 0.5]))
+    >>> weighted.rates_hz.tolist(), round(weighted.n_eff, 2)     # 1.5 / 5 of 28 MHz
+    ([8400000.0], 2.38)
 """
 
 from __future__ import annotations
@@ -38,16 +54,42 @@ def _binomial_hz(count: np.ndarray | int, n: int, bx_hz: float) -> np.ndarray:
     return np.where(c > 0, np.sqrt(p * (1 - p) / n), 1.0 / n) * bx_hz
 
 
-class MenuCounts:
-    """Per-seed counts accumulated over decisions, and the rates they give.
+def weighted_fraction_uncertainty(fired_w: np.ndarray | float, fired_w2: np.ndarray | float,
+                                  total_w: float, total_w2: float) -> np.ndarray:
+    """The standard deviation of p̂ = Σw(fired)/Σw: sqrt(Σ wᵢ²(xᵢ − p̂)²)/Σw.
 
-    ``raw`` (before prescale), ``counts`` (after), ``pure`` (events this seed alone kept,
-    after prescale), ``overlap[i, j]`` (events kept by both i and j; its diagonal is
-    ``counts``), ``accepted`` (events any seed kept) and ``events`` (events seen). Rates
-    are count / events × the bunch-crossing rate, in Hz, with binomial uncertainties.
-    Events are counted, not weighted (zero-bias events have unit weight). Counts from
-    several stages or files add up with :meth:`merge`.
+    Written with the four sums: Σ wᵢ²(xᵢ − p̂)² = Σw²(fired)(1 − 2p̂) + p̂²Σw²(all). Where
+    nothing fired it is 1/n_eff, one effective event (what the binomial gives for unit weights).
+
+        >>> weighted_fraction_uncertainty(1.0, 1.0, 4.0, 4.0).round(4).tolist()  # sqrt(.25·.75/4)
+        0.2165
+        >>> weighted_fraction_uncertainty(0.0, 0.0, 4.0, 4.0).tolist()
+        0.25
     """
+    s1 = np.asarray(fired_w, dtype=np.float64)
+    s2 = np.asarray(fired_w2, dtype=np.float64)
+    if total_w <= 0 or total_w2 <= 0:
+        return np.zeros_like(s1)
+    p = s1 / total_w
+    var = (s2 * (1 - 2 * p) + p * p * total_w2) / (total_w * total_w)
+    return np.where(s1 > 0, np.sqrt(np.clip(var, 0.0, None)), total_w2 / (total_w * total_w))
+
+
+class MenuCounts:
+    """Per-seed counts and weight sums accumulated over decisions, and the rates they give.
+
+    Counts (integers, events): ``raw`` (fired before prescale), ``counts`` (after),
+    ``pure`` (events this seed alone kept, after prescale), ``overlap[i, j]`` (kept by both
+    i and j; its diagonal is ``counts``), ``accepted`` (kept by any seed) and ``events``
+    (seen). The same as sums of event weights: ``sum_w``/``sum_w2`` (Σw, Σw² of all
+    events) and, per quantity ``q`` of ``raw``, ``counts``, ``pure``, ``accepted``,
+    ``w_<q>`` and ``w2_<q>``, with ``w_overlap``. Rates are Σw(fired) / Σw × the crossing
+    rate, in Hz, with the weighted binomial uncertainty; for unit weights (no weights
+    given, or all 1) they are exactly count / events × the crossing rate with the binomial
+    uncertainty. Counts from several stages or files add up with :meth:`merge`.
+    """
+
+    QUANTITIES = ("raw", "counts", "pure")
 
     def __init__(self, names: Sequence[str], prescales: Sequence[float] | None = None, *,
                  bx_rate_mhz: float = DEFAULT_BX_RATE_MHZ, budget_khz: float | None = None) -> None:
@@ -62,27 +104,68 @@ class MenuCounts:
         self.counts = np.zeros(k, np.int64)
         self.pure = np.zeros(k, np.int64)
         self.overlap = np.zeros((k, k), np.int64)
+        #: whether some event had a weight other than 1 (else rates use the plain counts)
+        self.weighted = False
+        self.sum_w = 0.0
+        self.sum_w2 = 0.0
+        self.w_accepted = 0.0
+        self.w2_accepted = 0.0
+        self.w_raw = np.zeros(k)
+        self.w2_raw = np.zeros(k)
+        self.w_counts = np.zeros(k)
+        self.w2_counts = np.zeros(k)
+        self.w_pure = np.zeros(k)
+        self.w2_pure = np.zeros(k)
+        self.w_overlap = np.zeros((k, k))
 
     @classmethod
     def for_menu(cls, menu: MenuShape) -> MenuCounts:
         return cls(menu.names, menu.prescales, bx_rate_mhz=menu.bx_rate_mhz, budget_khz=menu.budget_khz)
 
-    def add(self, decision: Decision) -> MenuCounts:
-        """Count one batch's decision; returns self."""
+    def add(self, decision: Decision, weights: np.ndarray | None = None) -> MenuCounts:
+        """Count one batch's decision, each event with its weight (``weights`` float ``[N]``,
+        finite and >= 0; None: 1 each); returns self."""
         if decision.names != self.names:
             raise ConfigError(f"a decision for seeds {list(decision.names)} cannot be counted with "
                               f"seeds {list(self.names)}")
+        n = len(decision)
+        if weights is None:
+            w = np.ones(n)
+        else:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (n,):
+                raise ConfigError(f"menu counts: {n} decisions but weights of shape {w.shape}")
+            if not (np.isfinite(w).all() and (w >= 0).all()):
+                bad = int(np.flatnonzero(~(np.isfinite(w) & (w >= 0)))[0])
+                raise ConfigError(f"menu counts: event weights must be finite and >= 0; "
+                                  f"event {bad} of the batch has weight {w[bad]!r}")
+            self.weighted = self.weighted or bool((w != 1).any())
         k = len(self.names)
-        self.events += len(decision)
+        self.events += n
+        self.sum_w += float(w.sum())
+        self.sum_w2 += float(w @ w)
+        fired = decision.raw != 0
         raw_bits = _unpack(decision.raw, k)
         self.raw += raw_bits.sum(axis=0, dtype=np.int64)
+        w_raw = w[fired]
+        self.w_raw += w_raw @ raw_bits
+        self.w2_raw += (w_raw * w_raw) @ raw_bits
+        kept_rows = decision.bits != 0
         kept = _unpack(decision.bits, k)
+        wk = w[kept_rows]
         self.accepted += len(kept)
+        self.w_accepted += float(wk.sum())
+        self.w2_accepted += float(wk @ wk)
         self.counts += kept.sum(axis=0, dtype=np.int64)
+        self.w_counts += wk @ kept
+        self.w2_counts += (wk * wk) @ kept
         alone = kept.sum(axis=1) == 1
         self.pure += kept[alone].sum(axis=0, dtype=np.int64)
+        self.w_pure += wk[alone] @ kept[alone]
+        self.w2_pure += (wk[alone] ** 2) @ kept[alone]
         f = kept.astype(np.float64)  # exact: counts per batch stay far below 2**53
         self.overlap += np.rint(f.T @ f).astype(np.int64)
+        self.w_overlap += (f * wk[:, None]).T @ f
         return self
 
     def merge(self, other: MenuCounts) -> MenuCounts:
@@ -97,40 +180,79 @@ class MenuCounts:
         self.counts += other.counts
         self.pure += other.pure
         self.overlap += other.overlap
+        self.weighted = self.weighted or other.weighted
+        self.sum_w += other.sum_w
+        self.sum_w2 += other.sum_w2
+        self.w_accepted += other.w_accepted
+        self.w2_accepted += other.w2_accepted
+        for q in self.QUANTITIES:
+            getattr(self, f"w_{q}")[:] += getattr(other, f"w_{q}")
+            getattr(self, f"w2_{q}")[:] += getattr(other, f"w2_{q}")
+        self.w_overlap += other.w_overlap
         return self
 
     # -- rates ----------------------------------------------------------------------
     @property
     def bx_hz(self) -> float:
+        """The crossing rate the rates are at, Hz."""
         return self.bx_rate_mhz * 1e6
 
-    def _rate(self, count: np.ndarray | int) -> np.ndarray:
+    @property
+    def n_eff(self) -> float:
+        """Effective number of events (Σw)²/Σw²: ``events`` for unit weights."""
+        if not self.weighted:
+            return float(self.events)
+        return self.sum_w ** 2 / self.sum_w2 if self.sum_w2 > 0 else 0.0
+
+    def _rate(self, count: np.ndarray | int, weight: np.ndarray | float) -> np.ndarray:
+        if self.weighted:
+            w = np.asarray(weight, dtype=np.float64)
+            return w / self.sum_w * self.bx_hz if self.sum_w > 0 else np.zeros_like(w)
         c = np.asarray(count, dtype=np.float64)
         return c / self.events * self.bx_hz if self.events else np.zeros_like(c)
 
+    def _uncertainty(self, count: np.ndarray | int, weight: np.ndarray | float,
+                     weight2: np.ndarray | float) -> np.ndarray:
+        if self.weighted:
+            return weighted_fraction_uncertainty(weight, weight2, self.sum_w, self.sum_w2) * self.bx_hz
+        return _binomial_hz(count, self.events, self.bx_hz)
+
     @property
     def raw_rates_hz(self) -> np.ndarray:
-        return self._rate(self.raw)
+        return self._rate(self.raw, self.w_raw)
+
+    @property
+    def raw_rate_uncertainties_hz(self) -> np.ndarray:
+        return self._uncertainty(self.raw, self.w_raw, self.w2_raw)
 
     @property
     def rates_hz(self) -> np.ndarray:
-        return self._rate(self.counts)
+        return self._rate(self.counts, self.w_counts)
 
     @property
     def rate_uncertainties_hz(self) -> np.ndarray:
-        return _binomial_hz(self.counts, self.events, self.bx_hz)
+        return self._uncertainty(self.counts, self.w_counts, self.w2_counts)
 
     @property
     def pure_rates_hz(self) -> np.ndarray:
-        return self._rate(self.pure)
+        return self._rate(self.pure, self.w_pure)
+
+    @property
+    def pure_rate_uncertainties_hz(self) -> np.ndarray:
+        return self._uncertainty(self.pure, self.w_pure, self.w2_pure)
+
+    @property
+    def overlap_rates_hz(self) -> np.ndarray:
+        """``[k, k]``: the rate of events kept by both seeds, Hz."""
+        return self._rate(self.overlap, self.w_overlap)
 
     @property
     def total_rate_hz(self) -> float:
-        return float(self._rate(self.accepted))
+        return float(self._rate(self.accepted, self.w_accepted))
 
     @property
     def total_rate_uncertainty_hz(self) -> float:
-        return float(_binomial_hz(self.accepted, self.events, self.bx_hz))
+        return float(self._uncertainty(self.accepted, self.w_accepted, self.w2_accepted))
 
     @property
     def over_budget(self) -> bool | None:
@@ -140,22 +262,34 @@ class MenuCounts:
         return self.total_rate_hz > self.budget_khz * 1e3
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts and rates (``run_summary.json`` holds this)."""
+        """JSON-ready counts, weight sums and rates (``run_summary.json`` holds this)."""
         unc = self.rate_uncertainties_hz
+        raw_unc = self.raw_rate_uncertainties_hz
+        pure_unc = self.pure_rate_uncertainties_hz
         seeds = [{"name": name, "prescale": self.prescales[i], "raw_count": int(self.raw[i]),
                   "count": int(self.counts[i]), "pure_count": int(self.pure[i]),
-                  "raw_rate_hz": float(self.raw_rates_hz[i]), "rate_hz": float(self.rates_hz[i]),
-                  "rate_uncertainty_hz": float(unc[i]), "pure_rate_hz": float(self.pure_rates_hz[i])}
+                  "raw_weight": float(self.w_raw[i]), "raw_weight_sq": float(self.w2_raw[i]),
+                  "weight": float(self.w_counts[i]), "weight_sq": float(self.w2_counts[i]),
+                  "pure_weight": float(self.w_pure[i]), "pure_weight_sq": float(self.w2_pure[i]),
+                  "raw_rate_hz": float(self.raw_rates_hz[i]), "raw_rate_uncertainty_hz": float(raw_unc[i]),
+                  "rate_hz": float(self.rates_hz[i]), "rate_uncertainty_hz": float(unc[i]),
+                  "pure_rate_hz": float(self.pure_rates_hz[i]),
+                  "pure_rate_uncertainty_hz": float(pure_unc[i])}
                  for i, name in enumerate(self.names)]
         return {"bx_rate_mhz": self.bx_rate_mhz, "events": self.events, "accepted": self.accepted,
+                "weighted": self.weighted, "sum_weights": self.sum_w, "sum_weights_sq": self.sum_w2,
+                "n_eff": self.n_eff, "accepted_weight": self.w_accepted,
+                "accepted_weight_sq": self.w2_accepted,
                 "total_rate_hz": self.total_rate_hz,
                 "total_rate_uncertainty_hz": self.total_rate_uncertainty_hz,
                 "budget_khz": self.budget_khz, "over_budget": self.over_budget, "seeds": seeds,
-                "overlap": {"names": list(self.names), "counts": self.overlap.tolist()}}
+                "overlap": {"names": list(self.names), "counts": self.overlap.tolist(),
+                            "weights": self.w_overlap.tolist()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MenuCounts:
-        """Rebuild counts from :meth:`to_dict` (e.g. to merge run summaries)."""
+        """Rebuild counts from :meth:`to_dict` (e.g. to merge run summaries); a dict without
+        the weight sums is read as unit weights."""
         try:
             seeds = data["seeds"]
             out = cls([s["name"] for s in seeds], [s["prescale"] for s in seeds],
@@ -165,21 +299,35 @@ class MenuCounts:
             out.counts[:] = [s["count"] for s in seeds]
             out.pure[:] = [s["pure_count"] for s in seeds]
             out.overlap[:] = np.asarray(data["overlap"]["counts"], dtype=np.int64)
-        except (KeyError, TypeError, ValueError) as exc:
+            out.weighted = bool(data.get("weighted", False))
+            out.sum_w = float(data.get("sum_weights", out.events))
+            out.sum_w2 = float(data.get("sum_weights_sq", out.events))
+            out.w_accepted = float(data.get("accepted_weight", out.accepted))
+            out.w2_accepted = float(data.get("accepted_weight_sq", out.accepted))
+            for q, key in (("raw", "raw_"), ("counts", ""), ("pure", "pure_")):
+                count_key = "count" if q == "counts" else f"{q}_count"
+                getattr(out, f"w_{q}")[:] = [s.get(f"{key}weight", s[count_key]) for s in seeds]
+                getattr(out, f"w2_{q}")[:] = [s.get(f"{key}weight_sq", s[count_key]) for s in seeds]
+            out.w_overlap[:] = np.asarray(data["overlap"].get("weights", data["overlap"]["counts"]),
+                                          dtype=np.float64)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"menu counts: expected the fields MenuCounts.to_dict writes, "
                               f"got {type(exc).__name__}: {exc}") from None
         return out
 
     def format_table(self) -> str:
-        """A terminal table: seed, prescale, counts, rate ± unc. and pure rate in Hz, total vs budget."""
+        """A terminal table: seed, prescale, counts, rate ± unc. and pure rate ± unc. in Hz at
+        the crossing rate, the total against the budget; n_eff when the events are weighted."""
         width = max([len("seed"), *map(len, self.names)]) + 2
         head = (f"{'seed':<{width}}{'prescale':>9}{'raw count':>11}{'count':>10}"
-                f"{'rate Hz':>14}{'± Hz':>11}{'pure Hz':>13}")
-        lines = [head, "-" * len(head)]
+                f"{'rate Hz':>14}{'± Hz':>11}{'pure Hz':>13}{'± Hz':>11}")
+        lines = [f"rates at the crossing rate {self.bx_rate_mhz:.4g} MHz", head, "-" * len(head)]
         unc = self.rate_uncertainties_hz
+        pure_unc = self.pure_rate_uncertainties_hz
         for i, name in enumerate(self.names):
             lines.append(f"{name:<{width}}{self.prescales[i]:>9g}{self.raw[i]:>11,}{self.counts[i]:>10,}"
-                         f"{self.rates_hz[i]:>14,.1f}{unc[i]:>11,.1f}{self.pure_rates_hz[i]:>13,.1f}")
+                         f"{self.rates_hz[i]:>14,.1f}{unc[i]:>11,.1f}{self.pure_rates_hz[i]:>13,.1f}"
+                         f"{pure_unc[i]:>11,.1f}")
         lines.append("-" * len(head))
         total = (f"{'total':<{width}}{'':>9}{'':>11}{self.accepted:>10,}{self.total_rate_hz:>14,.1f}"
                  f"{self.total_rate_uncertainty_hz:>11,.1f}")
@@ -188,19 +336,30 @@ class MenuCounts:
         if self.budget_khz is not None:
             verdict = "OVER BUDGET" if self.over_budget else "within budget"
             budget = f"; budget {self.budget_khz:g} kHz: {verdict}"
-        lines.append(f"{self.events:,} events at {self.bx_rate_mhz:g} MHz; total accept rate "
+        sample = f"{self.events:,} events"
+        if self.weighted:
+            sample += f" (weighted: n_eff {self.n_eff:,.1f})"
+        lines.append(f"{sample} at {self.bx_rate_mhz:.4g} MHz; total accept rate "
                      f"{self.total_rate_hz / 1e3:,.3f} ± {self.total_rate_uncertainty_hz / 1e3:,.3f} kHz"
                      f"{budget}")
         return "\n".join(lines)
 
     def format_overlap(self) -> str:
-        """The overlap matrix (events kept by both seeds, after prescale) as a table."""
+        """The overlap matrix (events kept by both seeds, after prescale) as a table; with
+        weighted events, the overlap rates in Hz."""
         labels = [f"#{i} {name}" for i, name in enumerate(self.names)]
         width = max([len("overlap"), *map(len, labels)]) + 2
-        cell = max([6, *(len(f"{c:,}") + 2 for c in self.overlap.ravel())])
-        lines = [f"{'overlap':<{width}}" + "".join(f"{'#' + str(j):>{cell}}" for j in range(len(labels)))]
-        for label, row in zip(labels, self.overlap, strict=True):
-            lines.append(f"{label:<{width}}" + "".join(f"{c:>{cell},}" for c in row))
+        if self.weighted:
+            cells = [[f"{r:,.1f}" for r in row] for row in self.overlap_rates_hz]
+            title = "overlap Hz"
+        else:
+            cells = [[f"{c:,}" for c in row] for row in self.overlap]
+            title = "overlap"
+        width = max(width, len(title) + 2)
+        cell = max([6, *(len(c) + 2 for row in cells for c in row)])
+        lines = [f"{title:<{width}}" + "".join(f"{'#' + str(j):>{cell}}" for j in range(len(labels)))]
+        for label, row in zip(labels, cells, strict=True):
+            lines.append(f"{label:<{width}}" + "".join(f"{c:>{cell}}" for c in row))
         return "\n".join(lines)
 
 
