@@ -16,7 +16,8 @@ test fails when it is out of date.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +27,15 @@ from darktrigger.monitoring.metrics import StageMetrics
 
 #: Every stage kind and the arguments its StageMetrics gets from ``stage_metrics`` (the
 #: supervisor's from ``Supervisor._serve_metrics``); example seeds and models stand for the
-#: menu's. Every stage is given the menu's rate budget, as ``stage_metrics`` gives it.
+#: menu's. Every stage that reads the menu is given its crossing rate and rate budget, as
+#: ``stage_metrics`` gives them; the supervisor reads no menu.
+_MENU = {"bx_rate_hz": 28.61e6, "budget_hz": 110e3}
 STAGE_ARGS: Mapping[str, Mapping[str, Any]] = {
-    "source": {"budget_hz": 100e3},
-    "scorer-N": {"budget_hz": 100e3, "models": ["vae"]},
-    "trigger": {"budget_hz": 100e3},
-    "recorder": {"budget_hz": 100e3, "seeds": ["SingleMu22", "AXO_Nominal"],
-                 "anomaly_targets_hz": {"AXO_Nominal": 1e3},
+    "source": _MENU,
+    "scorer-N": {**_MENU, "models": ["vae"]},
+    "trigger": _MENU,
+    "recorder": {**_MENU, "seeds": ["SingleMu22", "AXO_Nominal"],
+                 "anomaly_targets_hz": {"AXO_Nominal": 1.5e3},
                  "seed_bands_hz": {"SingleMu22": (1e3, 10e3)}},
     "supervisor": {},
 }
@@ -56,6 +59,10 @@ class Family:
 
 
 def _unit(name: str) -> str:
+    if name.endswith("_squared_total"):
+        return "Σ weight² (unit weights: events)"
+    if "_weighted_" in name or name.endswith("_weight_total"):
+        return "Σ weights (unit weights: events)"
     for suffix, unit in UNITS:
         if name.endswith(suffix):
             return unit
@@ -79,6 +86,34 @@ def families() -> list[Family]:
             for name, r in sorted(seen.items())]
 
 
+def exported_by() -> dict[str, tuple[str, ...]]:
+    """{family name: the stages that export it}: what the live page and the dashboard cite.
+
+        >>> exported_by()["darktrigger_seed_weighted_accepts_total"]
+        ('recorder',)
+    """
+    return dict(_exported_by())
+
+
+@functools.cache
+def _exported_by() -> dict[str, tuple[str, ...]]:
+    return {f.name: f.stages for f in families()}
+
+
+def cite(names: Sequence[str]) -> str:
+    """Which stage exports each of ``names``, in words: ``"x_total (recorder); y (every stage)"``.
+
+        >>> cite(["darktrigger_accepted_weight_total", "darktrigger_bx_rate_hz"])
+        'darktrigger_accepted_weight_total (recorder); darktrigger_bx_rate_hz (source, scorer-N, trigger, recorder)'
+    """
+    every = tuple(STAGE_ARGS)
+    by = _exported_by()
+    unknown = [n for n in names if n not in by]
+    if unknown:
+        raise KeyError(f"no stage exports {unknown}; the families are in docs/METRICS.md")
+    return "; ".join(f"{n} ({'every stage' if by[n] == every else ', '.join(by[n])})" for n in names)
+
+
 def markdown() -> str:
     """docs/METRICS.md: the table, with how to read it and how to regenerate it."""
     every = tuple(STAGE_ARGS)
@@ -96,6 +131,13 @@ def markdown() -> str:
         "exports only the generic per-stage counters. Latencies are the software pipeline's (seconds",
         "to milliseconds), not the hardware trigger's microsecond budget.",
         "",
+        "A trigger rate is weighted: Σ weights of the events kept / Σ weights of the events seen ×",
+        "`darktrigger_bx_rate_hz`, the menu's colliding-bunch crossing rate (2544 bunches × 11.245 kHz",
+        "= 28.6 MHz by default); its uncertainty follows from the `_squared` sums, var(p) = Σ w²(x − p)²",
+        "/ (Σ w)². An unweighted file counts every event once, so its weighted sums are its counts.",
+        "The recording rules (`monitoring/prometheus/rules.yml`), the Grafana dashboard and the live",
+        "page read these families; each chart and panel names the ones it draws.",
+        "",
         "| metric | type | labels | exported by | unit | meaning |",
         "|---|---|---|---|---|---|",
     ]
@@ -107,4 +149,4 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["STAGE_ARGS", "Family", "families", "markdown"]
+__all__ = ["STAGE_ARGS", "Family", "cite", "exported_by", "families", "markdown"]

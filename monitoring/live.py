@@ -34,6 +34,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
+from darktrigger.monitoring.catalogue import exported_by
 from darktrigger.monitoring.exposition import MetricsRoute, Response, Route, Server
 
 log = logging.getLogger(__name__)
@@ -224,17 +225,28 @@ class LivePage:
 
     # -- what the page reads ---------------------------------------------------------------
     def series(self) -> dict[str, Any]:
-        """Every chart's series over the history, for ``/api/series``."""
+        """Every chart's series over the history, for ``/api/series``.
+
+        Each chart carries ``sources`` ({metric family: the stages exporting it}); each
+        logarithmic one ``y_range`` ([low, high], whole decades around its non-zero values;
+        the total's also spans the budget and the lowest non-zero seed rate, so that both
+        are always in view). ``now`` holds the last window's figures, ``errors`` their
+        uncertainties ({"chart/series": Hz}), ``over_budget`` whether the last total rate
+        exceeds the budget."""
         with self._lock:
             rows = list(self.rows)
         t = [round(r[0], 3) for r in rows]
+        by = exported_by()
         charts = []
         for spec in CHARTS:
+            if spec["id"] == "scores":
+                continue
             keys: dict[str, None] = {}
             for _, row in rows:
                 keys.update(dict.fromkeys(row.get(spec["id"], {})))
-            if spec["id"] == "scores":
-                continue
+            if spec["id"] == "anomaly":  # each seed followed by its target
+                seeds = [k.removesuffix(TARGET) for k in keys]
+                keys = dict.fromkeys(k for seed in dict.fromkeys(seeds) for k in (seed, seed + TARGET) if k in keys)
             charts.append({**spec, "series": {k: [_num(row.get(spec["id"], {}).get(k)) for _, row in rows]
                                               for k in keys}})
         models: dict[str, None] = {}
@@ -242,14 +254,24 @@ class LivePage:
             models.update(dict.fromkeys(k.split("/")[0] for k in row.get("scores", {})))
         for i, model in enumerate(models):
             qs = [f"{model}/{q}" for q in ("p50", "p90", "p99", "p99.9")]
-            charts.insert(3 + i, {"id": f"scores-{model}", "title": f"anomaly score {model}: quantiles",
-                              "unit": "", "log": True,
-                              "series": {q.split("/")[1]: [_num(row.get("scores", {}).get(q)) for _, row in rows]
-                                         for q in qs}})
+            charts.insert(4 + i, {"id": f"scores-{model}", "title": f"anomaly score {model}: quantiles",
+                                  "unit": "", "log": True, "sources": ["darktrigger_anomaly_score"],
+                                  "series": {q.split("/")[1]: [_num(row.get("scores", {}).get(q)) for _, row in rows]
+                                             for q in qs}})
+        lowest_seed = _lowest(next(c for c in charts if c["id"] == "seeds")["series"].values())
+        for chart in charts:
+            chart["sources"] = {name: list(by.get(name, ())) for name in chart["sources"]}
+            if chart["log"]:
+                extra = [lowest_seed] if chart["id"] == "total" and lowest_seed is not None else []
+                chart["y_range"] = log_range([*chart["series"].values(), extra])
         last = rows[-1][1] if rows else {}
+        now = dict(last.get("now", {}))
+        over = "L1 rate" in now and "budget" in now and now["L1 rate"] > now["budget"]
         return {"t": t, "charts": charts, "window_s": self.window_s,
                 "targets": {n: {"url": tg.url, "up": tg.up, "error": tg.error} for n, tg in self.targets.items()},
-                "now": {k: v for k, v in last.get("now", {}).items()}}
+                "now": {k: v for k, v in now.items() if math.isfinite(v)},
+                "errors": {k: _num(v) for k, v in last.get("errors", {}).items()},
+                "over_budget": over}
 
     def routes(self) -> dict[str, Route]:
         routes: dict[str, Route] = {
@@ -262,38 +284,107 @@ class LivePage:
         return routes
 
 
-#: The page's charts: id, title, unit, log scale (the scores' charts are added per model).
+#: The page's charts: id, title, unit, log scale, and the metric families each one draws (the
+#: page names the stage exporting each, from :mod:`darktrigger.monitoring.catalogue`); the
+#: scores' charts are added per model. Rates span decades (a menu of 100 kHz, seeds of 1 kHz),
+#: so every rate chart is logarithmic.
+_RATE = ["darktrigger_recorded_input_weight_total", "darktrigger_bx_rate_hz"]
 CHARTS: list[dict[str, Any]] = [
-    {"id": "total", "title": "total L1 accept rate against the budget", "unit": "Hz", "log": False},
-    {"id": "seeds", "title": "per-seed rate (after prescale)", "unit": "Hz", "log": False},
-    {"id": "pure", "title": "per-seed pure rate", "unit": "Hz", "log": False},
-    {"id": "scores", "title": "", "unit": "", "log": True},
-    {"id": "latency", "title": "software pipeline latency quantiles", "unit": "s", "log": True},
-    {"id": "throughput", "title": "events per second, by stage", "unit": "ev/s", "log": False},
-    {"id": "workers", "title": "worker health", "unit": "", "log": False},
-    {"id": "problems", "title": "re-sends and drops", "unit": "/s", "log": False},
+    {"id": "total", "title": "total L1 accept rate against the budget", "unit": "Hz", "log": True,
+     "sources": ["darktrigger_accepted_weight_total", *_RATE, "darktrigger_rate_budget_hz"]},
+    {"id": "seeds", "title": "per-seed rate (after prescale)", "unit": "Hz", "log": True,
+     "sources": ["darktrigger_seed_weighted_accepts_total", *_RATE]},
+    {"id": "anomaly", "title": "anomaly seeds (before prescale) against their target rates", "unit": "Hz",
+     "log": True, "sources": ["darktrigger_seed_weighted_events_total", *_RATE,
+                              "darktrigger_anomaly_seed_target_rate_hz"]},
+    {"id": "pure", "title": "per-seed pure rate", "unit": "Hz", "log": True,
+     "sources": ["darktrigger_seed_weighted_pure_accepts_total", *_RATE]},
+    {"id": "scores", "title": "", "unit": "", "log": True, "sources": ["darktrigger_anomaly_score"]},
+    {"id": "latency", "title": "software pipeline latency quantiles", "unit": "s", "log": True,
+     "sources": ["darktrigger_software_end_to_end_latency_seconds", "darktrigger_batch_processing_seconds"]},
+    {"id": "throughput", "title": "events per second, by stage", "unit": "events/s", "log": False,
+     "sources": ["darktrigger_events_total"]},
+    {"id": "workers", "title": "worker health", "unit": "", "log": False,
+     "sources": ["darktrigger_workers_alive", "darktrigger_inflight_batches", "darktrigger_workers_lost_total",
+                 "darktrigger_worker_restarts_total"]},
+    {"id": "problems", "title": "re-sends and drops", "unit": "/s", "log": False,
+     "sources": ["darktrigger_resent_batches_total", "darktrigger_malformed_messages_total",
+                 "darktrigger_dropped_events_total", "darktrigger_lost_events_total"]},
 ]
+#: The suffix of an anomaly seed's target series in the "anomaly" chart.
+TARGET = " target"
+
+
+def weighted_rate(kept_w: float, kept_w2: float, all_w: float, all_w2: float,
+                  bx_hz: float) -> tuple[float, float]:
+    """(rate, uncertainty) in Hz of the events kept, from sums of weights over a window.
+
+    The fraction p = Σw(kept) / Σw(all); var(p) = Σ wᵢ²(xᵢ − p)² / (Σw)², which with
+    xᵢ ∈ {0, 1} is ((1 − p)² Σw²(kept) + p² Σw²(not kept)) / (Σw)² — for unit weights the
+    binomial p(1 − p)/n. Where nothing was kept the uncertainty is one effective event,
+    1/n_eff = Σw²/(Σw)², as :class:`~darktrigger.daq.trigger.rates.MenuCounts` gives it. Both
+    scale with the crossing rate ``bx_hz``.
+
+        >>> weighted_rate(10, 10, 1000, 1000, 28.61e6)[0] == 0.01 * 28.61e6
+        True
+        >>> round(weighted_rate(10, 10, 1000, 1000, 1.0)[1] ** 2 * 1000 / (0.01 * 0.99), 9)
+        1.0
+        >>> weighted_rate(0, 0, 1000, 1000, 1.0)
+        (0.0, 0.001)
+    """
+    if not all_w > 0:
+        return math.nan, math.nan
+    if not kept_w > 0:
+        return 0.0, all_w2 / (all_w * all_w) * bx_hz
+    p = kept_w / all_w
+    var = ((1 - p) ** 2 * kept_w2 + p * p * max(all_w2 - kept_w2, 0.0)) / (all_w * all_w)
+    return p * bx_hz, math.sqrt(max(var, 0.0)) * bx_hz
 
 
 def figures(old: Sample, new: Sample, dt: float, up: Mapping[str, bool]) -> dict[str, dict[str, float]]:
-    """One row of the page's figures from two scrapes ``dt`` seconds apart (as the rules compute them)."""
+    """One row of the page's figures from two scrapes ``dt`` seconds apart (as the rules compute them).
+
+    Rates are weighted fractions of the events the recorder saw in the window times the
+    menu's crossing rate (``darktrigger_bx_rate_hz``; no rates while no stage exports it);
+    ``errors`` holds their uncertainties, by chart and series."""
 
     def delta(name: str, label: str | None = None) -> dict[str, float]:
         a, b = _by(old, name, label), _by(new, name, label)
         # a counter that went down was restarted (a worker): count from zero, as rate() does
         return {k: (v - a.get(k, 0.0)) if v >= a.get(k, 0.0) else v for k, v in b.items()}
 
+    def one(name: str) -> float:
+        return delta(name).get("", 0.0)
+
     row: dict[str, dict[str, float]] = {}
-    bx = max(_by(new, "darktrigger_bx_rate_hz").values(), default=40e6)
-    seen = delta("darktrigger_recorded_input_events_total").get("", 0.0)
-    if dt > 0 and seen > 0:
-        frac = bx / seen
-        row["total"] = {"L1 rate": delta("darktrigger_accepted_events_total").get("", 0.0) * frac}
-        row["seeds"] = {k: v * frac for k, v in delta("darktrigger_seed_accepts_total", "seed").items()}
-        row["pure"] = {k: v * frac for k, v in delta("darktrigger_seed_pure_accepts_total", "seed").items()}
+    bx_rates = _by(new, "darktrigger_bx_rate_hz")
+    bx = max(bx_rates.values()) if bx_rates else None
+    seen = one("darktrigger_recorded_input_events_total")
+    weight, weight2 = one("darktrigger_recorded_input_weight_total"), one("darktrigger_recorded_input_weight_squared_total")
+    targets = {k: v for k, v in _by(new, "darktrigger_anomaly_seed_target_rate_hz", "seed").items() if v > 0}
+    if dt > 0 and weight > 0 and bx is not None:
+        errors: dict[str, float] = {}
+        rate, err = weighted_rate(one("darktrigger_accepted_weight_total"),
+                                  one("darktrigger_accepted_weight_squared_total"), weight, weight2, bx)
+        row["total"] = {"L1 rate": rate}
+        errors["total/L1 rate"] = err
+        for chart, family in (("seeds", "accepts"), ("anomaly", "events"), ("pure", "pure_accepts")):
+            kept = delta(f"darktrigger_seed_weighted_{family}_total", "seed")
+            kept2 = delta(f"darktrigger_seed_weighted_{family}_squared_total", "seed")
+            row[chart] = {}
+            for seed, w in kept.items():
+                if chart == "anomaly" and seed not in targets:
+                    continue
+                row[chart][seed], errors[f"{chart}/{seed}"] = weighted_rate(w, kept2.get(seed, 0.0), weight,
+                                                                            weight2, bx)
+        row["errors"] = errors
     budget = _by(new, "darktrigger_rate_budget_hz")
     if budget:
         row.setdefault("total", {})["budget"] = max(budget.values())
+    if targets:
+        anomaly = row.setdefault("anomaly", {})
+        for seed, hz in targets.items():
+            anomaly[seed + TARGET] = hz
     if dt > 0:
         ever = _by(new, "darktrigger_events_total", "stage")  # stages that handle events (not the supervisor)
         row["throughput"] = {k: v / dt for k, v in delta("darktrigger_events_total", "stage").items() if ever[k] > 0}
@@ -311,7 +402,7 @@ def figures(old: Sample, new: Sample, dt: float, up: Mapping[str, bool]) -> dict
                                     (0.5, 0.9, 0.99, 0.999)).items():
             for q, v in zip(("p50", "p90", "p99", "p99.9"), qs, strict=True):
                 row["scores"][f"{model}/{q}"] = v
-        problems = {"re-sent batches/s": delta("darktrigger_resent_batches_total").get("", 0.0) / dt,
+        problems = {"re-sent batches/s": one("darktrigger_resent_batches_total") / dt,
                     "malformed messages/s": sum(delta("darktrigger_malformed_messages_total", "stage").values()) / dt,
                     "dropped events/s": sum(delta("darktrigger_dropped_events_total", "stage").values()) / dt}
         row["problems"] = problems
@@ -327,10 +418,14 @@ def figures(old: Sample, new: Sample, dt: float, up: Mapping[str, bool]) -> dict
             workers[label] = value
     workers["stages up"] = float(sum(up.values()))
     row["workers"] = workers
+    total = row.get("total", {})
     row["now"] = {"events_per_s": seen / dt if dt > 0 else 0.0,
+                  "effective_events": weight * weight / weight2 if weight2 > 0 else 0.0,
                   "recorded_events": _by(new, "darktrigger_recorded_input_events_total").get("", 0.0),
                   "accepted_events": _by(new, "darktrigger_accepted_events_total").get("", 0.0),
-                  "bx_rate_hz": bx, **{f"{k}": v for k, v in row.get("total", {}).items()}}
+                  **({"bx_rate_hz": bx} if bx is not None else {}), **total}
+    if "L1 rate" in total:
+        row["now"]["L1 rate error"] = row["errors"]["total/L1 rate"]
     return row
 
 
@@ -346,6 +441,31 @@ def _quantiles(old: Sample, new: Sample, name: str, label: str | None,
             cum = [bnew[le] for le in bounds]
         out[key] = [histogram_quantile(q, bounds, cum) for q in qs]
     return out
+
+
+def _lowest(columns: Iterable[Iterable[float | None]]) -> float | None:
+    values = [v for col in columns for v in col if v is not None and v > 0]
+    return min(values) if values else None
+
+
+def log_range(columns: Iterable[Iterable[float | None]]) -> list[float] | None:
+    """[low, high] of a logarithmic axis: the whole decades around the positive values
+    (None when there are none); a single value gets the decade below and above.
+
+        >>> log_range([[1500.0, None, 0.0], [110e3]])
+        [1000.0, 1000000.0]
+        >>> log_range([[100.0]])
+        [10.0, 1000.0]
+    """
+    values = [v for col in columns for v in col if v is not None and v > 0]
+    if not values:
+        return None
+    lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    if lo == hi or 10.0 ** hi == max(values):
+        hi += 1
+    if 10.0 ** lo == min(values):
+        lo -= 1
+    return [10.0 ** lo, 10.0 ** hi]
 
 
 def _num(v: float | None) -> float | None:
@@ -395,4 +515,5 @@ def serve_live(targets: Mapping[str, str], host: str, port: int, extra_registry:
     return server
 
 
-__all__ = ["CHARTS", "LivePage", "LiveServer", "figures", "histogram_quantile", "parse_exposition", "serve_live"]
+__all__ = ["CHARTS", "TARGET", "LivePage", "LiveServer", "figures", "histogram_quantile", "log_range",
+           "parse_exposition", "serve_live", "weighted_rate"]

@@ -14,6 +14,14 @@ compiled kernel of :mod:`darktrigger.monitoring.fasthist`).
     >>> b'darktrigger_seed_accepts_total{seed="AXO_Loose"} 40.0' in generate_latest(reg)
     True
 
+Trigger rates come from the weighted counters (``darktrigger_..._weight_total``): a rate is
+Σ weights of the events kept / Σ weights of the events seen × the crossing rate. A batch
+without weights counts each event once (unit weights), so the weighted counters then equal
+the plain ones:
+
+    >>> reg.get_sample_value("darktrigger_seed_weighted_accepts_total", {"seed": "AXO_Loose"})
+    40.0
+
 Metric names (every rule, dashboard and the live page use these), their types, labels,
 units and which stage exports each: docs/METRICS.md, generated from the definitions below by
 ``darktrigger monitor metrics-doc`` (:mod:`darktrigger.monitoring.catalogue`). Latencies
@@ -23,10 +31,12 @@ hardware trigger's microseconds.
 
 from __future__ import annotations
 
+import math
 import platform
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -195,38 +205,105 @@ class _Histograms(Collector):
 
 
 class _SeedCounters(Collector):
-    """Per-seed counters as int64 arrays: one batch's raw/kept/pure counts added at once."""
+    """Per-seed counters as arrays (one row per family): one batch's counts added at once."""
 
-    FAMILIES = (("darktrigger_seed_events", "Events the seed fired, before its prescale."),
-                ("darktrigger_seed_accepts", "Events the seed kept, after its prescale."),
-                ("darktrigger_seed_pure_accepts", "Events this seed alone kept (after prescale): its pure rate."))
-
-    def __init__(self, seeds: Sequence[str]) -> None:
+    def __init__(self, seeds: Sequence[str], families: Sequence[tuple[str, str]], dtype: type) -> None:
         self.seeds = tuple(seeds)
-        self.values = np.zeros((3, len(self.seeds)), np.int64)
+        self.families = tuple(families)
+        self.values: np.ndarray = np.zeros((len(self.families), len(self.seeds)), dtype)
         self._lock = threading.Lock()
 
-    def add(self, raw: np.ndarray, counts: np.ndarray, pure: np.ndarray) -> None:
+    def check(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """The arrays, if there is one per family, each with one value per seed."""
         k = len(self.seeds)
-        arrays = [np.asarray(a) for a in (raw, counts, pure)]
-        if any(a.shape != (k,) for a in arrays):
-            raise MonitoringError(f"seed counts: expected three arrays of {k} (one per seed "
-                                  f"{list(self.seeds)}), got shapes {[a.shape for a in arrays]}")
+        got = [np.asarray(a) for a in arrays]
+        if len(got) != len(self.families) or any(a.shape != (k,) for a in got):
+            raise MonitoringError(f"seed counts: expected {len(self.families)} arrays of {k} (one per seed "
+                                  f"{list(self.seeds)}), got shapes {[a.shape for a in got]}")
+        return got
+
+    def add(self, *arrays: np.ndarray) -> None:
+        got = self.check(*arrays)
         with self._lock:
-            for row, a in zip(self.values, arrays, strict=True):
+            for row, a in zip(self.values, got, strict=True):
                 row += a
 
     def describe(self) -> list[Metric]:
-        return [CounterMetricFamily(n, d, labels=["seed"]) for n, d in self.FAMILIES]
+        return [CounterMetricFamily(n, d, labels=["seed"]) for n, d in self.families]
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             values = self.values.tolist()
-        for (name, doc), row in zip(self.FAMILIES, values, strict=True):
+        for (name, doc), row in zip(self.families, values, strict=True):
             fam = CounterMetricFamily(name, doc, labels=["seed"])
             for seed, v in zip(self.seeds, row, strict=True):
                 fam.add_metric([seed], v)
             yield fam
+
+
+#: The recorder's per-seed event counts (int64): before prescale, after, alone.
+SEED_COUNTS = (("darktrigger_seed_events", "Events the seed fired, before its prescale."),
+               ("darktrigger_seed_accepts", "Events the seed kept, after its prescale."),
+               ("darktrigger_seed_pure_accepts", "Events this seed alone kept (after prescale)."))
+#: The same as sums of event weights (float64), and the sums of squared weights that a rate's
+#: uncertainty needs (var(p) = Σ w²(x − p)² / (Σ w)²). Rates come from these.
+SEED_WEIGHTS = (
+    ("darktrigger_seed_weighted_events", "Σ weights of the events the seed fired, before its prescale: "
+     "its rate before prescale (unit weights: the events)."),
+    ("darktrigger_seed_weighted_accepts", "Σ weights of the events the seed kept, after its prescale: "
+     "its rate (unit weights: the events)."),
+    ("darktrigger_seed_weighted_pure_accepts", "Σ weights of the events this seed alone kept (after "
+     "prescale): its pure rate."),
+    ("darktrigger_seed_weighted_events_squared", "Σ squared weights of the events the seed fired, before "
+     "its prescale: the uncertainty of its rate before prescale."),
+    ("darktrigger_seed_weighted_accepts_squared", "Σ squared weights of the events the seed kept: the "
+     "uncertainty of its rate."),
+    ("darktrigger_seed_weighted_pure_accepts_squared", "Σ squared weights of the events this seed alone "
+     "kept: the uncertainty of its pure rate."),
+)
+
+
+@dataclass(frozen=True)
+class WeightSums:
+    """One batch's sums of event weights, for the recorder's weighted counters.
+
+    ``events``/``events_sq``: Σw and Σw² of every event recorded; ``accepted``/``accepted_sq``:
+    of the events some seed kept; per seed ``float64 [k]``: ``raw``/``raw_sq`` of the events it
+    fired before prescale, ``counts``/``counts_sq`` of those it kept, ``pure``/``pure_sq`` of
+    those it alone kept. :meth:`unit` gives the sums of unit weights (each event counted once),
+    :meth:`of` reads them off a batch's menu counts.
+
+        >>> w = WeightSums.unit(10, np.array([3, 1]), np.array([3, 0]), np.array([2, 0]), 3)
+        >>> w.events, w.counts_sq.tolist()
+        (10.0, [3.0, 0.0])
+    """
+
+    events: float
+    events_sq: float
+    accepted: float
+    accepted_sq: float
+    raw: np.ndarray
+    raw_sq: np.ndarray
+    counts: np.ndarray
+    counts_sq: np.ndarray
+    pure: np.ndarray
+    pure_sq: np.ndarray
+
+    @classmethod
+    def unit(cls, events: int, raw: np.ndarray, counts: np.ndarray, pure: np.ndarray,
+             accepted: int) -> WeightSums:
+        """The sums of unit weights: every figure is its event count."""
+        r, c, p = (np.asarray(a, np.float64) for a in (raw, counts, pure))
+        return cls(float(events), float(events), float(accepted), float(accepted), r, r, c, c, p, p)
+
+    @classmethod
+    def of(cls, counts: Any) -> WeightSums:
+        """The sums a batch's :class:`~darktrigger.daq.trigger.rates.MenuCounts` holds (read by
+        their names: ``sum_w``, ``sum_w2``, ``w_accepted``, ``w2_accepted``, ``w_raw``,
+        ``w2_raw``, ``w_counts``, ``w2_counts``, ``w_pure``, ``w2_pure``)."""
+        return cls(float(counts.sum_w), float(counts.sum_w2), float(counts.w_accepted), float(counts.w2_accepted),
+                   *(np.asarray(getattr(counts, f"{sq}_{q}"), np.float64)
+                     for q in ("raw", "counts", "pure") for sq in ("w", "w2")))
 
 
 class _Families:
@@ -246,8 +323,6 @@ class _Families:
                                ["stage", "reason"], registry=r)
         self.build = Gauge("darktrigger_build_info", "The darktrigger version and Python: always 1.",
                            ["version", "python"], registry=r)
-        self.bx_rate = Gauge("darktrigger_bx_rate_hz", "The bunch-crossing rate: a trigger rate in Hz is "
-                             "its fraction of events times this.", registry=r)
         self.latency_budget = Gauge("darktrigger_software_latency_budget_seconds",
                                     "The software pipeline's end-to-end (source to recorder) latency p99 "
                                     "budget of the alerts (metrics.latency_budget_s; not the hardware "
@@ -281,7 +356,10 @@ class StageMetrics:
 
     ``stage`` names the stage in the ``stage`` label (``source``, ``scorer-0``, ``trigger``,
     ``recorder``, ``supervisor``). ``seeds`` and ``models`` (the recorder's and scorers')
-    bound the ``seed`` and ``model`` labels. Optional figures for the alerts:
+    bound the ``seed`` and ``model`` labels. ``bx_rate_hz``: the menu's colliding-bunch
+    crossing rate (28.6 MHz for 2544 bunches), exported by the stages that read the menu
+    (a stage without it, the supervisor, exports none, so it never competes with the menu's
+    figure). Optional figures for the alerts and charts:
     ``budget_hz`` (the total accept-rate budget), ``latency_budget_s`` (end-to-end p99),
     ``seed_bands_hz`` ({seed: (low, high)} a seed's rate should stay within) and
     ``anomaly_targets_hz`` ({seed: the rate an anomaly seed was calibrated to, before
@@ -296,7 +374,7 @@ class StageMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry, stage: str, *, seeds: Sequence[str] = (),
-                 models: Sequence[str] = (), bx_rate_hz: float = 40e6, budget_hz: float | None = None,
+                 models: Sequence[str] = (), bx_rate_hz: float | None = None, budget_hz: float | None = None,
                  version: str = "?", latency_budget_s: float = 2.0,
                  seed_bands_hz: Mapping[str, tuple[float, float]] | None = None,
                  anomaly_targets_hz: Mapping[str, float] | None = None) -> None:
@@ -307,8 +385,10 @@ class StageMetrics:
             raise MonitoringError(f"a stage name is needed for the 'stage' label, got {stage!r}")
         if len(set(seeds)) != len(seeds):
             raise MonitoringError(f"stage {stage!r}: seed names repeat: {list(seeds)}")
-        if not bx_rate_hz > 0:
-            raise MonitoringError(f"stage {stage!r}: bx_rate_hz must be > 0, got {bx_rate_hz!r}")
+        if bx_rate_hz is not None and not (isinstance(bx_rate_hz, (int, float)) and math.isfinite(bx_rate_hz)
+                                           and bx_rate_hz > 0):
+            raise MonitoringError(f"stage {stage!r}: bx_rate_hz (the menu's colliding-bunch crossing rate) "
+                                  f"must be a finite rate > 0 in Hz, got {bx_rate_hz!r}")
         self.registry = registry
         self.stage = stage
         self.seeds = tuple(seeds)
@@ -320,7 +400,10 @@ class StageMetrics:
         self._malformed = fam.malformed.labels(stage=stage)
         self._dropped = {r: fam.dropped.labels(stage=stage, reason=r) for r in DROP_REASONS}
         fam.build.labels(version=str(version), python=platform.python_version()).set(1)
-        fam.bx_rate.set(bx_rate_hz)
+        if bx_rate_hz is not None:  # the stages that know the menu; not the supervisor
+            fam.lazy("bx_rate", lambda r: Gauge(
+                "darktrigger_bx_rate_hz", "The menu's colliding-bunch crossing rate: a trigger rate in Hz is "
+                "its weighted fraction of events times this.", registry=r)).set(bx_rate_hz)
         fam.latency_budget.set(latency_budget_s)
         if budget_hz is not None:
             fam.lazy("budget", lambda r: Gauge("darktrigger_rate_budget_hz",
@@ -343,11 +426,23 @@ class StageMetrics:
             self._counter("darktrigger_worker_restarts", "Worker processes restarted.")
         self._seed_counts: _SeedCounters | None = None
         if self.seeds:
-            self._seed_counts = _register(registry, _SeedCounters(self.seeds))
+            self._seed_counts = _register(registry, _SeedCounters(self.seeds, SEED_COUNTS, np.int64))
+            self._seed_weights = _register(registry, _SeedCounters(self.seeds, SEED_WEIGHTS, np.float64))
             self._recorded = Counter("darktrigger_recorded_input_events",
-                                     "Events the recorder saw (after de-duplication): the denominator "
-                                     "of every trigger rate.", registry=registry)
+                                     "Events the recorder saw (after de-duplication): the input's count.",
+                                     registry=registry)
             self._accepted = Counter("darktrigger_accepted_events", "Events any seed kept.", registry=registry)
+            self._recorded_w = Counter("darktrigger_recorded_input_weight",
+                                       "Σ weights of the events the recorder saw (after de-duplication): the "
+                                       "denominator of every trigger rate (unit weights: the events).",
+                                       registry=registry)
+            self._recorded_w2 = Counter("darktrigger_recorded_input_weight_squared",
+                                        "Σ squared weights of the events the recorder saw: the effective "
+                                        "number of events (Σw)²/Σw², and rate uncertainties.", registry=registry)
+            self._accepted_w = Counter("darktrigger_accepted_weight", "Σ weights of the events any seed kept: "
+                                       "the total accept rate.", registry=registry)
+            self._accepted_w2 = Counter("darktrigger_accepted_weight_squared", "Σ squared weights of the "
+                                        "events any seed kept: the total rate's uncertainty.", registry=registry)
             self._latency = _register(registry, _Histograms(
                 "darktrigger_software_end_to_end_latency_seconds", "The software pipeline's latency, per event: "
                 "time from the source's emission of its batch to the recorder's write.", LATENCY_BUCKETS_S, None))
@@ -374,7 +469,8 @@ class StageMetrics:
                 high.labels(seed=seed).set(hi)
         if targets:
             g = Gauge("darktrigger_anomaly_seed_target_rate_hz",
-                      "The rate (before prescale) an anomaly seed's threshold was calibrated to.", ["seed"],
+                      "The rate (before prescale) an anomaly seed's threshold was calibrated to: "
+                      "its rate_khz in the menu.", ["seed"],
                       registry=registry)
             for seed, hz in targets.items():
                 g.labels(seed=seed).set(hz)
@@ -435,15 +531,31 @@ class StageMetrics:
 
     # -- recorder --------------------------------------------------------------------------
     def decisions(self, events: int, raw: np.ndarray, counts: np.ndarray, pure: np.ndarray,
-                  accepted: int) -> None:
+                  accepted: int, *, weights: WeightSums | None = None) -> None:
         """Recorder, after de-duplication: a batch of ``events`` events; per-seed ``int64 [k]``
-        counts before prescale (``raw``), after (``counts``) and alone (``pure``); events kept."""
+        counts before prescale (``raw``), after (``counts``) and alone (``pure``); events kept.
+        ``weights``: the same batch's sums of event weights (None: unit weights, each event
+        counted once, as for an unweighted file)."""
         if self._seed_counts is None:
             raise MonitoringError(f"stage {self.stage!r}: decisions() needs the menu's seeds "
                                   f"(StageMetrics(..., seeds=menu.names))")
+        w = WeightSums.unit(events, raw, counts, pure, accepted) if weights is None else weights
+        totals = (w.events, w.events_sq, w.accepted, w.accepted_sq)
+        self._seed_counts.check(raw, counts, pure)  # every check before any counter moves
+        arrays = self._seed_weights.check(*(np.asarray(a, np.float64)
+                                            for a in (w.raw, w.counts, w.pure, w.raw_sq, w.counts_sq, w.pure_sq)))
+        if not all(math.isfinite(x) and x >= 0 for x in totals) or not all(
+                np.isfinite(a).all() and (a >= 0).all() for a in arrays):
+            raise MonitoringError(f"stage {self.stage!r}: sums of event weights must be finite and >= 0 "
+                                  f"(the source rejects negative or NaN weights), got {w}")
+        self._seed_weights.add(*arrays)
         self._seed_counts.add(raw, counts, pure)
         self._recorded.inc(events)
         self._accepted.inc(accepted)
+        self._recorded_w.inc(w.events)
+        self._recorded_w2.inc(w.events_sq)
+        self._accepted_w.inc(w.accepted)
+        self._accepted_w2.inc(w.accepted_sq)
 
     def end_to_end(self, seconds: float, events: int) -> None:
         """Recorder: a batch of ``events`` took ``seconds`` from the source's emission."""
@@ -463,4 +575,5 @@ def _register(registry: CollectorRegistry, collector: Any) -> Any:
     return collector
 
 
-__all__ = ["DROP_REASONS", "LATENCY_BUCKETS_S", "SCORE_BUCKETS", "StageMetrics", "metrics_ports"]
+__all__ = ["DROP_REASONS", "LATENCY_BUCKETS_S", "SCORE_BUCKETS", "SEED_COUNTS", "SEED_WEIGHTS", "StageMetrics",
+           "WeightSums", "metrics_ports"]

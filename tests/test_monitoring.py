@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -24,6 +25,7 @@ from darktrigger.monitoring.metrics import (
     LATENCY_BUCKETS_S,
     SCORE_BUCKETS,
     StageMetrics,
+    WeightSums,
     metrics_ports,
 )
 
@@ -117,8 +119,64 @@ def test_recorder_counts_per_seed_and_total() -> None:
     assert get("darktrigger_accepted_events_total") == 45
     assert get("darktrigger_rate_budget_hz") == 100e3
     assert get("darktrigger_bx_rate_hz") == 40e6
-    with pytest.raises(MonitoringError, match="three arrays of 3"):
+    with pytest.raises(MonitoringError, match="3 arrays of 3"):
         m.decisions(10, np.zeros(2), np.zeros(3), np.zeros(3), 0)
+    # unit weights: every weighted counter equals its count
+    assert get("darktrigger_recorded_input_weight_total") == 4196
+    assert get("darktrigger_recorded_input_weight_squared_total") == 4196
+    assert get("darktrigger_accepted_weight_total") == 45
+    assert get("darktrigger_seed_weighted_events_total", {"seed": "SingleMu22"}) == 13
+    assert get("darktrigger_seed_weighted_accepts_squared_total", {"seed": "SingleMu22"}) == 3
+    assert get("darktrigger_seed_weighted_pure_accepts_total", {"seed": "AXO_Loose"}) == 37
+
+
+def test_recorder_weighted_counters_take_the_batch_s_weight_sums() -> None:
+    """A batch of 4 events with weights (1, 3, 0.5, 0.5): SingleMu22 fires on events 0 and 1 and
+    keeps 1 (prescale), AXO_Loose fires and keeps event 2, alone; the sums are exact."""
+    reg = CollectorRegistry()
+    m = StageMetrics(reg, "recorder", seeds=["SingleMu22", "AXO_Loose"], bx_rate_hz=28.61e6)
+    w = WeightSums(events=5.0, events_sq=10.5, accepted=3.5, accepted_sq=9.25,
+                   raw=np.array([4.0, 0.5]), raw_sq=np.array([10.0, 0.25]),
+                   counts=np.array([3.0, 0.5]), counts_sq=np.array([9.0, 0.25]),
+                   pure=np.array([3.0, 0.5]), pure_sq=np.array([9.0, 0.25]))
+    m.decisions(4, np.array([2, 1]), np.array([1, 1]), np.array([1, 1]), 2, weights=w)
+    m.decisions(4, np.array([2, 1]), np.array([1, 1]), np.array([1, 1]), 2, weights=w)
+    get = reg.get_sample_value
+    assert get("darktrigger_recorded_input_events_total") == 8
+    assert get("darktrigger_recorded_input_weight_total") == 10.0
+    assert get("darktrigger_recorded_input_weight_squared_total") == 21.0
+    assert get("darktrigger_accepted_weight_total") == 7.0
+    assert get("darktrigger_accepted_weight_squared_total") == 18.5
+    assert get("darktrigger_seed_weighted_events_total", {"seed": "SingleMu22"}) == 8.0
+    assert get("darktrigger_seed_weighted_events_squared_total", {"seed": "SingleMu22"}) == 20.0
+    assert get("darktrigger_seed_weighted_accepts_total", {"seed": "SingleMu22"}) == 6.0
+    assert get("darktrigger_seed_weighted_accepts_squared_total", {"seed": "AXO_Loose"}) == 0.5
+    assert get("darktrigger_seed_weighted_pure_accepts_total", {"seed": "AXO_Loose"}) == 1.0
+    assert get("darktrigger_seed_weighted_pure_accepts_squared_total", {"seed": "SingleMu22"}) == 18.0
+    assert get("darktrigger_seed_accepts_total", {"seed": "SingleMu22"}) == 2  # the counts stay counts
+    assert get("darktrigger_bx_rate_hz") == 28.61e6
+    # a negative or NaN sum is refused, and nothing moves
+    for bad in ({"events": -1.0}, {"raw": np.array([np.nan, 0.5])}):
+        with pytest.raises(MonitoringError, match="finite and >= 0"):
+            m.decisions(4, np.array([2, 1]), np.array([1, 1]), np.array([1, 1]), 2,
+                        weights=dataclasses.replace(w, **bad))
+    with pytest.raises(MonitoringError, match="6 arrays of 2"):
+        m.decisions(4, np.array([2, 1]), np.array([1, 1]), np.array([1, 1]), 2,
+                    weights=dataclasses.replace(w, pure_sq=np.zeros(3)))
+    assert get("darktrigger_recorded_input_events_total") == 8
+    assert get("darktrigger_recorded_input_weight_total") == 10.0
+
+
+def test_only_stages_that_read_the_menu_export_the_crossing_rate() -> None:
+    """The supervisor reads no menu: it must not export a crossing rate beside the menu's
+    (the page and the rules take the largest over the stages)."""
+    reg = CollectorRegistry()
+    StageMetrics(reg, "supervisor")
+    assert reg.get_sample_value("darktrigger_bx_rate_hz") is None
+    with pytest.raises(MonitoringError, match="colliding-bunch crossing rate"):
+        StageMetrics(CollectorRegistry(), "source", bx_rate_hz=0.0)
+    with pytest.raises(MonitoringError, match="colliding-bunch crossing rate"):
+        StageMetrics(CollectorRegistry(), "source", bx_rate_hz=float("nan"))
 
 
 def test_every_figure_has_a_series_from_the_start() -> None:

@@ -27,12 +27,13 @@ from darktrigger.daq.summary import RunSummary
 from darktrigger.daq.testing import free_port, free_port_block
 from darktrigger.monitoring.config import PROMETHEUS_DIR, scrape_config
 from darktrigger.monitoring.dashboard import expressions, fill_variables
-from darktrigger.monitoring.simulate import SimulatedPipeline
+from darktrigger.monitoring.simulate import BX_RATE_HZ, SimulatedPipeline
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     PROMETHEUS is None, reason="prometheus is not installed: `make sysdeps` installs Debian's package")]
-BX = 40e6
+#: the dashboard's "over budget" series: empty while the total is within its budget
+OVER_BUDGET = "> on (job) max by (job) (darktrigger_rate_budget_hz"
 
 
 class Prometheus:
@@ -101,9 +102,16 @@ def recording_rules() -> list[str]:
             for r in g["rules"]]
 
 
-def every_query_has_data(prom: Prometheus, job: str, models: list[str], at: float | None = None) -> None:
+def every_query_has_data(prom: Prometheus, job: str, models: list[str], at: float | None = None, *,
+                         over_budget: bool | None) -> None:
+    """Every recording rule and dashboard query answers; the "over budget" series only when
+    ``over_budget`` (False: it must be empty; None: not checked)."""
     missing = [r for r in recording_rules() if not prom.query(f'{r}{{job="{job}"}}', at)]
     for title, expr in expressions():
+        if OVER_BUDGET in expr and not over_budget:
+            if over_budget is False:
+                assert not prom.query(fill_variables(expr, job=job), at), f"{title}: {expr} drawn within the budget"
+            continue
         for model in models if "$model" in expr else models[:1]:
             if not prom.query(fill_variables(expr, job=job, model=model), at):
                 missing.append(f"{title}: {fill_variables(expr, job=job, model=model)}")
@@ -113,8 +121,8 @@ def every_query_has_data(prom: Prometheus, job: str, models: list[str], at: floa
 @pytest.fixture
 def simulated(tmp_path: Path) -> Iterator[tuple[SimulatedPipeline, Prometheus]]:
     sim = SimulatedPipeline({"SingleMu22": 3e-3, "ETM90": 2e-3, "AXO_Loose": 1e-2, "AXO_Tight": 2.5e-3},
-                            ["vae", "ae"], seed=9, budget_hz=5e5, anomaly_targets_hz={"AXO_Loose": 4e5},
-                            seed_bands_hz={"SingleMu22": (1e5, 2e5)})
+                            ["vae", "ae"], seed=9, budget_hz=3e5, anomaly_targets_hz={"AXO_Loose": 2.9e5},
+                            seed_bands_hz={"SingleMu22": (5e4, 1.5e5)}, weights=(0.2, 5.0))
     targets = sim.serve()
     prom = Prometheus(scrape_config(targets, job="darktrigger-sim", scrape_interval="1s"), tmp_path)
     try:
@@ -138,20 +146,25 @@ def test_prometheus_on_the_stand_in_pipeline(simulated: tuple[SimulatedPipeline,
     try:
         prom.wait_for('darktrigger:seed_rate_hz{job="darktrigger-sim"}')
         prom.wait_for('ALERTS{alertname="DarktriggerTotalRateOverBudget", alertstate="firing"}', timeout_s=90)
-        every_query_has_data(prom, "darktrigger-sim", ["vae", "ae"])
+        every_query_has_data(prom, "darktrigger-sim", ["vae", "ae"], over_budget=True)
         rates = prom.value('darktrigger:seed_rate_hz{job="darktrigger-sim"}')
+        errors = prom.value('darktrigger:seed_rate_uncertainty_hz{job="darktrigger-sim"}')
         total = prom.value('darktrigger:l1_rate_hz{job="darktrigger-sim"}')
+        total_error = prom.value('darktrigger:l1_rate_uncertainty_hz{job="darktrigger-sim"}')
     finally:
         stop.set()
         feeder.join(5)
-    c = sim.recorder_counts()
+    w = sim.recorder_counts().weights  # weighted events: the rates are weighted fractions
     for i, seed in enumerate(sim.seeds):
-        got = rates[json.dumps({"job": "darktrigger-sim", "seed": seed}, sort_keys=True)]
-        want = c.counts[i] / c.events * BX
-        assert got == pytest.approx(want, rel=0.05), seed
-    assert list(total.values())[0] == pytest.approx(c.accepted / c.events * BX, rel=0.05)
+        key = json.dumps({"job": "darktrigger-sim", "seed": seed}, sort_keys=True)
+        want = w.counts[i] / w.events * BX_RATE_HZ
+        assert rates[key] == pytest.approx(want, rel=0.05), seed
+        # a 30 s window of ~100 k weighted events/s: a few per cent
+        assert 0.002 * want < errors[key] < 0.05 * want, (seed, errors[key], want)
+    assert list(total.values())[0] == pytest.approx(w.accepted / w.events * BX_RATE_HZ, rel=0.05)
+    assert 0 < list(total_error.values())[0] < 0.05 * list(total.values())[0]
     firing = {s["metric"]["alertname"] for s in prom.query('ALERTS{alertstate="firing"}')}
-    # 3 % of 40 MHz is over the 500 kHz budget, and SingleMu22 at 120 kHz is inside its band
+    # 1.74 % of 28.6 MHz (500 kHz) is over the 300 kHz budget, and SingleMu22 at 86 kHz is inside its band
     assert "DarktriggerTotalRateOverBudget" in firing
     assert "DarktriggerSeedRateOutOfBand" not in firing
 
@@ -186,7 +199,7 @@ def test_prometheus_on_the_real_pipeline(tmp_path_factory: pytest.TempPathFactor
         prom.wait_for('darktrigger:seed_rate_hz{job="darktrigger-run"}', timeout_s=60)
         time.sleep(10)  # steady state: the 30 s windows fill with the run's own mix
         at = time.time()
-        every_query_has_data(prom, "darktrigger-run", ["vae"], at)
+        every_query_has_data(prom, "darktrigger-run", ["vae"], at, over_budget=None)
         page = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{cfg.ports(2)['supervisor']}/api/series",
                                                  timeout=5).read())
         assert page["t"]
@@ -208,12 +221,13 @@ def test_prometheus_on_the_real_pipeline(tmp_path_factory: pytest.TempPathFactor
         prom.stop()
     summary: RunSummary = result["summary"]
     assert summary.events_lost == 0
+    bx = summary.menu.bx_rate_mhz * 1e6  # the menu's crossing rate, as the stages export it
     seeds = {s["name"]: s for s in summary.menu.to_dict()["seeds"]}
     checked = 0
     for key, got in rule_rates.items():
         seed = json.loads(key)["seed"]
         want = seeds[seed]["rate_hz"]
-        if want / BX * window_events >= 3000:  # 5 % is then > 2.7 σ of the window's own statistics
+        if want / bx * window_events >= 3000:  # 5 % is then > 2.7 σ of the window's own statistics
             assert got == pytest.approx(want, rel=0.05), (seed, got, want)
             checked += 1
     assert checked >= 2, rule_rates
@@ -223,5 +237,5 @@ def test_prometheus_on_the_real_pipeline(tmp_path_factory: pytest.TempPathFactor
     for key, n in last_accepts.items():
         seed = json.loads(key)["seed"]
         if seeds[seed]["count"] >= 500:
-            assert n / last_seen * BX == pytest.approx(seeds[seed]["rate_hz"], rel=0.05), seed
+            assert n / last_seen * bx == pytest.approx(seeds[seed]["rate_hz"], rel=0.05), seed
     assert not math.isnan(last_seen)
