@@ -219,14 +219,17 @@ def test_calibration_gives_the_target_rate_within_the_binomial_uncertainty():
     assert record["zero_bias"] == "toy"
     assert record["events"] == 50_000
     assert record["resolved"]
-    assert record["n_above"] == 125  # floor(2.5e-3 * 50000)
+    bx_hz = menu.bx_rate_mhz * 1e6  # the colliding-bunch rate, 28.61 MHz
+    allowed = [math.floor(rate / bx_hz * 50_000) for rate in (100e3, 400e3)]
+    assert allowed == [174, 699]  # 50,000 x 100 kHz / 28.61 MHz = 174.8, and 699.1
+    assert record["n_above"] == allowed[0]
     assert record["uncertainty"] > 0
     on_calib = MenuCounts.for_menu(cal).add(cal.decide(calib))
-    assert on_calib.raw[:2].tolist() == [125, 500]  # exactly the target on its own sample
+    assert on_calib.raw[:2].tolist() == allowed  # exactly the target on its own sample
     counts = MenuCounts.for_menu(cal).add(cal.decide(test))  # an independent sample
     for i, rate in enumerate([100e3, 400e3]):
-        p = rate / 40e6
-        sigma = 40e6 * math.sqrt(p * (1 - p) * (1 / len(calib) + 1 / len(test)))
+        p = rate / bx_hz
+        sigma = bx_hz * math.sqrt(p * (1 - p) * (1 / len(calib) + 1 / len(test)))
         assert abs(counts.raw_rates_hz[i] - rate) < 3 * sigma, (i, counts.raw_rates_hz[i])
     assert abs(counts.counts[1] - counts.raw[1] / 2) < 5 * math.sqrt(counts.raw[1] / 4)
 
@@ -254,6 +257,9 @@ BAD_MENUS = {
     "top_key": ("seed:\n" + GOOD_SEED, ["unknown key 'seed'", "did you mean 'seeds'"]),
     "no_seeds": ("bx_rate_mhz: 40\n", ["seeds must be a non-empty list"]),
     "bx_rate": ("bx_rate_mhz: fast\nseeds:\n" + GOOD_SEED, ["bx_rate_mhz", "positive"]),
+    "both_rates": ("bx_rate_mhz: 40\ncolliding_bunches: 2544\nseeds:\n" + GOOD_SEED,
+                   ["bx_rate_mhz", "colliding_bunches", "not both"]),
+    "bunches": ("colliding_bunches: 4000\nseeds:\n" + GOOD_SEED, ["colliding_bunches", "3564", "4000"]),
     "backend": ("models:\n  vae: {path: v, backend: tensorflow}\nseeds:\n" + GOOD_SEED,
                 ["model 'vae'", "backend", "onnxruntime"]),
     "model_path": ("models:\n  vae: {variant: mu2}\nseeds:\n" + GOOD_SEED, ["model 'vae'", "'path'"]),
@@ -275,22 +281,34 @@ def test_bad_menus_are_named_clearly(tmp_path, case):
         assert part in message, (part, message)
 
 
+def test_the_crossing_rate_defaults_to_the_colliding_bunches():
+    """2544 colliding bunch pairs × f_rev, not the 40 MHz of every bunch slot."""
+    from darktrigger.replay.lhc import COLLIDING_BUNCHES, F_REV_HZ
+
+    seeds = [{"name": "MET90", "type": "met", "met_min": 90}]
+    default = Menu.from_dict({"seeds": seeds})
+    assert default.bx_rate_mhz == COLLIDING_BUNCHES * F_REV_HZ / 1e6
+    assert 28.60 < default.bx_rate_mhz < 28.61
+    assert "28.61 MHz (2544 colliding bunches)" in default.describe()
+    by_bunches = Menu.from_dict({"colliding_bunches": 1200, "seeds": seeds})
+    assert by_bunches.bx_rate_mhz == 1200 * F_REV_HZ / 1e6
+    assert by_bunches.to_dict()["colliding_bunches"] == 1200
+    assert "bx_rate_mhz" not in by_bunches.to_dict()
+    assert MenuCounts.for_menu(by_bunches).bx_rate_mhz == by_bunches.bx_rate_mhz
+    assert "13.49 MHz (1200 colliding bunches)" in by_bunches.describe()
+    in_mhz = Menu.from_dict({"bx_rate_mhz": 40, "seeds": seeds})
+    assert in_mhz.describe().startswith("menu: 1 seeds at the crossing rate 40 MHz\n")
+    table = MenuCounts.for_menu(default).format_table()
+    assert "crossing rate 28.61 MHz" in table
+
+
 def test_example_menu_is_shipped_and_valid():
+    """Its seeds and rates are tests/test_example_menu.py's; here: it loads, resolves model
+    paths beside itself, and is package data."""
     path = example_menu()
     menu = Menu.from_yaml(path)
-    names = menu.names
-    for name in ["SingleMu22", "DoubleMu_15_7", "DoubleEG_25_12_er2p5", "SingleJet180",
-                 "HTT360er", "ETMHF90"]:
-        assert name in names
-    axo = [menu.seed(f"AXO_{level}") for level in ("VLoose", "Loose", "Nominal", "Tight", "VTight")]
-    rates = [s.params["rate_khz"] for s in axo]
-    assert rates == sorted(rates, reverse=True)
-    assert menu.uncalibrated == [*(s.name for s in axo), "AE_Nominal"]
-    assert menu.seed("AE_Nominal").params["model"] == "ae"
-    assert menu.models["ae"].variant is None
-    assert menu.models["vae"].variant == "mu2"
-    assert menu.models["vae"].path == path.parent / "models/vae"
-    assert menu.bx_rate_mhz == 40
+    assert menu.anomaly_seeds
+    assert all(m.path == path.parent / "models" / m.path.name for m in menu.models.values())
     assert menu.budget_khz is not None
     import tomllib
     from pathlib import Path

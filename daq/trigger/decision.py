@@ -1,12 +1,16 @@
 """A batch's trigger decisions as bit masks, and the bunch-crossing rate they are counted at.
 
-Bit ``i`` of a decision is seed ``i`` in menu order (at most 64 seeds).
+Bit ``i`` of a decision is seed ``i`` in menu order (at most 64 seeds). Rates are counted
+at the colliding-bunch crossing rate, :data:`DEFAULT_BX_RATE_MHZ` = 2544 colliding bunch
+pairs × 11.2455 kHz (:mod:`darktrigger.replay.lhc`), not at the 40 MHz of every bunch slot.
 
     >>> import numpy as np
     >>> d = Decision(raw=np.array([3, 1], np.uint64), bits=np.array([1, 0], np.uint64),
     ...              names=("SingleMu22", "HTT280er"))
     >>> d.accepted.tolist(), d.fired("HTT280er", prescaled=False).tolist()
     ([True, False], [True, False])
+    >>> round(DEFAULT_BX_RATE_MHZ, 2)
+    28.61
 """
 
 from __future__ import annotations
@@ -15,7 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_BX_RATE_MHZ = 40.0  #: LHC bunch-crossing rate
+from darktrigger.replay.lhc import COLLIDING_BX_RATE_MHZ, F_REV_HZ
+
+#: the crossing rate rates are counted at by default: colliding bunch pairs × f_rev, MHz
+DEFAULT_BX_RATE_MHZ = COLLIDING_BX_RATE_MHZ
+
+
+def bunches_to_mhz(colliding_bunches: int) -> float:
+    """The crossing rate (MHz) of ``colliding_bunches`` colliding bunch pairs: n × 11.2455 kHz.
+
+    >>> round(bunches_to_mhz(2544), 4)
+    28.6086
+    """
+    return colliding_bunches * F_REV_HZ / 1e6
 
 
 @dataclass(frozen=True)

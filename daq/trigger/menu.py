@@ -1,11 +1,12 @@
 """The trigger menu: seeds from YAML, per-event decisions as bit masks, and rate counting.
 
 A menu is a list of seeds (:mod:`darktrigger.daq.trigger.seeds`), each with a prescale, the models its
-anomaly seeds read, the bunch-crossing rate and an accept budget:
+anomaly seeds read, the crossing rate and an accept budget:
 
 .. code-block:: yaml
 
-    bx_rate_mhz: 40                 # input rate (default 40)
+    colliding_bunches: 2544         # crossing rate = n × 11.2455 kHz (default 2544: 28.61 MHz)
+    # bx_rate_mhz: 28.61            # or the crossing rate itself, in MHz (not both)
     budget_khz: 110                 # total accept budget (optional)
     models:
       vae: {path: models/vae, variant: mu2, backend: onnxruntime}   # path relative to this file
@@ -28,8 +29,12 @@ may arrive in any order and split in any way: the same event always gets the sam
     (array([1, 0, 0, 0], dtype=uint64), array([ True, False, False, False]))
     >>> from darktrigger.daq.trigger.rates import MenuCounts
     >>> counts = MenuCounts.for_menu(menu).add(decision)
-    >>> counts.counts.tolist(), counts.rates_hz.tolist()
-    ([1], [10000000.0])
+    >>> counts.counts.tolist(), f"{counts.rates_hz[0]:.0f} Hz"   # 1 of 4 crossings at 28.61 MHz
+    ([1], '7152138 Hz')
+    >>> print(Menu.from_dict({"colliding_bunches": 1200, "seeds": [
+    ...     {"name": "MET90", "type": "met", "met_min": 90}]}).describe())
+    menu: 1 seeds at the crossing rate 13.49 MHz (1200 colliding bunches)
+      bit  0  MET90  met         prescale 1     met_min=90
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ, Decision
+from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ, Decision, bunches_to_mhz
 from darktrigger.daq.trigger.rates import MenuCounts
 from darktrigger.daq.trigger.seeds import (
     COMMON_KEYS,
@@ -60,6 +65,7 @@ from darktrigger.daq.trigger.seeds import (
 )
 from darktrigger.replay.errors import ConfigError, SchemaError
 from darktrigger.replay.events import EventBatch
+from darktrigger.replay.lhc import BUNCH_SLOTS, F_REV_HZ
 from darktrigger.replay.registry import unknown_name
 
 if TYPE_CHECKING:  # models pulls in torch: only calibration and offline rates need it
@@ -68,7 +74,7 @@ if TYPE_CHECKING:  # models pulls in torch: only calibration and offline rates n
 log = logging.getLogger(__name__)
 
 MAX_SEEDS = 64
-TOP_KEYS = ("name", "description", "bx_rate_mhz", "budget_khz", "models", "seeds")
+TOP_KEYS = ("name", "description", "bx_rate_mhz", "colliding_bunches", "budget_khz", "models", "seeds")
 MODEL_KEYS = ("path", "variant", "backend")
 IDENTITY = ("run", "lumi", "event")
 
@@ -125,11 +131,14 @@ class Menu:
     def __init__(self, seeds: Sequence[Seed], prescales: Sequence[float],
                  models: Mapping[str, ModelSpec], *, bx_rate_mhz: float = DEFAULT_BX_RATE_MHZ,
                  budget_khz: float | None = None, name: str | None = None,
-                 description: str | None = None, where: str = "menu") -> None:
+                 description: str | None = None, where: str = "menu",
+                 colliding_bunches: int | None = None) -> None:
         self.seeds = list(seeds)
         self.prescales = list(prescales)
         self.models = dict(models)
-        self.bx_rate_mhz = float(bx_rate_mhz)
+        #: the colliding bunch pairs the crossing rate was given as (None: given in MHz)
+        self.colliding_bunches = colliding_bunches
+        self.bx_rate_mhz = float(bx_rate_mhz if colliding_bunches is None else bunches_to_mhz(colliding_bunches))
         self.budget_khz = None if budget_khz is None else float(budget_khz)
         self.name = name
         self.description = description
@@ -160,6 +169,14 @@ class Menu:
         bx = data.get("bx_rate_mhz", DEFAULT_BX_RATE_MHZ)
         if isinstance(bx, bool) or not isinstance(bx, int | float) or not math.isfinite(bx) or bx <= 0:
             raise ConfigError(f"{where}: bx_rate_mhz must be a positive rate in MHz, got {bx!r}")
+        bunches = data.get("colliding_bunches")
+        if bunches is not None:
+            if "bx_rate_mhz" in data:
+                raise ConfigError(f"{where}: give the crossing rate once: bx_rate_mhz ({data['bx_rate_mhz']!r}) "
+                                  f"or colliding_bunches ({bunches!r}, × 11.2455 kHz), not both")
+            if isinstance(bunches, bool) or not isinstance(bunches, int) or not 0 < bunches <= BUNCH_SLOTS:
+                raise ConfigError(f"{where}: colliding_bunches must be a whole number of bunch pairs "
+                                  f"from 1 to {BUNCH_SLOTS}, got {bunches!r}")
         budget = data.get("budget_khz")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)
                                    or not math.isfinite(budget) or budget <= 0):
@@ -204,7 +221,8 @@ class Menu:
             if data.get(key) is not None:
                 _check_name(where, key, data[key])
         return cls(seeds, prescales, models, bx_rate_mhz=float(bx), budget_khz=budget,
-                   name=data.get("name"), description=data.get("description"), where=where)
+                   name=data.get("name"), description=data.get("description"), where=where,
+                   colliding_bunches=bunches)
 
     @staticmethod
     def _models(data: Any, where: str, base_dir: str | Path | None) -> dict[str, ModelSpec]:
@@ -248,7 +266,10 @@ class Menu:
             out["name"] = self.name
         if self.description:
             out["description"] = self.description
-        out["bx_rate_mhz"] = self.bx_rate_mhz
+        if self.colliding_bunches is not None:
+            out["colliding_bunches"] = self.colliding_bunches
+        else:
+            out["bx_rate_mhz"] = self.bx_rate_mhz
         if self.budget_khz is not None:
             out["budget_khz"] = self.budget_khz
         if self.models:
@@ -281,6 +302,14 @@ class Menu:
 
     def __repr__(self) -> str:
         return f"Menu({self.where!r}, seeds={self.names})"
+
+    @property
+    def crossing_rate(self) -> str:
+        """The crossing rate for a listing: '28.61 MHz (2544 colliding bunches)'."""
+        bunches = self.bx_rate_mhz * 1e6 / F_REV_HZ
+        if self.colliding_bunches is None and abs(bunches - round(bunches)) > 1e-3:
+            return f"{self.bx_rate_mhz:.4g} MHz"
+        return f"{self.bx_rate_mhz:.4g} MHz ({round(bunches)} colliding bunches)"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -324,7 +353,7 @@ class Menu:
     def describe(self) -> str:
         """A short listing of a menu: seeds, types, keys and prescales."""
         width = max(len(n) for n in self.names) + 2
-        lines = [f"{self.name or self.where}: {len(self)} seeds at {self.bx_rate_mhz:g} MHz"
+        lines = [f"{self.name or self.where}: {len(self)} seeds at the crossing rate {self.crossing_rate}"
                  + (f", budget {self.budget_khz:g} kHz" if self.budget_khz is not None else "")]
         for i, (seed, ps) in enumerate(zip(self.seeds, self.prescales, strict=True)):
             cfg = {k: v for k, v in seed.config().items() if k != "calibration"}
@@ -446,8 +475,8 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
         >>> menu = Menu.from_dict({"models": {"m": {"path": "m"}}, "seeds": [
         ...     {"name": "AD", "type": "anomaly", "model": "m", "rate_khz": 400}]})
         >>> zb = {"score/m": np.arange(1000, dtype=np.float32)}
-        >>> calibrate_menu(menu, zb).seed("AD").threshold
-        989.0
+        >>> calibrate_menu(menu, zb).seed("AD").threshold   # 400 kHz / 28.61 MHz: 13 of 1000 above
+        986.0
     """
     from darktrigger.models.thresholds import thresholds_for_rates
 
