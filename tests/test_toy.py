@@ -69,7 +69,10 @@ def test_every_process_follows_the_event_model(process: str) -> None:
         assert all(b[c].dtype == np.float32 for c in DIJET_COLUMNS)
     else:
         assert b.extra_names == []
-    if process != "sm_mix":
+    if process == "zero_bias":  # the process of each crossing's hardest interaction
+        hardest = {PROCESS_LABELS[p] for p in ("minbias", *SM_PROCESSES)}
+        assert set(np.unique(b["truth"]).tolist()) <= hardest
+    elif process != "sm_mix":
         assert np.all(b["truth"] == PROCESS_LABELS[process])
 
 
@@ -102,6 +105,12 @@ def test_zero_events_and_bad_arguments() -> None:
         ToyGenerator(pilup=3)
     with pytest.raises(ConfigError, match="pileup"):
         ToyGenerator(pileup="lots")
+    with pytest.raises(ConfigError, match="pileup"):
+        ToyGenerator(pileup=0)
+    with pytest.raises(ConfigError, match="pileup_jets"):
+        ToyGenerator(pileup_jets=-1)
+    with pytest.raises(ConfigError, match="luminosity"):
+        ToyGenerator(luminosity="2e34")
 
 
 def test_progress_bar_does_not_change_events() -> None:

@@ -59,8 +59,10 @@ import numpy as np
 from tqdm import tqdm
 
 from darktrigger.replay.errors import ConfigError
-from darktrigger.replay.events import PROCESS_LABELS, SLOT_MET, SLOTS, EventBatch
+from darktrigger.replay.events import PROCESS_LABELS, SLOT_MET, SLOTS, ZERO_BIAS, EventBatch
 from darktrigger.replay.generators.base import EventGenerator, register_generator
+from darktrigger.replay.generators.toy_zero_bias import ZeroBiasModel, make_crossings
+from darktrigger.replay.lhc import RUN3_LUMINOSITY, LHCConditions
 
 log = logging.getLogger(__name__)
 
@@ -452,22 +454,73 @@ def _make(process: str, rng: Rng, n: int, pileup: float) -> tuple[np.ndarray, di
     return ev.block(), extra
 
 
+Flat = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (event, pT, η, φ) over objects
+
+
+def event_candidates(process: str, rng: Rng, n: int) -> tuple[dict[str, Flat], np.ndarray, np.ndarray]:
+    """``n`` events of ``process`` without pile-up, as true-level object candidates.
+
+    Returns ``{"egamma" | "muon" | "jet": (event, pT, η, φ)}`` of the particles inside each
+    kind's acceptance (not smeared: the caller measures them), and the calorimeter's MET
+    (x, y): minus the vector sum of every visible particle with |η| < 5 except muons, so the
+    neutrinos, the muons and what escapes. The zero-bias toy overlays these on crossings.
+
+        >>> cands, mx, my = event_candidates("wjets", np.random.default_rng(1), 1000)
+        >>> sorted(cands), len(mx)
+        (['egamma', 'jet', 'muon'], 1000)
+    """
+    ev = _Event(rng, n)
+    RECIPES[process](ev, 0.0)
+    found: dict[int, list[Flat]] = {k: [] for k in _SLOT_OF}
+    mx, my = np.zeros(n), np.zeros(n)
+    for part in ev.parts:
+        for k in part.kinds & _SLOT_OF.keys():
+            rows = np.flatnonzero(part.accepted(k))
+            if len(rows):
+                eta, phi = part.eta_phi(rows)
+                found[k].append((rows, part.pt[rows], eta, phi))
+        if part.in_met and part.px is not None and part.py is not None:
+            if part.eta is not None:
+                inside = np.abs(part.eta) < 5.0
+            else:
+                assert part.pz is not None
+                inside = np.abs(part.pz) < part.pt * math.sinh(5.0)
+            in_calo = (part.kind != MU) & inside
+            mx -= np.where(in_calo, part.px, 0.0)
+            my -= np.where(in_calo, part.py, 0.0)
+    names = {E: "egamma", MU: "muon", JET: "jet"}
+    cands: dict[str, Flat] = {}
+    for k, v in found.items():
+        cols = [np.concatenate([f[i] for f in v]) if v else np.zeros(0) for i in range(4)]
+        cands[names[k]] = (cols[0].astype(np.int64), cols[1], cols[2], cols[3])
+    return cands, mx, my
+
+
 # -- the generator ------------------------------------------------------------------------
 @register_generator("toy")
 class ToyGenerator(EventGenerator):
     """Fast parametric toy events (not physics-accurate; see the module docs).
 
-    Options: ``run`` (int, default 1) for the ``run`` column; ``pileup`` (float,
-    default 0.7), the mean number of pile-up jets per event.
+    Options:
 
-        >>> gen = ToyGenerator(pileup=1.0)
+    * ``run`` (int, default 1): the ``run`` column;
+    * ``luminosity`` (cm⁻²s⁻¹, default 2.0e34) and ``pileup`` (μ, the mean number of
+      inelastic interactions per crossing; default: from the luminosity, ≈ 55.9; given, it
+      overrides the luminosity): the LHC conditions of ``zero_bias`` crossings
+      (:class:`~darktrigger.replay.lhc.LHCConditions`, 2544 colliding bunches, σ_inel = 80 mb);
+    * ``pileup_jets`` (float, default 0.7): the mean number of pile-up jets added to each event
+      of the single-process recipes (roughly their ADC2021 conditions, μ = 20).
+
+        >>> gen = ToyGenerator(pileup_jets=1.0)
         >>> b = next(gen.generate("wprime_xy", 1000, seed=3))
         >>> round(float(np.median(b["mjj"])), -2)
         3500.0
+        >>> round(ToyGenerator(luminosity=1.0e34).provenance("zero_bias", 1)["pileup"], 1)
+        28.0
     """
 
     description = "fast parametric toy of every process (not physics-accurate)"
-    OPTIONS = {"run": 1, "pileup": 0.7}
+    OPTIONS: dict[str, Any] = {"run": 1, "luminosity": RUN3_LUMINOSITY, "pileup": None, "pileup_jets": 0.7}
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.OPTIONS))
@@ -475,12 +528,23 @@ class ToyGenerator(EventGenerator):
             raise ConfigError(f"generator 'toy' has no option(s) {', '.join(unknown)}; "
                               f"it takes {', '.join(self.OPTIONS)}")
         super().__init__(**(self.OPTIONS | options))
-        run, pileup = self.options["run"], self.options["pileup"]
+        run, lumi = self.options["run"], self.options["luminosity"]
+        pileup, jets = self.options["pileup"], self.options["pileup_jets"]
         if not (isinstance(run, int) and 0 <= run < 2**32):
             raise ConfigError(f"generator 'toy': run must be an integer in [0, 2**32), got {run!r}")
-        if not (isinstance(pileup, (int, float)) and 0 <= pileup <= 20):
-            raise ConfigError(f"generator 'toy': pileup must be a number in [0, 20], got {pileup!r}")
-        self.run, self.pileup = int(run), float(pileup)
+        if not (_is_number(jets) and 0 <= jets <= 20):
+            raise ConfigError(f"generator 'toy': pileup_jets must be a number in [0, 20], got {jets!r}")
+        if not (_is_number(lumi) and 0 < lumi < 1e37):
+            raise ConfigError(f"generator 'toy': luminosity must be a number of cm^-2 s^-1 in (0, 1e37), "
+                              f"e.g. 2.0e34; got {lumi!r}")
+        if pileup is not None and not (_is_number(pileup) and 0 < pileup <= 1000):
+            raise ConfigError(f"generator 'toy': pileup (mean interactions per crossing) must be a number "
+                              f"in (0, 1000], e.g. 60; got {pileup!r}")
+        self.run, self.pileup_jets = int(run), float(jets)
+        #: the zero-bias crossings' conditions (a given pile-up fixes the luminosity)
+        self.conditions = (LHCConditions.from_pileup(float(pileup)) if pileup is not None
+                           else LHCConditions(luminosity=float(lumi)))
+        self.zero_bias_model = ZeroBiasModel()
 
     def generate(self, process: str, n_events: int, seed: int, *,
                  batch_size: int = 10_000, progress: bool = False) -> Iterator[EventBatch]:
@@ -513,7 +577,10 @@ class ToyGenerator(EventGenerator):
         """Columns of chunk ``index`` (``CHUNK`` events), a pure function of its arguments."""
         seq = np.random.SeedSequence([seed, zlib.crc32(process.encode()), index])
         rng = np.random.default_rng(seq)
-        if process == "sm_mix":
+        extra: dict[str, np.ndarray] = {}
+        if process == ZERO_BIAS:
+            objects, truth = make_crossings(rng, CHUNK, self.conditions.pileup, self.zero_bias_model)
+        elif process == "sm_mix":
             names = tuple(SM_MIX_FRACTIONS)
             which = rng.choice(len(names), CHUNK, p=list(SM_MIX_FRACTIONS.values()))
             objects = np.empty((CHUNK, 19, 3), dtype=np.float32)
@@ -521,19 +588,28 @@ class ToyGenerator(EventGenerator):
             for i, (name, child) in enumerate(zip(names, seq.spawn(len(names)), strict=True)):
                 rows = np.flatnonzero(which == i)
                 if len(rows):
-                    objects[rows] = _make(name, np.random.default_rng(child), len(rows), self.pileup)[0]
+                    objects[rows] = _make(name, np.random.default_rng(child), len(rows), self.pileup_jets)[0]
                 truth[rows] = PROCESS_LABELS[name]
-            extra: dict[str, np.ndarray] = {}
         else:
-            objects, extra = _make(process, rng, CHUNK, self.pileup)
+            objects, extra = _make(process, rng, CHUNK, self.pileup_jets)
             truth = np.full(CHUNK, PROCESS_LABELS[process], dtype=np.int16)
         bx = rng.integers(1, 3565, CHUNK).astype(np.uint16)
         return {"objects": objects, "truth": truth, "bx": bx, **extra}
 
     def provenance(self, process: str, seed: int) -> dict[str, Any]:
         info = super().provenance(process, seed)
-        info.update(run=self.run, pileup=self.pileup, chunk=CHUNK, toy=True)
+        info.update(run=self.run, chunk=CHUNK, toy=True)
+        if process == ZERO_BIAS:
+            # one event = one colliding crossing (weight 1): the rate of a seed is its
+            # fraction of events × crossing_rate_hz
+            info.update(self.conditions.to_dict(), unit="bunch crossing",
+                        zero_bias_model=self.zero_bias_model.to_dict())
+        else:
+            info["pileup_jets"] = self.pileup_jets
         if process == "sm_mix":
             info["sm_mix_fractions"] = dict(SM_MIX_FRACTIONS)
         return info
 
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
