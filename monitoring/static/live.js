@@ -48,13 +48,14 @@ function totalStroke(c) {
 }
 
 function seriesStyle(spec, keys, k, i, c) {
-  if (k === "budget") return { stroke: BUDGET, width: 2, dash: [8, 5] };
+  const flat = { show: false };  // horizontal lines need no markers
+  if (k === "budget") return { stroke: BUDGET, width: 2, dash: [8, 5], points: flat };
   if (spec.id === "total" && k === "L1 rate") return { stroke: totalStroke(c), width: 2.5 };
   if (spec.id === "anomaly") {  // a seed and its target share a colour; the target is dashed
     const seeds = keys.filter(x => !x.endsWith(TARGET));
     const base = k.endsWith(TARGET) ? k.slice(0, -TARGET.length) : k;
     const colour = PALETTE[Math.max(0, seeds.indexOf(base)) % PALETTE.length];
-    return k.endsWith(TARGET) ? { stroke: colour, width: 1.5, dash: [6, 4] } : { stroke: colour, width: 2 };
+    return k.endsWith(TARGET) ? { stroke: colour, width: 1.5, dash: [6, 4], points: flat } : { stroke: colour, width: 2 };
   }
   return { stroke: PALETTE[i % PALETTE.length], width: 1.5 };
 }
@@ -143,6 +144,7 @@ function render(data) {
     }
     const cols = keys.map(k => spec.log ? spec.series[k].map(v => (v !== null && v > 0) ? v : null) : spec.series[k]);
     c.plot.setData([data.t].concat(cols));
+    if (c.plot.cursor.left < 0) c.plot.setLegend({ idx: data.t.length - 1 });  // the latest values, unless hovered
   }
   renderNow(data);
   renderMenu(data);
