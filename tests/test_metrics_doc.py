@@ -61,3 +61,26 @@ def test_per_seed_counts_are_the_recorders_and_latencies_say_software() -> None:
     assert latencies
     assert all(name.startswith("darktrigger_software_") for name in latencies), latencies
     assert all(rows[name].unit == "s" for name in latencies)
+
+
+def test_the_recorder_exports_the_menu_s_crossing_rate_budget_and_anomaly_targets() -> None:
+    """What the live page and the dashboard draw the rates against comes from the menu: its
+    crossing rate (colliding bunches by default, not 40 MHz), its budget and each anomaly
+    seed's rate_khz; every stage that reads the menu exports the crossing rate."""
+    from darktrigger.replay.lhc import COLLIDING_BX_RATE_MHZ
+
+    topo = Topology.from_dict({"menu": "m.yaml", "source": {"files": ["a.h5"]}})
+    menu = Menu.from_dict({"budget_khz": 110, "models": {"vae": {"path": "models/vae"}}, "seeds": [
+        {"name": "MET90", "type": "met", "met_min": 90},
+        {"name": "AXO_Nominal", "type": "anomaly", "model": "vae", "rate_khz": 1.5},
+        {"name": "AXO_Tight", "type": "anomaly", "model": "vae", "rate_khz": 1.1}]})
+    for stage in ("source", "scorer-0", "trigger", "recorder"):
+        metrics, _ = stage_metrics(topo, menu, stage, serve=False)
+        assert metrics is not None
+        get = metrics.registry.get_sample_value
+        assert get("darktrigger_bx_rate_hz") == COLLIDING_BX_RATE_MHZ * 1e6, stage
+        assert get("darktrigger_rate_budget_hz") == 110e3, stage
+    assert get("darktrigger_anomaly_seed_target_rate_hz", {"seed": "AXO_Nominal"}) == 1.5e3
+    assert get("darktrigger_anomaly_seed_target_rate_hz", {"seed": "AXO_Tight"}) == 1.1e3
+    assert get("darktrigger_anomaly_seed_target_rate_hz", {"seed": "MET90"}) is None
+    assert "darktrigger_anomaly_seed_target_rate_hz" in {f.name for f in families() if "recorder" in f.stages}

@@ -432,3 +432,40 @@ def test_compiled_and_numpy_histograms_count_alike(dtype: type, monkeypatch: pyt
     assert b_np == b_nb
     assert c_np == c_nb == len(values) - 1  # the NaN is counted nowhere
     assert s_nb == pytest.approx(s_np, rel=1e-6)
+
+
+def test_the_recorder_s_weighted_counters_give_menu_counts_rates_and_errors() -> None:
+    """StageMetrics fed a batch's MenuCounts (WeightSums.of) gives, through the live page's
+    arithmetic, exactly MenuCounts's weighted rates and uncertainties, per seed and in total."""
+    from darktrigger.daq.trigger.decision import Decision
+    from darktrigger.daq.trigger.rates import MenuCounts
+    from darktrigger.monitoring.live import weighted_rate
+
+    rng = np.random.default_rng(8)
+    names = ("SingleMu22", "ETMHF90", "AXO_Nominal")
+    n = 5000
+    fired = rng.random((n, 3)) < [0.02, 0.05, 0.01]
+    kept = fired & (rng.random((n, 3)) < [1.0, 0.5, 1.0])  # ETMHF90 prescaled by about 2
+    bits = (kept * (1 << np.arange(3))).sum(axis=1).astype(np.uint64)
+    raw = (fired * (1 << np.arange(3))).sum(axis=1).astype(np.uint64)
+    weights = rng.lognormal(0.0, 1.0, n)
+    counts = MenuCounts(names, bx_rate_mhz=28.61).add(Decision(raw=raw, bits=bits, names=names), weights=weights)
+    reg = CollectorRegistry()
+    m = StageMetrics(reg, "recorder", seeds=list(names), bx_rate_hz=28.61e6)
+    m.decisions(counts.events, counts.raw, counts.counts, counts.pure, counts.accepted, weights=WeightSums.of(counts))
+    get = reg.get_sample_value
+    all_w, all_w2 = get("darktrigger_recorded_input_weight_total"), get("darktrigger_recorded_input_weight_squared_total")
+    assert all_w == pytest.approx(weights.sum(), rel=1e-12)
+    for i, seed in enumerate(names):
+        rate, err = weighted_rate(get("darktrigger_seed_weighted_accepts_total", {"seed": seed}),
+                                  get("darktrigger_seed_weighted_accepts_squared_total", {"seed": seed}),
+                                  all_w, all_w2, 28.61e6)
+        assert rate == pytest.approx(counts.rates_hz[i], rel=1e-12), seed
+        assert err == pytest.approx(counts.rate_uncertainties_hz[i], rel=1e-9), seed
+        raw_rate, _ = weighted_rate(get("darktrigger_seed_weighted_events_total", {"seed": seed}), 0.0,
+                                    all_w, all_w2, 28.61e6)
+        assert raw_rate == pytest.approx(counts.raw_rates_hz[i], rel=1e-12), seed
+    total, total_err = weighted_rate(get("darktrigger_accepted_weight_total"),
+                                     get("darktrigger_accepted_weight_squared_total"), all_w, all_w2, 28.61e6)
+    assert total == pytest.approx(counts.total_rate_hz, rel=1e-12)
+    assert total_err == pytest.approx(counts.total_rate_uncertainty_hz, rel=1e-9)
