@@ -453,7 +453,12 @@ def test_the_recorder_s_weighted_counters_give_menu_counts_rates_and_errors() ->
     reg = CollectorRegistry()
     m = StageMetrics(reg, "recorder", seeds=list(names), bx_rate_hz=28.61e6)
     m.decisions(counts.events, counts.raw, counts.counts, counts.pure, counts.accepted, weights=WeightSums.of(counts))
-    get = reg.get_sample_value
+
+    def get(name: str, labels: dict[str, str] | None = None) -> float:
+        value = reg.get_sample_value(name, labels)
+        assert value is not None, name
+        return value
+
     all_w, all_w2 = get("darktrigger_recorded_input_weight_total"), get("darktrigger_recorded_input_weight_squared_total")
     assert all_w == pytest.approx(weights.sum(), rel=1e-12)
     for i, seed in enumerate(names):
