@@ -2,9 +2,12 @@
 
 Scores are "higher = more anomalous"; a cut selects ``score > threshold``, as the trigger
 does. TPR at an FPR uses the same background quantile as a trigger threshold
-(:mod:`darktrigger.models.thresholds`). An FPR is reported only where the background sample
-resolves it: n_eff · FPR ≥ ``min_expected`` (default 10 events expected above the
-threshold, a ≈ 30 % statistical error on the FPR). Below that the entry has
+(:mod:`darktrigger.models.thresholds`). Events may be weighted (background and each signal
+by their own weights, relative): the ROC comes from weighted counts, the AUC is weighted,
+and a sample expanded by integer weights gives exactly the same ROC points and AUC. An FPR
+is reported only where the background sample resolves it: at least ``min_expected``
+effective background events above the threshold (default 10, a ≈ 30 % statistical error
+on the FPR; :func:`darktrigger.models.thresholds.resolves`). Below that the entry has
 ``"resolved": False``, ``None`` for every number and a ``note`` saying what the
 sample can resolve.
 
@@ -33,8 +36,10 @@ from darktrigger.models.thresholds import (
     background_quantiles,
     effective_size,
     fraction_above,
+    fraction_uncertainty,
     resolves,
     smallest_resolved_fpr,
+    tail_size,
 )
 from darktrigger.replay.errors import ConfigError
 
@@ -81,7 +86,8 @@ def roc_auc(
     """ROC AUC = P(signal score > background score) + ½ P(tie): the Mann–Whitney U / (n_s n_b).
 
     Unweighted, it is computed in integers and divided once, so it equals the brute-force
-    pair count exactly.
+    pair count exactly; weighted, 2U is summed first and divided once too, so integer
+    weights give exactly the AUC of the expanded sample (while the sums stay below 2⁵³).
 
     >>> roc_auc([0.1, 0.4], [0.4, 0.8])
     0.875
@@ -91,7 +97,8 @@ def roc_auc(
     if bkg_weights is None and sig_weights is None:
         twice_u = int(np.dot(hs.astype(np.int64), 2 * below.astype(np.int64) + hb.astype(np.int64)))
         return twice_u / (2 * int(hb.sum()) * int(hs.sum()))
-    return float(np.dot(hs, below + 0.5 * hb) / (hb.sum() * hs.sum()))
+    twice_u_w = float(np.dot(hs, 2 * below + hb))
+    return twice_u_w / (2 * float(hb.sum()) * float(hs.sum()))
 
 
 def auc_uncertainty(auc: float, n_sig: float, n_bkg: float) -> float:
@@ -142,9 +149,11 @@ def _check_fprs(fpr_targets: Sequence[float]) -> list[float]:
     return fprs
 
 
-def _unresolved_note(n_bkg: int, n_eff: float, min_expected: float) -> str:
-    size = f"{n_bkg:,} events" + ("" if round(n_eff) == n_bkg else f" (effective {n_eff:,.0f})")
-    return f"background sample too small: {size} resolve FPR down to {smallest_resolved_fpr(n_eff, min_expected):.1e}"
+def _unresolved_note(b: np.ndarray, wb: np.ndarray | None, min_expected: float) -> str:
+    n_eff = effective_size(b.size, wb)
+    size = f"{b.size:,} events" + ("" if wb is None else f" (effective {n_eff:,.0f})")
+    return (f"background sample too small: {size} resolve FPR down to "
+            f"{smallest_resolved_fpr(b, wb, min_expected):.1e}")
 
 
 def tpr_at_fpr(
@@ -159,9 +168,11 @@ def tpr_at_fpr(
     """Signal efficiency at each background efficiency (FPR) target, with binomial errors.
 
     Each entry: ``fpr_target``, ``resolved``, ``note``, ``threshold``, ``fpr`` (achieved,
-    ≤ target), ``fpr_err``, ``n_bkg_above``, ``tpr``, ``tpr_err`` (sqrt(p(1−p)/n)),
-    ``tpr_lo``/``tpr_hi`` (Clopper–Pearson 68 %), ``n_sig_above``; the numbers are None
-    when not resolved (weighted samples use the effective sizes).
+    ≤ target), ``fpr_err``, ``n_bkg_above``, ``tpr``, ``tpr_err`` (sqrt(p(1−p)/n);
+    weighted: :func:`~darktrigger.models.thresholds.fraction_uncertainty`),
+    ``tpr_lo``/``tpr_hi`` (Clopper–Pearson 68 %, at the effective size), ``n_sig_above``;
+    the numbers are None when not resolved. The FPR is the background's weighted fraction,
+    the TPR the signal's, each by its own weights.
 
     >>> [e["tpr"] for e in tpr_at_fpr(np.arange(100.0), np.arange(50.0, 150.0), [0.1])]
     [0.6]
@@ -177,21 +188,31 @@ def tpr_at_fpr(
         entry: dict[str, Any] = dict.fromkeys(
             ("threshold", "fpr", "fpr_err", "n_bkg_above", "tpr", "tpr_err", "tpr_lo", "tpr_hi",
              "n_sig_above"))
-        entry |= {"fpr_target": target, "resolved": resolves(nb_eff, target, min_expected), "note": ""}
+        entry |= {"fpr_target": target, "resolved": resolves(tail_size(b, wb, float(thr)), min_expected),
+                  "note": ""}
         if not entry["resolved"]:
-            entry["note"] = _unresolved_note(b.size, nb_eff, min_expected)
+            entry["note"] = _unresolved_note(b, wb, min_expected)
             out.append(entry)
             continue
         fpr, nb_above = fraction_above(float(thr), b, wb)
         tpr, ns_above = fraction_above(float(thr), s, ws)
-        lo, hi = binomial_interval(tpr * ns_eff, ns_eff)
+        lo, hi = binomial_interval(min(tpr * ns_eff, ns_eff), ns_eff)
         entry |= {
-            "threshold": float(thr), "fpr": fpr, "fpr_err": math.sqrt(fpr * (1 - fpr) / nb_eff),
-            "n_bkg_above": nb_above, "tpr": tpr, "tpr_err": math.sqrt(tpr * (1 - tpr) / ns_eff),
+            "threshold": float(thr), "fpr": fpr, "fpr_err": _fraction_err(fpr, float(thr), b, wb, nb_eff),
+            "n_bkg_above": nb_above, "tpr": tpr, "tpr_err": _fraction_err(tpr, float(thr), s, ws, ns_eff),
             "tpr_lo": lo, "tpr_hi": hi, "n_sig_above": ns_above,
         }
         out.append(entry)
     return out
+
+
+def _fraction_err(p: float, threshold: float, scores: np.ndarray, weights: np.ndarray | None,
+                  n_eff: float) -> float:
+    """The standard deviation of the fraction ``p`` of events above ``threshold``."""
+    if weights is None:
+        return math.sqrt(p * (1 - p) / n_eff)
+    above = weights[scores > threshold]
+    return float(fraction_uncertainty(above.sum(), above @ above, weights.sum(), weights @ weights))
 
 
 def _si_entry(tpr_entry: Mapping[str, Any]) -> dict[str, Any]:

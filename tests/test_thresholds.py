@@ -45,7 +45,7 @@ def test_float_rounding_of_fpr_times_n_keeps_the_count() -> None:
 
 def test_ties_never_push_the_rate_above_target() -> None:
     scores = np.repeat(np.arange(10.0), 100)  # 100 events at each of 0..9
-    t = threshold_for_rate(scores, rate_khz=0.15 * 40_000)  # allows 150 above
+    t = threshold_for_rate(scores, rate_khz=0.15 * 40_000, input_rate_mhz=40)  # allows 150 above
     assert t.threshold == 8.0  # 7 would let 200 through
     assert t.n_above == 100
     assert t.achieved_fpr == 0.1
@@ -54,8 +54,8 @@ def test_ties_never_push_the_rate_above_target() -> None:
 
 def test_many_rates_at_once_equal_one_at_a_time(shuffled: np.ndarray) -> None:
     rates = [4000.0, 40.0, 400.0, 1.0]
-    together = thresholds_for_rates(shuffled, rates)
-    assert together == [threshold_for_rate(shuffled, r) for r in rates]
+    together = thresholds_for_rates(shuffled, rates, input_rate_mhz=40)
+    assert together == [threshold_for_rate(shuffled, r, input_rate_mhz=40) for r in rates]
     assert [t.threshold for t in together] == [899.0, 998.0, 989.0, 999.0]
 
 
@@ -71,23 +71,23 @@ def test_unit_weights_give_exactly_the_unweighted_threshold() -> None:
 
 def test_weighted_threshold_counts_weight_not_events() -> None:
     scores, weights = np.array([1.0, 2, 3, 4]), np.array([1.0, 1, 1, 5])
-    t = threshold_for_rate(scores, rate_khz=0.7 * 40_000, weights=weights)  # allows weight 5.6
+    t = threshold_for_rate(scores, rate_khz=0.7 * 40_000, input_rate_mhz=40, weights=weights)  # weight 5.6
     assert t.threshold == 3.0
     assert t.n_above == 1
     assert t.achieved_fpr == 5 / 8
     assert t.n_eff == pytest.approx(64 / 28)
-    assert threshold_for_rate(scores, 0.5 * 40_000, weights=weights).threshold == 4.0
+    assert threshold_for_rate(scores, 0.5 * 40_000, 40, weights=weights).threshold == 4.0
 
 
 def test_unresolved_rate_says_so_and_gives_the_sample_maximum(shuffled: np.ndarray) -> None:
-    t = threshold_for_rate(shuffled, rate_khz=1)  # FPR 2.5e-5: 0.025 events expected
+    t = threshold_for_rate(shuffled, rate_khz=1, input_rate_mhz=40)  # FPR 2.5e-5: 0.025 events
     assert not t.resolved
     assert "background sample too small: 1,000 events" in t.message
-    assert "resolve FPR down to 1.0e-02" in t.message  # 10 events expected (one rule with evaluate)
+    assert "resolve FPR down to 1.0e-02" in t.message  # 10 events above (one rule with evaluate)
     assert t.threshold == 999.0
     assert t.n_above == 0
-    assert not threshold_for_rate(shuffled, rate_khz=40).resolved  # one event expected: < 10
-    assert threshold_for_rate(shuffled, rate_khz=400).resolved  # exactly ten events expected
+    assert not threshold_for_rate(shuffled, rate_khz=40, input_rate_mhz=40).resolved  # one event: < 10
+    assert threshold_for_rate(shuffled, rate_khz=400, input_rate_mhz=40).resolved  # exactly ten above
 
 
 def test_uncertainty_brackets_the_true_quantile_and_shrinks_with_sample_size() -> None:
@@ -95,7 +95,7 @@ def test_uncertainty_brackets_the_true_quantile_and_shrinks_with_sample_size() -
     true_q = 3.090232306167813  # standard normal, upper tail 1e-3
     widths = []
     for n in (10_000, 1_000_000):
-        t = threshold_for_rate(rng.normal(0, 1, n), rate_khz=40)
+        t = threshold_for_rate(rng.normal(0, 1, n), rate_khz=40, input_rate_mhz=40)
         assert t.threshold_low <= t.threshold <= t.threshold_high
         assert t.threshold_low - t.uncertainty <= true_q <= t.threshold_high + t.uncertainty
         widths.append(t.uncertainty)

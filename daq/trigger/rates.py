@@ -7,7 +7,8 @@ turns them into rates at the colliding-bunch crossing rate. Each event may carry
 
     rate = Σw(events the seed fired) / Σw(all events) × crossing rate,
 
-with var(p̂) = Σ wᵢ²(xᵢ − p̂)² / (Σw)² (the binomial p(1 − p)/n for unit weights) and
+with var(p̂) = Σ wᵢ²(xᵢ − p̂)² / (Σw)² (the binomial p(1 − p)/n for unit weights;
+:func:`darktrigger.models.thresholds.fraction_uncertainty`) and
 n_eff = (Σw)²/Σw² effective events. Unweighted events count one crossing each.
 
     >>> import numpy as np
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ, Decision
+from darktrigger.models.thresholds import fraction_uncertainty
 from darktrigger.replay.errors import ConfigError
 
 
@@ -54,25 +56,8 @@ def _binomial_hz(count: np.ndarray | int, n: int, bx_hz: float) -> np.ndarray:
     return np.where(c > 0, np.sqrt(p * (1 - p) / n), 1.0 / n) * bx_hz
 
 
-def weighted_fraction_uncertainty(fired_w: np.ndarray | float, fired_w2: np.ndarray | float,
-                                  total_w: float, total_w2: float) -> np.ndarray:
-    """The standard deviation of p̂ = Σw(fired)/Σw: sqrt(Σ wᵢ²(xᵢ − p̂)²)/Σw.
-
-    Written with the four sums: Σ wᵢ²(xᵢ − p̂)² = Σw²(fired)(1 − 2p̂) + p̂²Σw²(all). Where
-    nothing fired it is 1/n_eff, one effective event (what the binomial gives for unit weights).
-
-        >>> weighted_fraction_uncertainty(1.0, 1.0, 4.0, 4.0).round(4).tolist()  # sqrt(.25·.75/4)
-        0.2165
-        >>> weighted_fraction_uncertainty(0.0, 0.0, 4.0, 4.0).tolist()
-        0.25
-    """
-    s1 = np.asarray(fired_w, dtype=np.float64)
-    s2 = np.asarray(fired_w2, dtype=np.float64)
-    if total_w <= 0 or total_w2 <= 0:
-        return np.zeros_like(s1)
-    p = s1 / total_w
-    var = (s2 * (1 - 2 * p) + p * p * total_w2) / (total_w * total_w)
-    return np.where(s1 > 0, np.sqrt(np.clip(var, 0.0, None)), total_w2 / (total_w * total_w))
+#: the standard deviation of a weighted fraction (one formula for rates, thresholds and efficiencies)
+weighted_fraction_uncertainty = fraction_uncertainty
 
 
 class MenuCounts:
@@ -214,7 +199,7 @@ class MenuCounts:
     def _uncertainty(self, count: np.ndarray | int, weight: np.ndarray | float,
                      weight2: np.ndarray | float) -> np.ndarray:
         if self.weighted:
-            return weighted_fraction_uncertainty(weight, weight2, self.sum_w, self.sum_w2) * self.bx_hz
+            return fraction_uncertainty(weight, weight2, self.sum_w, self.sum_w2) * self.bx_hz
         return _binomial_hz(count, self.events, self.bx_hz)
 
     @property
