@@ -186,7 +186,7 @@ def offline(topo: Topology, events: int) -> tuple[np.ndarray, MenuCounts]:
     for _, batch in SourceStage(topo, max_events=events):
         scored, _ = scorer.process(batch)
         accepted, decision = trigger.process(scored)
-        counts.add(decision)
+        counts.add(decision, weights=scored.columns["weight"].astype(np.float64))  # as the recorder counts
         ids.append(accepted.columns["event"])
     return np.sort(np.concatenate(ids)), counts
 

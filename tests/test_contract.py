@@ -102,6 +102,9 @@ def test_generator_contract(gname, process):
     assert len(got) == n
     if process == "sm_mix":
         assert set(np.unique(got["truth"])) <= {PROCESS_LABELS[p] for p in ("qcd", "wjets", "zjets", "ttbar")}
+    elif process == "zero_bias":  # each crossing carries the label of its hardest interaction
+        hardest = ("minbias", "qcd", "wjets", "zjets", "ttbar")
+        assert set(np.unique(got["truth"])) <= {PROCESS_LABELS[p] for p in hardest}
     else:
         assert (got["truth"] == PROCESS_LABELS[process]).all()
     assert (got.objects[:, :, 0] > 0).any(axis=1).mean() > 0.9  # events are not empty
