@@ -109,6 +109,42 @@ def check_weight_sum(total: float, n: int, path: Any) -> None:
                                f"{n:,} events)", f"a sum of {total!r}")
 
 
+def not_zero_bias(path: Any) -> str | None:
+    """Why the events in ``path`` are not a zero-bias sample (None when its provenance says
+    process ``zero_bias``), for the one-line warning of the calibrate commands: anomaly
+    thresholds for trigger rates must come from what the trigger sees, every colliding
+    crossing. Read from the file's provenance (native files) or its format (ADC2021 files
+    are lepton-filtered).
+
+    >>> from darktrigger.replay.generators import GENERATORS
+    >>> from darktrigger.replay.storage import write_events
+    >>> gen = GENERATORS.get("toy")()
+    >>> _ = write_events("qcd.h5", gen.generate("qcd", 10, seed=1), provenance=gen.provenance("qcd", 1))
+    >>> not_zero_bias("qcd.h5")
+    "its provenance says a single process, 'qcd' (toy generator), not zero_bias"
+    """
+    from darktrigger.replay.readers import open_events
+
+    reader = open_events(path)
+    if reader.name == "adc2021":
+        return ("an ADC2021 file: lepton-filtered (an electron or muon with pT > 23 GeV in every "
+                "event), not zero bias")
+    provenance = reader.metadata().get("provenance") or {}
+    process = provenance.get("process")
+    if process == "zero_bias":
+        return None
+    source = f" ({provenance['generator']} generator)" if provenance.get("generator") else ""
+    filtered = "lepton-filtered " if provenance.get("lepton_filter") else ""
+    if process == "sm_mix":
+        mix = ("in ADC2021's lepton-filtered proportions" if provenance.get("sm_mix_fractions")
+               or provenance.get("lepton_filter") else "by cross section")
+        return (f"its provenance says process 'sm_mix'{source}: {filtered}hard processes (W, QCD, Z, "
+                f"ttbar {mix}; no minimum bias), not zero_bias")
+    if process:
+        return f"its provenance says a single {filtered}process, {process!r}{source}, not zero_bias"
+    return f"a {reader.name} file whose provenance names no process, so nothing says it is zero bias"
+
+
 def as_weights(weights: Any, n: int, name: str) -> np.ndarray | None:
     """None, or a float64 array of ``n`` finite, non-negative weights with a positive sum."""
     if weights is None:

@@ -1,8 +1,9 @@
-"""``darktrigger menu check|calibrate|rates``: the trigger menu on the command line.
+"""``darktrigger menu check|calibrate|rates|efficiency``: the trigger menu on the command line.
 
     $ darktrigger menu check --menu daq/trigger/menus/cms_like.yaml
     $ darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_calibrated.yaml
     $ darktrigger menu rates --menu menu_calibrated.yaml --events zb_test.h5 --json rates.json
+    $ darktrigger menu efficiency --menu menu_calibrated.yaml --signal ato4l=ato4l.h5 --zero-bias zb_test.h5
 """
 
 from __future__ import annotations
@@ -39,15 +40,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not todo:
         raise ConfigError(f"{args.menu}: no anomaly seed has rate_khz, so there is nothing to "
                           f"calibrate (give a seed `rate_khz: 5` instead of a threshold)")
+    warn_if_not_zero_bias(args.zero_bias)
     zb = read_events([args.zero_bias], args.max_events, "zero-bias", on_error=args.on_error,
                      hashes=False)[0]
     scorers = load_scorers(menu, threads=args.threads, models=list(dict.fromkeys(s.model for s in todo)))
     out = calibrate_menu(menu, zb, scorers=scorers, source=str(args.zero_bias))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    record = out.seed(todo[0].name).params["calibration"]
+    sample = f"{len(zb):,} zero-bias events" + (f" (weighted: n_eff {record['n_eff']:,.0f})"
+                                                 if record["weighted"] else "")
     header = (f"Calibrated by `darktrigger menu calibrate` from {args.menu} on {stamp}:\n"
               f"anomaly thresholds (accept when score > threshold) for each seed's rate_khz, before\n"
-              f"prescale, at {menu.bx_rate_mhz:g} MHz on {len(zb):,} zero-bias events from {args.zero_bias}.\n"
-              f"Each seed's calibration record gives the threshold's uncertainty from the sample size.")
+              f"prescale, at the crossing rate {menu.crossing_rate} on {sample} from\n"
+              f"{args.zero_bias}. Each seed's calibration record gives the threshold's uncertainty from\n"
+              f"the sample and the effective events above it.")
     out.to_yaml(args.out, header=header)
     print(f"{'seed':<16}{'model':<10}{'rate kHz':>10}{'threshold':>14}{'± unc.':>11}"
           f"{'achieved kHz':>14}  note")
@@ -57,8 +63,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         note = "" if cal["resolved"] else "not resolved: " + cal.get("note", "")
         print(f"{seed.name:<16}{seed.model:<10}{seed.params['rate_khz']:>10g}{new.params['threshold']:>14.6g}"
               f"{cal['uncertainty']:>11.3g}{cal['achieved_rate_khz']:>14.4g}  {note}")
+    print(f"{sample} from {args.zero_bias} at the crossing rate {menu.crossing_rate}")
     print(f"calibrated menu written to {args.out}")
     return 0
+
+
+def warn_if_not_zero_bias(path: Path) -> None:
+    """One warning line when ``path`` is not a zero-bias sample, saying why."""
+    from darktrigger.models.thresholds import not_zero_bias
+
+    reason = not_zero_bias(path)
+    if reason:
+        log.warning("%s is not a zero-bias sample: %s; thresholds calibrated on it do not give "
+                    "the trigger rates their rate_khz says", path, reason)
 
 
 # -- rates ----------------------------------------------------------------------------
@@ -83,20 +100,69 @@ def cmd_rates(args: argparse.Namespace) -> int:
     return 1 if args.fail_over_budget and counts.over_budget else 0
 
 
+# -- efficiency -------------------------------------------------------------------------
+def _parse_signals(items: list[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--signal takes NAME=FILE (e.g. ato4l=ato4l.h5), got {item!r}")
+        if name in out:
+            raise ConfigError(f"--signal {name!r} is given twice ({out[name]} and {path})")
+        out[name] = Path(path)
+    return out
+
+
+def cmd_efficiency(args: argparse.Namespace) -> int:
+    from darktrigger.daq.trigger.efficiency import format_efficiency, signal_efficiency
+
+    menu = Menu.from_yaml(args.menu)
+    signals = _parse_signals(args.signal)
+    if not signals:
+        raise ConfigError("give at least one --signal NAME=FILE")
+    for path in [*signals.values(), *([args.zero_bias] if args.zero_bias else [])]:
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file")
+    scorers = load_scorers(menu, threads=args.threads)
+    results = {name: signal_efficiency(menu, path, signal=name, scorers=scorers, max_events=args.max_events,
+                                       chunk_size=args.chunk_size, on_error=args.on_error)
+               for name, path in signals.items()}
+    counts = None
+    if args.zero_bias:
+        counts = offline_counts(menu, [args.zero_bias], max_events=args.max_events,
+                                chunk_size=args.chunk_size, threads=args.threads, on_error=args.on_error)
+    if args.json:
+        report: dict[str, Any] = {
+            "menu": str(args.menu), "bx_rate_mhz": menu.bx_rate_mhz,
+            "signals": {name: {"file": str(signals[name]), **res.to_dict()} for name, res in results.items()},
+            "zero_bias": None if counts is None else {"file": str(args.zero_bias), **counts.to_dict()},
+        }
+        print(json.dumps(report, indent=2, allow_nan=False))
+        return 0
+    print(format_efficiency(results))
+    if counts is not None:
+        print()
+        print(f"the menu on zero bias ({args.zero_bias}):")
+        print(counts.format_table())
+    return 0
+
+
 # -- parsers --------------------------------------------------------------------------
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
-    """``menu check``, ``menu calibrate`` and ``menu rates`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
+    """``menu check``, ``calibrate``, ``rates`` and ``efficiency`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     menu = sub.add_parser(
         "menu", formatter_class=formatter,
-        help="trigger menu: check it, calibrate its anomaly seeds, measure its rates offline",
+        help="trigger menu: check it, calibrate its anomaly seeds, measure its rates and efficiencies",
         description="A trigger menu is a YAML list of seeds with prescales, the models the anomaly\n"
-                    "seeds read, the bunch-crossing rate and an accept budget. Seed types:\n"
+                    "seeds read, the crossing rate (colliding_bunches, default 2544: 28.61 MHz, or\n"
+                    "bx_rate_mhz) and an accept budget. Seed types:\n"
                     f"{', '.join(SEEDS.names())} (`darktrigger formats` describes them).\n"
                     "An example: daq/trigger/menus/cms_like.yaml.",
         epilog="examples:\n"
                "  darktrigger menu check --menu daq/trigger/menus/cms_like.yaml\n"
                "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
-               "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5 --json rates.json")
+               "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5 --json rates.json\n"
+               "  darktrigger menu efficiency --menu menu_cal.yaml --signal ato4l=ato4l.h5 --zero-bias zb_test.h5")
     msub = menu.add_subparsers(dest="menu_command", metavar="ACTION", required=True)
 
     p = msub.add_parser("check", formatter_class=formatter,
@@ -111,10 +177,13 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
         "calibrate", formatter_class=formatter,
         help="thresholds for the anomaly seeds' target rates, from a zero-bias sample",
         description="For each anomaly seed with rate_khz, the threshold is the zero-bias score\n"
-                    "quantile at FPR = rate / bunch-crossing rate (the same computation as\n"
-                    "`darktrigger calibrate`), for the seed's rate before its prescale. Writes a new\n"
-                    "menu with threshold filled in; rate_khz stays, and a calibration record gives the\n"
-                    "sample, the threshold's uncertainty and whether the sample resolves the rate.",
+                    "quantile at FPR = rate / crossing rate (the same computation as `darktrigger\n"
+                    "calibrate`), for the seed's rate before its prescale; weighted events (the weight\n"
+                    "column) give the weighted quantile. Writes a new menu with threshold filled in;\n"
+                    "rate_khz stays, and a calibration record gives the sample, the threshold's\n"
+                    "uncertainty and whether the sample resolves the rate (>= 10 effective events\n"
+                    "above the threshold). A sample whose provenance is not zero bias (a lepton-\n"
+                    "filtered or single-process file) gets a one-line warning.",
         epilog="examples:\n"
                "  darktrigger menu calibrate --menu daq/trigger/menus/cms_like.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
                "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --max-events 2000000 --out m2.yaml\n"
@@ -132,10 +201,12 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
         "rates", formatter_class=formatter,
         help="per-seed counts, rates, pure rates and overlaps of a menu on event files",
         description="Score the events with each model the menu needs, decide every seed, and print\n"
-                    "per seed the count before and after prescale, the rate in Hz (count / events x\n"
-                    "bunch-crossing rate) with its binomial uncertainty, the pure rate (this seed\n"
-                    "alone), and the total accept rate against the budget. These are the same counts\n"
-                    "the pipeline's trigger stage gives on the same events.",
+                    "per seed the count before and after prescale, the rate in Hz (the weight of the\n"
+                    "events it kept / the weight of all events x the crossing rate; unweighted: count /\n"
+                    "events x crossing rate) with its uncertainty (from the sums of weights squared),\n"
+                    "the pure rate (this seed alone), and the total accept rate against the budget;\n"
+                    "the effective number of events for weighted files. These are the same counts the\n"
+                    "pipeline's trigger stage gives on the same events.",
         epilog="examples:\n"
                "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5\n"
                "  darktrigger menu rates --menu menu_cal.yaml --events a.h5 b.h5 --overlaps --json rates.json\n"
@@ -153,3 +224,32 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                    help="exit with status 1 when the total rate is over the budget")
     add_on_error(p)
     p.set_defaults(func=cmd_rates)
+
+    p = msub.add_parser(
+        "efficiency", formatter_class=formatter,
+        help="a signal's efficiency per seed, its unique efficiency, and what the anomaly seeds add",
+        description="Score each signal with the menu's models, decide every seed, and print per seed\n"
+                    "the efficiency (weighted by the signal's own weights) with its uncertainty, the\n"
+                    "unique efficiency (kept by this seed and by no other non-anomaly seed: for an\n"
+                    "anomaly seed, what it adds to the conventional menu), and for the anomaly seeds\n"
+                    "together what they add to the rest of the menu (signal only they keep).\n"
+                    "With --zero-bias, the menu's rates on zero bias are printed below.",
+        epilog="examples:\n"
+               "  darktrigger menu efficiency --menu menu_cal.yaml --signal ato4l=ato4l.h5\n"
+               "  darktrigger menu efficiency --menu menu_cal.yaml --signal ato4l=a.h5 --signal htt=h.h5 \\\n"
+               "      --zero-bias zb_test.h5 --json > eff.json\n"
+               "The JSON has keys menu, bx_rate_mhz, signals (per signal: file, events, n_eff, seeds with\n"
+               "efficiency, efficiency_err, unique_efficiency, unique_efficiency_err, anomaly_seeds)\n"
+               "and zero_bias (menu rates's JSON, or null).")
+    p.add_argument("--menu", type=Path, required=True, help="calibrated menu YAML")
+    p.add_argument("--signal", action="append", default=[], metavar="NAME=FILE",
+                   help="a signal sample; repeat for each signal (at least one)")
+    p.add_argument("--zero-bias", type=Path, default=None,
+                   help="zero-bias events: also print the menu's rates on them")
+    p.add_argument("--json", action="store_true", help="print the results as JSON only, on stdout")
+    p.add_argument("--max-events", type=event_count, default=None,
+                   help="at most this many events per file (e.g. 1e5, 100k; default all)")
+    p.add_argument("--chunk-size", type=int, default=65536, help="events per batch read")
+    p.add_argument("--threads", type=int, default=1, help="threads per model")
+    add_on_error(p)
+    p.set_defaults(func=cmd_efficiency)

@@ -465,12 +465,15 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
                    threads: int = 1, source: str | None = None) -> Menu:
     """A new menu whose anomaly seeds with ``rate_khz`` have thresholds for those rates.
 
-    Each threshold is the zero-bias score quantile at FPR = rate / bx rate
+    Each threshold is the zero-bias score quantile at FPR = rate / crossing rate
     (:func:`darktrigger.models.thresholds.thresholds_for_rates`, as ``darktrigger calibrate`` uses), for
-    the seed's rate before prescale. Scores come from the batch's ``score/<model>`` column
-    when it has one, else from ``scorers`` or the menu's models, loaded here. The seed keeps
-    ``rate_khz`` and gains a ``calibration`` record: the sample (``source``), its size, the
-    threshold's uncertainty (from the sample size), whether it is resolved.
+    the seed's rate before prescale, weighted by the batch's ``weight`` column (a weighted
+    quantile; checked: a NaN, negative or zero-sum weight is an error naming ``source`` and
+    the row). Scores come from the batch's ``score/<model>`` column when it has one, else
+    from ``scorers`` or the menu's models, loaded here. The seed keeps ``rate_khz`` and gains
+    a ``calibration`` record: the sample (``source``), its size and effective size, the
+    threshold's uncertainty (from the sample), the effective events above it and whether it
+    is resolved (>= 10 of them).
 
         >>> menu = Menu.from_dict({"models": {"m": {"path": "m"}}, "seeds": [
         ...     {"name": "AD", "type": "anomaly", "model": "m", "rate_khz": 400}]})
@@ -478,7 +481,7 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
         >>> calibrate_menu(menu, zb).seed("AD").threshold   # 400 kHz / 28.61 MHz: 13 of 1000 above
         986.0
     """
-    from darktrigger.models.thresholds import thresholds_for_rates
+    from darktrigger.models.thresholds import checked_weights, thresholds_for_rates
 
     todo = [s for s in menu.anomaly_seeds if s.params["rate_khz"] is not None]
     if not todo:
@@ -487,6 +490,11 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
     by_name = {entry["name"]: entry for entry in data["seeds"]}
     scorers = dict(scorers or {})
     n = len(zero_bias) if isinstance(zero_bias, EventBatch) else _length(zero_bias, menu.where)
+    weights: np.ndarray | None = None
+    if "weight" in zero_bias:
+        weights = checked_weights(zero_bias["weight"], source or menu.where, whole_file=True)
+        if (weights == 1).all():  # unit weights: the unweighted quantile (the same, and faster)
+            weights = None
     for model in dict.fromkeys(s.model for s in todo):
         column = score_column(model)
         if column in zero_bias:
@@ -497,14 +505,16 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
             scores = scorer.score(batch)
         seeds = [s for s in todo if s.model == model]
         found = thresholds_for_rates(scores, [s.params["rate_khz"] for s in seeds],
-                                     input_rate_mhz=menu.bx_rate_mhz)
+                                     input_rate_mhz=menu.bx_rate_mhz, weights=weights)
         for seed, t in zip(seeds, found, strict=True):
             entry = by_name[seed.name]
             entry["threshold"] = t.threshold
             entry["calibration"] = {
-                "zero_bias": source, "events": n, "fpr": t.fpr, "uncertainty": t.uncertainty,
+                "zero_bias": source, "events": n, "weighted": weights is not None, "n_eff": t.n_eff,
+                "fpr": t.fpr, "uncertainty": t.uncertainty,
                 "threshold_low": t.threshold_low, "threshold_high": t.threshold_high,
-                "n_above": t.n_above, "achieved_rate_khz": t.achieved_fpr * menu.bx_rate_mhz * 1e3,
+                "n_above": t.n_above, "n_eff_above": t.n_eff_above,
+                "achieved_rate_khz": t.achieved_fpr * menu.bx_rate_mhz * 1e3,
                 "resolved": t.resolved, **({"note": t.message} if t.message else {}),
             }
     return Menu.from_dict(data, where=menu.where)  # paths in data are already resolved
@@ -514,7 +524,10 @@ def calibrate_menu(menu: Menu, zero_bias: Columns, *, scorers: Mapping[str, Scor
 def offline_counts(menu: Menu, paths: list[Path], *, max_events: int | None = None,
                    chunk_size: int = 65536, threads: int = 1, on_error: str = "fail") -> MenuCounts:
     """Per-seed counts of a menu over files: each needed model scores each chunk, then
-    :meth:`Menu.decide`. What ``darktrigger menu rates`` prints."""
+    :meth:`Menu.decide`, each event counted with its ``weight`` (checked: a NaN, negative or
+    zero-sum weight is an :class:`~darktrigger.replay.errors.InputFormatError` naming the file
+    and row). What ``darktrigger menu rates`` prints."""
+    from darktrigger.models.thresholds import check_weight_sum, checked_weights
     from darktrigger.replay.readers import open_events
 
     if menu.uncalibrated:
@@ -523,12 +536,20 @@ def offline_counts(menu: Menu, paths: list[Path], *, max_events: int | None = No
     scorers = load_scorers(menu, threads=threads)
     counts = MenuCounts.for_menu(menu)
     for path in paths:
+        row, total, events = 0, 0.0, 0
         for batch in open_events(path, chunk_size=chunk_size, on_error=on_error):
             if max_events is not None and counts.events + len(batch) > max_events:
                 batch = batch[: max_events - counts.events]
-            counts.add(menu.decide(add_scores(batch, scorers)))
+            weights = checked_weights(batch, path, first_row=row)
+            row += len(batch)
+            total += float(weights.sum())
+            events += len(batch)
+            counts.add(menu.decide(add_scores(batch, scorers)), weights=weights)
             if max_events is not None and counts.events >= max_events:
-                return counts
+                break
+        check_weight_sum(total, events, path)
+        if max_events is not None and counts.events >= max_events:
+            break
     return counts
 
 
