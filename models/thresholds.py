@@ -145,6 +145,16 @@ def not_zero_bias(path: Any) -> str | None:
     return f"a {reader.name} file whose provenance names no process, so nothing says it is zero bias"
 
 
+def warn_if_not_zero_bias(path: Any) -> str | None:
+    """Log one warning line when ``path`` is not a zero-bias sample (:func:`not_zero_bias`),
+    as the calibrate commands do before calibrating on it; returns the reason."""
+    reason = not_zero_bias(path)
+    if reason:
+        log.warning("%s is not a zero-bias sample: %s; thresholds calibrated on it do not give the "
+                    "trigger rates asked for", path, reason)
+    return reason
+
+
 def as_weights(weights: Any, n: int, name: str) -> np.ndarray | None:
     """None, or a float64 array of ``n`` finite, non-negative weights with a positive sum."""
     if weights is None:

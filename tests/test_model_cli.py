@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from darktrigger.daq.cli import main
+from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.models.card import ModelCard
 
 
@@ -54,7 +55,7 @@ def test_train_evaluate_calibrate(samples, capsys):
     thresholds = {t["rate_khz"]: t for t in card.thresholds}
     assert set(thresholds) == {20.0, 100.0}
     assert thresholds[20.0]["threshold"] > thresholds[100.0]["threshold"]
-    assert thresholds[20.0]["fpr"] == pytest.approx(20 / 40_000)
+    assert thresholds[20.0]["fpr"] == pytest.approx(20 / (DEFAULT_BX_RATE_MHZ * 1e3))  # 28.61 MHz
 
 
 def _rates(d):
@@ -75,12 +76,14 @@ def test_calibrate_merges_by_rate_and_refuses_unresolved(samples, capsys, caplog
     assert kept[100.0] == first[100.0]
     capsys.readouterr()
     caplog.clear()
-    # 20,000 events resolve down to 20 kHz: 1 and 5 kHz are refused, 200 kHz is stored
+    # 20,000 events resolve FPR 10 / 20,000, 14.3 kHz at 28.61 MHz: 1 and 5 kHz are refused,
+    # 200 kHz is stored
     with caplog.at_level("WARNING"):
         assert main(["calibrate", *zb, "--rate-khz", "1,5,200"]) == 1
     err = capsys.readouterr().err
     assert "2 threshold(s) not stored (ae at 1 kHz; ae at 5 kHz)" in err
-    assert "down to 20 kHz" in err
+    assert f"down to {10 / 20_000 * DEFAULT_BX_RATE_MHZ * 1e3:.3g} kHz" in err
+    assert "down to 14.3 kHz" in err
     assert err.count("not stored") == 1  # one message for every model and rate
     assert not [r for r in caplog.records if "not resolved" in r.getMessage()]
     assert _rates(d) == [20.0, 50.0, 100.0, 200.0]

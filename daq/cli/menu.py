@@ -34,6 +34,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 # -- calibrate ------------------------------------------------------------------------
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from darktrigger.models.neural.training import read_events
+    from darktrigger.models.thresholds import warn_if_not_zero_bias
 
     menu = Menu.from_yaml(args.menu)
     todo = [s for s in menu.anomaly_seeds if s.params["rate_khz"] is not None]
@@ -66,16 +67,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"{sample} from {args.zero_bias} at the crossing rate {menu.crossing_rate}")
     print(f"calibrated menu written to {args.out}")
     return 0
-
-
-def warn_if_not_zero_bias(path: Path) -> None:
-    """One warning line when ``path`` is not a zero-bias sample, saying why."""
-    from darktrigger.models.thresholds import not_zero_bias
-
-    reason = not_zero_bias(path)
-    if reason:
-        log.warning("%s is not a zero-bias sample: %s; thresholds calibrated on it do not give "
-                    "the trigger rates their rate_khz says", path, reason)
 
 
 # -- rates ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from darktrigger.daq.cli.common import add_backend, add_on_error, event_count
+from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
 
@@ -30,6 +31,15 @@ def _read(path: Path, max_events: int | None, on_error: str) -> EventBatch:
     from darktrigger.models.neural.training import read_events
 
     return read_events([path], max_events, "evaluation", on_error=on_error, hashes=False)[0]
+
+
+def _weights(batch: EventBatch, path: Path) -> np.ndarray | None:
+    """The events' weights, checked (a NaN, negative or zero-sum weight names the file and
+    row); None when every weight is 1 (the unweighted computation, exactly)."""
+    from darktrigger.models.thresholds import checked_weights
+
+    w = checked_weights(batch, path, whole_file=True)
+    return None if (w == 1).all() else w
 
 
 def _parse_signals(items: list[str]) -> dict[str, Path]:
@@ -157,6 +167,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     fprs = tuple(float(x) for x in args.fprs.split(","))
     bkg = _read(args.background, args.max_events, args.on_error)
     sig = {name: _read(path, args.max_events, args.on_error) for name, path in signals.items()}
+    bkg_w = _weights(bkg, args.background)
+    sig_w = {name: _weights(batch, signals[name]) for name, batch in sig.items()}
     scorers: list[tuple[str, Any, Path | None]] = []
     for model_dir in args.model:
         for label, s in _scorers_of(model_dir, args.backend, args.threads):
@@ -170,9 +182,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for label, scorer, model_dir in scorers:
         b = scorer.score(bkg)
         s = {name: scorer.score(batch) for name, batch in sig.items()}
-        results[label] = evaluate_scores(b, s, fprs)
+        results[label] = evaluate_scores(b, s, fprs, bkg_weights=bkg_w, signal_weights=sig_w)
         for name in signals:
-            curves[name][label] = roc_curve(b, s[name])[:2]
+            curves[name][label] = roc_curve(b, s[name], bkg_w, sig_w[name])[:2]
         dists[label] = (b, s)
         if model_dir is not None:  # the card keeps the latest evaluation of each variant
             card = ModelCard.load(model_dir)
@@ -206,7 +218,10 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
         description="Score a background and signal samples with saved models (every variant: a VAE\n"
                     "gives vae:mu2, vae:kl, vae:reco) and the ht/st baselines, and print per signal the\n"
                     "ROC AUC, the TPR at each FPR with its binomial uncertainty, and the significance\n"
-                    "improvement eps_S/sqrt(eps_B). An FPR the background sample cannot resolve says so.\n"
+                    "improvement eps_S/sqrt(eps_B). Weighted files (the weight column) count each event\n"
+                    "by its weight: the ROC from weighted counts, the background's FPR by the background's\n"
+                    "weights, the signal's efficiency by the signal's own. An FPR the background sample\n"
+                    "cannot resolve (fewer than 10 effective events above its threshold) says so.\n"
                     "The results also go into each model's card.json (metrics).",
         epilog="examples:\n"
                "  darktrigger evaluate --model models/ae --model models/vae --background bkg_test.h5 \\\n"
@@ -222,8 +237,9 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
     p.add_argument("--threads", type=int, default=1, help="scoring threads (default 1)")
     p.add_argument("--max-events", type=event_count, default=None,
                    help="at most this many events per file (default all)")
-    p.add_argument("--input-rate-mhz", type=float, default=40.0,
-                   help="for the rate axis of the ROC plots (default 40)")
+    p.add_argument("--input-rate-mhz", type=float, default=DEFAULT_BX_RATE_MHZ,
+                   help=f"for the rate axis of the ROC plots (default the colliding-bunch rate, "
+                        f"{DEFAULT_BX_RATE_MHZ:.4g})")
     p.add_argument("--no-baselines", action="store_true",
                    help="leave out ht and st (default: evaluated beside the models)")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON (default: not written)")
@@ -236,10 +252,17 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
 # -- calibrate ------------------------------------------------------------------------
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from darktrigger.models.card import ModelCard
-    from darktrigger.models.thresholds import thresholds_for_rates
+    from darktrigger.models.thresholds import (
+        MIN_EXPECTED_BKG,
+        smallest_resolved_fpr,
+        thresholds_for_rates,
+        warn_if_not_zero_bias,
+    )
 
     rates = _parse_rates(args.rate_khz)
+    warn_if_not_zero_bias(args.zero_bias)
     zb = _read(args.zero_bias, args.max_events, args.on_error)
+    zb_w = _weights(zb, args.zero_bias)
     card = ModelCard.load(args.model)
     labelled = _scorers_of(args.model, args.backend, args.threads)
     if args.variant:
@@ -254,29 +277,31 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     kept = [t for t in card.thresholds
             if (t.get("model"), float(t.get("rate_khz", -1))) not in asked]
     unresolved: list[str] = []
-    print(f"{'model':<10}{'rate kHz':>10}{'FPR':>11}{'threshold':>14}{'± unc.':>11}{'n above':>10}  note")
+    print(f"{'model':<10}{'rate kHz':>10}{'FPR':>11}{'threshold':>14}{'± unc.':>11}{'n above':>10}"
+          f"{'n_eff above':>13}  note")
+    lowest = 0.0
     for label, scorer in labelled:
         scores = scorer.score(zb)
-        for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz, warn=False):
+        for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz, weights=zb_w,
+                                      warn=False):
             if t.resolved:
                 kept.append({"model": label, "zero_bias": str(args.zero_bias), **t.to_dict()})
             else:  # never stored: the trigger menu would use it as if it were calibrated
                 unresolved.append(f"{label} at {t.rate_khz:g} kHz")
+                lowest = max(lowest, smallest_resolved_fpr(np.asarray(scores), zb_w) * args.input_rate_mhz * 1e3)
             note = "" if t.resolved else "NOT STORED: unresolved"
             print(f"{label:<10}{t.rate_khz:>10g}{t.fpr:>11.2e}{t.threshold:>14.6g}{t.uncertainty:>11.3g}"
-                  f"{t.n_above:>10,}  {note}")
+                  f"{t.n_above:>10,}{t.n_eff_above:>13,.1f}  {note}")
     kept.sort(key=lambda t: (str(t.get("model")), float(t.get("rate_khz", 0))))
     card.thresholds = kept
     card.save(args.model)
-    print(f"thresholds written to {Path(args.model) / 'card.json'} ({len(zb):,} zero-bias events, "
-          f"input rate {args.input_rate_mhz:g} MHz; {len(kept)} threshold(s) in the card)")
+    n_eff = "" if zb_w is None else f", n_eff {float(zb_w.sum()) ** 2 / float(zb_w @ zb_w):,.0f}"
+    print(f"thresholds written to {Path(args.model) / 'card.json'} ({len(zb):,} zero-bias events{n_eff}, "
+          f"input rate {args.input_rate_mhz:.4g} MHz; {len(kept)} threshold(s) in the card)")
     if unresolved:
-        from darktrigger.models.thresholds import MIN_EXPECTED_BKG, smallest_resolved_fpr
-
-        lowest = smallest_resolved_fpr(len(zb)) * args.input_rate_mhz * 1e3
         print(f"error: {len(unresolved)} threshold(s) not stored ({'; '.join(unresolved)}): "
-              f"{args.zero_bias} has {len(zb):,} events, which resolve rates down to {lowest:.3g} kHz "
-              f"at {args.input_rate_mhz:g} MHz (>= {MIN_EXPECTED_BKG:g} background events expected "
+              f"{args.zero_bias} has {len(zb):,} events{n_eff}, which resolve rates down to {lowest:.3g} kHz "
+              f"at {args.input_rate_mhz:.4g} MHz (>= {MIN_EXPECTED_BKG:g} effective background events "
               f"above a threshold); give a larger --zero-bias sample or a higher --rate-khz",
               file=sys.stderr)
         return 1
@@ -291,16 +316,19 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
                     "zero-bias score quantile at FPR = R / R_in; its uncertainty comes from the\n"
                     "zero-bias sample size. The thresholds go into card.json, where the trigger\n"
                     "menu reads them: the rates asked for replace those of the same rate, every\n"
-                    "other threshold in the card is kept. A threshold the sample cannot resolve\n"
-                    "(fewer than 10 zero-bias events expected above it) is not stored, and the\n"
-                    "command exits 1 naming the smallest rate the sample resolves.",
+                    "other threshold in the card is kept. Weighted events (the weight column) give\n"
+                    "the weighted quantile. A threshold the sample cannot resolve (fewer than 10\n"
+                    "effective zero-bias events above it) is not stored, and the command exits 1\n"
+                    "naming the smallest rate the sample resolves. A sample whose provenance is not\n"
+                    "zero bias (lepton-filtered, one process) gets a one-line warning.",
         epilog="examples:\n"
                "  darktrigger calibrate --model models/vae --zero-bias sm_mix.h5 --rate-khz 1,5,10\n"
-               "  darktrigger calibrate --model models/ae --zero-bias zb.h5 --rate-khz 0.5 --input-rate-mhz 28.6")
+               "  darktrigger calibrate --model models/ae --zero-bias zb.h5 --rate-khz 0.5 --input-rate-mhz 40")
     p.add_argument("--model", type=Path, required=True, help="model directory")
     p.add_argument("--zero-bias", type=Path, required=True, help="background (zero-bias) events")
     p.add_argument("--rate-khz", required=True, help="target rates in kHz, comma separated")
-    p.add_argument("--input-rate-mhz", type=float, default=40.0, help="bunch-crossing rate (default 40)")
+    p.add_argument("--input-rate-mhz", type=float, default=DEFAULT_BX_RATE_MHZ,
+                   help=f"crossing rate (default the colliding-bunch rate, {DEFAULT_BX_RATE_MHZ:.4g})")
     p.add_argument("--variant", default=None, help="only this variant, e.g. mu2 (default: every variant)")
     add_backend(p)
     p.add_argument("--threads", type=int, default=1, help="scoring threads (default 1)")
