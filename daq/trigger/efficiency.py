@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 #: the sums kept per seed: Σw and Σw² of the events a seed kept, and of those it kept uniquely
 _PER_SEED = ("kept", "kept_sq", "unique", "unique_sq")
 #: the sums kept for the anomaly seeds together
-_ANOMALY = ("any_anomaly", "any_anomaly_sq", "adds", "adds_sq")
+_ANOMALY = ("any_anomaly_weight", "any_anomaly_weight_sq", "adds_weight", "adds_weight_sq")
 
 
 class SignalEfficiency:
@@ -79,10 +79,10 @@ class SignalEfficiency:
         self.kept_sq = np.zeros(k)
         self.unique = np.zeros(k)
         self.unique_sq = np.zeros(k)
-        self.any_anomaly = 0.0
-        self.any_anomaly_sq = 0.0
-        self.adds = 0.0
-        self.adds_sq = 0.0
+        self.any_anomaly_weight = 0.0
+        self.any_anomaly_weight_sq = 0.0
+        self.adds_weight = 0.0
+        self.adds_weight_sq = 0.0
 
     @classmethod
     def for_menu(cls, menu: Menu, signal: str = "signal") -> SignalEfficiency:
@@ -120,10 +120,10 @@ class SignalEfficiency:
         self.unique_sq += w2 @ alone
         any_ad = kept[:, self.anomaly].any(axis=1)
         adds = any_ad & (n_conv == 0)
-        self.any_anomaly += float(w[any_ad].sum())
-        self.any_anomaly_sq += float(w2[any_ad].sum())
-        self.adds += float(w[adds].sum())
-        self.adds_sq += float(w2[adds].sum())
+        self.any_anomaly_weight += float(w[any_ad].sum())
+        self.any_anomaly_weight_sq += float(w2[any_ad].sum())
+        self.adds_weight += float(w[adds].sum())
+        self.adds_weight_sq += float(w2[adds].sum())
         return self
 
     def merge(self, other: SignalEfficiency) -> SignalEfficiency:
@@ -164,8 +164,8 @@ class SignalEfficiency:
         """The anomaly seeds together: ``efficiency`` (kept by any) and ``adds`` (kept by an
         anomaly seed and by no non-anomaly seed: what they add to the rest of the menu),
         each with its standard deviation ``efficiency_err``, ``adds_err``."""
-        e, u = self._efficiency(np.array([self.any_anomaly, self.adds]),
-                                np.array([self.any_anomaly_sq, self.adds_sq]))
+        e, u = self._efficiency(np.array([self.any_anomaly_weight, self.adds_weight]),
+                                np.array([self.any_anomaly_weight_sq, self.adds_weight_sq]))
         return {"efficiency": float(e[0]), "efficiency_err": float(u[0]),
                 "adds": float(e[1]), "adds_err": float(u[1])}
 
