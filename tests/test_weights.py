@@ -183,7 +183,7 @@ def test_weighted_uncertainty_is_the_sum_over_events(samples: dict) -> None:
         sd = math.sqrt(np.sum(w**2 * (x - p) ** 2)) / w.sum()
         assert counts.rate_uncertainties_hz[i] == pytest.approx(sd * counts.bx_hz, rel=1e-9)
     assert counts.n_eff == pytest.approx(w.sum() ** 2 / (w @ w), rel=1e-12)
-    assert float(fraction_uncertainty(0.0, 0.0, w.sum(), w @ w)) == pytest.approx(1 / counts.n_eff)
+    assert float(fraction_uncertainty(0.0, 0.0, float(w.sum()), float(w @ w))) == pytest.approx(1 / counts.n_eff)
     again = MenuCounts.from_dict(json.loads(json.dumps(counts.to_dict())))
     assert again.to_dict() == counts.to_dict()
     merged = MenuCounts.for_menu(menu).merge(counts).merge(again)
