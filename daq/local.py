@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from darktrigger.daq.launch import stage_metrics
-from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
+from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, Stop, TriggerRunner
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
 from darktrigger.daq.summary import RunSummary
 from darktrigger.daq.topology import Topology
@@ -32,7 +32,7 @@ def run_threads(topo: Topology, *, events: int | None = None, duration_s: float 
     """Run every stage of ``topo`` in threads until the recorder has the run summary."""
     ctx = zmq.Context()
     menu = Menu.from_yaml(topo.menu)
-    stop = threading.Event()
+    stop = Stop()
     names = ["recorder", "trigger", *(f"scorer-{i}" for i in range(topo.workers.count)), "source"]
     served = {name: stage_metrics(topo, menu, name) for name in names}  # (None, None) with metrics off
     recorder = RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), ctx,
@@ -50,7 +50,7 @@ def run_threads(topo: Topology, *, events: int | None = None, duration_s: float 
             runner.run(stop)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
-            stop.set()
+            stop.set_because(f"stage {runner.stage} failed: {exc}")
 
     threads = [threading.Thread(target=target, args=(r,), name=r.stage, daemon=True) for r in runners]
     for t in threads:
@@ -58,9 +58,10 @@ def run_threads(topo: Topology, *, events: int | None = None, duration_s: float 
     try:
         threads[0].join(timeout_s)
         if threads[0].is_alive():
+            stop.set_because("timeout")
             raise DarkTriggerError(f"the recorder did not finish within {timeout_s:g} s")
     finally:
-        stop.set()
+        stop.set_because("end of the in-process run")
         for t in threads:
             t.join(10)
         for _, server in served.values():

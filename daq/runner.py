@@ -55,6 +55,33 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 50
 ALL_PREFIX = "all/"  # columns of a ``decided`` message that cover every event of the batch
+#: what a ``decided`` message carries for every event (as ``all/<name>``): the decision
+#: before and after prescale, the truth label and the weight, which the recorder's rates,
+#: their background/signal split and the signal's efficiencies need
+DECIDED_COLUMNS = {"raw": np.dtype(np.uint64), "bits": np.dtype(np.uint64), "truth": np.dtype(np.int16),
+                   "weight": np.dtype(np.float32)}
+#: ``stopped_by`` when the source finished on its own (end of input, events, duration)
+END_OF_RUN = "end of run"
+
+
+class Stop(threading.Event):
+    """A stop event that says why: ``stop.set_because("terminated")``; the source passes the
+    reason on to the run summary's ``stopped_by``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: str | None = None
+
+    def set_because(self, reason: str) -> None:
+        if self.reason is None:  # the first reason stands
+            self.reason = reason
+        self.set()
+
+
+def stop_reason(stop: threading.Event, default: str = "stopped") -> str:
+    """Why ``stop`` was set: its reason if it is a :class:`Stop` that has one, else ``default``."""
+    reason = stop.reason if isinstance(stop, Stop) else None
+    return reason or default
 
 
 class _Runner:
@@ -205,12 +232,19 @@ class SourceRunner(_Runner):
         t_first: float | None = None  # the first batch's emission: the run's clock starts
         pace0: float | None = None  # when a worker first had credit for a batch: pacing starts
         read_s = 0.0  # time the replay took for the pending batch
+        stopped_at: float | None = None  # when stop was first seen: the drain's clock
         try:
             while True:
                 now = time.monotonic()
                 started = t_first if t_first is not None else now  # clocks start at the first batch
                 if stop.is_set() or (self.duration_s is not None and now - started >= self.duration_s):
                     exhausted = True  # drain: no new batches, finish those in flight
+                if stop.is_set():
+                    stopped_at = stopped_at or now
+                    if self.inflight and now - stopped_at > rel.drain_timeout_s:
+                        log.error("source: %d batch(es) still unacknowledged %g s after the stop; giving up "
+                                  "(the recorder is gone?)", len(self.inflight), rel.drain_timeout_s)
+                        break
                 wake = now + POLL_MS / 1000
                 while True:  # dispatch while some worker has credit
                     worker = self._pick_worker()
@@ -268,7 +302,8 @@ class SourceRunner(_Runner):
             seconds = time.monotonic() - t_first if t_first is not None else 0.0
             end = encode("end", run=self.source.run, meta={
                 "events_in": self.events_in, "batches_in": self.batches_in, "seconds": seconds,
-                "source": dict(self.stats)})
+                "source": dict(self.stats), "injected": self.source.injected,
+                "stopped_by": stop_reason(stop) if stop.is_set() else END_OF_RUN})
             self.send(downstream, end)
             for identity, w in self.workers.items():
                 if w.alive:
@@ -483,6 +518,7 @@ class TriggerRunner(_Runner):
                 cols[f"{ALL_PREFIX}raw"] = decision.raw
                 cols[f"{ALL_PREFIX}bits"] = decision.bits
                 cols[f"{ALL_PREFIX}truth"] = batch.columns["truth"]
+                cols[f"{ALL_PREFIX}weight"] = batch.columns["weight"]
                 frames = encode("decided", run=msg.run, seq=msg.seq, columns=cols, count=len(batch),
                                 meta=msg.meta)
                 self.processed(len(batch), time.perf_counter() - t)
@@ -546,8 +582,12 @@ class RecorderRunner(_Runner):
         source, trigger = _counts(meta.get("source")), _counts(meta.get("trigger"))
         summary = self.recorder.summary(_int_or_none(meta.get("events_in")), _int_or_none(meta.get("batches_in")))
         seconds = meta.get("seconds")
+        if end is None:  # the recorder itself was stopped before the source's end arrived
+            stopped_by = stop_reason(self._stop, "stopped before the source's end arrived")
+        else:
+            stopped_by = meta["stopped_by"] if isinstance(meta.get("stopped_by"), str) else "unknown"
         return dataclasses.replace(
-            summary, stopped_by="end of run" if end is not None else "signal",
+            summary, stopped_by=stopped_by, injected=_injected(meta.get("injected")),
             malformed_messages={"source": source.get("malformed", 0), "trigger": trigger.get("malformed", 0),
                                 "recorder": self.stats["malformed"]},
             batches_resent=source.get("batches_resent", 0), workers_lost=source.get("workers_lost", 0),
@@ -557,13 +597,19 @@ class RecorderRunner(_Runner):
         if msg.kind != "decided":
             raise WireError(f"expected a decided batch or end, got {msg.kind!r}")
         every = {k[len(ALL_PREFIX):]: v for k, v in msg.columns.items() if k.startswith(ALL_PREFIX)}
-        if set(every) != {"raw", "bits", "truth"}:
-            raise WireError(f"decided run {msg.run} seq {msg.seq}: expected columns all/raw, all/bits, "
-                            f"all/truth, got {sorted(every)}")
+        if set(every) != set(DECIDED_COLUMNS):
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: expected columns "
+                            f"{', '.join(ALL_PREFIX + c for c in DECIDED_COLUMNS)}, got {sorted(every)}")
         if any(len(v) != msg.count or v.ndim != 1 for v in every.values()):
             raise WireError(f"decided run {msg.run} seq {msg.seq}: all/ columns must have {msg.count} rows")
-        if every["raw"].dtype != np.uint64 or every["bits"].dtype != np.uint64:
-            raise WireError(f"decided run {msg.run} seq {msg.seq}: all/raw and all/bits must be uint64")
+        wrong = [f"{ALL_PREFIX}{c} is {every[c].dtype}, expected {dtype}" for c, dtype in DECIDED_COLUMNS.items()
+                 if every[c].dtype != dtype]
+        if wrong:
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: {'; '.join(wrong)}")
+        weights = every["weight"]
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: all/weight holds a NaN, infinite or "
+                            f"negative weight")
         try:
             accepted = EventBatch({k: v for k, v in msg.columns.items() if not k.startswith(ALL_PREFIX)})
         except Exception as exc:
@@ -573,9 +619,9 @@ class RecorderRunner(_Runner):
         t_emit = msg.meta.get("t_emit")
         invalid = msg.meta.get("invalid", 0)
         decision = Decision(every["raw"], every["bits"], self.recorder.menu.names)
-        fresh = self.recorder.record(msg.run, msg.seq, accepted, decision,
-                             every["truth"], t_emit if isinstance(t_emit, float) else None,
-                             invalid if isinstance(invalid, int) else 0)
+        fresh = self.recorder.record(msg.run, msg.seq, accepted, decision, every["truth"], weights,
+                                     t_emit=t_emit if isinstance(t_emit, float) else None,
+                                     invalid=invalid if isinstance(invalid, int) else 0)
         counts = self.recorder.last_counts
         if fresh and self.metrics is not None and counts is not None:
             self.metrics.decisions(counts.events, counts.raw, counts.counts, counts.pure, counts.accepted)
@@ -603,3 +649,14 @@ def _counts(value: Any) -> dict[str, int]:
     if not isinstance(value, Mapping):
         return {}
     return {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _injected(value: Any) -> dict[str, dict[str, float]]:
+    """The source's injections by rate from an ``end`` message (entries of the wrong shape left out)."""
+    if not isinstance(value, Mapping):
+        return {}
+    out = {}
+    for path, spec in value.items():
+        if isinstance(spec, Mapping) and all(isinstance(spec.get(k), int | float) for k in ("rate_hz", "fraction")):
+            out[str(path)] = {"rate_hz": float(spec["rate_hz"]), "fraction": float(spec["fraction"])}
+    return out

@@ -11,7 +11,7 @@ Each stage is fed batches in-process in the tests, and by :mod:`darktrigger.daq.
     >>> int(decision.accepted.sum()) == len(accepted)
     True
     >>> recorder = RecorderStage(Path("out"), menu)
-    >>> recorder.record(1, 0, accepted, decision, batch["truth"])
+    >>> recorder.record(1, 0, accepted, decision, batch["truth"], batch["weight"])
     True
     >>> summary = recorder.summary(events_in=1000)
     >>> summary.events_lost, summary.events_accepted == len(accepted)
@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from darktrigger.daq.summary import ProcessCounts, RunSummary
+from darktrigger.daq.summary import ProcessCounts, RunSummary, SignalCounts
 from darktrigger.daq.topology import Topology
 from darktrigger.daq.trigger.decision import Decision
 from darktrigger.daq.trigger.menu import Menu
 from darktrigger.daq.trigger.rates import MenuCounts
-from darktrigger.replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, label_counts
+from darktrigger.daq.trigger.seeds import AnomalySeed
+from darktrigger.replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, is_signal, label_counts
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class SourceStage:
     """
 
     def __init__(self, topo: Topology, max_events: int | None = None) -> None:
-        from darktrigger.replay.stream import MAX_BATCH_SECONDS, Replay
+        from darktrigger.replay.stream import MAX_BATCH_SECONDS, Inject, Replay
 
         src = topo.source
         self.rate_hz = src.rate_hz
@@ -59,11 +60,21 @@ class SourceStage:
         if self.rate_hz:
             batch_size = min(batch_size, max(1, int(self.rate_hz * MAX_BATCH_SECONDS)))
         inputs: Any = {str(p): f for p, f in src.mix.items()} if src.mix else [str(p) for p in src.files]
+        crossing_hz = None
+        if any(isinstance(entry, Inject) for entry in src.mix.values()):
+            # the weights of a signal injected by rate are made for the rate the menu counts at
+            crossing_hz = Menu.from_yaml(topo.menu).bx_rate_mhz * 1e6
         self.replay = Replay(inputs, batch_size=batch_size, loop=src.loop,
                              max_events=max_events if max_events is not None else src.events,
-                             run=topo.run, seed=src.seed,
+                             run=topo.run, seed=src.seed, crossing_rate_hz=crossing_hz,
                              events_per_lumi=round(self.rate_hz * 23.31) if self.rate_hz else None)
         self.run = topo.run
+
+    @property
+    def injected(self) -> dict[str, dict[str, float]]:
+        """The inputs injected by rate: file → {rate_hz, fraction} (for the run summary)."""
+        return {Path(p).name: {"rate_hz": e.rate_hz, "fraction": e.fraction}
+                for p, e in self.replay.injected.items()}
 
     def __iter__(self) -> Iterator[tuple[int, EventBatch]]:
         yield from enumerate(self.replay)
@@ -124,9 +135,18 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: tuple[float,
     return [float(v[min(np.searchsorted(cum, q * cum[-1]), len(v) - 1)]) for q in qs]
 
 
+def _only(decision: Decision, rows: np.ndarray) -> Decision:
+    """The decision with every event outside ``rows`` (bool ``[N]``) fired by no seed: counted
+    with all events' weights, it gives those rows' share of each rate."""
+    zero = np.uint64(0)
+    return Decision(np.where(rows, decision.raw, zero), np.where(rows, decision.bits, zero), decision.names)
+
+
 class RecorderStage:
     """Keeps each (run, seq) once, writes accepted events to ``<output>/events.h5`` and
-    counts everything for the run summary (``<output>/run_summary.json``)."""
+    counts everything for the run summary (``<output>/run_summary.json``): the menu's counts
+    from every event's weight, split into background (truth not a signal: zero bias) and
+    injected signal, and each signal's efficiency per seed."""
 
     def __init__(self, output: Path, menu: Menu, run: int = 1) -> None:
         from darktrigger.replay.storage import NativeWriter
@@ -140,6 +160,11 @@ class RecorderStage:
                                    chunk_events=4096)
         self.seen: set[tuple[int, int]] = set()
         self.counts = MenuCounts.for_menu(menu)
+        #: the same counts for the background (zero-bias) events alone and the signal events alone
+        self.background = MenuCounts.for_menu(menu)
+        self.signal = MenuCounts.for_menu(menu)
+        self.signals: dict[str, SignalCounts] = {}
+        self._anomaly = [isinstance(seed, AnomalySeed) for seed in menu.seeds]
         self.events_seen = 0
         self.events_accepted = 0
         self.events_invalid = 0
@@ -154,8 +179,10 @@ class RecorderStage:
         self.last_counts: MenuCounts | None = None
 
     def record(self, run: int, seq: int, accepted: EventBatch, decision: Decision, truth: np.ndarray,
-               t_emit: float | None = None, invalid: int = 0) -> bool:
-        """Record one decided batch; False (and nothing written) if (run, seq) was seen."""
+               weights: np.ndarray | None = None, *, t_emit: float | None = None, invalid: int = 0) -> bool:
+        """Record one decided batch: its accepted events, and every event's decision, truth
+        label and weight (``weights`` ``[N]``; None: unit weights). False (and nothing
+        written) if (run, seq) was seen."""
         if (run, seq) in self.seen:
             self.duplicate_batches += 1
             return False
@@ -163,8 +190,14 @@ class RecorderStage:
         if self.t_first is None:
             self.t_first = time.time()
         self.writer.write(accepted)
-        self.last_counts = MenuCounts.for_menu(self.menu).add(decision)
+        w = None if weights is None else np.asarray(weights, np.float64)
+        self.last_counts = MenuCounts.for_menu(self.menu).add(decision, weights=w)
         self.counts.merge(self.last_counts)
+        signal = is_signal(truth)
+        self.background.add(_only(decision, ~signal), weights=w)
+        self.signal.add(_only(decision, signal), weights=w)
+        if signal.any():
+            self._count_signals(decision, truth, signal, w)
         n = len(decision.bits)
         self.batches += 1
         self.events_seen += n
@@ -176,6 +209,19 @@ class RecorderStage:
         if t_emit is not None:
             self._latency.append((time.time() - t_emit, n))
         return True
+
+    def _count_signals(self, decision: Decision, truth: np.ndarray, signal: np.ndarray,
+                       weights: np.ndarray | None) -> None:
+        k = len(self.menu.names)
+        shifts = np.arange(k, dtype=np.uint64)
+        for label in np.unique(truth[signal]).tolist():
+            rows = truth == label
+            kept = ((decision.bits[rows, None] >> shifts) & np.uint64(1)).astype(bool)
+            name = LABEL_NAMES.get(label, str(label))
+            counts = self.signals.get(name)
+            if counts is None:
+                counts = self.signals[name] = SignalCounts(self.menu.names, self._anomaly)
+            counts.add(kept, np.ones(int(rows.sum())) if weights is None else weights[rows])
 
     def flush(self) -> None:
         self.writer.flush()
@@ -205,6 +251,9 @@ class RecorderStage:
             latency_p50_s=p50,
             latency_p99_s=p99,
             menu=copy.deepcopy(self.counts),  # a snapshot: later batches do not change it
+            background=copy.deepcopy(self.background),
+            signal=copy.deepcopy(self.signal),
+            signals=copy.deepcopy(self.signals),
             per_process=per_process,
             events_file=str(self.events_path),
         )

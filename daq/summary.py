@@ -7,7 +7,7 @@ tests read it back with :meth:`RunSummary.from_json`, the one reader. The JSON k
 the field names; the ``menu`` part is :meth:`MenuCounts.to_dict`'s. :func:`format_summary`
 is the terminal's view of it.
 
-    >>> from darktrigger.daq.trigger.rates import MenuCounts
+    >>> from darktrigger.daq.trigger.rates import MenuCounts, weighted_fraction_uncertainty
     >>> summary = RunSummary(run=1, events_in=10, events_accepted=3, events_rejected=7,
     ...                      events_lost=0, menu=MenuCounts(["MET90"]))
     >>> path = summary.write("run_summary.json")
@@ -19,12 +19,14 @@ is the terminal's view of it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from darktrigger.daq.trigger.rates import MenuCounts
+import numpy as np
+
+from darktrigger.daq.trigger.rates import MenuCounts, weighted_fraction_uncertainty
 from darktrigger.replay.errors import ConfigError, InputFormatError
 
 
@@ -39,6 +41,129 @@ class ProcessCounts:
     def efficiency(self) -> float:
         """accepted / events (0 when no event came in)."""
         return self.accepted / self.events if self.events else 0.0
+
+
+class SignalCounts:
+    """One injected signal's events (one truth label) and what each seed kept of them, as
+    sums of event weights: the signal's efficiency per seed and its *unique* efficiency
+    (kept by this seed and by no other non-anomaly seed: for an anomaly seed, what it adds
+    to the conventional menu), and for the anomaly seeds together, what they keep and
+    what they add to the rest of the menu.
+
+    An efficiency is ε = Σw(kept) / Σw with var(ε) = Σ wᵢ²(xᵢ − ε)² / (Σw)², the binomial
+    ε(1 − ε)/n for unit weights; when no event was kept the uncertainty is 1/n_eff (one
+    effective event), as for rates (:func:`~darktrigger.daq.trigger.rates.weighted_fraction_uncertainty`).
+
+        >>> import numpy as np
+        >>> c = SignalCounts(["SingleMu22", "AXO"], anomaly=[False, True])
+        >>> kept = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], bool)   # [event, seed]
+        >>> c.add(kept, np.ones(4))
+        >>> c.efficiencies()[0].tolist(), c.unique_efficiencies()[0].tolist()
+        ([0.5, 0.5], [0.5, 0.25])
+        >>> round(c.efficiencies()[1][0], 3)   # sqrt(0.5 * 0.5 / 4)
+        0.25
+    """
+
+    def __init__(self, names: Sequence[str], anomaly: Sequence[bool]) -> None:
+        self.names = tuple(names)
+        self.anomaly = np.asarray(anomaly, bool)
+        if self.anomaly.shape != (len(self.names),):
+            raise ConfigError(f"signal counts: {len(self.names)} seeds but {self.anomaly.shape} anomaly flags")
+        k = len(self.names)
+        self.events = 0
+        self.weight = 0.0
+        self.weight_sq = 0.0
+        #: per seed: Σw and Σw² of the signal events it kept, and of those it kept uniquely
+        self.kept = np.zeros(k)
+        self.kept_sq = np.zeros(k)
+        self.unique = np.zeros(k)
+        self.unique_sq = np.zeros(k)
+        #: the anomaly seeds together: kept by any; kept by one and by no non-anomaly seed
+        self.any_anomaly = np.zeros(2)  # Σw, Σw²
+        self.anomaly_adds = np.zeros(2)
+
+    def add(self, kept: np.ndarray, weights: np.ndarray) -> None:
+        """Count signal events: ``kept`` bool ``[n, k]`` (seed j kept event i, after
+        prescale), ``weights`` ``[n]``."""
+        kept = np.asarray(kept, bool)
+        w = np.asarray(weights, np.float64)
+        w2 = w * w
+        self.events += len(w)
+        self.weight += float(w.sum())
+        self.weight_sq += float(w2.sum())
+        conventional = kept & ~self.anomaly
+        n_conv = conventional.sum(axis=1)
+        # kept by no *other* non-anomaly seed: the seed's own bit does not count against it
+        alone = kept & ((n_conv[:, None] - conventional) == 0)
+        self.kept += w @ kept
+        self.kept_sq += w2 @ kept
+        self.unique += w @ alone
+        self.unique_sq += w2 @ alone
+        any_ad = kept[:, self.anomaly].any(axis=1)
+        adds = any_ad & (n_conv == 0)
+        self.any_anomaly += (float(w[any_ad].sum()), float(w2[any_ad].sum()))
+        self.anomaly_adds += (float(w[adds].sum()), float(w2[adds].sum()))
+
+    def merge(self, other: SignalCounts) -> SignalCounts:
+        if other.names != self.names:
+            raise ConfigError(f"cannot merge signal counts of seeds {list(other.names)} into {list(self.names)}")
+        self.events += other.events
+        self.weight += other.weight
+        self.weight_sq += other.weight_sq
+        for name in ("kept", "kept_sq", "unique", "unique_sq", "any_anomaly", "anomaly_adds"):
+            getattr(self, name)[:] += getattr(other, name)
+        return self
+
+    def _efficiency(self, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s1 = np.asarray(s1, np.float64)
+        if self.weight <= 0:
+            return np.zeros_like(s1), np.zeros_like(s1)
+        return s1 / self.weight, weighted_fraction_uncertainty(s1, s2, self.weight, self.weight_sq)
+
+    def efficiencies(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per seed: (efficiency, its uncertainty), after prescale."""
+        return self._efficiency(self.kept, self.kept_sq)
+
+    def unique_efficiencies(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per seed: (unique efficiency, its uncertainty): kept by no other non-anomaly seed."""
+        return self._efficiency(self.unique, self.unique_sq)
+
+    def anomaly_efficiency(self) -> tuple[float, float, float, float]:
+        """The anomaly seeds together: (efficiency, ±, what they add to the rest, ±)."""
+        e, u = self._efficiency(np.array([self.any_anomaly[0], self.anomaly_adds[0]]),
+                                np.array([self.any_anomaly[1], self.anomaly_adds[1]]))
+        return float(e[0]), float(u[0]), float(e[1]), float(u[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready sums and the efficiencies they give."""
+        eff, unc = self.efficiencies()
+        ueff, uunc = self.unique_efficiencies()
+        a_eff, a_unc, add_eff, add_unc = self.anomaly_efficiency()
+        seeds = [{"name": name, "anomaly": bool(self.anomaly[i]), "efficiency": float(eff[i]),
+                  "efficiency_uncertainty": float(unc[i]), "unique_efficiency": float(ueff[i]),
+                  "unique_efficiency_uncertainty": float(uunc[i]),
+                  "sum_w": float(self.kept[i]), "sum_w2": float(self.kept_sq[i]),
+                  "unique_sum_w": float(self.unique[i]), "unique_sum_w2": float(self.unique_sq[i])}
+                 for i, name in enumerate(self.names)]
+        return {"events": self.events, "sum_w": self.weight, "sum_w2": self.weight_sq, "seeds": seeds,
+                "anomaly_seeds": {"efficiency": a_eff, "efficiency_uncertainty": a_unc,
+                                  "added_efficiency": add_eff, "added_efficiency_uncertainty": add_unc,
+                                  "sum_w": float(self.any_anomaly[0]), "sum_w2": float(self.any_anomaly[1]),
+                                  "added_sum_w": float(self.anomaly_adds[0]),
+                                  "added_sum_w2": float(self.anomaly_adds[1])}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SignalCounts:
+        seeds = data["seeds"]
+        out = cls([s["name"] for s in seeds], [bool(s["anomaly"]) for s in seeds])
+        out.events, out.weight, out.weight_sq = int(data["events"]), float(data["sum_w"]), float(data["sum_w2"])
+        for i, s in enumerate(seeds):
+            out.kept[i], out.kept_sq[i] = float(s["sum_w"]), float(s["sum_w2"])
+            out.unique[i], out.unique_sq[i] = float(s["unique_sum_w"]), float(s["unique_sum_w2"])
+        a = data["anomaly_seeds"]
+        out.any_anomaly[:] = (float(a["sum_w"]), float(a["sum_w2"]))
+        out.anomaly_adds[:] = (float(a["added_sum_w"]), float(a["added_sum_w2"]))
+        return out
 
 
 @dataclass(kw_only=True)
@@ -67,8 +192,18 @@ class RunSummary:
     #: per truth label (``LABEL_NAMES``): events in and accepted
     per_process: dict[str, ProcessCounts] = field(default_factory=dict)
     events_file: str = ""
-    #: "end of run" (the source's ``end`` arrived) or "signal" (the recorder was stopped)
+    #: why the run ended: "end of run" (the source finished: end of its input, its event
+    #: count or its duration), "interrupted (SIGINT)" (Ctrl-C), "terminated" (SIGTERM),
+    #: "timeout", or the stage that died ("stage trigger exited with code 1")
     stopped_by: str = "end of run"
+    #: the menu's counts of the background events alone (truth not a signal: zero bias) and of
+    #: the injected signal events alone, each over every event: their rates add up to ``menu``'s
+    background: MenuCounts | None = None
+    signal: MenuCounts | None = None
+    #: per injected signal (truth label): its events and the weight each seed kept of them
+    signals: dict[str, SignalCounts] = field(default_factory=dict)
+    #: the inputs the source injected by rate: file → {rate_hz, fraction}
+    injected: dict[str, dict[str, float]] = field(default_factory=dict)
     #: bad messages dropped, per stage (source, trigger, recorder)
     malformed_messages: dict[str, int] = field(default_factory=dict)
     batches_resent: int = 0
@@ -84,6 +219,12 @@ class RunSummary:
             value = getattr(self, name)
             if name == "menu":
                 value = self.menu.to_dict()
+            elif name in ("background", "signal"):
+                value = None if value is None else value.to_dict()
+            elif name == "signals":
+                value = {label: c.to_dict() for label, c in self.signals.items()}
+            elif name == "injected":
+                value = {path: dict(spec) for path, spec in self.injected.items()}
             elif name == "per_process":
                 value = {label: {"events": p.events, "accepted": p.accepted, "efficiency": p.efficiency}
                          for label, p in self.per_process.items()}
@@ -130,7 +271,14 @@ class RunSummary:
                 continue
             value = data[name]
             try:
-                if name == "per_process":
+                if name in ("background", "signal"):
+                    kwargs[name] = None if value is None else MenuCounts.from_dict(value)
+                elif name == "signals":
+                    kwargs[name] = {str(label): SignalCounts.from_dict(c) for label, c in value.items()}
+                elif name == "injected":
+                    kwargs[name] = {str(path): {str(k): float(v) for k, v in spec.items()}
+                                    for path, spec in value.items()}
+                elif name == "per_process":
                     kwargs[name] = {str(label): ProcessCounts(int(p["events"]), int(p["accepted"]))
                                     for label, p in value.items()}
                 elif name == "malformed_messages":
@@ -164,9 +312,10 @@ def _scalar(value: Any, annotation: str) -> Any:
 
 
 def format_summary(summary: RunSummary) -> str:
-    """The run summary for the terminal: conservation, seeds, efficiencies, latency."""
+    """The run summary for the terminal: how it ended, conservation, the menu's rates split
+    into background and injected signal, the signal's efficiencies, the software latency."""
     s = summary
-    lines = []
+    lines = [f"stopped by: {s.stopped_by}"]
     if s.events_in is not None:
         lines.append(f"events in {s.events_in:,}  accepted {s.events_accepted:,}  rejected "
                      f"{s.events_rejected:,}  invalid {s.events_invalid:,}  "
@@ -178,19 +327,74 @@ def format_summary(summary: RunSummary) -> str:
                  f"{s.duplicate_batches_dropped}, workers lost {s.workers_lost}, "
                  f"worker restarts {s.worker_restarts}, malformed messages "
                  f"{sum(s.malformed_messages.values())}")
+    for path, spec in s.injected.items():
+        lines.append(f"injected: {path} at {spec['rate_hz']:g} Hz (σ × L), drawn as "
+                     f"{spec['fraction']:.3g} of the events and weighted to its rate")
     lines.append("")
-    lines.append(s.menu.format_table())
+    lines.append(format_rates(s))
     lines.append("")
-    lines.append("per process (truth label): events in, accepted, efficiency")
+    lines.append("per process (truth label): events in, accepted, fraction accepted (unweighted)")
     for name, row in s.per_process.items():
         lines.append(f"  {name:<12}{row.events:>12,}{row.accepted:>10,}{row.efficiency:>10.4f}")
     lines.append("")
-    lines.append(f"latency source → recorder: p50 {s.latency_p50_s * 1e3:.1f} ms, "
-                 f"p99 {s.latency_p99_s * 1e3:.1f} ms")
+    lines.append(f"software pipeline latency (source emit → recorder write, on this machine; not the L1 "
+                 f"hardware's ~4 µs): p50 {s.latency_p50_s * 1e3:.1f} ms, p99 {s.latency_p99_s * 1e3:.1f} ms")
     if s.wall_s and s.events_in is not None:
         lines.append(f"{s.events_in:,} events in {s.wall_s:.2f} s: {s.events_in / s.wall_s:,.0f} events/s "
                      "end to end (start-up excluded)")
     return "\n".join(lines)
 
 
-__all__ = ["ProcessCounts", "RunSummary", "format_summary"]
+def _pct(value: float, unc: float) -> str:
+    return f"{100 * value:6.2f} ± {100 * unc:5.2f}"
+
+
+def format_rates(summary: RunSummary) -> str:
+    """The menu table: per seed the rate ± its uncertainty and the pure rate, split into the
+    background (zero-bias) and injected-signal parts, and for each injected signal the
+    efficiency and unique efficiency (%); the total against the budget."""
+    menu, bg, sig = summary.menu, summary.background, summary.signal
+    if bg is None or sig is None:
+        return menu.format_table()
+    signals = list(summary.signals.items())
+    width = max([len("seed"), len("total"), *map(len, menu.names)]) + 2
+    head = (f"{'seed':<{width}}{'prescale':>9}{'rate Hz':>14}{'±':>11}{'pure Hz':>13}"
+            f"{'background Hz':>15}{'±':>11}{'signal Hz':>12}{'±':>10}")
+    for label, _ in signals:
+        head += f"{label + ' eff. %':>18}{'unique %':>18}"
+    rule = "-" * len(head)
+    lines = [head, rule]
+    rate, unc, pure = menu.rates_hz, menu.rate_uncertainties_hz, menu.pure_rates_hz
+    b, bu = bg.rates_hz, bg.rate_uncertainties_hz
+    g, gu = sig.rates_hz, sig.rate_uncertainties_hz
+    effs = [(c.efficiencies(), c.unique_efficiencies()) for _, c in signals]
+    for i, name in enumerate(menu.names):
+        row = (f"{name:<{width}}{menu.prescales[i]:>9g}{rate[i]:>14,.1f}{unc[i]:>11,.1f}{pure[i]:>13,.1f}"
+               f"{b[i]:>15,.1f}{bu[i]:>11,.1f}{g[i]:>12,.2f}{gu[i]:>10,.2f}")
+        for (e, eu), (ue, ueu) in effs:
+            row += f"{_pct(e[i], eu[i]):>18}{_pct(ue[i], ueu[i]):>18}"
+        lines.append(row)
+    lines.append(rule)
+    lines.append(f"{'total':<{width}}{'':>9}{menu.total_rate_hz:>14,.1f}{menu.total_rate_uncertainty_hz:>11,.1f}"
+                 f"{'':>13}{bg.total_rate_hz:>15,.1f}{bg.total_rate_uncertainty_hz:>11,.1f}"
+                 f"{sig.total_rate_hz:>12,.2f}{sig.total_rate_uncertainty_hz:>10,.2f}")
+    budget = ""
+    if menu.budget_khz is not None:
+        verdict = "OVER BUDGET" if menu.over_budget else "within budget"
+        budget = f"; budget {menu.budget_khz:g} kHz: {verdict}"
+    lines.append(f"total accept rate {menu.total_rate_hz / 1e3:,.3f} ± {menu.total_rate_uncertainty_hz / 1e3:,.3f} kHz"
+                 f"{budget}")
+    lines.append(f"rates at the crossing rate {menu.bx_rate_mhz:g} MHz, from {menu.events:,} events "
+                 f"(Σ weights of the events kept / Σ weights of all × crossing rate); background: truth "
+                 f"not a signal (zero bias), signal: the injected events")
+    for label, c in signals:
+        if not c.anomaly.any():
+            lines.append(f"{label}: {c.events:,} events")
+            continue
+        a, au, add, addu = c.anomaly_efficiency()
+        lines.append(f"{label}: {c.events:,} events; the anomaly seeds together keep {_pct(a, au).strip()} %, "
+                     f"adding {_pct(add, addu).strip()} % to the rest of the menu (kept by no non-anomaly seed)")
+    return "\n".join(lines)
+
+
+__all__ = ["ProcessCounts", "RunSummary", "SignalCounts", "format_rates", "format_summary"]

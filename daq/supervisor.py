@@ -4,8 +4,11 @@
 start as ``darktrigger stage NAME`` processes (the same command that starts one stage on
 another host). A worker that dies is started again (the source sends its batches to the
 others meanwhile); a source, trigger or recorder that dies ends the run with an error
-naming it and its log. SIGINT/SIGTERM ask the source to drain: the run ends as at the
-end of its input, with every batch in flight recorded.
+naming it and its log. SIGINT (Ctrl-C) and SIGTERM ask the source to drain: the run
+ends as at the end of its input, with every batch in flight recorded, and the summary's
+``stopped_by`` says which ended it ("interrupted (SIGINT)", "terminated"; "timeout" or
+the stage that died when the run fails). The stages run in their own process group, so
+Ctrl-C in a terminal reaches the supervisor alone.
 
     >>> from darktrigger.daq.testing import make_setup, write_topology
     >>> root = make_setup(Path("pipeline"), n_bkg=5_000, model=False)  # toy events, object seeds
@@ -18,6 +21,7 @@ end of its input, with every batch in flight recorded.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -41,7 +45,12 @@ MAX_QUICK_EXITS = 3
 
 
 class StageFailed(DarkTriggerError, RuntimeError):
-    """A stage that is not a worker exited with an error: the run cannot go on."""
+    """The run cannot go on: a stage that is not a worker exited with an error, workers that
+    cannot start, or a time limit passed. ``stopped_by`` is what the run summary records."""
+
+    def __init__(self, message: str, stopped_by: str) -> None:
+        super().__init__(message)
+        self.stopped_by = stopped_by
 
 
 class OutputNotEmpty(DarkTriggerError, FileExistsError):
@@ -174,7 +183,11 @@ class Supervisor:
         name = f"{stage}-{index}" if stage == "scorer" else stage
         log_path = self.logs / f"{name}.log"
         log_file = open(log_path, "a")  # noqa: SIM115 - kept open while the child runs
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=self.env)
+        cmd += ["--supervisor-pid", str(os.getpid())]
+        # its own process group: the terminal's Ctrl-C reaches the supervisor alone, which
+        # drains the run through the source; the stage stops by itself if the supervisor goes
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
+                                start_new_session=True)
         child = Child(stage, index, proc, log_path, log_file)
         self.children[child.name] = child
         log.info("started %s (pid %d)", child.name, proc.pid)
@@ -251,15 +264,17 @@ class Supervisor:
     def pids(self) -> dict[str, int]:
         return {name: c.proc.pid for name, c in self.children.items()}
 
-    def drain(self, *_: Any) -> None:
-        """Ask the source to stop reading and finish what is in flight."""
+    def drain(self, signum: int = signal.SIGTERM, _frame: Any = None) -> None:
+        """Ask the source to stop reading and finish what is in flight: it is sent the signal
+        the supervisor got (SIGINT or SIGTERM), so the run summary says which ended the run."""
         if self._stopping:
             return
         self._stopping = True
         src = self.children.get("source")
         if src and src.proc.poll() is None:
-            log.info("draining: the source stops reading; batches in flight are finished")
-            src.proc.send_signal(signal.SIGTERM)
+            log.info("%s: draining; the source stops reading, batches in flight are finished",
+                     signal.Signals(signum).name)
+            src.proc.send_signal(signum)
 
     def run(self, timeout_s: float | None = None, install_signals: bool = True,
             on_progress: Callable[[Progress], None] | None = None,
@@ -275,6 +290,7 @@ class Supervisor:
         source_done: float | None = None
         quick_exits = 0
         next_report = t0 + progress_every_s
+        failure: StageFailed | None = None
         try:
             while True:
                 time.sleep(0.05)
@@ -294,7 +310,9 @@ class Supervisor:
                                 raise StageFailed(
                                     f"worker {name} exited (code {code}) within {QUICK_EXIT_S:g} s of "
                                     f"starting, {quick_exits} times: it cannot run; see its log "
-                                    f"{child.log_path}:\n{_tail(child.log_path)}")
+                                    f"{child.log_path}:\n{_tail(child.log_path)}",
+                                    f"workers that cannot run ({name} exited with code {code}, "
+                                    f"{quick_exits} times)")
                         else:
                             quick_exits = 0
                         self.restarts += 1
@@ -306,7 +324,7 @@ class Supervisor:
                         self._start("scorer", child.index)
                     elif code != 0:
                         raise StageFailed(f"stage {name} exited with code {code}; see its log {child.log_path}:\n"
-                                          f"{_tail(child.log_path)}")
+                                          f"{_tail(child.log_path)}", f"stage {name} exited with code {code}")
                     elif child.stage == "source" and source_done is None:
                         source_done = time.monotonic()
                 recorder = self.children["recorder"].proc
@@ -315,17 +333,34 @@ class Supervisor:
                 now = time.monotonic()
                 if source_done is not None and now - source_done > drain_limit:
                     raise StageFailed(f"the recorder did not finish within {drain_limit:g} s after the source "
-                                      f"ended; see {self.logs}")
+                                      f"ended; see {self.logs}", f"timeout (the recorder's drain, {drain_limit:g} s)")
                 if timeout_s is not None and now - t0 > timeout_s:
-                    raise StageFailed(f"the run did not end within {timeout_s:g} s")
+                    raise StageFailed(f"the run did not end within {timeout_s:g} s", "timeout")
+        except StageFailed as exc:
+            failure = exc
+            raise
         finally:
             self._stopping = True
             self.stop_all()
+            if failure is not None:
+                self._record_failure(failure.stopped_by)
         summary_path = self.topo.output / "run_summary.json"
         summary = RunSummary.from_json(summary_path)
         summary.worker_restarts = self.restarts
         summary.write(summary_path)
         return summary
+
+    def _record_failure(self, stopped_by: str) -> None:
+        """Put why the run failed into the summary the recorder wrote as it was stopped (if it did)."""
+        path = self.topo.output / "run_summary.json"
+        try:
+            summary = RunSummary.from_json(path)
+        except (OSError, DarkTriggerError) as exc:
+            log.warning("no run summary to record %r in: %s", stopped_by, exc)
+            return
+        summary.stopped_by = stopped_by
+        summary.worker_restarts = self.restarts
+        summary.write(path)
 
     def stop_all(self, grace_s: float = 5.0) -> None:
         for child in self.children.values():

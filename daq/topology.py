@@ -11,7 +11,8 @@ every stage locally, ``darktrigger stage NAME`` starts one on any host.
     menu: menu.yaml                  # the trigger menu (its models are scored)
     batch_size: 8192
     source:
-      mix: {bkg.h5: 0.999, sig.h5: 0.001}   # or files: [a.h5, b.h5]
+      mix: {bkg.h5: 0.999, sig.h5: 0.001}   # or files: [a.h5, b.h5]; or a signal at its rate:
+      # mix: {zb.h5: background, sig.h5: {rate_hz: 20, fraction: 0.001}}
       rate_hz: null                  # null: as fast as possible
       loop: true
       events: 1000000                # stop after this many (--events/--duration override)
@@ -24,7 +25,11 @@ every stage locally, ``darktrigger stage NAME`` starts one on any host.
     security: {keys: keys}           # CURVE keys; required when an endpoint leaves loopback
     metrics: {base_port: 9300}       # every stage's /metrics (darktrigger.monitoring.config)
 
-Relative paths are taken from the topology file's folder.
+Relative paths are taken from the topology file's folder. ``source.mix`` maps each file
+to a fraction, to ``background`` (the file that fills the rest) or to an injection by rate
+``{rate_hz: HZ, fraction: F}``: a signal drawn at fraction F (default 0.001) and weighted
+so that rates computed from the weights give it its physical rate (σ × L) at the menu's
+crossing rate (:mod:`darktrigger.replay.stream` has the rule).
 
     >>> t = Topology.from_dict({"menu": "m.yaml", "source": {"files": ["a.h5"]}}, base=Path("/runs"))
     >>> t.endpoints["dispatch"], t.output
@@ -55,7 +60,8 @@ STAGES = ("source", "scorer", "trigger", "recorder")
 @dataclass
 class SourceConfig:
     files: list[Path] = field(default_factory=list)
-    mix: dict[Path, float] = field(default_factory=dict)
+    #: file → a fraction, "background" or an ``Inject`` (:data:`darktrigger.replay.stream.MixEntry`)
+    mix: dict[Path, Any] = field(default_factory=dict)
     rate_hz: float | None = None
     loop: bool = True
     events: int | None = None
@@ -136,8 +142,14 @@ class Topology:
         if not isinstance(src, Mapping):
             raise ConfigError(f"{where}: source must be a mapping")
         _no_unknown(src, {"files", "mix", "rate_hz", "loop", "events", "seed"}, f"{where}: source")
+        from darktrigger.replay.stream import mix_entry
+
         files = [rel(f, "source.files") for f in src.get("files") or []]
-        mix = {rel(f, "source.mix"): _number(w, f"source.mix[{f}]", where) for f, w in (src.get("mix") or {}).items()}
+        raw_mix = src.get("mix") or {}
+        if not isinstance(raw_mix, Mapping):
+            raise ConfigError(f"{where}: source.mix must map files to fractions, 'background' or "
+                              f"{{rate_hz: HZ, fraction: F}}, got {raw_mix!r}")
+        mix = {rel(f, "source.mix"): mix_entry(w, f"{where}: source.mix[{f}]") for f, w in raw_mix.items()}
         if bool(files) == bool(mix):
             raise ConfigError(f"{where}: source needs exactly one of 'files' (read in sequence) or "
                               f"'mix' (file: fraction)")

@@ -18,7 +18,7 @@ from darktrigger.daq.local import run_threads
 from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
 from darktrigger.daq.security import Curve, generate_keys
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-from darktrigger.daq.summary import RunSummary
+from darktrigger.daq.summary import RunSummary, format_summary
 from darktrigger.daq.testing import (
     free_metrics_base,
     make_setup,
@@ -29,9 +29,9 @@ from darktrigger.daq.testing import (
 from darktrigger.daq.topology import Topology
 from darktrigger.daq.trigger.menu import Menu
 from darktrigger.daq.trigger.rates import MenuCounts
-from darktrigger.daq.wire import encode
+from darktrigger.daq.wire import WireError, decode, encode
 from darktrigger.replay.errors import ConfigError, InputFormatError
-from darktrigger.replay.events import label_counts
+from darktrigger.replay.events import PROCESS_LABELS, TRIGGER_BITS, EventBatch, label_counts
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +292,69 @@ def test_the_run_summary_reader_round_trips_and_names_what_is_wrong(tmp_path: Pa
     path.write_text("{")
     with pytest.raises(InputFormatError, match=f"{re.escape(str(path))}, line 1: expected a run summary"):
         RunSummary.from_json(path)
+
+
+# -- weights, the background/signal split and the signal's efficiencies ---------------
+def test_the_summary_splits_each_rate_into_background_and_signal_injected_by_rate(setup: Path) -> None:
+    """A signal injected at 2 kHz: every seed's rate is background + signal exactly, the
+    signal part is 2 kHz × the seed's efficiency for it, and the efficiencies are those of
+    the same events decided offline."""
+    topo = Topology.from_yaml(write_topology(setup, "split.yaml", source={
+        "mix": {"bkg.h5": "background", "sig.h5": {"rate_hz": 2000.0, "fraction": 0.02}}}))
+    summary = run_threads(topo, events=60_000)
+    assert summary.events_lost == 0
+    menu, bg, sig = summary.menu, summary.background, summary.signal
+    assert bg is not None
+    assert sig is not None
+    assert (bg.counts + sig.counts).tolist() == menu.counts.tolist()
+    assert (bg.pure + sig.pure).tolist() == menu.pure.tolist()
+    assert bg.accepted + sig.accepted == menu.accepted
+    np.testing.assert_allclose(bg.rates_hz + sig.rates_hz, menu.rates_hz, rtol=1e-12)
+    assert bg.total_rate_hz + sig.total_rate_hz == pytest.approx(menu.total_rate_hz, rel=1e-12)
+    assert summary.injected == {"sig.h5": {"rate_hz": 2000.0, "fraction": 0.02}}
+    # 1,200 signal events of 60,000 (exactly), weighted to 2 kHz of the 40 MHz
+    ato4l = summary.signals["ato4l"]
+    assert ato4l.events == summary.per_process["ato4l"].events == 1_200
+    eff, eff_unc = ato4l.efficiencies()
+    np.testing.assert_allclose(sig.rates_hz, 2000.0 * eff, rtol=1e-5)
+    assert sig.total_rate_hz == pytest.approx(2000.0 * summary.per_process["ato4l"].efficiency, rel=1e-5)
+    # the efficiencies, event by event, from the same replay decided here
+    m = Menu.from_yaml(topo.menu)
+    scorer, trigger = ScorerStage.from_menu(m), TriggerStage(m)
+    anomaly = np.array([s.seed_type == "anomaly" for s in m.seeds])
+    kept = []
+    for _, batch in SourceStage(topo, max_events=60_000):
+        _, decision = trigger.process(scorer.process(batch)[0])
+        rows = batch["truth"] == PROCESS_LABELS["ato4l"]
+        kept.append(((decision.bits[rows, None] >> np.arange(len(m.names), dtype=np.uint64)) & 1).astype(bool))
+    fired = np.concatenate(kept)
+    np.testing.assert_allclose(eff, fired.mean(axis=0), rtol=1e-6)
+    binomial = np.where(eff > 0, np.sqrt(eff * (1 - eff) / 1_200), 1 / 1_200)  # one event when none kept
+    np.testing.assert_allclose(eff_unc, binomial, rtol=1e-5)
+    conventional = fired & ~anomaly
+    others = conventional.sum(axis=1)[:, None] - conventional
+    ueff, _ = ato4l.unique_efficiencies()
+    np.testing.assert_allclose(ueff, (fired & (others == 0)).mean(axis=0), rtol=1e-6)
+    adds = fired[:, anomaly].any(axis=1) & ~conventional.any(axis=1)
+    assert ato4l.anomaly_efficiency()[2] == pytest.approx(adds.mean(), rel=1e-6)
+    # run_summary.json holds it all
+    back = RunSummary.from_json(topo.output / "run_summary.json")
+    assert back.to_dict() == summary.to_dict()
+    text = format_summary(back)
+    for heading in ("background Hz", "signal Hz", "ato4l eff. %", "unique %", "software pipeline latency"):
+        assert heading in text
+
+
+def test_a_decided_message_without_weights_is_refused(setup: Path) -> None:
+    """The recorder counts rates from every event's weight: a decided batch without all/weight
+    is a bad message (counted and dropped), not a batch of unit weights."""
+    topo = Topology.from_yaml(write_topology(setup, "noweight.yaml"))
+    menu = Menu.from_yaml(topo.menu)
+    recorder = RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run))
+    n = 4
+    frames = encode("decided", run=1, seq=0, count=n, columns={
+        "all/raw": np.zeros(n, np.uint64), "all/bits": np.zeros(n, np.uint64),
+        "all/truth": np.zeros(n, np.int16), **EventBatch.empty(extra=[TRIGGER_BITS]).columns})
+    with pytest.raises(WireError, match="expected columns all/raw, all/bits, all/truth, all/weight"):
+        recorder._record(decode(frames))
+    recorder.recorder.close()

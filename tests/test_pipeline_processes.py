@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from darktrigger.daq.summary import RunSummary
-from darktrigger.daq.supervisor import Supervisor
+from darktrigger.daq.supervisor import StageFailed, Supervisor
 from darktrigger.daq.testing import make_setup, offline, recorded_ids, write_topology
 from darktrigger.daq.topology import Topology
 from darktrigger.replay.storage import NativeFile
@@ -92,25 +92,107 @@ def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(setup: Path, seed:
     _check_against_offline(sup.topo, summary)
 
 
-def test_sigterm_mid_run_drains_and_leaves_a_readable_file(setup: Path) -> None:
-    path = write_topology(setup, "sigterm.yaml", source={"rate_hz": 100_000, "events": 5_000_000})
+@pytest.mark.parametrize(("signum", "stopped_by"), [(signal.SIGINT, "interrupted (SIGINT)"),
+                                                  (signal.SIGTERM, "terminated")])
+def test_a_signal_to_the_supervisor_drains_and_the_summary_says_which(
+        setup: Path, signum: signal.Signals, stopped_by: str) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM to `darktrigger run`: the run drains (nothing lost, a readable
+    file) and run_summary.json says what stopped it, not "end of run"."""
+    path = write_topology(setup, f"{signum.name}.yaml", source={"rate_hz": 100_000, "events": 5_000_000})
     topo = Topology.from_yaml(path)
     proc = subprocess.Popen([sys.executable, "-m", "darktrigger", "run", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait(lambda: _committed(topo) > 0, "the first recorded events")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out
     summary = RunSummary.from_json(topo.output / "run_summary.json")
-    assert summary.stopped_by == "end of run"
+    assert summary.stopped_by == stopped_by
     assert summary.events_in is not None
     assert 0 < summary.events_in < 5_000_000
     _check_against_offline(topo, summary)
     assert "lost 0  duplicated 0" in out
+    assert f"stopped by: {stopped_by}" in out
+
+
+def _run_in_thread(sup: Supervisor, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["summary"] = sup.run(install_signals=False, **kwargs)
+        except BaseException as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
+
+
+def test_a_timeout_is_recorded_as_the_reason(setup: Path) -> None:
+    path = write_topology(setup, "timeout.yaml", source={"rate_hz": 50_000, "events": 50_000_000})
+    sup = Supervisor(path)
+    t, result = _run_in_thread(sup, timeout_s=60)
+    t.join(180)
+    assert isinstance(result.get("error"), StageFailed), result
+    assert "did not end within 60 s" in str(result["error"])
+    assert RunSummary.from_json(sup.topo.output / "run_summary.json").stopped_by == "timeout"
+
+
+def test_a_stage_that_dies_is_named_in_the_summary(setup: Path) -> None:
+    path = write_topology(setup, "dies.yaml", source={"rate_hz": 50_000, "events": 5_000_000})
+    sup = Supervisor(path)
+    t, result = _run_in_thread(sup, timeout_s=240)
+    _wait(lambda: _committed(sup.topo) > 0 or not t.is_alive(), "the first recorded events")
+    os.kill(sup.children["trigger"].proc.pid, signal.SIGKILL)
+    t.join(120)
+    assert isinstance(result.get("error"), StageFailed), result
+    summary = RunSummary.from_json(sup.topo.output / "run_summary.json")
+    assert summary.stopped_by == "stage trigger exited with code -9"
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie nobody reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_stages_stop_when_the_supervisor_is_killed(setup: Path) -> None:
+    """The stages run in their own process group (Ctrl-C reaches the supervisor alone), so
+    they watch it: killed with SIGKILL, it leaves no stage running, and the run drains."""
+    path = write_topology(setup, "orphans.yaml", source={"rate_hz": 50_000, "events": 5_000_000})
+    topo = Topology.from_yaml(path)
+    proc = subprocess.Popen([sys.executable, "-m", "darktrigger", "run", "--config", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stages: list[int] = []
+    try:
+        _wait(lambda: _committed(topo) > 0, "the first recorded events")
+        stages = _children(proc.pid)
+        assert len(stages) == 2 + topo.workers.count + 1, stages  # recorder, trigger, workers, source
+        proc.kill()
+        proc.wait(30)
+        _wait(lambda: all(_gone(pid) for pid in stages), "every stage to exit", timeout=60)
+        summary = RunSummary.from_json(topo.output / "run_summary.json")  # the run drained
+        assert summary.stopped_by == f"the supervisor (pid {proc.pid}) exited"
+        assert summary.events_lost == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in stages:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 # -- two hosts: network namespaces joined by a veth pair ------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -51,19 +52,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``stopped_by`` for a stage stopped by a signal
+SIGNAL_REASONS = {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "terminated"}
+
+
 def cmd_stage(args: argparse.Namespace) -> int:
-    stop = threading.Event()
+    from darktrigger.daq.runner import Stop
+
+    stop = Stop()
 
     def on_signal(signum: int, _: Any) -> None:
         log.info("stage %s: %s; stopping", args.name, signal.Signals(signum).name)
-        stop.set()
+        stop.set_because(SIGNAL_REASONS[signal.Signals(signum)])
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in SIGNAL_REASONS:
         signal.signal(sig, on_signal)
+    if args.supervisor_pid is not None:
+        from darktrigger.daq.topology import Topology
+
+        # the source drains at once; the others follow its end, or stop after the drain time
+        grace_s = 0.0 if args.name == "source" else Topology.from_yaml(args.config).reliability.drain_timeout_s
+        threading.Thread(target=_watch_supervisor, args=(args.supervisor_pid, stop, grace_s), daemon=True,
+                         name="supervisor-watch").start()
     result = run_stage(args.name, args.config, index=args.index, events=args.events,
                        duration_s=args.duration, stop=stop)
     log.info("stage %s finished: %s", args.name, result)
     return 0
+
+
+def _watch_supervisor(pid: int, stop: Any, grace_s: float, every_s: float = 0.5) -> None:
+    """Stop this stage ``grace_s`` after the supervisor that started it is gone: its stages run
+    in their own process group, away from the terminal's Ctrl-C, so nothing else would. The
+    source drains at once (grace 0) and the run ends as after a SIGTERM; the other stages
+    end with it, or stop by themselves after the grace."""
+    while not stop.wait(every_s):
+        if os.getppid() != pid:
+            log.warning("the supervisor (pid %d) is gone; stopping%s", pid,
+                        f" in {grace_s:g} s unless the run ends first" if grace_s else "")
+            if not stop.wait(grace_s):
+                stop.set_because(f"the supervisor (pid {pid}) exited")
+            return
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -87,7 +115,8 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                     "Every input is checked before anything starts; an output folder that is not empty "
                     "is refused unless --force. Progress (events in, accepted, events/s) goes to stderr "
                     "every few seconds. A worker that dies is restarted and its batches sent again; "
-                    "Ctrl-C drains the run.",
+                    "Ctrl-C (or SIGTERM) drains the run: batches in flight are recorded, and the "
+                    "summary's stopped_by says how the run ended.",
         epilog="examples:\n"
                "  darktrigger run --config topology.yaml --events 2000000\n"
                "  darktrigger run --config topology.yaml --duration 30 --json summary.json")
@@ -118,6 +147,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--index", type=int, default=0, help="worker number (scorer), shown in logs")
     p.add_argument("--events", type=int, help="source: stop after this many events")
     p.add_argument("--duration", type=float, help="source: stop after this many seconds")
+    p.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `run`
     p.set_defaults(func=cmd_stage)
 
     p = sub.add_parser(
