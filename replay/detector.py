@@ -1,9 +1,10 @@
 """A parametrised L1 detector: visible final-state particles → the 19-slot object block.
 
 Used by the Pythia generator (:mod:`darktrigger.replay.generators.pythia`) to turn generator-level
-events into the ADC2021-style L1 objects of the event model (DESIGN.md): MET, up to
-4 e/γ, 4 muons and 10 jets. It is a fast, Delphes-like parametrisation, not a
-simulation: acceptance, efficiency, isolation and Gaussian resolutions per object type.
+events (one pp interaction, or a bunch crossing with pile-up overlaid) into the ADC2021-style L1
+objects of the event model (DESIGN.md): MET, up to 4 e/γ, 4 muons and 10 jets. It is a fast
+parametrisation of what the CMS Level-1 trigger builds (calorimeter trigger towers, e/γ clusters,
+tower jets with pile-up subtraction, standalone-muon-system muons), not a simulation.
 
     >>> import numpy as np
     >>> from darktrigger.replay.detector import L1Detector, ParticleBatch
@@ -18,27 +19,65 @@ simulation: acceptance, efficiency, isolation and Gaussian resolutions per objec
 
 The numbers (all in :class:`DetectorConfig`, GeV):
 
-================  ==========================================================================
-object            acceptance, efficiency ε(pT), resolution
-================  ==========================================================================
-e/γ (11, 22)      |η| < 2.5, reco pT > 3; ε = 0.90·½[1+erf((pT−5)/(√2·1.5))] (≈ 90 % above
-                  ~8 GeV); relative isolation < 0.25 in ΔR < 0.3; σ(E)/E = 10 %/√E ⊕ 1 %
-μ (13)            |η| < 2.4, reco pT > 3; ε = 0.95·½[1+erf((pT−4)/(√2·1.0))]; isolation as
-                  e/γ; σ(pT)/pT = 1 % ⊕ 0.01 %·pT
-jets              anti-kT R = 0.4 (FastJet) of the visible particles with |η| < 5 that were
-                  not selected as e/γ/μ objects; σ(pT)/pT = 100 %/√pT ⊕ 5 %; reco pT > 15,
-                  |η| < 4.7 (clustered from 5 GeV so that upward fluctuations are kept)
-MET               −Σ pT of the visible particles with |η| < 5, corrected by (reco − true)
-                  of every selected lepton/photon and every clustered jet (so the object
-                  smearing propagates consistently), plus Gaussian noise per component of
-                  σ = 0.5·√(Σ pT of the unclustered visible particles)
+Calorimeter. Every visible particle with |η| < 5 except muons (minimum ionising: the L1
+calorimeter sums and the L1 jets do not include them, as in CMS) deposits its pT in one
+trigger tower: 72 in φ, 68 in η for |η| < 3 (Δη ≈ 0.088, ECAL+HCAL) and 12 per side in the
+forward calorimeter (3 < |η| < 5, Δη ≈ 0.17). Charged particles with pT < 0.75 GeV and
+|η| < 3 never reach it: in the 3.8 T solenoid they curl up inside the ECAL's inner radius
+(1.29 m; pT_min = 0.3·B·R/2). Photons and electrons go to the electromagnetic part (|η| < 3),
+everything else to the hadronic part; each part of each hit tower is smeared on its own
+(σ(ET) = 15 %·√ET ⊕ 2 %·ET electromagnetic, 100 %·√ET ⊕ 5 %·ET hadronic, ET ≥ 0), and a
+tower whose total ET is below 0.5 GeV reads zero. So the calorimeter sums see pile-up, and
+their resolution grows with ΣET by itself (√ΣET stochastic terms and threshold effects).
+
+e/γ (L1 EG)      clusters, not particles: a tower whose electromagnetic ET is the largest of its
+                 3×3 neighbourhood and above 2 GeV (|η| < 2.5) seeds a cluster of the 3×3
+                 electromagnetic ET; it is kept if the hadronic ET of the same 3×3 is below
+                 25 % of it (H/E), with efficiency ε = 0.90·½[1+erf((ET−5)/(√2·1.5))] and
+                 reco ET > 3. There is no isolation requirement: the object block has no
+                 isolation bit, and the seeds it serves (SingleEG36er2p5, DoubleEG_25_12) are
+                 the non-isolated ones, so π⁰ photons and electrons inside jets make L1 EG
+                 candidates as in the real trigger and SingleEG rates are fake-dominated. (An
+                 isolated-only collection would drop most of that rate, leaving mostly W/Z
+                 electrons: SingleIsoEG-like, well below the non-isolated SingleEG rate.)
+                 Position: the seed tower's centre.
+μ (L1 muons)     |η| < 2.4; ε = 0.95·½[1+erf((pT−4)/(√2·1.0))]; pT measured from the
+                 bending in the muon system: 1/pT smeared by 20 % (Gaussian), 5 % of candidates
+                 by 60 % (the tails of the standalone measurement: multiple scattering in the
+                 iron, few stations), saturating at 255 GeV; reco pT > 3. No isolation (L1
+                 muons have none). 3 % of found muons also give a ghost: a second candidate
+                 at the same η, φ with its own pT measurement (one muon found by two
+                 overlapping track finders that the global muon trigger's cancel-out
+                 missed), which is what makes a single muon fire DoubleMu seeds. Besides prompt and heavy-flavour muons, charged pions and
+                 kaons (pT > 2, |η| < 2.4) make L1 muons by
+                 * decay in flight before the calorimeter: P = BR·m·L/(p·cτ) with the flight
+                   path L to the ECAL face (radius 1.29 m, half-length 3.0 m), i.e.
+                   P = BR·m/(pT·cτ)·min(1.29 m, 3.0 m/|sinh η|) (π: BR 1, cτ 7.80 m;
+                   K: BR(μν) 0.64, cτ 3.71 m), the muon carrying a fraction of the hadron's
+                   momentum uniform in [(m_μ/m_h)², 1] (the two-body decay at high boost);
+                 * punch-through, hadron showers leaking through calorimeter, coil and
+                   return yoke into the muon stations: P = 2·10⁻³·(1 − exp(−(p − 5 GeV)/50
+                   GeV)) for momentum p > 5 GeV, the candidate's pT a fraction of the
+                   hadron's, uniform in [0.2, 1]. This stands for the few-per-mille
+                   punch-through probability of multi-GeV pions to reach the muon stations
+                   (CMS muon TDR, CERN/LHCC 97-32; ATLAS punch-through parametrisation,
+                   ATL-SOFT-PUB-2018-002), not a fit.
+jets (L1 jets)   anti-kT R = 0.4 (FastJet) of the non-zero towers (massless, at the tower
+                 centres), clustered from 5 GeV raw; pile-up subtracted as ρ·πR², where ρ is
+                 the event's median tower ET density over 48 patches of 17×6 towers
+                 (|η| < 3) or 24 patches of 12×6 (forward), like CMS's chunky-donut estimate
+                 without the ring geometry; kept with pT > 15 and |η| < 4.7. The jet
+                 resolution is the towers' (100 %/√pT ⊕ 5 % and pile-up fluctuations).
+MET (ETMHF)      minus the vector sum of all non-zero towers, |η| < 5 (HF included), muons
+                 not included (as the L1 calorimeter sum).
 ================  ==========================================================================
 
-η and φ are not smeared. "Visible" is Pythia's own ``isVisible`` (neutrinos and other
-invisible particles are left out); the caller passes only visible final-state particles.
+η and φ of leptons are not smeared. "Visible" is Pythia's own ``isVisible`` (neutrinos and
+other invisible particles are left out); the caller passes only visible final-state particles.
 
 Randomness: every event draws from its own ``numpy`` Generator seeded by
-``(seed, event_number)``, so an event's objects do not depend on how events are batched.
+``(seed, event_number)``, so an event's objects do not depend on how events are batched
+(the detector also works in slices of :data:`SLICE_EVENTS` events to bound memory).
 """
 
 from __future__ import annotations
@@ -53,45 +92,95 @@ from typing import Any
 
 import numpy as np
 
-from darktrigger.replay.objects import empty_block, pack_slots, set_met, wrap_phi
+from darktrigger.replay.objects import empty_block, pack_slots, set_met
 
 log = logging.getLogger(__name__)
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
+#: events simulated at once (the tower grids are dense: ~53 kB per event and grid)
+SLICE_EVENTS = 256
+#: PDG ids of the charged particles that reach the detector (cτ > 10 mm: e, μ, π, K, p, Σ±, Ξ, Ω)
+CHARGED_IDS = np.array([11, 13, 211, 321, 2212, 3112, 3222, 3312, 3334])
+_M_MU = 0.10566
+#: decay in flight to a muon: |PDG id| → (mass GeV, cτ m, branching fraction to μν)
+DECAY_IN_FLIGHT: dict[int, tuple[float, float, float]] = {211: (0.13957, 7.8045, 1.0),
+                                                         321: (0.49368, 3.7110, 0.6356)}
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """The detector's numbers (GeV, radians); see the module docs for what each means."""
+    """The detector's numbers (GeV, metres, radians); see the module docs for what each means."""
 
+    # calorimeter towers
     calo_eta_max: float = 5.0
-    iso_cone: float = 0.3
-    iso_max: float = 0.25
-    # e/γ
+    hf_eta_min: float = 3.0
+    n_eta_central: int = 68
+    n_eta_hf: int = 12
+    n_phi: int = 72
+    charged_calo_pt_min: float = 0.75
+    tower_et_min: float = 0.5
+    hf_tower_et_min: float = 0.5
+    em_stochastic: float = 0.15
+    em_constant: float = 0.02
+    had_stochastic: float = 1.0
+    had_constant: float = 0.05
+    had_h_over_e: float = 0.5
+    hf_h_over_e: float = 0.2
+    had_groom_m: float = 0.85
+    # e/γ clusters
     eg_eta_max: float = 2.5
+    eg_seed_et: float = 2.0
+    eg_hoe_max: float = 0.25
     eg_pt_min: float = 3.0
     eg_eff_max: float = 0.90
     eg_eff_pt50: float = 5.0
     eg_eff_width: float = 1.5
-    eg_stochastic: float = 0.10
-    eg_constant: float = 0.01
     # muons
     mu_eta_max: float = 2.4
     mu_pt_min: float = 3.0
     mu_eff_max: float = 0.95
     mu_eff_pt50: float = 4.0
     mu_eff_width: float = 1.0
-    mu_constant: float = 0.01
-    mu_slope: float = 1e-4
+    mu_resolution: float = 0.20
+    mu_tail_fraction: float = 0.05
+    mu_tail_resolution: float = 0.60
+    mu_pt_max: float = 255.0
+    mu_ghost_prob: float = 0.03
+    # hadrons faking muons: decay in flight and punch-through
+    fake_mu_hadron_pt_min: float = 2.0
+    dif_radius_m: float = 1.29
+    dif_half_length_m: float = 3.0
+    punch_prob_max: float = 2e-3
+    punch_p_min: float = 5.0
+    punch_p_scale: float = 50.0
+    punch_pt_fraction_min: float = 0.2
     # jets
     jet_r: float = 0.4
     jet_cluster_pt_min: float = 5.0
     jet_pt_min: float = 15.0
     jet_eta_max: float = 4.7
-    jet_stochastic: float = 1.0
-    jet_constant: float = 0.05
-    # MET
-    met_unclustered_stochastic: float = 0.5
+    jet_pu_subtraction: bool = True
+    jet_response_central: float = 0.76
+    jet_response_forward: float = 0.61
+    rho_patch_eta: int = 17
+    rho_patch_phi: int = 6
+
+    def __post_init__(self) -> None:
+        if self.n_eta_central % self.rho_patch_eta or self.n_phi % self.rho_patch_phi:
+            raise ValueError(f"DetectorConfig: rho patches ({self.rho_patch_eta}×{self.rho_patch_phi}) must "
+                             f"tile the {self.n_eta_central}×{self.n_phi} central towers")
+
+    @cached_property
+    def eta_edges(self) -> np.ndarray:
+        """Tower η edges, ``[n_eta + 1]``: forward, central, forward."""
+        fwd = np.linspace(self.hf_eta_min, self.calo_eta_max, self.n_eta_hf + 1)
+        central = np.linspace(-self.hf_eta_min, self.hf_eta_min, self.n_eta_central + 1)
+        return np.concatenate([-fwd[::-1][:-1], central, fwd[1:]])
+
+    @property
+    def n_eta(self) -> int:
+        return self.n_eta_central + 2 * self.n_eta_hf
 
 
 @dataclass
@@ -141,6 +230,39 @@ class ParticleBatch:
         idx = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
         return ParticleBatch.from_arrays(px=self.px[idx], py=self.py[idx], pz=self.pz[idx],
                                          e=self.e[idx], pid=self.pid[idx], counts=counts)
+
+    @classmethod
+    def from_kinematics(cls, *, pt: Any, eta: Any, phi: Any, pid: Any, counts: Any) -> ParticleBatch:
+        """Massless particles from (pT, η, φ) (how the minimum-bias library stores them)."""
+        pt, eta, phi = (np.asarray(a, dtype=np.float64) for a in (pt, eta, phi))
+        pz = pt * np.sinh(eta)
+        return cls.from_arrays(px=pt * np.cos(phi), py=pt * np.sin(phi), pz=pz, e=np.hypot(pt, pz),
+                               pid=pid, counts=counts)
+
+    def slice(self, start: int, stop: int) -> ParticleBatch:
+        """Events ``start .. stop-1`` (contiguous: views, no copy)."""
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        return ParticleBatch(px=self.px[lo:hi], py=self.py[lo:hi], pz=self.pz[lo:hi], e=self.e[lo:hi],
+                             pid=self.pid[lo:hi], counts=self.counts[start:stop])
+
+    def overlay(self, other: ParticleBatch) -> ParticleBatch:
+        """Event i of the result holds the particles of event i of both batches (this one's first).
+
+            >>> a = ParticleBatch.from_kinematics(pt=[1.0, 2.0], eta=[0, 0], phi=[0, 0], pid=[22, 22],
+            ...                                   counts=[1, 1])
+            >>> a.overlay(a).counts.tolist(), a.overlay(a).pt.round(1).tolist()
+            ([2, 2], [1.0, 1.0, 2.0, 2.0])
+        """
+        if other.n_events != self.n_events:
+            raise ValueError(f"overlay needs batches of the same number of events, got {self.n_events} "
+                             f"and {other.n_events}")
+        both = ParticleBatch.concat([self, other])
+        n = self.n_events
+        owner = np.concatenate([self.event_index, other.event_index])
+        order = np.argsort(owner, kind="stable")  # each event: this batch's particles, then the other's
+        return ParticleBatch.from_arrays(px=both.px[order], py=both.py[order], pz=both.pz[order],
+                                         e=both.e[order], pid=both.pid[order],
+                                         counts=self.counts + other.counts if n else self.counts)
 
     @property
     def n_events(self) -> int:
@@ -196,15 +318,12 @@ def import_fastjet() -> Any:
 
 _BANNER_SHOWN = False
 
+
 def _turn_on(pt: np.ndarray, eff_max: float, pt50: float, width: float) -> np.ndarray:
     """Efficiency ε_max·½[1 + erf((pT − pT50)/(√2·width))]."""
     if len(pt) == 0:
         return np.zeros(0)
     return eff_max * 0.5 * (1.0 + _erf((pt - pt50) / (math.sqrt(2.0) * width)))
-
-
-def _delta_r(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.ndarray) -> np.ndarray:
-    return np.hypot(eta1 - eta2, wrap_phi(phi1 - phi2))
 
 
 def _cluster(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, counts: np.ndarray,
@@ -227,6 +346,19 @@ def _cluster(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, coun
     return p4.reshape(-1, 4), n_jets, seq
 
 
+def _draw(rngs: list[np.random.Generator], counts: np.ndarray, kind: str, width: int = 1) -> np.ndarray:
+    """``counts[i]`` draws (× ``width``) from event i's generator, concatenated in event order."""
+    parts = [getattr(rng, kind)((int(k), width)) for rng, k in zip(rngs, counts, strict=True)]
+    return np.concatenate(parts) if parts else np.zeros((0, width))
+
+
+def _window3(grid: np.ndarray, reduce: Any) -> np.ndarray:
+    """3×3 (η × φ, φ wrapping) neighbourhood sum or max of ``[N, n_eta, n_phi]``."""
+    phi = reduce(reduce(grid, np.roll(grid, 1, axis=2)), np.roll(grid, -1, axis=2))
+    padded = np.pad(phi, ((0, 0), (1, 1), (0, 0)))
+    return reduce(reduce(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+
+
 class L1Detector:
     """The parametrised detector (module docs); ``simulate`` fills one ``[N, 19, 3]`` block.
 
@@ -234,8 +366,8 @@ class L1Detector:
         ...                                  counts=[1])
         >>> det = L1Detector(seed=7)
         >>> block = det.simulate(ParticleBatch.concat([muon, muon]), event_numbers=np.array([0, 1]))
-        >>> block[:, 5, 0].astype(float).round(1).tolist()   # each event smeared on its own
-        [40.1, 39.0]
+        >>> bool(block[0, 5, 0] != block[1, 5, 0])   # each event smeared on its own
+        True
         >>> bool((det.simulate(muon, event_numbers=np.array([1])) == block[1:]).all())
         True
     """
@@ -243,6 +375,10 @@ class L1Detector:
     def __init__(self, config: DetectorConfig | None = None, *, seed: int = 0) -> None:
         self.config = config or DetectorConfig()
         self.seed = int(seed)
+        cfg = self.config
+        edges = cfg.eta_edges
+        self._eta_centre = 0.5 * (edges[:-1] + edges[1:])
+        self._phi_centre = -np.pi + (np.arange(cfg.n_phi) + 0.5) * (2 * np.pi / cfg.n_phi)
         #: per-batch counters of the last call (objects that did not fit their slots, ...)
         self.last_stats: dict[str, int] = {}
 
@@ -251,124 +387,185 @@ class L1Detector:
 
     def simulate(self, particles: ParticleBatch, event_numbers: np.ndarray) -> np.ndarray:
         """The L1 object block ``float32[N, 19, 3]`` of these events (pT GeV, η, φ)."""
-        cfg = self.config
         n = particles.n_events
         event_numbers = np.asarray(event_numbers)
         if len(event_numbers) != n:
             raise ValueError(f"event_numbers has {len(event_numbers)} entries, particles has {n} events")
-        rngs = self._rngs(event_numbers)
         block = empty_block(n)
+        stats: dict[str, int] = {}
+        for a in range(0, n, SLICE_EVENTS):
+            b = min(a + SLICE_EVENTS, n)
+            part = self._simulate(particles.slice(a, b), event_numbers[a:b], block[a:b])
+            for k, v in part.items():
+                stats[k] = stats.get(k, 0) + v
+        self.last_stats = stats
+        return block
+
+    # -- one slice ----------------------------------------------------------------------------
+    def _simulate(self, particles: ParticleBatch, event_numbers: np.ndarray, block: np.ndarray) -> dict[str, int]:
+        cfg = self.config
+        n = particles.n_events
+        rngs = self._rngs(event_numbers)
         pt, eta, phi, ev = particles.pt, particles.eta, particles.phi, particles.event_index
         apid = np.abs(particles.pid)
-        in_calo = np.abs(eta) < cfg.calo_eta_max
+        abs_eta = np.abs(eta)
 
-        # -- leptons and photons: acceptance, isolation, efficiency, smearing -----------------
-        is_eg = ((apid == 11) | (apid == 22)) & (np.abs(eta) < cfg.eg_eta_max) & (pt > 0.5 * cfg.eg_pt_min)
-        is_mu = (apid == 13) & (np.abs(eta) < cfg.mu_eta_max) & (pt > 0.5 * cfg.mu_pt_min)
-        cand = np.flatnonzero(is_eg | is_mu)  # sorted, so grouped by event
-        iso = self._isolation(particles, cand, in_calo)
-        cand_ev = ev[cand]
-        cand_mu = is_mu[cand]
-        cpt = pt[cand]
-        # per event, in candidate order: one uniform (efficiency) and one normal (resolution)
-        u = np.empty(len(cand))
-        z = np.empty(len(cand))
-        bounds = np.searchsorted(cand_ev, np.arange(n + 1))
-        for i in range(n):
-            a, b = bounds[i], bounds[i + 1]
-            if b > a:
-                u[a:b] = rngs[i].random(b - a)
-                z[a:b] = rngs[i].standard_normal(b - a)
-        eff = np.where(cand_mu, _turn_on(cpt, cfg.mu_eff_max, cfg.mu_eff_pt50, cfg.mu_eff_width),
-                       _turn_on(cpt, cfg.eg_eff_max, cfg.eg_eff_pt50, cfg.eg_eff_width))
-        energy = particles.e[cand]
-        sigma = np.where(
-            cand_mu,
-            np.hypot(cfg.mu_constant, cfg.mu_slope * cpt),
-            np.hypot(cfg.eg_stochastic / np.sqrt(np.maximum(energy, 1e-9)), cfg.eg_constant),
-        )
-        reco_pt = np.maximum(cpt * (1.0 + sigma * z), 0.0)
-        selected = (iso < cfg.iso_max) & (u < eff) & (
-            reco_pt > np.where(cand_mu, cfg.mu_pt_min, cfg.eg_pt_min))
-        sel = cand[selected]
-        sel_reco = reco_pt[selected]
-        sel_mu = cand_mu[selected]
-        dropped_eg = pack_slots(block, "egamma", ev[sel[~sel_mu]], sel_reco[~sel_mu],
-                                eta[sel[~sel_mu]], phi[sel[~sel_mu]])
-        dropped_mu = pack_slots(block, "muon", ev[sel[sel_mu]], sel_reco[sel_mu],
-                                eta[sel[sel_mu]], phi[sel[sel_mu]])
+        # -- calorimeter towers -----------------------------------------------------------------
+        curls = np.isin(apid, CHARGED_IDS) & (pt < cfg.charged_calo_pt_min) & (abs_eta < cfg.hf_eta_min)
+        in_calo = (abs_eta < cfg.calo_eta_max) & (apid != 13) & ~curls
+        is_em = in_calo & ((apid == 11) | (apid == 22)) & (abs_eta < cfg.hf_eta_min)
+        is_had = in_calo & ~is_em
+        n_eta, n_phi = cfg.n_eta, cfg.n_phi
+        ieta = np.clip(np.searchsorted(cfg.eta_edges, eta, side="right") - 1, 0, n_eta - 1)
+        iphi = ((phi + np.pi) * (n_phi / (2 * np.pi))).astype(np.int64) % n_phi
+        cell = (ev * n_eta + ieta) * n_phi + iphi
+        size = n * n_eta * n_phi
+        em = np.bincount(cell[is_em], weights=pt[is_em], minlength=size)
+        had_et = pt[is_had] * self.hadron_response(pt[is_had] * np.cosh(eta[is_had]), abs_eta[is_had])
+        had = np.bincount(cell[is_had], weights=had_et, minlength=size)
+        self._smear(em, rngs, cfg.em_stochastic, cfg.em_constant)
+        self._smear(had, rngs, cfg.had_stochastic, cfg.had_constant)
+        threshold = np.where(np.abs(self._eta_centre) < cfg.hf_eta_min, cfg.tower_et_min, cfg.hf_tower_et_min)
+        below = (em + had) < np.tile(np.repeat(threshold, n_phi), n)
+        em[below] = 0.0
+        had[below] = 0.0
+        em_grid = em.reshape(n, n_eta, n_phi)
+        had_grid = had.reshape(n, n_eta, n_phi)
+        total = em_grid + had_grid
 
-        # -- jets from the rest of the visible particles in the calorimeter -------------------
-        jet_input = in_calo.copy()
-        jet_input[sel] = False
-        jet_counts_in = np.bincount(ev[jet_input], minlength=n)
-        p4, n_jets, _ = _cluster(particles.px[jet_input], particles.py[jet_input],
-                                 particles.pz[jet_input], particles.e[jet_input], jet_counts_in,
-                                 cfg.jet_r, cfg.jet_cluster_pt_min)
+        # -- e/γ clusters -----------------------------------------------------------------------
+        em3 = _window3(em_grid, np.add)
+        had3 = _window3(had_grid, np.add)
+        seed_eta = np.abs(self._eta_centre) < cfg.eg_eta_max
+        seeds = (em_grid >= _window3(em_grid, np.maximum)) & (em_grid > cfg.eg_seed_et) & seed_eta[None, :, None]
+        seeds &= had3 < cfg.eg_hoe_max * em3
+        s_ev, s_eta, s_phi = np.nonzero(seeds)  # C order: grouped by event
+        s_et = em3[s_ev, s_eta, s_phi]
+        u = _draw(rngs, np.bincount(s_ev, minlength=n), "random")[:, 0]
+        keep = (u < _turn_on(s_et, cfg.eg_eff_max, cfg.eg_eff_pt50, cfg.eg_eff_width)) & (s_et > cfg.eg_pt_min)
+        dropped_eg = pack_slots(block, "egamma", s_ev[keep], s_et[keep], self._eta_centre[s_eta[keep]],
+                                self._phi_centre[s_phi[keep]])
+
+        # -- muons: prompt and heavy-flavour muons, hadrons decaying in flight or punching through
+        mu_pt, mu_eta, mu_phi, mu_ev = self._muon_candidates(particles, rngs)
+        k = np.bincount(mu_ev, minlength=n)
+        u = _draw(rngs, k, "random", 4)  # efficiency, tail, ghost, ghost's tail
+        z = _draw(rngs, k, "standard_normal", 2)  # the candidate's and its ghost's 1/pT error
+        found = u[:, 0] < _turn_on(mu_pt, cfg.mu_eff_max, cfg.mu_eff_pt50, cfg.mu_eff_width)
+        ghost = found & (u[:, 2] < cfg.mu_ghost_prob)
+        reco = self._muon_pt(mu_pt, u[:, 1], z[:, 0])
+        reco_ghost = self._muon_pt(mu_pt, u[:, 3], z[:, 1])
+        keep = found & (reco > cfg.mu_pt_min)
+        keep_ghost = ghost & (reco_ghost > cfg.mu_pt_min)
+        dropped_mu = pack_slots(block, "muon", np.concatenate([mu_ev[keep], mu_ev[keep_ghost]]),
+                                np.concatenate([reco[keep], reco_ghost[keep_ghost]]),
+                                np.concatenate([mu_eta[keep], mu_eta[keep_ghost]]),
+                                np.concatenate([mu_phi[keep], mu_phi[keep_ghost]]))
+
+        # -- jets from the towers, pile-up subtracted ----------------------------------------------
+        t_ev, t_eta, t_phi = np.nonzero(total)
+        t_et = total[t_ev, t_eta, t_phi]
+        t_eta_c = self._eta_centre[t_eta]
+        t_phi_c = self._phi_centre[t_phi]
+        t_pz = t_et * np.sinh(t_eta_c)
+        p4, n_jets, _ = _cluster(t_et * np.cos(t_phi_c), t_et * np.sin(t_phi_c), t_pz, np.hypot(t_et, t_pz),
+                                 np.bincount(t_ev, minlength=n), cfg.jet_r, cfg.jet_cluster_pt_min)
         jet_ev = np.repeat(np.arange(n), n_jets)
         jpt = np.hypot(p4[:, 0], p4[:, 1])
         jeta = np.arcsinh(p4[:, 2] / np.maximum(jpt, 1e-9))
         jphi = np.arctan2(p4[:, 1], p4[:, 0])
-        jz = np.empty(len(jpt))
-        met_z = np.empty((n, 2))
-        jbounds = np.concatenate([[0], np.cumsum(n_jets)])
-        for i in range(n):  # continue each event's own stream: jets, then MET noise
-            a, b = jbounds[i], jbounds[i + 1]
-            jz[a:b] = rngs[i].standard_normal(b - a)
-            met_z[i] = rngs[i].standard_normal(2)
-        jsigma = np.hypot(cfg.jet_stochastic / np.sqrt(np.maximum(jpt, 1e-9)), cfg.jet_constant)
-        jreco = np.maximum(jpt * (1.0 + jsigma * jz), 0.0)
-        keep = (jreco > cfg.jet_pt_min) & (np.abs(jeta) < cfg.jet_eta_max)
-        dropped_jet = pack_slots(block, "jet", jet_ev[keep], jreco[keep], jeta[keep], jphi[keep])
+        forward = np.abs(jeta) >= cfg.hf_eta_min
+        if cfg.jet_pu_subtraction:
+            rho_central, rho_forward = self._rho(total)
+            rho = np.where(forward, rho_forward[jet_ev], rho_central[jet_ev])
+            jpt = jpt - rho * np.pi * cfg.jet_r ** 2
+        jpt = jpt / np.where(forward, cfg.jet_response_forward, cfg.jet_response_central)  # L1 jet calibration
+        keep = (jpt > cfg.jet_pt_min) & (np.abs(jeta) < cfg.jet_eta_max)
+        dropped_jet = pack_slots(block, "jet", jet_ev[keep], jpt[keep], jeta[keep], jphi[keep])
 
-        # -- MET: visible sum, object smearing propagated, unclustered noise ------------------
-        def per_event(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-            return np.bincount(index, weights=values, minlength=n)
-
-        cal_ev = ev[in_calo]
-        met_x = -per_event(particles.px[in_calo], cal_ev)
-        met_y = -per_event(particles.py[in_calo], cal_ev)
-        d_obj = sel_reco - pt[sel]
-        met_x -= per_event(d_obj * np.cos(phi[sel]), ev[sel])
-        met_y -= per_event(d_obj * np.sin(phi[sel]), ev[sel])
-        d_jet = jreco - jpt
-        met_x -= per_event(d_jet * np.cos(jphi), jet_ev)
-        met_y -= per_event(d_jet * np.sin(jphi), jet_ev)
-        unclustered = np.maximum(
-            per_event(pt[in_calo], cal_ev) - per_event(pt[sel], ev[sel]) - per_event(jpt, jet_ev), 0.0)
-        noise = cfg.met_unclustered_stochastic * np.sqrt(unclustered)
-        met_x += noise * met_z[:, 0]
-        met_y += noise * met_z[:, 1]
+        # -- MET: the calorimeter towers' vector sum, |η| < 5 -----------------------------------
+        flat = total.reshape(n, n_eta * n_phi)
+        cos_c = np.tile(np.cos(self._phi_centre), n_eta)
+        sin_c = np.tile(np.sin(self._phi_centre), n_eta)
+        met_x, met_y = -(flat @ cos_c), -(flat @ sin_c)
         set_met(block, np.hypot(met_x, met_y), np.arctan2(met_y, met_x))
+        return {"egamma_over_slots": int(dropped_eg.sum()), "muon_over_slots": int(dropped_mu.sum()),
+                "jet_over_slots": int(dropped_jet.sum())}
 
-        self.last_stats = {
-            "egamma_over_slots": int(dropped_eg.sum()),
-            "muon_over_slots": int(dropped_mu.sum()),
-            "jet_over_slots": int(dropped_jet.sum()),
-        }
-        return block
-
-    def _isolation(self, particles: ParticleBatch, cand: np.ndarray, in_calo: np.ndarray) -> np.ndarray:
-        """Relative isolation Σ pT(others within ΔR < cone, |η| < 5) / pT of each candidate."""
+    def _muon_pt(self, pt: np.ndarray, u_tail: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """L1 muon pT from the bending: 1/pT smeared (core or tail), saturating at mu_pt_max."""
         cfg = self.config
-        iso = np.zeros(len(cand))
-        if len(cand) == 0:
-            return iso
-        pt, eta, phi = particles.pt, particles.eta, particles.phi
-        offsets = particles.offsets
-        cand_ev = particles.event_index[cand]
-        starts = np.searchsorted(cand_ev, np.unique(cand_ev), side="left")
-        stops = np.append(starts[1:], len(cand))
-        for a, b in zip(starts, stops, strict=True):  # one small [candidates × particles] matrix per event
-            e = cand_ev[a]
-            lo, hi = offsets[e], offsets[e + 1]
-            mask = in_calo[lo:hi]
-            c = cand[a:b]
-            dr = _delta_r(eta[c][:, None], phi[c][:, None], eta[lo:hi][None, :], phi[lo:hi][None, :])
-            near = (dr < cfg.iso_cone) & mask[None, :]
-            near[np.arange(b - a), c - lo] = False  # not the candidate itself
-            iso[a:b] = (near * pt[lo:hi][None, :]).sum(axis=1) / np.maximum(pt[c], 1e-9)
-        return iso
+        sigma = np.where(u_tail < cfg.mu_tail_fraction, cfg.mu_tail_resolution, cfg.mu_resolution)
+        inv = (1.0 + sigma * z) / np.maximum(pt, 1e-9)
+        return np.where(inv > 1.0 / cfg.mu_pt_max, 1.0 / np.maximum(inv, 1e-12), cfg.mu_pt_max)
+
+    def hadron_response(self, energy: np.ndarray, abs_eta: np.ndarray) -> np.ndarray:
+        """Calorimeter response to hadrons of energy E (GeV): 1 − (1 − h/e)·E^(m−1), at most 1."""
+        cfg = self.config
+        h = np.where(abs_eta < cfg.hf_eta_min, cfg.had_h_over_e, cfg.hf_h_over_e)
+        return np.clip(1.0 - (1.0 - h) * np.maximum(energy, 1e-3) ** (cfg.had_groom_m - 1.0), h, 1.0)
+
+    def _smear(self, flat: np.ndarray, rngs: list[np.random.Generator], stochastic: float,
+               constant: float) -> None:
+        """Smear the hit cells of ``flat`` (``[N·cells]``, in place), ET ≥ 0.
+
+        The resolution is the energy's, σ(E)/E = a/√E ⊕ c, so σ(ET) = a·√(ET/cosh η) ⊕ c·ET.
+        """
+        cells = len(flat) // max(len(rngs), 1)
+        hit = np.flatnonzero(flat)
+        per_event = np.bincount(hit // cells, minlength=len(rngs))
+        z = _draw(rngs, per_event, "standard_normal")[:, 0]
+        et = flat[hit]
+        cosh = np.cosh(self._eta_centre)[(hit % cells) // self.config.n_phi]
+        flat[hit] = np.maximum(et + np.hypot(stochastic * np.sqrt(et / cosh), constant * et) * z, 0.0)
+
+    def _muon_candidates(self, particles: ParticleBatch, rngs: list[np.random.Generator]
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """True pT, η, φ, event of the muons reaching the muon system (prompt, decays, punch-through).
+
+        Grouped by event (each event's muons, then its hadron-made ones).
+        """
+        cfg = self.config
+        n = particles.n_events
+        pt, eta, phi, ev = particles.pt, particles.eta, particles.phi, particles.event_index
+        apid = np.abs(particles.pid)
+        central = np.abs(eta) < cfg.mu_eta_max
+        real = np.flatnonzero((apid == 13) & central & (pt > 0.5 * cfg.mu_pt_min))
+        had = np.flatnonzero(((apid == 211) | (apid == 321)) & central & (pt > cfg.fake_mu_hadron_pt_min))
+        h_pt, h_eta, h_pid = pt[had], eta[had], apid[had]
+        mass = np.where(h_pid == 211, DECAY_IN_FLIGHT[211][0], DECAY_IN_FLIGHT[321][0])
+        ctau = np.where(h_pid == 211, DECAY_IN_FLIGHT[211][1], DECAY_IN_FLIGHT[321][1])
+        br = np.where(h_pid == 211, DECAY_IN_FLIGHT[211][2], DECAY_IN_FLIGHT[321][2])
+        path = np.minimum(cfg.dif_radius_m, cfg.dif_half_length_m / np.maximum(np.abs(np.sinh(h_eta)), 1e-9))
+        p_dif = np.clip(br * mass * path / (h_pt * ctau), 0.0, 1.0)
+        momentum = h_pt * np.cosh(h_eta)
+        p_punch = cfg.punch_prob_max * np.clip(1.0 - np.exp(-(momentum - cfg.punch_p_min) / cfg.punch_p_scale),
+                                               0.0, None)
+        u = _draw(rngs, np.bincount(ev[had], minlength=n), "random", 2)
+        dif = u[:, 0] < p_dif
+        punch = ~dif & (u[:, 0] < p_dif + p_punch)
+        low = np.where(dif, (_M_MU / mass) ** 2, cfg.punch_pt_fraction_min)
+        fake_pt = h_pt * (low + (1.0 - low) * u[:, 1])
+        fake = dif | punch
+        idx = np.concatenate([real, had[fake]])
+        cand_pt = np.concatenate([pt[real], fake_pt[fake]])
+        order = np.argsort(ev[idx], kind="stable")
+        idx, cand_pt = idx[order], cand_pt[order]
+        return cand_pt, eta[idx], phi[idx], ev[idx]
+
+    def _rho(self, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Median tower-ET density (GeV per unit η·φ) per event: central (|η| < 3) and forward."""
+        cfg = self.config
+        n = total.shape[0]
+        hf, nc, pe, pp = cfg.n_eta_hf, cfg.n_eta_central, cfg.rho_patch_eta, cfg.rho_patch_phi
+        d_phi = 2 * np.pi / cfg.n_phi
+        central = total[:, hf:hf + nc].reshape(n, nc // pe, pe, cfg.n_phi // pp, pp).sum(axis=(2, 4))
+        rho_c = np.median(central.reshape(n, -1), axis=1) / (pe * (2 * cfg.hf_eta_min / nc) * pp * d_phi)
+        fwd = np.concatenate([total[:, :hf], total[:, hf + nc:]], axis=1)
+        fwd = fwd.reshape(n, 2, hf, cfg.n_phi // pp, pp).sum(axis=(2, 4))
+        d_eta_f = (cfg.calo_eta_max - cfg.hf_eta_min) / hf
+        rho_f = np.median(fwd.reshape(n, -1), axis=1) / (hf * d_eta_f * pp * d_phi)
+        return rho_c, rho_f
 
 
 def dijet_features(particles: ParticleBatch, *, radius: float = 1.0, pt_min: float = 20.0) -> dict[str, np.ndarray]:

@@ -19,24 +19,131 @@ from darktrigger.daq.cli.common import add_on_error, event_count
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import ALL_PROCESSES, LABEL_NAMES, label_counts
 
-
 # -- generate -------------------------------------------------------------------------
+#: events per part when a generator's events are made in independent parts (``--part-events``)
+DEFAULT_PART_EVENTS = 10_000
+
+
+def part_plan(n_events: int, seed: int, part_events: int) -> list[tuple[int, int, int]]:
+    """(first event, events, seed) of each part: part 0 keeps ``seed``, part k > 0 a seed derived from (seed, k).
+
+    The plan depends on ``n_events``, ``seed`` and ``part_events`` only, never on ``--jobs``.
+
+        >>> [(a, n) for a, n, _ in part_plan(25, 7, 10)], part_plan(25, 7, 10)[0][2]
+        ([(0, 10), (10, 10), (20, 5)], 7)
+        >>> part_plan(5, 7, 10) == [(0, 5, 7)]
+        True
+    """
+    import numpy as np
+
+    plan = []
+    for k, first in enumerate(range(0, n_events, part_events)):
+        part_seed = seed if k == 0 else int(np.random.SeedSequence([seed, 31, k]).generate_state(1)[0] % 900_000_000) + 1
+        plan.append((first, min(part_events, n_events - first), part_seed))
+    return plan
+
+
+def _generate_part(task: tuple[str, dict[str, Any], str, int, int, int]) -> tuple[dict[str, Any], list[Any]]:
+    """One part in a worker process: its provenance and its batches."""
+    from darktrigger.replay.generators import GENERATORS
+
+    generator, options, process, n, seed, batch_size = task
+    gen = GENERATORS.get(generator)(**options)
+    batches = list(gen.generate(process, n, seed, batch_size=batch_size))
+    return gen.provenance(process, seed), batches
+
+
+def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if args.luminosity is not None:
+        opts["luminosity"] = args.luminosity
+    if args.pileup is not None:
+        opts["pileup"] = args.pileup
+    return opts
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    import logging
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    from darktrigger.replay.events import EventBatch
     from darktrigger.replay.generators import GENERATORS
     from darktrigger.replay.storage import NativeWriter
 
-    gen = GENERATORS.get(args.generator)()
+    options = _generator_options(args)
+    gcls = GENERATORS.get(args.generator)
+    gen = gcls(**options)
     gen.check_process(args.process)
     if args.events <= 0:
         raise ConfigError(f"--events must be positive, got {args.events}")
-    prov = gen.provenance(args.process, args.seed) | {"n_events_requested": args.events}
-    with NativeWriter(args.out, provenance=prov, compression=args.compression) as writer:
-        for batch in gen.generate(args.process, args.events, args.seed,
-                                  batch_size=args.batch_size, progress=not args.no_progress):
+    if args.jobs < 1 or args.part_events < 1:
+        raise ConfigError(f"--jobs and --part-events must be >= 1, got {args.jobs} and {args.part_events}")
+    log = logging.getLogger("darktrigger.generate")
+    parallel = bool(getattr(gcls, "parallel_parts", False))
+    plan = part_plan(args.events, args.seed, args.part_events) if parallel else [(0, args.events, args.seed)]
+    if args.jobs > 1 and not parallel:
+        log.warning("generator %r makes its events in one process (fast enough); --jobs %d ignored",
+                    args.generator, args.jobs)
+    prepare = getattr(gen, "prepare", None)
+    if prepare is not None:  # shared inputs (Pythia's minimum-bias library) made once, before the workers
+        prepare(args.process)
+    show_bar = not args.no_progress and sys.stderr.isatty()
+    writer: NativeWriter | None = None
+    started = time.perf_counter()
+    done = 0
+
+    def write(part: int, prov: dict[str, Any], batches: Any, first: int, n_part: int) -> None:
+        nonlocal writer, done
+        for batch in batches:
+            if len(plan) > 1:  # event numbers over the whole file; each part's weights scaled to its share
+                batch = EventBatch({**batch.columns, "event": batch["event"] + first,
+                                    "weight": (batch["weight"] * (n_part / args.events)).astype(batch["weight"].dtype)})
+            if writer is None:
+                meta = prov | {"n_events_requested": args.events, "parts": len(plan),
+                               "part_events": args.part_events if len(plan) > 1 else args.events,
+                               "options": options}
+                writer = NativeWriter(args.out, provenance=meta, compression=args.compression)
             writer.write(batch)
-        n = writer.n_events
-    print(f"wrote {n:,} {args.generator} {args.process} events (seed {args.seed}) to {args.out}")
+            bar.update(len(batch))
+            done += len(batch)
+        if writer is not None:
+            writer.flush()  # a stopped run leaves every finished part readable
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        if not show_bar and not args.no_progress:
+            print(f"{time.strftime('%H:%M:%S')} part {part + 1}/{len(plan)} done: {done:,} events written, "
+                  f"{rate:.1f} events/s, {(args.events - done) / max(rate, 1e-9):.0f} s to go",
+                  file=sys.stderr, flush=True)
+
+    try:
+        with tqdm(total=args.events, desc=f"{args.generator} {args.process}", unit="ev",
+                  disable=not show_bar) as bar:
+            if args.jobs > 1 and len(plan) > 1:
+                import multiprocessing
+
+                tasks = [(args.generator, options, args.process, n, s, args.batch_size) for _, n, s in plan]
+                with multiprocessing.get_context("spawn").Pool(min(args.jobs, len(plan))) as pool:
+                    for k, (prov, batches) in enumerate(pool.imap(_generate_part, tasks)):
+                        write(k, prov, batches, plan[k][0], plan[k][1])
+            else:
+                for k, (first, n, seed) in enumerate(plan):
+                    part_gen = gcls(**options)
+                    stream = part_gen.generate(args.process, n, seed, batch_size=args.batch_size)
+                    head = next(stream)  # provenance is complete once the first batch exists (σ known)
+                    write(k, part_gen.provenance(args.process, seed), _chain(head, stream), first, n)
+    finally:
+        if writer is not None:
+            writer.close()
+    n_written = writer.n_events if writer is not None else 0
+    print(f"wrote {n_written:,} {args.generator} {args.process} events (seed {args.seed}) to {args.out}")
     return 0
+
+
+def _chain(head: Any, rest: Any) -> Any:
+    yield head
+    yield from rest
 
 
 def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
@@ -48,17 +155,33 @@ def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
                     "        L1 detector (slow: for physics samples).\n"
                     "toy:    a fast parametric generator of the same processes, for large replays\n"
                     "        and tests; not physics-accurate.\n\n"
+                    "zero_bias: one colliding bunch crossing per event with pile-up (--luminosity,\n"
+                    "        --pileup), weights in Hz that sum to the crossing rate (28.6 MHz).\n\n"
+                    "Pythia events are made in parts of --part-events (part 0 with --seed, part k\n"
+                    "with a seed derived from (seed, k)), by --jobs worker processes; the file\n"
+                    "depends on the events, seed and part size, not on --jobs. Each part's weights\n"
+                    "are scaled by its share of the events, so the file's weights sum as one\n"
+                    "part's would (σ in pb, or the crossing rate in Hz); every finished part is\n"
+                    "committed, so a stopped run leaves a usable file.\n\n"
                     f"processes: {', '.join(ALL_PROCESSES)}",
         epilog="examples:\n"
                "  darktrigger generate --generator toy --process sm_mix --events 1000000 --seed 1 --out bkg.h5\n"
                "  darktrigger generate --generator pythia --process ato4l --events 10000 --seed 7 --out ato4l.h5\n"
-               "The same generator, process, event count and seed give the same file content.")
+               "  darktrigger generate --generator pythia --process zero_bias --events 100k --jobs 2 --out zb.h5\n"
+               "The same generator, process, event count, seed and part size give the same file content.")
     p.add_argument("--generator", required=True, help="pythia or toy")
     p.add_argument("--process", required=True, help="process name (see above)")
     p.add_argument("--events", type=event_count, required=True, help="number of events (e.g. 100000, 1e5, 100k, 1M)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--out", type=Path, required=True, help="output file (native HDF5)")
     p.add_argument("--batch-size", type=int, default=10_000, help="events per written batch")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (Pythia; default 1)")
+    p.add_argument("--part-events", type=event_count, default=DEFAULT_PART_EVENTS,
+                   help=f"events per independently seeded part (Pythia; default {DEFAULT_PART_EVENTS:,})")
+    p.add_argument("--luminosity", type=float, default=None,
+                   help="zero_bias: instantaneous luminosity in cm^-2 s^-1 (default 2.0e34)")
+    p.add_argument("--pileup", type=float, default=None,
+                   help="zero_bias: mean pile-up μ (default: from the luminosity, 55.9 at 2.0e34)")
     p.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "gzip", "lzf", "none"),
                    help="HDF5 compression (default lz4: Blosc-LZ4, the fastest to read)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -100,6 +100,7 @@ no filter for any process; not given: :data:`DEFAULT_LEPTON_FILTERS`; not for ``
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -109,8 +110,15 @@ import numpy as np
 
 from darktrigger.replay.detector import DetectorConfig, L1Detector, ParticleBatch, dijet_features
 from darktrigger.replay.errors import ConfigError, GenerationError
-from darktrigger.replay.events import DIJET_PROCESSES, PROCESS_LABELS, SM_PROCESSES, EventBatch
+from darktrigger.replay.events import (
+    DIJET_PROCESSES,
+    PROCESS_LABELS,
+    SM_PROCESSES,
+    ZERO_BIAS,
+    EventBatch,
+)
 from darktrigger.replay.generators.base import EventGenerator, register_generator
+from darktrigger.replay.generators.pythia_zero_bias import CATEGORIES, ZeroBiasSampler
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +152,9 @@ PROCESS_SETTINGS: dict[str, tuple[str, ...]] = {
     "hpm_taunu": ("Higgs:useBSM = on", "HiggsBSM:ffbar2H+- = on", "37:m0 = 60", "37:mMin = 50",
                   "37:mMax = 70", "37:onMode = off", "37:onIfMatch = 15 16"),
     "qcd_dijet": ("HardQCD:all = on", "PhaseSpace:pTHatMin = 1000"),
+    # the minimum-bias library of the zero-bias stream (not a process of its own: a crossing's
+    # pile-up; replay/generators/pythia_zero_bias.py)
+    "minbias": ("SoftQCD:inelastic = on",),
     # W' couplings as Pythia's default (SM-like); its quark/lepton channels are switched
     # off (not removed: production needs them) and W' → H0 H+ added with partial width
     # 1.0 × 16.7 GeV (about 12 % of the total). X = H0 and Y = H+ get democratic qq decays
@@ -347,9 +358,17 @@ class PythiaRun:
 
     def _generate(self, k: int) -> ParticleBatch:
         """``k`` new events from Pythia (failed events retried and counted)."""
+        return self.next_with_scale(k)[0]
+
+    def next_with_scale(self, k: int) -> tuple[ParticleBatch, np.ndarray]:
+        """``k`` new events (not the prefetched ones) and their hard scale p̂T in GeV, ``[k]``.
+
+        For soft-QCD events p̂T is that of the hardest multiparton interaction.
+        """
         import awkward as ak
 
         parts: list[ParticleBatch] = []
+        scales: list[np.ndarray] = []
         got = 0
         while got < k:
             events = self.pythia.nextBatch(k - got, "none")
@@ -361,8 +380,10 @@ class PythiaRun:
             if len(events) == 0:
                 continue
             parts.append(self._extract(events))
+            scales.append(np.sqrt(np.maximum(ak.to_numpy(events.info.pT2Hat).astype(np.float64), 0.0)))
             got += len(events)
-        return parts[0] if len(parts) == 1 else ParticleBatch.concat(parts)
+        batch = parts[0] if len(parts) == 1 else ParticleBatch.concat(parts)
+        return batch, np.concatenate(scales)
 
     def _extract(self, events: Any) -> ParticleBatch:
         import awkward as ak
@@ -398,11 +419,15 @@ class PythiaGenerator(EventGenerator):
     """
 
     description = "Pythia 8 (pythia8mc) pp at 13.6 TeV with a parametrised L1 detector"
+    #: ``darktrigger generate --jobs`` may make the events in independently seeded parts
+    parallel_parts = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         known = {"settings", "mix_fractions", "sigma_events", "max_failures", "run", "detector", "chunk",
-                 "lepton_filter", "filter_events"}
+                 "lepton_filter", "filter_events",
+                 # zero_bias (replay/generators/pythia_zero_bias.py)
+                 "luminosity", "pileup", "allocation", "library", "library_events", "library_seed"}
         unknown = set(options) - known
         if unknown:
             raise ConfigError(f"generator 'pythia' has no option(s) {', '.join(sorted(unknown))}; "
@@ -427,10 +452,18 @@ class PythiaGenerator(EventGenerator):
         #: filter (tried, passed) over the whole last run, rejected = tried - passed
         self.last_filter_counts: dict[str, tuple[int, int]] = {}
         self.last_fractions: dict[str, float] = {}
+        #: the last zero_bias run: luminosity, pileup, f_hard, events, σ and weight per category
+        self.last_zero_bias: dict[str, Any] = {}
 
     def provenance(self, process: str, seed: int) -> dict[str, Any]:
-        subs = SM_PROCESSES if process == "sm_mix" else (process,)
         info = super().provenance(process, seed)
+        if process == ZERO_BIAS:
+            base = {c.process or "minbias" for c in CATEGORIES}
+            info.update(pythia_version="8.317", ecm_gev=ECM_GEV, weight_unit="Hz",
+                        settings={p: [*COMMON_SETTINGS, *PROCESS_SETTINGS[p], *self.settings] for p in sorted(base)},
+                        zero_bias=json.loads(json.dumps(self.last_zero_bias, default=float)))
+            return info
+        subs = SM_PROCESSES if process == "sm_mix" else (process,)
         flt = self.lepton_filter_for(process)
         info.update(
             pythia_version="8.317", ecm_gev=ECM_GEV,
@@ -442,6 +475,11 @@ class PythiaGenerator(EventGenerator):
             filter_counts={p: list(c) for p, c in self.last_filter_counts.items()},
         )
         return info
+
+    def prepare(self, process: str) -> None:
+        """Make what every part of a parallel run shares (zero_bias: the minimum-bias library)."""
+        if process == ZERO_BIAS:
+            ZeroBiasSampler(self).library()
 
     def lepton_filter_for(self, process: str) -> LeptonFilter | None:
         """The generator-level lepton filter used for ``process`` (None: none)."""
@@ -489,6 +527,12 @@ class PythiaGenerator(EventGenerator):
                               f"got {n_events} and {batch_size}")
         from tqdm import tqdm
 
+        if process == ZERO_BIAS:
+            sampler = ZeroBiasSampler(self)
+            yield from sampler.generate(n_events, seed, batch_size, progress)
+            self.last_zero_bias = sampler.info
+            self.last_sigma_pb = dict(sampler.info["sigma_pb"])
+            return
         subs = SM_PROCESSES if process == "sm_mix" else (process,)
         lepton_filter = self.lepton_filter_for(process)
         # with a filter at least filter_events are generated (prefetch)
