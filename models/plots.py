@@ -1,4 +1,5 @@
-"""PNG plots for ``darktrigger evaluate``: ROC curves and score distributions.
+"""PNG plots for ``darktrigger evaluate`` (ROC curves and score distributions) and
+``darktrigger menu scan`` (trigger rates against threshold).
 
 matplotlib is imported inside the functions, and figures are drawn on an Agg canvas
 without pyplot, so importing this module costs nothing and never touches a GUI
@@ -14,6 +15,11 @@ backend or pyplot's global state.
     'roc.png'
     >>> plot_score_distributions(bkg, {"toy": sig}, out / "scores.png").name
     'scores.png'
+    >>> cuts = np.arange(10.0, 50.0)
+    >>> fig = rate_scan_figure({"toy": (cuts, 1e7 * np.exp(-cuts / 5), 1e5 * np.exp(-cuts / 10))},
+    ...                        "leading muon $p_T$ [GeV]", bx_rate_mhz=28.61)
+    >>> fig.axes[0].get_yscale(), fig.axes[0].get_ylabel()
+    ('log', 'rate [Hz]')
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 
 from darktrigger.models.thresholds import as_scores
 from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.lhc import COLLIDING_BX_RATE_MHZ
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -129,7 +136,7 @@ def roc_figure(
             return np.asarray(khz) / khz_per_fpr
 
         top = ax.secondary_xaxis("top", functions=(to_khz, to_fpr))
-        top.set_xlabel(f"L1 rate at {input_rate_mhz:g} MHz input [kHz]")
+        top.set_xlabel(f"L1 rate at {input_rate_mhz:.4g} MHz input [kHz]")
     if title:
         ax.set_title(title)
     return fig
@@ -209,6 +216,53 @@ def score_figure(
     return fig
 
 
+def rate_scan_figure(
+    curves: Mapping[str, Sequence[Any]],
+    xlabel: str,
+    bx_rate_mhz: float,
+    title: str | None = None,
+    budget_hz: float | None = None,
+) -> Figure:
+    """Trigger rates against threshold on a log rate axis, one curve per sample with its
+    ±1σ band; the crossing rate the rates are at is in the title.
+
+    ``curves`` maps a label (the sample, its luminosity and pile-up) to ``(thresholds,
+    rates_hz, uncertainties_hz)``. Points with no rate (nothing above the threshold) are
+    left out of the line (a log axis has no zero); ``budget_hz`` draws a horizontal line.
+    """
+    if not curves:
+        raise ConfigError("curves: expected at least one labelled (thresholds, rates, errors) curve, got none")
+    fig = _figure()
+    ax = fig.add_subplot()
+    lowest = math.inf
+    for i, (label, curve) in enumerate(curves.items()):
+        if len(curve) != 3:
+            raise ConfigError(f"curves[{label!r}]: expected (thresholds, rates, errors), got {len(curve)} item(s)")
+        x, y, e = (np.asarray(c, dtype=float) for c in curve)
+        if not x.shape == y.shape == e.shape or x.ndim != 1:
+            raise ConfigError(f"curves[{label!r}]: expected three arrays of one length, got shapes "
+                              f"{x.shape}, {y.shape}, {e.shape}")
+        keep = y > 0
+        if keep.any():
+            lowest = min(lowest, float(y[keep].min()))
+        colour = f"C{i % 10}"
+        ax.plot(x[keep], y[keep], color=colour, label=label, linewidth=1.5)
+        lo = np.clip(y - e, y * 1e-3, None)  # a band reaching zero would fall off the log axis
+        ax.fill_between(x[keep], lo[keep], (y + e)[keep], color=colour, alpha=0.25, linewidth=0)
+    if budget_hz is not None:
+        ax.axhline(budget_hz, color="red", linestyle="--", linewidth=1, label=f"budget {budget_hz / 1e3:g} kHz")
+    ax.set_yscale("log")
+    if math.isfinite(lowest):
+        ax.set_ylim(bottom=10 ** math.floor(math.log10(lowest)))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("rate [Hz]")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize="small")
+    head = f"rates at the crossing rate {bx_rate_mhz:.4g} MHz (weighted events)"
+    ax.set_title(f"{title}\n{head}" if title else head, fontsize="medium")
+    return fig
+
+
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG (folders made as needed); returns the path."""
     return _save(fig, path)
@@ -217,7 +271,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 def evaluation_figures(
     curves: Mapping[str, Mapping[str, Sequence[Any]]],
     distributions: Mapping[str, tuple[Any, Mapping[str, Any]]],
-    input_rate_mhz: float | None = 40.0,
+    input_rate_mhz: float | None = COLLIDING_BX_RATE_MHZ,
     background: str = "background",
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Figure]:

@@ -93,3 +93,77 @@ def test_score_figure_goes_log_x_only_when_scores_span_decades(scores: Scores) -
     assert "threshold 1 kHz" in _legend(wide)
     bkg, signals = scores  # normal scores: negative values, linear axis
     assert score_figure(bkg, signals).axes[0].get_xscale() == "linear"
+
+
+def test_rate_scan_figure_is_log_with_bands_and_says_the_crossing_rate() -> None:
+    from darktrigger.models.plots import rate_scan_figure
+
+    cuts = np.arange(5.0, 40.0)
+    rates = 1e6 * np.exp(-cuts / 4)
+    rates[-3:] = 0.0  # nothing above: left out of the log axis
+    fig = rate_scan_figure({"toy": (cuts, rates, 0.1 * rates + 1)}, "leading muon $p_T$ [GeV]",
+                           bx_rate_mhz=28.608552, title="SingleMu", budget_hz=1e4)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert ax.get_ylabel() == "rate [Hz]"
+    assert "28.61 MHz" in ax.get_title()
+    assert _legend(ax) == ["toy", "budget 10 kHz"]
+    line = ax.get_lines()[0]
+    assert np.asarray(line.get_xdata()).size == cuts.size - 3
+    assert len(ax.collections) == 1  # the ±1σ band
+    with pytest.raises(ConfigError, match=r"curves\['toy'\]: expected \(thresholds, rates, errors\)"):
+        rate_scan_figure({"toy": (cuts, rates)}, "x", 28.6)
+
+
+def test_menu_scan_writes_falling_log_rate_curves_from_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """darktrigger menu scan: one PNG per quantity, every sample's curve falling on a log axis,
+    the rates from the events' weights."""
+    import json
+
+    from darktrigger.daq.cli import main
+    from darktrigger.daq.trigger.scan import SCAN_QUANTITIES
+    from darktrigger.models import plots
+    from darktrigger.replay.generators import GENERATORS
+    from darktrigger.replay.storage import write_events
+
+    gen = GENERATORS.get("toy")()
+    batch = next(gen.generate("zero_bias", 30_000, seed=7, batch_size=30_000))
+    write_events(tmp_path / "zb.h5", batch, provenance=gen.provenance("zero_bias", 7))
+    weights = np.where(np.arange(len(batch)) % 3 == 0, 4.0, 0.5).astype(np.float32)
+    write_events(tmp_path / "zbw.h5", batch.with_columns(weight=weights), provenance={"process": "zero_bias"})
+    figures: dict[str, Any] = {}
+    save = plots.save_figure
+
+    def keep(fig: Any, path: str | Path) -> Path:
+        figures[Path(path).name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    out = tmp_path / "scans"
+    assert main(["menu", "scan", "--zero-bias", f"{tmp_path / 'zb.h5'}=toy", "--zero-bias",
+                 f"{tmp_path / 'zbw.h5'}=weighted", "--out", str(out), "--chunk-size", "7000"]) == 0
+    assert "rates.json" in capsys.readouterr().out
+    assert sorted(figures) == sorted(f"rate_{name}.png" for name in SCAN_QUANTITIES)
+    for name, fig in figures.items():
+        _check_png(out / name)
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "log"
+        assert "28.61 MHz" in ax.get_title()
+        labels = _legend(ax)
+        assert labels[0].startswith("toy, L = 2.0e34")  # the provenance's luminosity and pile-up
+        assert "μ = 56" in labels[0]
+        assert labels[1].startswith("weighted (n_eff")
+        for line in ax.get_lines():
+            y = np.asarray(line.get_ydata(), dtype=float)
+            assert len(y) > 5
+            assert (np.diff(y) <= 0).all()  # falling with the threshold
+            assert y[-1] < y[0] / 10  # by more than a decade over the scan
+    report = json.loads((out / "rates.json").read_text())
+    met = report["samples"]["weighted"]["quantities"]["ETMHF"]
+    i = met["thresholds_gev"].index(40.0)
+    above = batch.objects[:, 0, 0] >= 40
+    w64 = weights.astype(np.float64)
+    assert met["rate_hz"][i] == pytest.approx(w64[above].sum() / w64.sum() * 28.608552e6, rel=1e-12)
+    plain = report["samples"]["toy, L = 2.0e34 cm$^{-2}$s$^{-1}$, μ = 56"]["quantities"]["ETMHF"]
+    assert plain["rate_hz"][i] == pytest.approx(above.mean() * 28.608552e6, rel=1e-12)

@@ -4,6 +4,7 @@
     $ darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_calibrated.yaml
     $ darktrigger menu rates --menu menu_calibrated.yaml --events zb_test.h5 --json rates.json
     $ darktrigger menu efficiency --menu menu_calibrated.yaml --signal ato4l=ato4l.h5 --zero-bias zb_test.h5
+    $ darktrigger menu scan --zero-bias zb_toy.h5=toy --zero-bias zb_pythia.h5=Pythia --out scans/
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from darktrigger.daq.cli.common import add_on_error, event_count
+from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.daq.trigger.menu import Menu, calibrate_menu, load_scorers, offline_counts
 from darktrigger.daq.trigger.seeds import SEEDS
 from darktrigger.replay.errors import ConfigError
@@ -138,6 +140,57 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- scan ---------------------------------------------------------------------------------
+def _sample_label(path: Path, label: str | None) -> str:
+    """The legend entry of a zero-bias file: its label and the luminosity and pile-up its
+    provenance gives (toy: at the top; Pythia: under ``zero_bias``)."""
+    from darktrigger.replay.readers import open_events
+
+    provenance: dict[str, Any] = open_events(path).metadata().get("provenance") or {}
+    nested = provenance.get("zero_bias")
+    conditions: dict[str, Any] = nested if isinstance(nested, dict) and nested else provenance
+    text = label or path.stem
+    lumi, mu = conditions.get("luminosity"), conditions.get("pileup")
+    if lumi is not None:
+        text += f", L = {float(lumi) / 1e34:.1f}e34 cm$^{{-2}}$s$^{{-1}}$"
+    if mu is not None:
+        text += f", μ = {float(mu):.0f}"
+    return text
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from darktrigger.daq.trigger.scan import SCAN_QUANTITIES, scan_files
+    from darktrigger.models.plots import rate_scan_figure, save_figure
+
+    samples: list[tuple[Path, str]] = []
+    for item in args.zero_bias:
+        path, sep, label = item.partition("=")
+        if not path or (sep and not label):
+            raise ConfigError(f"--zero-bias takes FILE or FILE=LABEL (e.g. zb.h5=toy), got {item!r}")
+        if not Path(path).exists():
+            raise ConfigError(f"{path}: no such file")
+        samples.append((Path(path), _sample_label(Path(path), label or None)))
+    scans = {label: scan_files(path, bx_rate_mhz=args.bx_rate_mhz, max_events=args.max_events,
+                               chunk_size=args.chunk_size, on_error=args.on_error)
+             for path, label in samples}
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"bx_rate_mhz": args.bx_rate_mhz, "samples": {}}
+    for name, quantity in SCAN_QUANTITIES.items():
+        curves = {f"{label} (n_eff {scan.n_eff:,.0f})":
+                  (scan.thresholds[name], scan.rates_hz(name), scan.uncertainties_hz(name))
+                  for label, scan in scans.items()}
+        fig = rate_scan_figure(curves, quantity.label, args.bx_rate_mhz,
+                               title=f"{name}: the rate of a {quantity.seed} seed against its threshold")
+        save_figure(fig, args.out / f"rate_{name}.png")
+    for (path, label), scan in zip(samples, scans.values(), strict=True):
+        report["samples"][label] = {"file": str(path), **scan.to_dict()}
+    (args.out / "rates.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    print(f"rates against threshold of {', '.join(SCAN_QUANTITIES)} at {args.bx_rate_mhz:.4g} MHz, "
+          f"{len(scans)} sample(s): {', '.join(f'rate_{n}.png' for n in SCAN_QUANTITIES)} and rates.json "
+          f"written to {args.out}/")
+    return 0
+
+
 # -- parsers --------------------------------------------------------------------------
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     """``menu check``, ``calibrate``, ``rates`` and ``efficiency`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
@@ -153,7 +206,8 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                "  darktrigger menu check --menu daq/trigger/menus/cms_like.yaml\n"
                "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
                "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5 --json rates.json\n"
-               "  darktrigger menu efficiency --menu menu_cal.yaml --signal ato4l=ato4l.h5 --zero-bias zb_test.h5")
+               "  darktrigger menu efficiency --menu menu_cal.yaml --signal ato4l=ato4l.h5 --zero-bias zb_test.h5\n"
+               "  darktrigger menu scan --zero-bias zb_toy.h5=toy --zero-bias zb_pythia.h5=Pythia --out scans/")
     msub = menu.add_subparsers(dest="menu_command", metavar="ACTION", required=True)
 
     p = msub.add_parser("check", formatter_class=formatter,
@@ -244,3 +298,28 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="threads per model")
     add_on_error(p)
     p.set_defaults(func=cmd_efficiency)
+
+    p = msub.add_parser(
+        "scan", formatter_class=formatter,
+        help="rates against threshold (SingleMu, SingleEG, SingleJet, HTT, ETMHF) on zero bias, as PNGs",
+        description="For the leading muon pT (|eta| <= 2.4), the leading e/gamma pT (|eta| <= 2.5), the\n"
+                    "leading jet pT, HT (jets pT > 30 GeV, |eta| < 2.4) and MET, the rate (Hz, log axis,\n"
+                    "with its +-1 sigma band) a seed cutting at each threshold would have on each\n"
+                    "zero-bias sample: the weight of the events at or above the threshold / the weight\n"
+                    "of all events x the crossing rate. Several samples are overlaid (toy and Pythia);\n"
+                    "each legend entry gives its luminosity and pile-up when its provenance has them.",
+        epilog="examples:\n"
+               "  darktrigger menu scan --zero-bias zb_toy.h5 --out scans/\n"
+               "  darktrigger menu scan --zero-bias zb_toy.h5=toy --zero-bias zb_pythia.h5=Pythia --out scans/\n"
+               "Writes rate_SingleMu.png, rate_SingleEG.png, rate_SingleJet.png, rate_HTT.png,\n"
+               "rate_ETMHF.png and rates.json (per sample and quantity: thresholds, rates, errors).")
+    p.add_argument("--zero-bias", action="append", required=True, metavar="FILE[=LABEL]",
+                   help="a zero-bias sample and its legend label; repeat to overlay several")
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNGs and rates.json")
+    p.add_argument("--bx-rate-mhz", type=float, default=DEFAULT_BX_RATE_MHZ,
+                   help=f"crossing rate (default the colliding-bunch rate, {DEFAULT_BX_RATE_MHZ:.4g} MHz)")
+    p.add_argument("--max-events", type=event_count, default=None,
+                   help="at most this many events per file (e.g. 1e6, 1M; default all)")
+    p.add_argument("--chunk-size", type=int, default=65536, help="events per batch read")
+    add_on_error(p)
+    p.set_defaults(func=cmd_scan)
