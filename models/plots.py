@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from darktrigger.models.thresholds import as_scores
+from darktrigger.models.thresholds import as_scores, as_weights
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.lhc import COLLIDING_BX_RATE_MHZ
 
@@ -151,9 +151,12 @@ def plot_score_distributions(
     xlabel: str = "score",
     title: str | None = None,
     thresholds: Mapping[str, float] | None = None,
+    bkg_weights: Any = None,
+    signal_weights: Mapping[str, Any] | None = None,
 ) -> Path:
     """Score distributions (see :func:`score_figure`) written as a PNG; returns its path."""
-    return _save(score_figure(bkg, signals, log, bins, xlabel, title, thresholds), path)
+    return _save(score_figure(bkg, signals, log, bins, xlabel, title, thresholds, bkg_weights,
+                              signal_weights), path)
 
 
 #: The x-axis label of each baseline's score; a model's score is just "score".
@@ -170,15 +173,21 @@ def score_figure(
     xlabel: str = "score",
     title: str | None = None,
     thresholds: Mapping[str, float] | None = None,
+    bkg_weights: Any = None,
+    signal_weights: Mapping[str, Any] | None = None,
 ) -> Figure:
     """Normalised histograms of background and signal scores on shared bins (log y by default).
 
     The x axis (and the bins) are logarithmic when every score is positive and they span
     more than two decades (a VAE's mu2), so the background is not squeezed into a few bins.
-    ``thresholds`` maps a label ("1 kHz") to a score, drawn as a vertical line.
+    ``thresholds`` maps a label ("1 kHz") to a score, drawn as a vertical line. Weighted
+    samples (``bkg_weights``, ``signal_weights[name]``) are histogrammed by weight.
     """
     b = as_scores(bkg, "bkg")
     sigs = {name: as_scores(s, f"signals[{name!r}]") for name, s in signals.items()}
+    wb = as_weights(bkg_weights, b.size, "bkg_weights")
+    ws = {name: as_weights((signal_weights or {}).get(name), s.size, f"signal_weights[{name!r}]")
+          for name, s in sigs.items()}
     if not isinstance(bins, int) or bins < 1:
         raise ConfigError(f"bins: expected a positive number of bins, got {bins!r}")
     lo = min(float(a.min()) for a in (b, *sigs.values()))
@@ -192,14 +201,16 @@ def score_figure(
     ax = fig.add_subplot()
     # log bins have unequal widths: show the fraction per bin, not a density per unit score
     # (which would tilt the shape by a factor of the score)
-    def norm(a: np.ndarray) -> dict[str, Any]:
-        return {"weights": np.full(a.size, 1.0 / a.size)} if log_x else {"density": True}
+    def norm(a: np.ndarray, w: np.ndarray | None) -> dict[str, Any]:
+        if not log_x:
+            return {"density": True, "weights": w}
+        return {"weights": np.full(a.size, 1.0 / a.size) if w is None else w / w.sum()}
 
     ax.hist(b, bins=edges, histtype="stepfilled", color="lightgrey",
-            edgecolor="grey", label=f"background ({b.size:,})", **norm(b))
+            edgecolor="grey", label=f"background ({b.size:,}{'' if wb is None else ', weighted'})", **norm(b, wb))
     for name, s in sigs.items():
         ax.hist(s, bins=edges, histtype="step", linewidth=1.5,
-                label=f"{name} ({s.size:,})", **norm(s))
+                label=f"{name} ({s.size:,}{'' if ws[name] is None else ', weighted'})", **norm(s, ws[name]))
     for i, (name, value) in enumerate(sorted((thresholds or {}).items(), key=lambda kv: kv[1])):
         ax.axvline(value, color=f"C{(i + len(sigs)) % 10}", linestyle=":", linewidth=1.2,
                    label=f"threshold {name}")
@@ -274,6 +285,8 @@ def evaluation_figures(
     input_rate_mhz: float | None = COLLIDING_BX_RATE_MHZ,
     background: str = "background",
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
+    bkg_weights: Any = None,
+    signal_weights: Mapping[str, Any] | None = None,
 ) -> dict[str, Figure]:
     """Every figure ``darktrigger evaluate --plots`` writes, by file name.
 
@@ -281,7 +294,8 @@ def evaluation_figures(
     ``distributions``: scorer label → (background scores, {signal: scores}), one
     ``scores_<label>.png`` each, its x axis named by what the score is (``$H_T$ [GeV]`` for
     ht, ``$S_T$ [GeV]`` for st, "score" for a model) and ``thresholds[label]`` (rate label →
-    score, from the model card) marked.
+    score, from the model card) marked; ``bkg_weights``/``signal_weights`` weight every
+    histogram.
 
         >>> rng = np.random.default_rng(0)
         >>> b, s = rng.exponential(1, 5000), rng.exponential(5, 500)
@@ -296,5 +310,5 @@ def evaluation_figures(
     for label, (b, s) in distributions.items():
         out[f"scores_{label.replace(':', '_')}.png"] = score_figure(
             b, s, title=label, xlabel=BASELINE_LABELS.get(label, "score"),
-            thresholds=(thresholds or {}).get(label))
+            thresholds=(thresholds or {}).get(label), bkg_weights=bkg_weights, signal_weights=signal_weights)
     return out

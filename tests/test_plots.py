@@ -167,3 +167,19 @@ def test_menu_scan_writes_falling_log_rate_curves_from_weights(tmp_path: Path, m
     assert met["rate_hz"][i] == pytest.approx(w64[above].sum() / w64.sum() * 28.608552e6, rel=1e-12)
     plain = report["samples"]["toy, L = 2.0e34 cm$^{-2}$s$^{-1}$, μ = 56"]["quantities"]["ETMHF"]
     assert plain["rate_hz"][i] == pytest.approx(above.mean() * 28.608552e6, rel=1e-12)
+
+
+@pytest.mark.parametrize("spread", ["linear", "decades"])
+def test_weighted_score_histograms_equal_the_expanded_ones(spread: str) -> None:
+    from darktrigger.models.plots import score_figure
+
+    rng = np.random.default_rng(3)
+    b = rng.normal(5, 1, 3000) if spread == "linear" else rng.lognormal(-5, 1.5, 3000)
+    s = b[:500] + 1
+    w = rng.integers(1, 5, b.size).astype(float)
+    weighted = score_figure(b, {"s": s}, bkg_weights=w).axes[0]
+    expanded = score_figure(np.repeat(b, w.astype(int)), {"s": s}).axes[0]
+    assert weighted.get_xscale() == expanded.get_xscale() == ("linear" if spread == "linear" else "log")
+    for mine, theirs in zip(weighted.patches, expanded.patches, strict=True):
+        assert np.asarray(mine.get_xy()) == pytest.approx(np.asarray(theirs.get_xy()), rel=1e-12)
+    assert "weighted" in _legend(weighted)[0]

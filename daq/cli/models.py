@@ -204,7 +204,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          for t in ModelCard.load(d).thresholds if t.get("model") == label}
                  for label, _, d in scorers if d is not None}
         figures = evaluation_figures(curves, dists, input_rate_mhz=args.input_rate_mhz,
-                                     background=args.background.name, thresholds=marks)
+                                     background=args.background.name, thresholds=marks,
+                                     bkg_weights=bkg_w, signal_weights=sig_w)
         for filename, fig in figures.items():
             save_figure(fig, args.plots / filename)
         print(f"plots written to {args.plots}/")
