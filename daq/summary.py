@@ -231,7 +231,39 @@ class RunSummary:
             elif name == "malformed_messages":
                 value = dict(value)
             out[name] = value
+        if self.background is not None and self.signal is not None:
+            out["rate_split"] = self.rate_split()  # derived: what the reader does not need
         return out
+
+    def rate_split(self) -> list[dict[str, Any]]:
+        """Per seed, the rate and its background (zero-bias) and injected-signal parts, in Hz,
+        each with its uncertainty (see :meth:`split_uncertainties`)."""
+        bg, sig = self.background, self.signal
+        if bg is None or sig is None:
+            raise ConfigError("this run summary has no background/signal split")
+        bg_unc, sig_unc = self.split_uncertainties()
+        m = self.menu
+        return [{"name": name, "rate_hz": float(m.rates_hz[i]), "rate_uncertainty_hz": float(m.rate_uncertainties_hz[i]),
+                 "pure_rate_hz": float(m.pure_rates_hz[i]),
+                 "background_rate_hz": float(bg.rates_hz[i]), "background_rate_uncertainty_hz": float(bg_unc[i]),
+                 "signal_rate_hz": float(sig.rates_hz[i]), "signal_rate_uncertainty_hz": float(sig_unc[i])}
+                for i, name in enumerate(m.names)]
+
+    def split_uncertainties(self) -> tuple[np.ndarray, np.ndarray]:
+        """The background and signal parts' rate uncertainties per seed, Hz. Where no event of a
+        part fired a seed, it is the rate of one event *of that part* (its mean weight / Σw ×
+        crossing rate): one injected event stands for far less rate than one zero-bias crossing."""
+        bg, sig = self.background, self.signal
+        if bg is None or sig is None:
+            raise ConfigError("this run summary has no background/signal split")
+        m = self.menu
+        n_sig = sum(c.events for c in self.signals.values())
+        w_sig = sum(c.weight for c in self.signals.values())
+        out = []
+        for part, n, w in ((bg, m.events - n_sig, m.sum_w - w_sig), (sig, n_sig, w_sig)):
+            one = w / n / m.sum_w * m.bx_hz if n and m.sum_w > 0 else 0.0
+            out.append(np.where(part.counts > 0, part.rate_uncertainties_hz, one))
+        return out[0], out[1]
 
     def write(self, path: str | Path) -> Path:
         """Write the JSON to ``path`` (whole or not at all: a reader never sees half a file)."""
@@ -365,8 +397,7 @@ def format_rates(summary: RunSummary) -> str:
     rule = "-" * len(head)
     lines = [head, rule]
     rate, unc, pure = menu.rates_hz, menu.rate_uncertainties_hz, menu.pure_rates_hz
-    b, bu = bg.rates_hz, bg.rate_uncertainties_hz
-    g, gu = sig.rates_hz, sig.rate_uncertainties_hz
+    (b, g), (bu, gu) = (bg.rates_hz, sig.rates_hz), summary.split_uncertainties()
     effs = [(c.efficiencies(), c.unique_efficiencies()) for _, c in signals]
     for i, name in enumerate(menu.names):
         row = (f"{name:<{width}}{menu.prescales[i]:>9g}{rate[i]:>14,.1f}{unc[i]:>11,.1f}{pure[i]:>13,.1f}"
