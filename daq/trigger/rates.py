@@ -114,9 +114,8 @@ class MenuCounts:
             raise ConfigError(f"a decision for seeds {list(decision.names)} cannot be counted with "
                               f"seeds {list(self.names)}")
         n = len(decision)
-        if weights is None:
-            w = np.ones(n)
-        else:
+        w: np.ndarray | None = None
+        if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
             if w.shape != (n,):
                 raise ConfigError(f"menu counts: {n} decisions but weights of shape {w.shape}")
@@ -124,33 +123,51 @@ class MenuCounts:
                 bad = int(np.flatnonzero(~(np.isfinite(w) & (w >= 0)))[0])
                 raise ConfigError(f"menu counts: event weights must be finite and >= 0; "
                                   f"event {bad} of the batch has weight {w[bad]!r}")
-            self.weighted = self.weighted or bool((w != 1).any())
+            if not (w != 1).any():
+                w = None  # unit weights: the sums are the counts
         k = len(self.names)
-        self.events += n
-        self.sum_w += float(w.sum())
-        self.sum_w2 += float(w @ w)
-        fired = decision.raw != 0
         raw_bits = _unpack(decision.raw, k)
-        self.raw += raw_bits.sum(axis=0, dtype=np.int64)
-        w_raw = w[fired]
-        self.w_raw += w_raw @ raw_bits
-        self.w2_raw += (w_raw * w_raw) @ raw_bits
-        kept_rows = decision.bits != 0
         kept = _unpack(decision.bits, k)
-        wk = w[kept_rows]
-        self.accepted += len(kept)
-        self.w_accepted += float(wk.sum())
-        self.w2_accepted += float(wk @ wk)
-        self.counts += kept.sum(axis=0, dtype=np.int64)
-        self.w_counts += wk @ kept
-        self.w2_counts += (wk * wk) @ kept
+        raw = raw_bits.sum(axis=0, dtype=np.int64)
+        counts = kept.sum(axis=0, dtype=np.int64)
         alone = kept.sum(axis=1) == 1
-        self.pure += kept[alone].sum(axis=0, dtype=np.int64)
-        self.w_pure += wk[alone] @ kept[alone]
-        self.w2_pure += (wk[alone] ** 2) @ kept[alone]
+        pure = kept[alone].sum(axis=0, dtype=np.int64)
         f = kept.astype(np.float64)  # exact: counts per batch stay far below 2**53
-        self.overlap += np.rint(f.T @ f).astype(np.int64)
-        self.w_overlap += (f * wk[:, None]).T @ f
+        overlap = np.rint(f.T @ f).astype(np.int64)
+        self.events += n
+        self.accepted += len(kept)
+        self.raw += raw
+        self.counts += counts
+        self.pure += pure
+        self.overlap += overlap
+        if w is None:
+            for q, c in (("raw", raw), ("counts", counts), ("pure", pure)):
+                getattr(self, f"w_{q}")[:] += c
+                getattr(self, f"w2_{q}")[:] += c
+            self.sum_w += n
+            self.sum_w2 += n
+            self.w_accepted += len(kept)
+            self.w2_accepted += len(kept)
+            self.w_overlap += overlap
+            return self
+        self.weighted = True
+        w2 = w * w
+        self.sum_w += float(w.sum())
+        self.sum_w2 += float(w2.sum())
+        fired = decision.raw != 0
+        fr = raw_bits.astype(np.float64)
+        self.w_raw += w[fired] @ fr
+        self.w2_raw += w2[fired] @ fr
+        rows = decision.bits != 0
+        wk, wk2 = w[rows], w2[rows]
+        self.w_accepted += float(wk.sum())
+        self.w2_accepted += float(wk2.sum())
+        w_overlap = (f * wk[:, None]).T @ f  # its diagonal is Σw of each seed's kept events
+        self.w_overlap += w_overlap
+        self.w_counts += np.diag(w_overlap)
+        self.w2_counts += wk2 @ f
+        self.w_pure += wk[alone] @ f[alone]
+        self.w2_pure += wk2[alone] @ f[alone]
         return self
 
     def merge(self, other: MenuCounts) -> MenuCounts:
