@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from darktrigger.daq.summary import ProcessCounts, RunSummary, SignalCounts
+from darktrigger.daq.summary import ProcessCounts, RunSummary
 from darktrigger.daq.topology import Topology
 from darktrigger.daq.trigger.decision import Decision
+from darktrigger.daq.trigger.efficiency import SignalEfficiency
 from darktrigger.daq.trigger.menu import Menu
 from darktrigger.daq.trigger.rates import MenuCounts
-from darktrigger.daq.trigger.seeds import AnomalySeed
 from darktrigger.replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, is_signal, label_counts
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,7 @@ class RecorderStage:
         #: the same counts for the background (zero-bias) events alone and the signal events alone
         self.background = MenuCounts.for_menu(menu)
         self.signal = MenuCounts.for_menu(menu)
-        self.signals: dict[str, SignalCounts] = {}
-        self._anomaly = [isinstance(seed, AnomalySeed) for seed in menu.seeds]
+        self.signals: dict[str, SignalEfficiency] = {}
         self.events_seen = 0
         self.events_accepted = 0
         self.events_invalid = 0
@@ -212,16 +211,14 @@ class RecorderStage:
 
     def _count_signals(self, decision: Decision, truth: np.ndarray, signal: np.ndarray,
                        weights: np.ndarray | None) -> None:
-        k = len(self.menu.names)
-        shifts = np.arange(k, dtype=np.uint64)
         for label in np.unique(truth[signal]).tolist():
             rows = truth == label
-            kept = ((decision.bits[rows, None] >> shifts) & np.uint64(1)).astype(bool)
             name = LABEL_NAMES.get(label, str(label))
             counts = self.signals.get(name)
             if counts is None:
-                counts = self.signals[name] = SignalCounts(self.menu.names, self._anomaly)
-            counts.add(kept, np.ones(int(rows.sum())) if weights is None else weights[rows])
+                counts = self.signals[name] = SignalEfficiency.for_menu(self.menu, name)
+            counts.add(Decision(decision.raw[rows], decision.bits[rows], decision.names),
+                       None if weights is None else weights[rows])
 
     def flush(self) -> None:
         self.writer.flush()

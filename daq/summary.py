@@ -4,10 +4,11 @@ The recorder builds a :class:`RunSummary` when the run ends
 (:meth:`darktrigger.daq.stages.RecorderStage.summary`) and writes it with
 :meth:`RunSummary.write`; the supervisor, ``darktrigger run``, the benchmarks and the
 tests read it back with :meth:`RunSummary.from_json`, the one reader. The JSON keys are
-the field names; the ``menu`` part is :meth:`MenuCounts.to_dict`'s. :func:`format_summary`
-is the terminal's view of it.
+the field names; the ``menu`` part (and its ``background``/``signal`` split) is
+:meth:`MenuCounts.to_dict`'s, each injected signal's efficiencies
+:meth:`SignalEfficiency.to_dict`'s. :func:`format_summary` is the terminal's view of it.
 
-    >>> from darktrigger.daq.trigger.rates import MenuCounts, weighted_fraction_uncertainty
+    >>> from darktrigger.daq.trigger.rates import MenuCounts
     >>> summary = RunSummary(run=1, events_in=10, events_accepted=3, events_rejected=7,
     ...                      events_lost=0, menu=MenuCounts(["MET90"]))
     >>> path = summary.write("run_summary.json")
@@ -19,14 +20,15 @@ is the terminal's view of it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from darktrigger.daq.trigger.rates import MenuCounts, weighted_fraction_uncertainty
+from darktrigger.daq.trigger.efficiency import SignalEfficiency
+from darktrigger.daq.trigger.rates import MenuCounts
 from darktrigger.replay.errors import ConfigError, InputFormatError
 
 
@@ -41,129 +43,6 @@ class ProcessCounts:
     def efficiency(self) -> float:
         """accepted / events (0 when no event came in)."""
         return self.accepted / self.events if self.events else 0.0
-
-
-class SignalCounts:
-    """One injected signal's events (one truth label) and what each seed kept of them, as
-    sums of event weights: the signal's efficiency per seed and its *unique* efficiency
-    (kept by this seed and by no other non-anomaly seed: for an anomaly seed, what it adds
-    to the conventional menu), and for the anomaly seeds together, what they keep and
-    what they add to the rest of the menu.
-
-    An efficiency is ε = Σw(kept) / Σw with var(ε) = Σ wᵢ²(xᵢ − ε)² / (Σw)², the binomial
-    ε(1 − ε)/n for unit weights; when no event was kept the uncertainty is 1/n_eff (one
-    effective event), as for rates (:func:`~darktrigger.daq.trigger.rates.weighted_fraction_uncertainty`).
-
-        >>> import numpy as np
-        >>> c = SignalCounts(["SingleMu22", "AXO"], anomaly=[False, True])
-        >>> kept = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], bool)   # [event, seed]
-        >>> c.add(kept, np.ones(4))
-        >>> c.efficiencies()[0].tolist(), c.unique_efficiencies()[0].tolist()
-        ([0.5, 0.5], [0.5, 0.25])
-        >>> round(c.efficiencies()[1][0], 3)   # sqrt(0.5 * 0.5 / 4)
-        0.25
-    """
-
-    def __init__(self, names: Sequence[str], anomaly: Sequence[bool]) -> None:
-        self.names = tuple(names)
-        self.anomaly = np.asarray(anomaly, bool)
-        if self.anomaly.shape != (len(self.names),):
-            raise ConfigError(f"signal counts: {len(self.names)} seeds but {self.anomaly.shape} anomaly flags")
-        k = len(self.names)
-        self.events = 0
-        self.weight = 0.0
-        self.weight_sq = 0.0
-        #: per seed: Σw and Σw² of the signal events it kept, and of those it kept uniquely
-        self.kept = np.zeros(k)
-        self.kept_sq = np.zeros(k)
-        self.unique = np.zeros(k)
-        self.unique_sq = np.zeros(k)
-        #: the anomaly seeds together: kept by any; kept by one and by no non-anomaly seed
-        self.any_anomaly = np.zeros(2)  # Σw, Σw²
-        self.anomaly_adds = np.zeros(2)
-
-    def add(self, kept: np.ndarray, weights: np.ndarray) -> None:
-        """Count signal events: ``kept`` bool ``[n, k]`` (seed j kept event i, after
-        prescale), ``weights`` ``[n]``."""
-        kept = np.asarray(kept, bool)
-        w = np.asarray(weights, np.float64)
-        w2 = w * w
-        self.events += len(w)
-        self.weight += float(w.sum())
-        self.weight_sq += float(w2.sum())
-        conventional = kept & ~self.anomaly
-        n_conv = conventional.sum(axis=1)
-        # kept by no *other* non-anomaly seed: the seed's own bit does not count against it
-        alone = kept & ((n_conv[:, None] - conventional) == 0)
-        self.kept += w @ kept
-        self.kept_sq += w2 @ kept
-        self.unique += w @ alone
-        self.unique_sq += w2 @ alone
-        any_ad = kept[:, self.anomaly].any(axis=1)
-        adds = any_ad & (n_conv == 0)
-        self.any_anomaly += (float(w[any_ad].sum()), float(w2[any_ad].sum()))
-        self.anomaly_adds += (float(w[adds].sum()), float(w2[adds].sum()))
-
-    def merge(self, other: SignalCounts) -> SignalCounts:
-        if other.names != self.names:
-            raise ConfigError(f"cannot merge signal counts of seeds {list(other.names)} into {list(self.names)}")
-        self.events += other.events
-        self.weight += other.weight
-        self.weight_sq += other.weight_sq
-        for name in ("kept", "kept_sq", "unique", "unique_sq", "any_anomaly", "anomaly_adds"):
-            getattr(self, name)[:] += getattr(other, name)
-        return self
-
-    def _efficiency(self, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s1 = np.asarray(s1, np.float64)
-        if self.weight <= 0:
-            return np.zeros_like(s1), np.zeros_like(s1)
-        return s1 / self.weight, weighted_fraction_uncertainty(s1, s2, self.weight, self.weight_sq)
-
-    def efficiencies(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per seed: (efficiency, its uncertainty), after prescale."""
-        return self._efficiency(self.kept, self.kept_sq)
-
-    def unique_efficiencies(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per seed: (unique efficiency, its uncertainty): kept by no other non-anomaly seed."""
-        return self._efficiency(self.unique, self.unique_sq)
-
-    def anomaly_efficiency(self) -> tuple[float, float, float, float]:
-        """The anomaly seeds together: (efficiency, ±, what they add to the rest, ±)."""
-        e, u = self._efficiency(np.array([self.any_anomaly[0], self.anomaly_adds[0]]),
-                                np.array([self.any_anomaly[1], self.anomaly_adds[1]]))
-        return float(e[0]), float(u[0]), float(e[1]), float(u[1])
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready sums and the efficiencies they give."""
-        eff, unc = self.efficiencies()
-        ueff, uunc = self.unique_efficiencies()
-        a_eff, a_unc, add_eff, add_unc = self.anomaly_efficiency()
-        seeds = [{"name": name, "anomaly": bool(self.anomaly[i]), "efficiency": float(eff[i]),
-                  "efficiency_uncertainty": float(unc[i]), "unique_efficiency": float(ueff[i]),
-                  "unique_efficiency_uncertainty": float(uunc[i]),
-                  "sum_w": float(self.kept[i]), "sum_w2": float(self.kept_sq[i]),
-                  "unique_sum_w": float(self.unique[i]), "unique_sum_w2": float(self.unique_sq[i])}
-                 for i, name in enumerate(self.names)]
-        return {"events": self.events, "sum_w": self.weight, "sum_w2": self.weight_sq, "seeds": seeds,
-                "anomaly_seeds": {"efficiency": a_eff, "efficiency_uncertainty": a_unc,
-                                  "added_efficiency": add_eff, "added_efficiency_uncertainty": add_unc,
-                                  "sum_w": float(self.any_anomaly[0]), "sum_w2": float(self.any_anomaly[1]),
-                                  "added_sum_w": float(self.anomaly_adds[0]),
-                                  "added_sum_w2": float(self.anomaly_adds[1])}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SignalCounts:
-        seeds = data["seeds"]
-        out = cls([s["name"] for s in seeds], [bool(s["anomaly"]) for s in seeds])
-        out.events, out.weight, out.weight_sq = int(data["events"]), float(data["sum_w"]), float(data["sum_w2"])
-        for i, s in enumerate(seeds):
-            out.kept[i], out.kept_sq[i] = float(s["sum_w"]), float(s["sum_w2"])
-            out.unique[i], out.unique_sq[i] = float(s["unique_sum_w"]), float(s["unique_sum_w2"])
-        a = data["anomaly_seeds"]
-        out.any_anomaly[:] = (float(a["sum_w"]), float(a["sum_w2"]))
-        out.anomaly_adds[:] = (float(a["added_sum_w"]), float(a["added_sum_w2"]))
-        return out
 
 
 @dataclass(kw_only=True)
@@ -201,7 +80,7 @@ class RunSummary:
     background: MenuCounts | None = None
     signal: MenuCounts | None = None
     #: per injected signal (truth label): its events and the weight each seed kept of them
-    signals: dict[str, SignalCounts] = field(default_factory=dict)
+    signals: dict[str, SignalEfficiency] = field(default_factory=dict)
     #: the inputs the source injected by rate: file → {rate_hz, fraction}
     injected: dict[str, dict[str, float]] = field(default_factory=dict)
     #: bad messages dropped, per stage (source, trigger, recorder)
@@ -258,7 +137,7 @@ class RunSummary:
             raise ConfigError("this run summary has no background/signal split")
         m = self.menu
         n_sig = sum(c.events for c in self.signals.values())
-        w_sig = sum(c.weight for c in self.signals.values())
+        w_sig = sum(c.sum_w for c in self.signals.values())
         out = []
         for part, n, w in ((bg, m.events - n_sig, m.sum_w - w_sig), (sig, n_sig, w_sig)):
             one = w / n / m.sum_w * m.bx_hz if n and m.sum_w > 0 else 0.0
@@ -306,7 +185,7 @@ class RunSummary:
                 if name in ("background", "signal"):
                     kwargs[name] = None if value is None else MenuCounts.from_dict(value)
                 elif name == "signals":
-                    kwargs[name] = {str(label): SignalCounts.from_dict(c) for label, c in value.items()}
+                    kwargs[name] = {str(label): SignalEfficiency.from_dict(c) for label, c in value.items()}
                 elif name == "injected":
                     kwargs[name] = {str(path): {str(k): float(v) for k, v in spec.items()}
                                     for path, spec in value.items()}
@@ -422,10 +301,12 @@ def format_rates(summary: RunSummary) -> str:
         if not c.anomaly.any():
             lines.append(f"{label}: {c.events:,} events")
             continue
-        a, au, add, addu = c.anomaly_efficiency()
-        lines.append(f"{label}: {c.events:,} events; the anomaly seeds together keep {_pct(a, au).strip()} %, "
-                     f"adding {_pct(add, addu).strip()} % to the rest of the menu (kept by no non-anomaly seed)")
+        a = c.anomaly_efficiency()
+        lines.append(f"{label}: {c.events:,} events; the anomaly seeds together keep "
+                     f"{_pct(a['efficiency'], a['efficiency_err']).strip()} %, adding "
+                     f"{_pct(a['adds'], a['adds_err']).strip()} % to the rest of the menu (kept by no "
+                     f"non-anomaly seed)")
     return "\n".join(lines)
 
 
-__all__ = ["ProcessCounts", "RunSummary", "SignalCounts", "format_rates", "format_summary"]
+__all__ = ["ProcessCounts", "RunSummary", "format_rates", "format_summary"]

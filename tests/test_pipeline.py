@@ -341,7 +341,7 @@ def test_the_summary_splits_each_rate_into_background_and_signal_injected_by_rat
     ueff, _ = ato4l.unique_efficiencies()
     np.testing.assert_allclose(ueff, (fired & (others == 0)).mean(axis=0), rtol=1e-6)
     adds = fired[:, anomaly].any(axis=1) & ~conventional.any(axis=1)
-    assert ato4l.anomaly_efficiency()[2] == pytest.approx(adds.mean(), rel=1e-6)
+    assert ato4l.anomaly_efficiency()["adds"] == pytest.approx(adds.mean(), rel=1e-6)
     # run_summary.json holds it all
     back = RunSummary.from_json(topo.output / "run_summary.json")
     assert back.to_dict() == summary.to_dict()
