@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import io_gen, models_speed, monitoring, pipeline
+from bench import io_gen, models_speed, monitoring, pipeline, zero_bias
 from bench.machine import describe
 
 LIMITS = {
@@ -55,7 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--quick", action="store_true", help="smaller samples (a smoke run)")
+    parser.add_argument("--zero-bias", default=os.environ.get("DARKTRIGGER_ZERO_BIAS_PYTHIA"),
+                        help="glob of Pythia zero_bias files: the Pythia-vs-toy section (bench/zero_bias.py) is "
+                             "remade from them; without, its last committed result is used "
+                             "(default: $DARKTRIGGER_ZERO_BIAS_PYTHIA)")
     args = parser.parse_args(argv)
+    if args.zero_bias:
+        files = sorted(glob.glob(args.zero_bias))
+        if not files:
+            parser.error(f"--zero-bias {args.zero_bias!r} matches no file")
+        zero_bias.main(["--pythia", *files, "--out", str(Path(__file__).parent / "results" / "zero_bias.md"),
+                        *(["--toy-events", "2e5"] if args.quick else [])])
     work = Path(tempfile.mkdtemp(prefix="darktrigger-bench-"))
     try:
         rows = io_gen.run(work, quick=args.quick)

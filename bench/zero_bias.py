@@ -95,6 +95,38 @@ def seed_rates(batches: Iterable[EventBatch], seeds: Sequence[Seed], crossing_ra
                      float(w.sum() ** 2 / (w ** 2).sum()), by_label)
 
 
+#: leading-object spectra compared in the note to the toy's author: (name, slot, thresholds GeV)
+SPECTRA: tuple[tuple[str, int, tuple[float, ...]], ...] = (
+    ("leading L1 muon pT", 5, (3, 5, 7, 10, 15, 22, 30)),
+    ("second L1 muon pT", 6, (3, 5, 7, 10, 15)),
+    ("leading L1 e/γ ET", 1, (5, 10, 20, 30, 36, 50)),
+    ("second L1 e/γ ET", 2, (5, 10, 12, 20, 25)),
+    ("leading L1 jet pT", 9, (30, 60, 100, 150, 180, 250)),
+    ("ETMHF (MET)", 0, (30, 50, 70, 90, 100, 120)),
+)
+
+
+def spectra(batches: Iterable[EventBatch], crossing_rate_hz: float) -> dict[str, list[tuple[float, float, float]]]:
+    """Per spectrum of :data:`SPECTRA` (and HT): (threshold, rate Hz, error Hz) of 'object ≥ threshold'."""
+    from darktrigger.daq.trigger.seeds import scalar_ht
+
+    values: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in SPECTRA}
+    values["HT (jets > 30, |η| < 2.4)"] = []
+    weights: list[np.ndarray] = []
+    for b in batches:
+        for name, slot, _ in SPECTRA:
+            values[name].append(b.objects[:, slot, 0].astype(np.float64))
+        values["HT (jets > 30, |η| < 2.4)"].append(scalar_ht(b.objects))
+        weights.append(b["weight"].astype(np.float64))
+    w = np.concatenate(weights)
+    cuts = {name: cut for name, _, cut in SPECTRA} | {"HT (jets > 30, |η| < 2.4)": (100, 200, 280, 360, 500)}
+    out = {}
+    for name, parts in values.items():
+        v = np.concatenate(parts)
+        out[name] = [(t, *weighted_rate(v >= t, w, crossing_rate_hz)) for t in cuts[name]]
+    return out
+
+
 def read(paths: Sequence[Path]) -> Iterable[EventBatch]:
     from darktrigger.replay.readers import open_events
 

@@ -85,8 +85,9 @@ def test_block_is_valid_and_labelled(samples: _Samples, process: str) -> None:
     assert np.unique(batch["event"]).size == N_EVENTS
     # weights: σ/N in pb, so they sum to the cross section Pythia reported
     assert batch["weight"].sum() == pytest.approx(sum(samples.sigma[process].values()), rel=1e-3)
-    # every event has something in it: MET is computed for all, most have a jet or lepton
-    assert (batch.objects[:, 0, 0] > 0).all()
+    # every event has something in it: MET is computed for all (0 only when no calorimeter tower
+    # passes its threshold, as in a W → μν event with little else), most have a jet or lepton
+    assert (batch.objects[:, 0, 0] > 0).mean() >= 0.98
     assert (_n_objects(batch, 1, 19) > 0).mean() >= 0.5
 
 
