@@ -47,7 +47,8 @@ def test_only_zero_bias_is_prescaled(menu: Menu) -> None:
 
 
 def test_crossing_rate_budget_and_one_anomaly_model(menu: Menu) -> None:
-    assert menu.bx_rate_mhz == pytest.approx(2544 * 11.2455e-3, rel=2e-4)  # colliding bunches
+    assert menu.colliding_bunches == 2544
+    assert menu.bx_rate_mhz == pytest.approx(2544 * 11.2455e-3, rel=1e-9)  # colliding bunches × f_rev
     assert menu.budget_khz == 110
     assert list(menu.models) == ["vae"]
     assert menu.models["vae"].variant == "mu2"
