@@ -624,7 +624,10 @@ class RecorderRunner(_Runner):
                                      invalid=invalid if isinstance(invalid, int) else 0)
         counts = self.recorder.last_counts
         if fresh and self.metrics is not None and counts is not None:
-            self.metrics.decisions(counts.events, counts.raw, counts.counts, counts.pure, counts.accepted)
+            from darktrigger.monitoring.metrics import WeightSums
+
+            self.metrics.decisions(counts.events, counts.raw, counts.counts, counts.pure, counts.accepted,
+                                   weights=WeightSums.of(counts))
             if isinstance(t_emit, float):
                 self.metrics.end_to_end(time.time() - t_emit, msg.count)
 
