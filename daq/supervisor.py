@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 from darktrigger.daq.summary import RunSummary
 from darktrigger.daq.topology import Topology
-from darktrigger.replay.errors import DarkTriggerError
+from darktrigger.replay.errors import ConfigError, DarkTriggerError
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,12 @@ class Supervisor:
         for p in [*self.topo.source.files, *self.topo.source.mix]:
             if not Path(p).exists():
                 raise FileNotFoundError(f"{self.topo.where}: source file {p} does not exist")
+        from darktrigger.daq.stages import SourceStage
+
+        try:  # the mixture as a whole: fractions that leave room, injected rates below the crossing rate
+            SourceStage(self.topo, max_events=self.events)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.topo.where}: source: {exc}") from None
         if self.topo.keys is not None:
             from darktrigger.daq.security import Curve
 

@@ -286,7 +286,10 @@ class Replay:
     def _fractions(self, paths: list[Path], entries: list[MixEntry]) -> np.ndarray:
         """The stream fraction of each input (they sum to 1); sets the weight factors when
         some input is injected by rate."""
-        where = f"mixture {dict(zip(map(str, paths), entries, strict=True))}"
+        shown = (f"{p.name}: {{rate_hz: {e.rate_hz:g}, fraction: {e.fraction:g}}}" if isinstance(e, Inject)
+                 else f"{p.name}: {e:g}" if isinstance(e, float) else f"{p.name}: {e}"
+                 for p, e in zip(paths, entries, strict=True))
+        where = f"mixture {{{', '.join(shown)}}}"
         if not paths:
             raise ConfigError("a mixture needs at least one input file")
         injected = {i: e for i, e in enumerate(entries) if isinstance(e, Inject)}

@@ -117,3 +117,14 @@ def test_progress_zero_is_quiet(root: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "events in" not in done.stderr
     assert os.path.exists(root / "out-quiet" / "run_summary.json")
+
+
+def test_a_mixture_that_cannot_be_replayed_is_refused_before_anything_starts(root: Path) -> None:
+    """An injected rate above the crossing rate: named at once, nothing written."""
+    config = write_topology(root, "badmix.yaml", source={
+        "mix": {"bkg.h5": "background", "sig.h5": {"rate_hz": 5e7, "fraction": 0.01}}})
+    out = _run(root, "--config", config.name)
+    assert out.returncode != 0
+    assert ("source: mixture {bkg.h5: background, sig.h5: {rate_hz: 5e+07, fraction: 0.01}}: the injected "
+            "rates sum to 50,000,000 Hz, not below the crossing rate 40,000,000 Hz") in out.stderr  # the menu's
+    assert not (root / "out-badmix").exists()
