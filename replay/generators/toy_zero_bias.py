@@ -50,7 +50,7 @@ only the rarer crossings with hard objects are re-packed into slots.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -70,36 +70,58 @@ _PI32_BELOW = np.nextafter(np.float32(math.pi), np.float32(0))
 class ZeroBiasModel:
     """The toy zero-bias parameters, each a physical quantity (GeV, pb, mb).
 
-    Where a number comes from Pythia 8.317 at 13.6 TeV (process-level ``sigmaGen``, particle
-    level or the L1 detector model of :mod:`darktrigger.replay.detector`), the comment says so.
+    "Pythia" below means Pythia 8.317 at 13.6 TeV: process-level ``sigmaGen``, particle level,
+    or its events through the L1 detector model (:mod:`darktrigger.replay.detector`) with
+    the minimum-bias pile-up of :mod:`~darktrigger.replay.generators.pythia_zero_bias`.
     """
 
     # -- inelastic interactions ---------------------------------------------------------------
-    #: σ_inel (mb) that turns μ into a rate per interaction (as LHCConditions)
+    #: σ_inel (mb) that turns a cross section into a probability per interaction (as LHCConditions)
     sigma_inel_mb: float = 80.0
-    #: mean calorimeter ΣET (towers, |η| < 5) of one soft interaction
-    soft_et_mean: float = 45.0
-    #: Gamma shape of one interaction's ΣET (< 1: many nearly empty, diffractive, a long tail)
-    soft_et_shape: float = 0.8
-    #: σ(MET_x) per √ΣET: the towers' stochastic resolution (mostly hadronic, 100 %/√E),
-    #: halved between x and y
-    met_stochastic: float = 0.55
-    #: rms per component of one interaction's own imbalance in the calorimeter
-    soft_imbalance: float = 2.9
-    # -- soft L1 objects per interaction (power laws dN/dpT ∝ pT^−(index+1) on [min, max]) ---
-    #: pile-up jets per interaction above 15 GeV after the pile-up subtraction
-    soft_jets: float = 0.03
-    soft_jet_index: float = 3.6
-    soft_jet_pt_max: float = 60.0
-    #: e/γ clusters (π⁰ photons, with the pile-up energy around them) per interaction above 3 GeV
-    soft_eg: float = 0.04
-    soft_eg_index: float = 3.5
+    #: mean ΣET (GeV) a soft interaction leaves in the calorimeter (visible particles that
+    #: reach it, |η| < 5, muons excluded; Pythia SoftQCD:inelastic: 47.4) ...
+    soft_et_mean: float = 47.4
+    #: ... Gamma-distributed with this shape (Pythia: 0.72; < 1: many nearly empty, diffractive
+    #: interactions and a long tail)
+    soft_et_shape: float = 0.72
+    #: σ(MET_x) per √ΣET: the towers' stochastic resolution (hadronic 100 %/√E on about two
+    #: thirds of the energy, halved between x and y, reduced by the 0.5 GeV tower threshold) ...
+    met_stochastic: float = 0.34
+    #: ... and the rms per component of one interaction's own imbalance (particles beyond
+    #: |η| = 5, tracks curling up before the calorimeter, muons, neutrinos of decays); together
+    #: σ(MET_x)² = s²·ΣET + n·δ² (Pythia pile-up through the detector: 20.8 GeV at μ = 56,
+    #: ∝ √n from μ = 30 to 100)
+    soft_imbalance: float = 1.5
+    # -- pile-up jets -------------------------------------------------------------------------
+    #: L1 jets that pile-up leaves after the ρ·area subtraction are fluctuations of the
+    #: pile-up energy in jet-sized regions: of ``pu_jet_regions`` independent regions, the
+    #: number above 15 GeV is regions·exp(−15/λ), pT − 15 GeV exponential with slope
+    #: λ = pu_jet_slope·√n (n interactions): count and pT grow with pile-up (Pythia: 1.1, 3.4,
+    #: 6.5 jets above 15 GeV at μ = 30, 56, 100, slopes 4.1, 5.4, ~6 GeV)
+    pu_jet_regions: float = 57.0
+    pu_jet_slope: float = 0.715
+    #: their |η| density falls linearly by this fraction from η = 0 to the jet acceptance edge
+    #: (Pythia: 66 % of them have |η| < 2.4)
+    pu_jet_eta_tilt: float = 0.6
+    # -- soft e/γ and muons per interaction (dN/dpT ∝ pT^−(index+1) on [min, max]) --------------
+    #: L1 e/γ clusters per soft interaction (π⁰ photons with the pile-up energy around them),
+    #: as measured: above the turn-on's plateau (5 GeV) a power law of this index, ending
+    #: where soft interactions run out of energy (Pythia crossings without a p̂T > 30 GeV
+    #: interaction, μ = 56: 0.78, 0.060, 0.0091, 0.0028, 0.0009 per crossing above 5, 10, 15,
+    #: 20, 25 GeV) ...
+    soft_eg: float = 0.0141
+    soft_eg_index: float = 4.0
     soft_eg_pt_max: float = 40.0
-    #: muon candidates per interaction reaching the muon system with true pT > 2 GeV
-    #: (c, b decays, π/K decays in flight before the calorimeter, punch-through)
-    soft_mu: float = 4e-3
-    soft_mu_index: float = 3.0
-    soft_mu_pt_max: float = 40.0
+    #: ... and between the 3 GeV threshold and 5 GeV, on the turn-on, flat (0.59 per crossing)
+    soft_eg_low: float = 0.0105
+    #: muon candidates per soft interaction with true pT > 2 GeV reaching the muon system:
+    #: c, b decays, π/K decays in flight before the calorimeter, punch-through (Pythia
+    #: minimum bias (p̂T < 20 GeV) through the detector's muon model: 4.5·10⁻³, 1.1·10⁻³ above
+    #: 3 GeV, 1.3·10⁻⁴ above 5 GeV; the 20–30 GeV interactions add harder ones: 0.030,
+    #: 0.012, 0.0016 L1 muons per crossing above 3, 5, 10 GeV at μ = 56)
+    soft_mu: float = 5.5e-3
+    soft_mu_index: float = 3.6
+    soft_mu_pt_max: float = 20.0
     # -- hard QCD: σ(p̂T > x) (fit to Pythia HardQCD:all, 15 GeV – 1 TeV) -----------------------
     #: σ(p̂T > 30 GeV), pb
     qcd_sigma30_pb: float = 1.745e8
@@ -108,29 +130,36 @@ class ZeroBiasModel:
     qcd_index_slope: float = 0.177
     #: the power of (1 − x_T): parton densities vanishing at x → 1
     qcd_pdf_power: float = 8.1
-    #: p̂T (GeV) above which an interaction is hard (generated as jets)
+    #: p̂T (GeV) above which an interaction is hard (generated as jets); below it is soft
+    #: (the same split as the Pythia zero bias)
     hard_pt_min: float = 30.0
     #: widths of the dijet's boost rapidity yb and half rapidity difference y*, per unit of
     #: ln(√s/p̂T) (the kinematic range shrinks as p̂T grows; Pythia's partons at 30, 100 GeV)
     boost_width: float = 0.32
     ystar_width: float = 0.205
-    #: jet pT / p̂T: mean and spread (radiation out of the cone, ISR)
-    jet_response: float = 0.87
+    #: L1 jet pT / p̂T of the two leading jets: mean at 60 GeV, its growth per unit ln(p̂T/60)
+    #: (narrower jets at high pT), and spread (radiation out of the cone, ISR)
+    jet_response: float = 0.85
+    jet_response_slope: float = 0.045
     jet_response_spread: float = 0.2
-    #: radiation jet pT / p̂T: P(> x) = (1 − x/max)^power (Pythia: 69 % > 0.2, 14 % > 0.5)
+    #: radiation jets (ISR/FSR): Poisson, mean at 100 GeV and growth per unit ln(p̂T/100);
+    #: each with pT / p̂T: P(> x) = (1 − x/max)^power (Pythia at 100 GeV: 69 % > 0.2, 14 % > 0.5)
+    radiation_jets: float = 1.0
+    radiation_jets_slope: float = 0.6
     radiation_max: float = 0.85
     radiation_power: float = 2.2
     # -- L1 jets ------------------------------------------------------------------------------
     jet_stochastic: float = 1.0
     jet_constant: float = 0.05
-    #: rms pile-up ET one interaction leaves in a jet's area after the subtraction
-    jet_pileup_noise: float = 0.9
+    #: rms pile-up ET (GeV) per √interaction left in a hard jet's area after the subtraction
+    jet_pileup_noise: float = 0.5
     jet_pt_min: float = 15.0
     jet_eta_max: float = 4.7
     # -- heavy flavour in hard jets -----------------------------------------------------------
-    #: fraction of hard jets with a b (c) hadron (hard process and gluon splitting)
-    b_fraction: float = 0.03
-    c_fraction: float = 0.06
+    #: fraction of hard jets with a b (c) hadron (Pythia HardQCD: 1.4–2.4 % b, 2.6–2.9 % c
+    #: partons from the hard process, more from gluon splitting)
+    b_fraction: float = 0.02
+    c_fraction: float = 0.04
     #: semileptonic branching fraction to a muon: b (with b → c → μ), c
     b_to_mu: float = 0.20
     c_to_mu: float = 0.10
@@ -139,17 +168,18 @@ class ZeroBiasModel:
     c_hadron_z: float = 0.55
     # -- hadrons of hard jets faking L1 muons -------------------------------------------------
     #: L1 muon candidates per hard jet from π/K decays in flight and punch-through, per
-    #: 100 GeV of jet pT (more hadrons, but each one harder and less likely to decay)
-    fake_mu_per_jet: float = 0.01
-    #: their pT as a fraction of the jet's: P(> x) = (1 − x)^power
-    fake_mu_z_power: float = 6.0
+    #: 100 GeV of jet pT (more and harder hadrons; each harder one less likely to decay) ...
+    fake_mu_per_jet: float = 0.02
+    #: ... carrying a fraction z of the jet's pT, P(> x) = (1 − x)^power
+    fake_mu_z_power: float = 8.0
     # -- hard jets faking e/γ -----------------------------------------------------------------
-    #: probability that a hard jet passes as an e/γ cluster (a leading π⁰ with little
-    #: hadronic energy next to it) ...
-    fake_eg_per_jet: float = 0.05
-    #: ... with the cluster carrying a fraction z of the jet, P(> x) = (1 − x)^power
-    fake_eg_z_power: float = 3.0
-    # -- L1 e/γ and muons ---------------------------------------------------------------------
+    #: probability that a hard jet passes as an e/γ cluster (a leading π⁰ with little hadronic
+    #: energy beside it, H/E < 0.25) ...
+    fake_eg_per_jet: float = 0.025
+    #: ... with the cluster carrying a fraction z of the jet, P(> x) = (1 − x)^power (Pythia:
+    #: P(leading e/γ > x·p̂T) ≈ 2 %, 1 %, 0.4 % per event at x = 0.5, 0.7, 0.9, in every bin)
+    fake_eg_z_power: float = 1.2
+    # -- L1 e/γ and muons (as the detector model) ---------------------------------------------
     eg_stochastic: float = 0.15
     eg_constant: float = 0.02
     eg_eff_max: float = 0.90
@@ -160,11 +190,16 @@ class ZeroBiasModel:
     mu_eff_max: float = 0.95
     mu_eff_pt50: float = 4.0
     mu_eff_width: float = 1.0
+    #: 1/pT resolution of the L1 muon system: core, and a tail fraction with its width
+    #: (multiple scattering in the iron, few stations); saturation
     mu_resolution: float = 0.20
     mu_tail_fraction: float = 0.05
     mu_tail_resolution: float = 0.60
     mu_pt_max: float = 255.0
     mu_pt_min: float = 3.0
+    #: probability that a found muon also gives a ghost (a second candidate at the same η, φ
+    #: with its own pT measurement: two overlapping track finders, not cancelled)
+    mu_ghost_prob: float = 0.03
     mu_eta_max: float = 2.4
     # -- electroweak (Pythia sigmaGen, leptonic decays e, μ, τ) --------------------------------
     w_sigma_pb: float = 4.85e4
@@ -187,10 +222,6 @@ class ZeroBiasModel:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
 
 @lru_cache(maxsize=8)
 def _pt_hat_table(model: ZeroBiasModel) -> tuple[np.ndarray, np.ndarray]:
@@ -200,16 +231,21 @@ def _pt_hat_table(model: ZeroBiasModel) -> tuple[np.ndarray, np.ndarray]:
     return log_f[::-1].copy(), np.log(x)[::-1].copy()
 
 
-# -- ordered Poisson points ----------------------------------------------------------------------
-def _ordered_points(rng: Rng, means: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ``cap`` smallest of Poisson(means[i]) uniforms per row, ascending.
+# -- Poisson numbers and ordered Poisson points ---------------------------------------------------
+def _poisson_by_n(rng: Rng, mean_of_n: np.ndarray, n_int: np.ndarray) -> np.ndarray:
+    """Poisson(mean_of_n[n_int[i]]) per row: counts that depend on the number of interactions."""
+    return rng.poisson(np.asarray(mean_of_n, dtype=np.float64)[n_int])
+
+
+def _ordered_points(rng: Rng, k: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``cap`` smallest of k[i] uniforms per row, ascending.
 
     Returns (row, rank, u): flat over the points, grouped by row, rank 0 the smallest. With
-    k draws in a row, the order statistics are U₍ᵢ₎ = Sᵢ/S₍ₖ₊₁₎ (Sᵢ sums of i exponentials); of
+    k draws in a row, the order statistics are U₍ᵢ₎ = Sᵢ/Sₖ₊₁ (Sᵢ sums of i exponentials); of
     them only the first min(k, cap) are made, the remaining k + 1 − cap spacings as one Gamma
-    variate. So a falling spectrum's inverse CDF turns u into pT in descending order.
+    variate. With k Poisson, a falling spectrum's inverse CDF turns u into the pT of a
+    Poisson number of objects, in descending order.
     """
-    k = rng.poisson(means)
     kept = np.minimum(k, cap)
     total = int(kept.sum())
     rows = np.repeat(np.arange(len(k)), kept)
@@ -225,6 +261,17 @@ def _ordered_points(rng: Rng, means: np.ndarray, cap: int) -> tuple[np.ndarray, 
     return rows, rank, s / denom[rows]
 
 
+def _sparse_rows(rng: Rng, cum_weight: np.ndarray, rate: float) -> np.ndarray:
+    """Rows of a rare Poisson process, Poisson(rate·wᵢ) points in row i, sorted (``cum_weight`` = cumsum w).
+
+    One Poisson draw for the total and a multinomial split by wᵢ: the same distribution as a
+    draw per row, at the cost of the few points instead of every row.
+    """
+    total = float(cum_weight[-1]) if len(cum_weight) else 0.0
+    k = rng.poisson(rate * total)
+    return np.sort(np.searchsorted(cum_weight, rng.random(k) * total, side="right"))
+
+
 def _power_law(u: np.ndarray, lo: float, hi: float, index: float) -> np.ndarray:
     """pT with P(> pT) = u for dN/dpT ∝ pT^−(index+1) on [lo, hi]: u → 0 is the hardest."""
     a, b = lo ** -index, hi ** -index
@@ -233,9 +280,25 @@ def _power_law(u: np.ndarray, lo: float, hi: float, index: float) -> np.ndarray:
 
 def _turn_on(pt: np.ndarray, eff_max: float, pt50: float, width: float) -> np.ndarray:
     """ε_max·½[1 + erf((pT − pT50)/(√2·width))], vectorised through the logistic approximation
-    of erf (|error| < 0.01 in ε, far below the turn-on's own uncertainty)."""
-    x = (pt - pt50) / width
-    return eff_max / (1.0 + np.exp(-1.702 * x))
+    of erf (|Δε| < 0.01, far below the turn-on's own uncertainty)."""
+    return eff_max / (1.0 + np.exp(-1.702 * (pt - pt50) / width))
+
+
+def _tilted_abs_eta(u: np.ndarray, edge: float, tilt: float) -> np.ndarray:
+    """|η| on [0, edge] with density ∝ 1 − tilt·|η|/edge, by inverting its CDF at u."""
+    if tilt == 0:
+        return u * edge
+    a = tilt / (2.0 * edge)
+    c = u * edge * (1.0 - tilt / 2.0)
+    return (1.0 - np.sqrt(1.0 - 4.0 * a * c)) / (2.0 * a)
+
+
+def _uniform_phi(rng: Rng, n: int) -> np.ndarray:
+    return rng.random(n) * TWO_PI - math.pi
+
+
+def _wrap(phi: np.ndarray) -> np.ndarray:
+    return (phi + math.pi) % TWO_PI - math.pi
 
 
 class _Candidates:
@@ -250,30 +313,26 @@ class _Candidates:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         if not self.parts:
-            return tuple(np.zeros(0) for _ in range(4))
+            return (np.zeros(0, np.int64), *(np.zeros(0) for _ in range(3)))
         return tuple(np.concatenate([p[i] for p in self.parts]) for i in range(4))
 
 
-def _uniform_phi(rng: Rng, n: int) -> np.ndarray:
-    return rng.random(n) * TWO_PI - math.pi
-
-
-def _wrap(phi: np.ndarray) -> np.ndarray:
-    return (phi + math.pi) % TWO_PI - math.pi
-
-
 # -- the crossing ----------------------------------------------------------------------------
-def make_crossings(rng: Rng, n: int, pileup: float, model: ZeroBiasModel | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def make_crossings(rng: Rng, n: int, pileup: float, model: ZeroBiasModel | None = None, *,
+                   pt_hat: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` bunch crossings at mean pile-up ``pileup``: (objects ``float32[n, 19, 3]``, truth ``int16[n]``).
 
     Truth is the process of the crossing's hardest interaction: ``minbias``, ``qcd``
-    (p̂T > 30 GeV), or ``wjets``/``zjets``/``ttbar``.
+    (p̂T above ``hard_pt_min``), or ``wjets``/``zjets``/``ttbar``. With ``pt_hat`` (GeV,
+    ``[n]``) each crossing holds exactly one hard QCD interaction of that p̂T and no
+    electroweak one: the crossings of a p̂T bin, to compare with Pythia's bin by bin.
     """
     m = model or ZeroBiasModel()
     out = np.zeros((n, 19, 3), dtype=np.float32)
     truth = np.full(n, PROCESS_LABELS["minbias"], dtype=np.int16)
-    n_int = rng.poisson(pileup, n)
+    n_max = int(pileup + 12.0 * math.sqrt(pileup) + 25.0)
+    n_values = np.arange(n_max + 1, dtype=np.float64)
+    n_int = np.minimum(rng.poisson(pileup, n), n_max)
     n_f = n_int.astype(np.float64)
 
     # soft interactions: ΣET and the MET it leaves
@@ -282,97 +341,171 @@ def make_crossings(rng: Rng, n: int, pileup: float, model: ZeroBiasModel | None 
     mx = sigma * rng.standard_normal(n)
     my = sigma * rng.standard_normal(n)
 
-    # soft jets and e/γ: ordered, written straight into their slots
-    _soft_ordered(rng, out, "jet", n_f * m.soft_jets, m.jet_pt_min, m.soft_jet_pt_max, m.soft_jet_index,
-                  m.jet_eta_max)
-    _soft_ordered(rng, out, "egamma", n_f * m.soft_eg, m.eg_pt_min, m.soft_eg_pt_max, m.soft_eg_index,
-                  m.eg_eta_max)
+    # pile-up jets and soft e/γ: ordered, written straight into their slots
+    _pileup_jets(rng, out, m, n_int, n_values)
+    _soft_eg(rng, out, m, n_int, n_values)
 
-    jets, egs, mus = _Candidates(), _Candidates(), _Candidates()
-    # soft muon candidates (true pT, before the L1 measurement)
-    k_mu = rng.poisson(n_f * m.soft_mu)
-    rows = np.repeat(np.arange(n), k_mu)
+    egs, mus, ew_jets = _Candidates(), _Candidates(), _Candidates()
+    cum_int = np.cumsum(n_f)
+    rows = _sparse_rows(rng, cum_int, m.soft_mu)
     mus.add(rows, _power_law(rng.random(len(rows)), 2.0, m.soft_mu_pt_max, m.soft_mu_index),
             (rng.random(len(rows)) * 2.0 - 1.0) * m.mu_eta_max, _uniform_phi(rng, len(rows)))
 
-    # hard QCD
-    met_rows, met_x, met_y = _hard_qcd(rng, m, n_f, jets, egs, mus)
-    truth[met_rows] = PROCESS_LABELS["qcd"]
-    mx += np.bincount(met_rows, weights=met_x, minlength=n)
-    my += np.bincount(met_rows, weights=met_y, minlength=n)
+    # hard QCD: up to three hardest interactions per crossing, in descending p̂T
+    if pt_hat is None:
+        k = _poisson_by_n(rng, n_values * m.per_interaction(m.sigma_qcd_pb(m.hard_pt_min)), n_int)
+        rows, rank, u = _ordered_points(rng, k, HARD_PER_CROSSING)
+        log_f, log_x = _pt_hat_table(m)
+        hard_pt = np.exp(np.interp(np.log(u), log_f, log_x))
+    else:
+        rows, rank, hard_pt = np.arange(n), np.zeros(n, np.int64), np.asarray(pt_hat, dtype=np.float64)
+    if len(rows):
+        ex, ey = _hard_qcd(rng, out, m, n_f, rows, rank, hard_pt, egs, mus)
+        truth[rows] = PROCESS_LABELS["qcd"]
+        mx += ex
+        my += ey
 
-    # electroweak, hardest last so that its label wins
-    for process, sigma_pb in (("wjets", m.w_sigma_pb), ("zjets", m.z_sigma_pb), ("ttbar", m.ttbar_sigma_pb)):
-        k = rng.poisson(n_f * m.per_interaction(sigma_pb))
-        rows = np.flatnonzero(k)
-        if len(rows):
-            ex, ey = _electroweak(rng, process, rows, jets, egs, mus)
-            mx[rows] += ex
-            my[rows] += ey
-            truth[rows] = PROCESS_LABELS[process]
+    # electroweak: one W, Z or tt̄ in a crossing (two in one crossing: ~10⁻⁹)
+    if pt_hat is None:
+        sigmas = {"wjets": m.w_sigma_pb, "zjets": m.z_sigma_pb, "ttbar": m.ttbar_sigma_pb}
+        rows = np.unique(_sparse_rows(rng, cum_int, m.per_interaction(sum(sigmas.values()))))
+        which = rng.choice(len(sigmas), len(rows), p=np.array(list(sigmas.values())) / sum(sigmas.values()))
+        for i, process in enumerate(sigmas):
+            these = rows[which == i]
+            if len(these):
+                ex, ey = _electroweak(rng, process, these, ew_jets, egs, mus)
+                mx[these] += ex
+                my[these] += ey
+                truth[these] = PROCESS_LABELS[process]
 
-    jx, jy = _measure_and_pack(rng, out, m, n_f, jets, egs, mus)
-    mx += jx
-    my += jy
+    ex, ey = _measure_and_merge(rng, out, m, n_f, ew_jets, egs, mus)
+    mx += ex
+    my += ey
     out[:, SLOT_MET, 0] = np.hypot(mx, my)
     out[:, SLOT_MET, 2] = np.arctan2(my, mx)
     np.clip(out[:, :, 2], -_PI32_BELOW, _PI32_BELOW, out=out[:, :, 2])
     return out, truth
 
 
-def _soft_ordered(rng: Rng, out: np.ndarray, kind: str, means: np.ndarray, lo: float, hi: float,
-                  index: float, eta_max: float) -> None:
-    sl = SLOTS[kind]
-    rows, rank, u = _ordered_points(rng, means, sl.stop - sl.start)
-    cols = sl.start + rank
-    out[rows, cols, 0] = _power_law(u, lo, hi, index)
-    out[rows, cols, 1] = (rng.random(len(rows), dtype=np.float32) * 2.0 - 1.0) * np.float32(eta_max)
-    out[rows, cols, 2] = _uniform_phi(rng, len(rows))
+#: hard interactions made per crossing (the hardest ones; a fourth above 20 GeV is rarer than 2·10⁻³)
+HARD_PER_CROSSING = 3
+#: jets per hard interaction: the two partons' and up to this many radiation jets
+_RADIATION_SLOTS = 2
 
 
-def _hard_qcd(rng: Rng, m: ZeroBiasModel, n_f: np.ndarray, jets: _Candidates, egs: _Candidates,
-              mus: _Candidates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The p̂T > 30 GeV interactions: true jets (smeared later), HF muons, fakes; MET terms."""
-    mean = n_f * m.per_interaction(m.sigma_qcd_pb(m.hard_pt_min))
-    rows, _, u = _ordered_points(rng, mean, 2)
-    h = len(rows)
-    log_f, log_x = _pt_hat_table(m)
-    pt_hat = np.exp(np.interp(np.log(u), log_f, log_x))
+def _write(out: np.ndarray, rows: np.ndarray, cols: np.ndarray, pt: np.ndarray, eta: np.ndarray,
+           phi: np.ndarray) -> None:
+    """Write objects into ``out`` at (rows, cols) through one flat index."""
+    flat = out.reshape(-1)
+    at = (rows * out.shape[1] + cols) * 3
+    flat[at] = pt
+    flat[at + 1] = eta
+    flat[at + 2] = phi
+
+
+def _pileup_jets(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_int: np.ndarray, n_values: np.ndarray) -> None:
+    sl = SLOTS["jet"]
+    slope = m.pu_jet_slope * np.sqrt(n_values)
+    with np.errstate(divide="ignore"):
+        mean = m.pu_jet_regions * np.exp(-m.jet_pt_min / np.where(slope > 0, slope, np.inf))
+    rows, rank, u = _ordered_points(rng, _poisson_by_n(rng, mean, n_int), sl.stop - sl.start)
+    k = len(rows)
+    sign = np.where(rng.random(k, dtype=np.float32) < 0.5, np.float32(-1), np.float32(1))
+    _write(out, rows, sl.start + rank, m.jet_pt_min - slope[n_int[rows]] * np.log(u),
+           sign * _tilted_abs_eta(rng.random(k, dtype=np.float32), m.jet_eta_max, m.pu_jet_eta_tilt),
+           rng.random(k, dtype=np.float32) * np.float32(TWO_PI) - np.float32(math.pi))
+
+
+def _soft_eg(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_int: np.ndarray, n_values: np.ndarray) -> None:
+    """Soft e/γ clusters, ordered: the power law above the plateau, then the flat part below."""
+    sl = SLOTS["egamma"]
+    plateau = m.eg_eff_pt50
+    k = _poisson_by_n(rng, n_values * (m.soft_eg + m.soft_eg_low), n_int)
+    rows, rank, u = _ordered_points(rng, k, sl.stop - sl.start)
+    high = m.soft_eg / (m.soft_eg + m.soft_eg_low)  # the share above the plateau
+    et = np.where(u < high, _power_law(np.minimum(u / high, 1.0), plateau, m.soft_eg_pt_max, m.soft_eg_index),
+                  plateau - (u - high) / (1.0 - high) * (plateau - m.eg_pt_min))
+    n_eg = len(rows)
+    _write(out, rows, sl.start + rank, et,
+           (rng.random(n_eg, dtype=np.float32) * np.float32(2) - np.float32(1)) * np.float32(m.eg_eta_max),
+           rng.random(n_eg, dtype=np.float32) * np.float32(TWO_PI) - np.float32(math.pi))
+
+
+def _hard_qcd(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_f: np.ndarray, rows: np.ndarray, rank: np.ndarray,
+              pt_hat: np.ndarray, egs: _Candidates, mus: _Candidates) -> tuple[np.ndarray, np.ndarray]:
+    """Hard interactions of ``pt_hat`` (the ``rank``-th hardest of crossing ``rows``).
+
+    Their L1 jets are merged into the slots here; heavy-flavour muons, fake muons and e/γ go to
+    the candidates. Returns the MET terms (x, y per crossing): the jets' mismeasurement and the
+    muons and neutrinos of semileptonic decays.
+    """
+    n, h = len(out), len(rows)
     y_range = np.log(SQRT_S / pt_hat)
     yb = m.boost_width * y_range * rng.standard_normal(h)
     ys = m.ystar_width * y_range * rng.standard_normal(h)
     phi = _uniform_phi(rng, h)
-    response = m.jet_response + m.jet_response_spread * rng.standard_normal((2, h))
-    radiation = m.radiation_max * (1.0 - rng.random(h) ** (1.0 / m.radiation_power))
-    j_pt = np.concatenate([pt_hat * np.clip(response, 0.05, None), [pt_hat * radiation]]).ravel()
-    j_eta = np.concatenate([yb + ys, yb - ys, yb + 1.5 * rng.standard_normal(h)])
-    j_phi = np.concatenate([phi, _wrap(phi + math.pi), _uniform_phi(rng, h)])
-    j_row = np.tile(rows, 3)
-    jets.add(j_row, j_pt, j_eta, j_phi)
-    # the two leading (parton) jets: heavy flavour, fake muons and e/γ
-    two = slice(0, 2 * h)
-    nu_x, nu_y = _jet_products(rng, m, j_row[two], j_pt[two], j_eta[two], j_phi[two], egs, mus)
-    return j_row[two], nu_x, nu_y
+    # jets: the two partons', then the radiation jets (j = 0, 1, 2, ...)
+    mean_r = m.jet_response + m.jet_response_slope * np.log(pt_hat / 60.0)
+    response = np.maximum(mean_r + m.jet_response_spread * rng.standard_normal((2, h)), 0.05)
+    n_rad = np.minimum(rng.poisson(np.maximum(
+        m.radiation_jets + m.radiation_jets_slope * np.log(pt_hat / 100.0), 0.1)), _RADIATION_SLOTS)
+    per = 2 + _RADIATION_SLOTS
+    true_pt = np.zeros((per, h))
+    true_pt[:2] = pt_hat * response
+    rad = m.radiation_max * (1.0 - rng.random((_RADIATION_SLOTS, h)) ** (1.0 / m.radiation_power))
+    true_pt[2:] = np.where(np.arange(_RADIATION_SLOTS)[:, None] < n_rad, pt_hat * rad, 0.0)
+    eta = np.empty((per, h))
+    eta[0], eta[1] = yb + ys, yb - ys
+    eta[2:] = yb + 1.5 * rng.standard_normal((_RADIATION_SLOTS, h))
+    jphi = np.empty((per, h))
+    jphi[0], jphi[1] = phi, _wrap(phi + math.pi)
+    jphi[2:] = _uniform_phi(rng, _RADIATION_SLOTS * h).reshape(_RADIATION_SLOTS, h)
+    # the L1 measurement: calorimeter resolution and pile-up left in the jet area
+    noise = np.sqrt(m.jet_stochastic ** 2 * true_pt + (m.jet_constant * true_pt) ** 2
+                    + n_f[rows] * m.jet_pileup_noise ** 2)
+    reco = np.where(true_pt > 0, np.maximum(true_pt + noise * rng.standard_normal((per, h)), 0.0), 0.0)
+    c, s = np.cos(jphi), np.sin(jphi)
+    mx = -np.bincount(rows, weights=((reco - true_pt) * c).sum(0), minlength=n)
+    my = -np.bincount(rows, weights=((reco - true_pt) * s).sum(0), minlength=n)
+    seen = (reco >= m.jet_pt_min) & (np.abs(eta) < m.jet_eta_max)
+    reco = np.where(seen, reco, 0.0)
+    # dense per crossing: column = rank × jets-per-interaction + j (rows come grouped, ascending)
+    first = rank == 0
+    touched = rows[first]
+    local = np.cumsum(first) - 1
+    width = HARD_PER_CROSSING * per
+    cols = rank * per
+    dense = np.zeros((3, len(touched), width))
+    for j in range(per):
+        dense[0, local, cols + j] = reco[j]
+        dense[1, local, cols + j] = np.where(seen[j], eta[j], 0.0)
+        dense[2, local, cols + j] = np.where(seen[j], jphi[j], 0.0)
+    _merge_sorted(out, SLOTS["jet"], touched, dense)
+    # the two parton jets: heavy flavour, fake muons and e/γ
+    lost = _jet_products(rng, m, np.tile(rows, 2), true_pt[:2].ravel(), eta[:2].ravel(), jphi[:2].ravel(),
+                         egs, mus)
+    mx += np.bincount(np.tile(rows, 2), weights=lost * c[:2].ravel(), minlength=n)
+    my += np.bincount(np.tile(rows, 2), weights=lost * s[:2].ravel(), minlength=n)
+    return mx, my
 
 
 def _jet_products(rng: Rng, m: ZeroBiasModel, rows: np.ndarray, pt: np.ndarray, eta: np.ndarray,
-                  phi: np.ndarray, egs: _Candidates, mus: _Candidates) -> tuple[np.ndarray, np.ndarray]:
-    """Heavy-flavour muons (and their neutrinos: returned as MET terms), fake muons and fake e/γ."""
+                  phi: np.ndarray, egs: _Candidates, mus: _Candidates) -> np.ndarray:
+    """Heavy-flavour muons, fake muons and fake e/γ of jets; returns the pT (along each jet)
+    the calorimeter misses: muon and neutrino of a semileptonic decay."""
     j = len(rows)
-    c, s = np.cos(phi), np.sin(phi)
-    u = rng.random((4, j))
+    u = rng.random((3, j))
     # semileptonic b/c decays: the hadron carries z of the jet, shared by μ, ν and the rest
-    is_b = u[0] < m.b_fraction * m.b_to_mu
-    is_c = ~is_b & (u[0] < m.b_fraction * m.b_to_mu + m.c_fraction * m.c_to_mu)
-    hf = np.flatnonzero(is_b | is_c)
-    z_had = np.where(is_b[hf], rng.beta(3.0 * m.b_hadron_z / (1 - m.b_hadron_z), 3.0, len(hf)),
-                     rng.beta(3.0 * m.c_hadron_z / (1 - m.c_hadron_z), 3.0, len(hf)))
+    p_b = m.b_fraction * m.b_to_mu
+    is_b = u[0] < p_b
+    hf = np.flatnonzero(u[0] < p_b + m.c_fraction * m.c_to_mu)
+    mean_z = np.where(is_b[hf], m.b_hadron_z, m.c_hadron_z)
+    z_had = rng.beta(3.0 * mean_z / (1.0 - mean_z), 3.0)
     a, b = np.sort(rng.random((2, len(hf))), axis=0)  # massless three-body shares: a, b − a, 1 − b
     mu_pt, nu_pt = pt[hf] * z_had * a, pt[hf] * z_had * (b - a)
     mus.add(rows[hf], mu_pt, eta[hf], phi[hf])
-    # muons are not in the calorimeter either: with the neutrino they are the MET of the decay
     lost = np.zeros(j)
-    lost[hf] = mu_pt + nu_pt
+    lost[hf] = mu_pt + nu_pt  # the calorimeter sees neither
     # π/K decays in flight and punch-through
     fake = np.flatnonzero(u[1] < m.fake_mu_per_jet * pt / 100.0)
     z = 1.0 - rng.random(len(fake)) ** (1.0 / m.fake_mu_z_power)
@@ -381,7 +514,7 @@ def _jet_products(rng: Rng, m: ZeroBiasModel, rows: np.ndarray, pt: np.ndarray, 
     eg = np.flatnonzero(u[2] < m.fake_eg_per_jet)
     z = 1.0 - rng.random(len(eg)) ** (1.0 / m.fake_eg_z_power)
     egs.add(rows[eg], pt[eg] * z, eta[eg], phi[eg])
-    return lost * c, lost * s
+    return lost
 
 
 def _electroweak(rng: Rng, process: str, rows: np.ndarray, jets: _Candidates, egs: _Candidates,
@@ -396,44 +529,55 @@ def _electroweak(rng: Rng, process: str, rows: np.ndarray, jets: _Candidates, eg
     return met_x, met_y
 
 
-def _measure_and_pack(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_f: np.ndarray, jets: _Candidates,
-                      egs: _Candidates, mus: _Candidates) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the L1 measurement to the hard candidates and merge them into the slots.
-
-    Returns the MET terms of the jets' mismeasurement (x, y per crossing).
-    """
+def _measure_and_merge(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_f: np.ndarray, jets: _Candidates,
+                       egs: _Candidates, mus: _Candidates) -> tuple[np.ndarray, np.ndarray]:
+    """The L1 measurement of the remaining candidates, merged into the slots; the jets' MET terms."""
     n = len(out)
-    # jets: calorimeter resolution and pile-up left in the jet area; the mismeasurement is MET
     rows, pt, eta, phi = jets.arrays()
     noise = np.sqrt(m.jet_stochastic ** 2 * pt + (m.jet_constant * pt) ** 2 + n_f[rows] * m.jet_pileup_noise ** 2)
     reco = np.maximum(pt + noise * rng.standard_normal(len(pt)), 0.0)
-    dx = (reco - pt) * np.cos(phi)
-    dy = (reco - pt) * np.sin(phi)
-    mx = -np.bincount(rows, weights=dx, minlength=n)
-    my = -np.bincount(rows, weights=dy, minlength=n)
+    mx = -np.bincount(rows, weights=(reco - pt) * np.cos(phi), minlength=n)
+    my = -np.bincount(rows, weights=(reco - pt) * np.sin(phi), minlength=n)
     keep = (reco >= m.jet_pt_min) & (np.abs(eta) < m.jet_eta_max)
     _merge(out, "jet", rows[keep], reco[keep], eta[keep], phi[keep])
-    # e/γ clusters
     rows, pt, eta, phi = egs.arrays()
     u = rng.random(len(pt))
     reco = pt + np.hypot(m.eg_stochastic * np.sqrt(pt), m.eg_constant * pt) * rng.standard_normal(len(pt))
     keep = ((u < _turn_on(pt, m.eg_eff_max, m.eg_eff_pt50, m.eg_eff_width)) & (reco > m.eg_pt_min)
             & (np.abs(eta) < m.eg_eta_max))
     _merge(out, "egamma", rows[keep], reco[keep], eta[keep], phi[keep])
-    # muons: the L1 measures the bending, 1/pT
+    # muons: found with the turn-on's efficiency, some twice (ghosts); pT from the bending, 1/pT
     rows, pt, eta, phi = mus.arrays()
-    u = rng.random((2, len(pt)))
-    width = np.where(u[1] < m.mu_tail_fraction, m.mu_tail_resolution, m.mu_resolution)
-    inv = (1.0 + width * rng.standard_normal(len(pt))) / np.maximum(pt, 1e-9)
-    reco = np.where(inv > 1.0 / m.mu_pt_max, 1.0 / np.maximum(inv, 1e-12), m.mu_pt_max)
-    keep = ((u[0] < _turn_on(pt, m.mu_eff_max, m.mu_eff_pt50, m.mu_eff_width)) & (reco > m.mu_pt_min)
-            & (np.abs(eta) < m.mu_eta_max))
+    found = (rng.random(len(pt)) < _turn_on(pt, m.mu_eff_max, m.mu_eff_pt50, m.mu_eff_width)) & (
+        np.abs(eta) < m.mu_eta_max)
+    found = np.flatnonzero(found)
+    ghost = found[rng.random(len(found)) < m.mu_ghost_prob]
+    both = np.concatenate([found, ghost])
+    rows, pt, eta, phi = rows[both], pt[both], eta[both], phi[both]
+    reco = l1_muon_pt(rng, pt, m)
+    keep = reco > m.mu_pt_min
     _merge(out, "muon", rows[keep], reco[keep], eta[keep], phi[keep])
     return mx, my
 
 
+def l1_muon_pt(rng: Rng, pt: np.ndarray, model: ZeroBiasModel | None = None) -> np.ndarray:
+    """The L1 muon system's pT for muons of true ``pt`` (GeV): it measures the bending, 1/pT,
+    smeared by ``mu_resolution`` (a ``mu_tail_fraction`` by ``mu_tail_resolution``); a bend
+    too small to measure (or of the wrong sign) reads ``mu_pt_max``.
+
+        >>> reco = l1_muon_pt(np.random.default_rng(1), np.full(100_000, 20.0))
+        >>> round(float(np.median(reco)), 0), float(reco.max())
+        (20.0, 255.0)
+    """
+    m = model or ZeroBiasModel()
+    pt = np.asarray(pt, dtype=np.float64)
+    width = np.where(rng.random(len(pt)) < m.mu_tail_fraction, m.mu_tail_resolution, m.mu_resolution)
+    inv = (1.0 + width * rng.standard_normal(len(pt))) / np.maximum(pt, 1e-9)
+    return np.where(inv > 1.0 / m.mu_pt_max, 1.0 / np.maximum(inv, 1e-12), m.mu_pt_max)
+
+
 def _merge(out: np.ndarray, kind: str, rows: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> None:
-    """Merge candidates into the slots of ``kind`` (already holding the ordered soft objects)."""
+    """Merge candidates (any order) into the slots of ``kind``, which hold pT-ordered objects."""
     if len(rows) == 0:
         return
     sl = SLOTS[kind]
@@ -445,3 +589,23 @@ def _merge(out: np.ndarray, kind: str, rows: np.ndarray, pt: np.ndarray, eta: np
     out[which, sl, :] = 0.0
     pack_slots(out, kind, np.concatenate([which[r], rows]), np.concatenate([held[r, c, 0], pt]),
                np.concatenate([held[r, c, 1], eta]), np.concatenate([held[r, c, 2], phi]))
+
+
+def _merge_sorted(out: np.ndarray, sl: slice, rows: np.ndarray, new: np.ndarray) -> None:
+    """Merge ``new`` (``[3, len(rows), C]``: pT, η, φ; pT 0 is none) into the pT-ordered slots ``sl``
+    of ``rows`` (unique), keeping the highest.
+
+    One sort per row of integer keys: a non-negative float32's bits order like the float, so
+    (bits << 5 | column) sorts by pT, ties by column, and the column says where to gather η, φ.
+    """
+    width = sl.stop - sl.start
+    held = out[rows, sl, :]
+    pt = np.concatenate([held[:, :, 0], new[0].astype(np.float32)], axis=1)
+    eta = np.concatenate([held[:, :, 1], new[1].astype(np.float32)], axis=1)
+    phi = np.concatenate([held[:, :, 2], new[2].astype(np.float32)], axis=1)
+    assert pt.shape[1] <= 32
+    key = (pt.view(np.int32).astype(np.int64) << 5) | np.arange(pt.shape[1])
+    col = (np.sort(key, axis=1)[:, ::-1][:, :width] & 31).astype(np.intp)
+    out[rows, sl, 0] = np.take_along_axis(pt, col, axis=1)
+    out[rows, sl, 1] = np.take_along_axis(eta, col, axis=1)
+    out[rows, sl, 2] = np.take_along_axis(phi, col, axis=1)
