@@ -33,6 +33,11 @@ Processes (settings in :data:`PROCESS_SETTINGS`):
                LQ → b τ⁺ (charge −1/3 + 1 = 2/3).
 ``h_tautau``   the SM-like Higgs (id 25) with m = 60 GeV, gg → h, h → τ⁺τ⁻ only.
 ``hpm_taunu``  H± (id 37) of 60 GeV from qq̄′ → H± (``HiggsBSM:ffbar2H+-``), H± → τν only.
+``zero_bias``  one colliding bunch crossing per event at 2.0e34 (μ ≈ 56 pile-up), weighted
+               in Hz: a minimum-bias library (``SoftQCD:inelastic``) overlaid with Poisson
+               pile-up, QCD in p̂T bins from 20 GeV, W, Z and tt̄ (module
+               :mod:`darktrigger.replay.generators.pythia_zero_bias`); extra column
+               ``n_interactions``.
 ``qcd_dijet``  ``HardQCD:all``, p̂T > 1 TeV (R = 1 dijets with m_jj ≳ 2 TeV).
 ``wprime_xy``  W′⁺ (id 34, qq̄′ → W′) of 3.5 TeV (Γ = 35 GeV, mass window 3–4 TeV) → H⁰(35)
                H⁺(37) with m(H⁰) = 500 GeV (X), m(H⁺) = 100 GeV (Y); H⁰ → qq̄ (mostly bb̄),
@@ -95,7 +100,10 @@ the process's), ``mix_fractions``, ``sigma_events``, ``max_failures``, ``run``,
 ``nextBatch`` call, default 100), ``lepton_filter`` (a :class:`LeptonFilter` or a dict of
 its fields: applied to the process generated, replacing its default; ``None`` or ``False``:
 no filter for any process; not given: :data:`DEFAULT_LEPTON_FILTERS`; not for ``sm_mix``),
-``filter_events`` (accepted events the filter efficiency is measured on, default 1000).
+``filter_events`` (accepted events the filter efficiency is measured on, default 1000);
+for ``zero_bias``: ``luminosity`` (cm⁻²s⁻¹, default 2.0e34), ``pileup`` (μ, default from the
+luminosity), ``allocation`` (category → fraction of the events), ``library`` (the minimum-bias
+library's file), ``library_events`` (default 100,000), ``library_seed`` (default 1).
 """
 
 from __future__ import annotations
