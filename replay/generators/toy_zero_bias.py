@@ -232,33 +232,19 @@ def _pt_hat_table(model: ZeroBiasModel) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- Poisson numbers and ordered Poisson points ---------------------------------------------------
-def _poisson_by_n(rng: Rng, mean_of_n: np.ndarray, n_int: np.ndarray) -> np.ndarray:
-    """Poisson(mean_of_n[n_int[i]]) per row: counts that depend on the number of interactions."""
-    return rng.poisson(np.asarray(mean_of_n, dtype=np.float64)[n_int])
+def _ordered_points(rng: Rng, means: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``cap`` points of a Poisson(means[i]) number of uniforms per row, ascending.
 
-
-def _ordered_points(rng: Rng, k: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ``cap`` smallest of k[i] uniforms per row, ascending.
-
-    Returns (row, rank, u): flat over the points, grouped by row, rank 0 the smallest. With
-    k draws in a row, the order statistics are U₍ᵢ₎ = Sᵢ/Sₖ₊₁ (Sᵢ sums of i exponentials); of
-    them only the first min(k, cap) are made, the remaining k + 1 − cap spacings as one Gamma
-    variate. With k Poisson, a falling spectrum's inverse CDF turns u into the pT of a
-    Poisson number of objects, in descending order.
+    Returns (row, rank, u): flat over the points, grouped by row, rank 0 the smallest. The
+    points of a unit-rate Poisson process on [0, mean] are the running sums of exponentials
+    that stay below the mean; divided by it they are a Poisson(mean) number of uniforms, in
+    order, with no count drawn and no sort. A falling spectrum's inverse CDF turns u into pT
+    in descending order.
     """
-    kept = np.minimum(k, cap)
-    total = int(kept.sum())
-    rows = np.repeat(np.arange(len(k)), kept)
-    starts = np.cumsum(kept) - kept
-    rank = np.arange(total) - starts[rows]
-    s = np.cumsum(rng.standard_exponential(total))
-    base = np.concatenate([[0.0], s])[starts]
-    s -= base[rows]
-    has = kept > 0
-    rest = rng.standard_gamma((k - kept + 1)[has].astype(np.float64))
-    denom = np.zeros(len(k))
-    denom[has] = s[(starts + kept - 1)[has]] + rest
-    return rows, rank, s / denom[rows]
+    level = np.cumsum(rng.standard_exponential((len(means), cap), dtype=np.float32), axis=1)
+    rows, rank = np.nonzero(level <= means[:, None])
+    # a float32 exponential can be 0: keep u > 0 (1e-12 is past every spectrum's end)
+    return rows, rank, np.maximum(level[rows, rank] / means[rows], 1e-12)
 
 
 def _sparse_rows(rng: Rng, cum_weight: np.ndarray, rate: float) -> np.ndarray:
@@ -343,7 +329,7 @@ def make_crossings(rng: Rng, n: int, pileup: float, model: ZeroBiasModel | None 
 
     # pile-up jets and soft e/γ: ordered, written straight into their slots
     _pileup_jets(rng, out, m, n_int, n_values)
-    _soft_eg(rng, out, m, n_int, n_values)
+    _soft_eg(rng, out, m, n_f)
 
     egs, mus, ew_jets = _Candidates(), _Candidates(), _Candidates()
     cum_int = np.cumsum(n_f)
@@ -353,8 +339,8 @@ def make_crossings(rng: Rng, n: int, pileup: float, model: ZeroBiasModel | None 
 
     # hard QCD: up to three hardest interactions per crossing, in descending p̂T
     if pt_hat is None:
-        k = _poisson_by_n(rng, n_values * m.per_interaction(m.sigma_qcd_pb(m.hard_pt_min)), n_int)
-        rows, rank, u = _ordered_points(rng, k, HARD_PER_CROSSING)
+        mean = n_f * m.per_interaction(m.sigma_qcd_pb(m.hard_pt_min))
+        rows, rank, u = _ordered_points(rng, mean, HARD_PER_CROSSING)
         log_f, log_x = _pt_hat_table(m)
         hard_pt = np.exp(np.interp(np.log(u), log_f, log_x))
     else:
@@ -395,12 +381,10 @@ _RADIATION_SLOTS = 2
 
 def _write(out: np.ndarray, rows: np.ndarray, cols: np.ndarray, pt: np.ndarray, eta: np.ndarray,
            phi: np.ndarray) -> None:
-    """Write objects into ``out`` at (rows, cols) through one flat index."""
-    flat = out.reshape(-1)
-    at = (rows * out.shape[1] + cols) * 3
-    flat[at] = pt
-    flat[at + 1] = eta
-    flat[at + 2] = phi
+    """Write objects into ``out`` at (rows, cols): one (pT, η, φ) triple per fancy-indexed item."""
+    triples = np.empty((len(rows), 3), dtype=np.float32)
+    triples[:, 0], triples[:, 1], triples[:, 2] = pt, eta, phi
+    out.reshape(-1, 3)[rows * out.shape[1] + cols] = triples
 
 
 def _pileup_jets(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_int: np.ndarray, n_values: np.ndarray) -> None:
@@ -408,7 +392,7 @@ def _pileup_jets(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_int: np.ndarray,
     slope = m.pu_jet_slope * np.sqrt(n_values)
     with np.errstate(divide="ignore"):
         mean = m.pu_jet_regions * np.exp(-m.jet_pt_min / np.where(slope > 0, slope, np.inf))
-    rows, rank, u = _ordered_points(rng, _poisson_by_n(rng, mean, n_int), sl.stop - sl.start)
+    rows, rank, u = _ordered_points(rng, mean[n_int], sl.stop - sl.start)
     k = len(rows)
     sign = np.where(rng.random(k, dtype=np.float32) < 0.5, np.float32(-1), np.float32(1))
     _write(out, rows, sl.start + rank, m.jet_pt_min - slope[n_int[rows]] * np.log(u),
@@ -416,12 +400,11 @@ def _pileup_jets(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_int: np.ndarray,
            rng.random(k, dtype=np.float32) * np.float32(TWO_PI) - np.float32(math.pi))
 
 
-def _soft_eg(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_int: np.ndarray, n_values: np.ndarray) -> None:
+def _soft_eg(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_f: np.ndarray) -> None:
     """Soft e/γ clusters, ordered: the power law above the plateau, then the flat part below."""
     sl = SLOTS["egamma"]
     plateau = m.eg_eff_pt50
-    k = _poisson_by_n(rng, n_values * (m.soft_eg + m.soft_eg_low), n_int)
-    rows, rank, u = _ordered_points(rng, k, sl.stop - sl.start)
+    rows, rank, u = _ordered_points(rng, n_f * (m.soft_eg + m.soft_eg_low), sl.stop - sl.start)
     high = m.soft_eg / (m.soft_eg + m.soft_eg_low)  # the share above the plateau
     et = np.where(u < high, _power_law(np.minimum(u / high, 1.0), plateau, m.soft_eg_pt_max, m.soft_eg_index),
                   plateau - (u - high) / (1.0 - high) * (plateau - m.eg_pt_min))
