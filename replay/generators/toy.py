@@ -20,25 +20,48 @@ How events are made (all momenta in GeV, massless daughters unless said):
   z = 1 − √u, mean 1/3), else a τ-jet (z uniform in [0.2, 1)); the rest is a neutrino.
 * L1 objects are the visible particles inside acceptance: e/γ pT ≥ 3, |η| < 2.5;
   μ pT ≥ 3, |η| < 2.4; jets pT ≥ 15, |η| < 4.7; sorted by pT within a type, the
-  highest kept when there are more than the slots. Pile-up jets: Poisson(``pileup``),
+  highest kept when there are more than the slots. Pile-up jets: Poisson(``pileup_jets``),
   pT = 15 + exp(8), η uniform in ±4.7.
 * MET = −Σ(visible hard objects in acceptance), i.e. the neutrinos plus whatever was
   lost, plus a Gaussian resolution of σ = 2 + 0.6 √ΣET per component (ΣET over all
   objects, pile-up included); pile-up jets are taken to be balanced by unseen soft
   activity and are left out of the vector sum. MET η = 0.
 
-Processes: ``qcd`` 2→2 of mass 40 GeV × Pareto(α = 3) with a 20 % chance of a
-semileptonic heavy-flavour jet (a soft e or μ and a ν); ``wjets`` W(80.4) → eν, μν,
-τν; ``zjets`` Z(91.2) → ee, μμ, ττ; ``ttbar`` tt̄ → bW bW, each W leptonic (e, μ, τ)
-with 32.4 % or else two jets; ``ato4l`` A(50) → X X, X → ℓℓ (same flavour, e or μ)
-with m_X uniform in [15, 24]; ``lq_btau`` LQ(80) → b τ; ``h_tautau`` h(60) → ττ;
-``hpm_taunu`` H±(60) → τν. ``sm_mix`` draws each event's process with the ADC2021
-background fractions :data:`SM_MIX_FRACTIONS` (W 59.2 %, QCD 33.8 %, Z 6.7 %,
-tt̄ 0.3 %; that sample had a one-lepton filter, which this toy does not apply), and
-``truth`` holds each event's own label. ``qcd_dijet`` and ``wprime_xy`` are
-LHC-Olympics-like and add float32 columns ``mjj``, ``mj1`` (the heavier jet),
-``mj2``, ``tau21_j1``, ``tau21_j2`` (see :func:`_dijet`); in ``qcd_dijet`` the jet
-masses and τ21's are drawn independently of mjj, so they are uncorrelated with it.
+Processes (one event each, except ``zero_bias``):
+
+==============  ========================================================================
+process         recipe
+==============  ========================================================================
+``qcd``         2→2 of mass 40 GeV × Pareto(α = 3), a 20 % chance of a semileptonic
+                heavy-flavour jet (a soft e or μ and a ν)
+``wjets``       W(80.4) → eν, μν, τν
+``zjets``       Z(91.2) → ee, μμ, ττ
+``ttbar``       tt̄ → bW bW, each W leptonic (e, μ, τ) with 32.4 % or else two jets
+``sm_mix``      each event's process drawn with the ADC2021 background fractions
+                :data:`SM_MIX_FRACTIONS` (W 59.2 %, QCD 33.8 %, Z 6.7 %, tt̄ 0.3 %; that
+                sample had a one-lepton filter, which this toy does not apply); ``truth``
+                holds each event's own label
+``zero_bias``   one colliding bunch crossing per event at the ``luminosity`` (μ ≈ 56 at
+                2.0e34): Poisson pile-up, soft ΣET and MET, pile-up jets, soft e/γ and
+                muon candidates, hard QCD above p̂T = 30 GeV, W, Z, tt̄ at σ·L, with L1
+                muon and calorimeter resolutions (:mod:`~darktrigger.replay.generators.toy_zero_bias`,
+                whose :class:`~darktrigger.replay.generators.toy_zero_bias.ZeroBiasModel` holds
+                every parameter with its meaning); weight 1 (one event = one crossing), ``truth``
+                the process of the crossing's hardest interaction (``minbias``, ``qcd``,
+                ``wjets``, ``zjets``, ``ttbar``); rates are fractions × 28.6 MHz
+``ato4l``       A(50) → X X, X → ℓℓ (same flavour, e or μ), m_X uniform in [15, 24]
+``lq_btau``     LQ(80) → b τ
+``h_tautau``    h(60) → ττ
+``hpm_taunu``   H±(60) → τν
+``qcd_dijet``   LHC-Olympics-like dijets with float32 columns ``mjj``, ``mj1`` (the heavier
+                jet), ``mj2``, ``tau21_j1``, ``tau21_j2`` (see :func:`_dijet`); jet masses and
+                τ21's drawn independently of mjj, so uncorrelated with it
+``wprime_xy``   W′(3.5 TeV) → X(500) Y(100), the same columns
+==============  ========================================================================
+
+The single-process recipes (all but ``zero_bias``) add Poisson(``pileup_jets``) pile-up
+jets to each event, the conditions of the ADC2021 samples (μ = 20) roughly; ``zero_bias``
+makes its pile-up from μ.
 
 Reproducibility: events are made in chunks of :data:`CHUNK` seeded by
 (seed, process, chunk number), so the same seed gives bit-identical events whatever

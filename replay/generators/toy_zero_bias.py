@@ -1,47 +1,50 @@
 """The toy's ``zero_bias`` stream: one colliding bunch crossing per event, with pile-up.
 
 A crossing holds Poisson(μ) inelastic pp interactions (μ from
-:class:`~darktrigger.replay.lhc.LHCConditions`, ≈ 56 at 2.0e34). Its L1 objects come from
-the sum of what they make, parametrised per interaction (:class:`ZeroBiasModel` holds every
-number with its meaning; GeV throughout):
+:class:`~darktrigger.replay.lhc.LHCConditions`, ≈ 56 at 2.0e34); its L1 objects are the sum of
+what they make, parametrised per interaction. :class:`ZeroBiasModel` holds every number with
+its meaning and where it comes from (GeV throughout): Pythia 8 at 13.6 TeV, through the L1
+detector model of :mod:`darktrigger.replay.detector`, the physics the toy is validated against
+(BENCHMARKS.md compares their rates seed by seed).
 
-* **soft interactions** (hard scale p̂T < 30 GeV, nearly all of them): calorimeter ΣET
-  (Gamma-distributed per interaction, summed over the crossing), the MET they leave — a
-  Gaussian per component of σ² = s²·ΣET + n·δ², the towers' stochastic resolution and each
-  interaction's own imbalance (particles past |η| = 5, tracks curling before the
-  calorimeter, muons) — and the soft L1 objects: pile-up jets left by the pile-up
-  subtraction, e/γ clusters of π⁰ photons, and L1 muon candidates from heavy-flavour decays,
-  π/K decays in flight and punch-through. Each is a Poisson number per interaction with a
-  falling pT spectrum, so counts grow with the number of interactions and the hardest
-  soft object with it;
-* **hard QCD**: the interactions with p̂T > 30 GeV, a Poisson number with mean
+* **Soft interactions** (hard scale p̂T < 30 GeV, all but ≈ 0.2 % of them). ΣET: Gamma-
+  distributed per interaction, summed over the crossing. MET: Gaussian per component with
+  σ² = s²·ΣET + n·δ², the towers' stochastic resolution and each interaction's own imbalance,
+  so it grows as √ΣET. Pile-up jets: what the ρ·area subtraction leaves are fluctuations of
+  the pile-up energy in jet-sized regions, an exponential tail above 15 GeV whose slope grows
+  as √n, so their number and pT grow with pile-up. Soft e/γ clusters (π⁰ photons) and muon
+  candidates (c, b decays, π/K decays in flight, punch-through): a Poisson number per
+  interaction each, with falling spectra.
+* **Hard QCD**: the interactions with p̂T > 30 GeV, a Poisson number with mean
   n·σ(p̂T > 30)/σ_inel (≈ 0.12 per crossing at 2.0e34), p̂T from
   σ(p̂T > x) = σ₃₀·(x/30)^−(a + β·ln(x/30))·((1 − x_T)/(1 − x_T,₃₀))^b, x_T = 2x/√s, a fit to
-  Pythia 8's HardQCD cross sections at 13.6 TeV (within 1 % from 15 GeV to 1 TeV). Each makes
-  two jets (rapidities yb ± y*, back to back in φ, pT = p̂T × response) and a radiation jet;
-  L1 jets are smeared by the calorimeter (100 %/√pT ⊕ 5 %) and by the pile-up left in the
-  jet area, and the mismeasurement goes into the MET. A jet is a b or c jet with a small
-  probability; its semileptonic decay gives a muon and a neutrino (genuine MET). Its hadrons
-  make L1 muons by decay in flight and punch-through, and a jet whose energy is carried by a
-  π⁰ makes an e/γ candidate (the dominant source of the SingleEG rate);
-* **electroweak**: W → ℓν, γ*/Z → ℓℓ and tt̄ at σ·L (Pythia's cross sections), from the
+  Pythia's HardQCD cross sections (within 1 % from 15 GeV to 1 TeV). Each makes two jets
+  (rapidities yb ± y*, back to back in φ, pT = p̂T × response) and a Poisson number of
+  radiation jets growing with ln p̂T; L1 jets are smeared by the calorimeter
+  (100 %/√pT ⊕ 5 %) and the pile-up left in the jet area, and the mismeasurement is MET. A
+  jet is a b or c jet with a small probability, whose semileptonic decay gives a muon and a
+  neutrino (genuine MET: the calorimeter sees neither); its hadrons make L1 muons by decay in
+  flight and punch-through, and a jet whose energy a π⁰ carries passes as an e/γ cluster
+  (the dominant source of the SingleEG rate).
+* **Electroweak**: W → ℓν, γ*/Z → ℓℓ and tt̄ at σ·L (Pythia's cross sections), from the
   single-process recipes of :mod:`~darktrigger.replay.generators.toy`.
 
-L1 measurement: muons have the L1 muon system's poor pT resolution (1/pT smeared by 20 %, 5 %
-of them by 60 %, saturating at 255 GeV; efficiency turn-on at 4 GeV); e/γ clusters 15 %/√E ⊕
-2 % with a turn-on at 5 GeV; jets as above, kept with pT ≥ 15 GeV and |η| < 4.7. The calorimeter
-MET does not include muons.
+L1 measurement, as the detector model: muons have the muon system's poor pT resolution
+(:func:`l1_muon_pt`: 1/pT smeared by 20 %, 5 % of them by 60 %, saturating at 255 GeV;
+efficiency turn-on at 4 GeV; 3 % ghosts), e/γ clusters 15 %/√E ⊕ 2 % with a turn-on at
+5 GeV, jets as above, kept with pT ≥ 15 GeV and |η| < 4.7. The calorimeter MET leaves muons out.
 
-Most crossings hold only the soft part, generated already ordered in pT (the k hardest of a
-Poisson number of draws, by exponential spacings), so that no per-crossing sort is needed;
-only the rarer crossings with hard objects are re-packed into slots.
+Speed: most crossings hold only the soft part, and its objects are made already ordered in
+pT (running sums of exponentials below the Poisson mean are the order statistics of a
+Poisson number of uniforms), written straight into their slots; only crossings with hard
+objects are merged, by one integer-key sort per crossing.
 
     >>> import numpy as np
     >>> from darktrigger.replay.generators.toy_zero_bias import ZeroBiasModel, make_crossings
     >>> objects, truth = make_crossings(np.random.default_rng(1), 20_000, pileup=55.9)
     >>> objects.shape, objects.dtype
     ((20000, 19, 3), dtype('float32'))
-    >>> 0.08 < float(np.mean(truth == 0)) < 0.16     # crossings with a p̂T > 30 GeV interaction
+    >>> 0.09 < float(np.mean(truth == 0)) < 0.14     # crossings with a p̂T > 30 GeV interaction
     True
     >>> round(ZeroBiasModel().sigma_qcd_pb(1000.0) / 12.65, 1)   # Pythia: 12.65 pb above 1 TeV
     1.0
@@ -130,8 +133,9 @@ class ZeroBiasModel:
     qcd_index_slope: float = 0.177
     #: the power of (1 − x_T): parton densities vanishing at x → 1
     qcd_pdf_power: float = 8.1
-    #: p̂T (GeV) above which an interaction is hard (generated as jets); below it is soft
-    #: (the same split as the Pythia zero bias)
+    #: p̂T (GeV) above which an interaction is hard (generated as jets); below it is soft.
+    #: The soft parameters were measured on Pythia crossings without a p̂T > 30 GeV
+    #: interaction (its minimum bias below 20 GeV plus its 20–30 GeV QCD at their rate)
     hard_pt_min: float = 30.0
     #: widths of the dijet's boost rapidity yb and half rapidity difference y*, per unit of
     #: ln(√s/p̂T) (the kinematic range shrinks as p̂T grows; Pythia's partons at 30, 100 GeV)
