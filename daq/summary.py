@@ -294,7 +294,7 @@ def format_rates(summary: RunSummary) -> str:
         budget = f"; budget {menu.budget_khz:g} kHz: {verdict}"
     lines.append(f"total accept rate {menu.total_rate_hz / 1e3:,.3f} ± {menu.total_rate_uncertainty_hz / 1e3:,.3f} kHz"
                  f"{budget}")
-    lines.append(f"rates at the crossing rate {menu.bx_rate_mhz:g} MHz, from {menu.events:,} events "
+    lines.append(f"rates at the crossing rate {menu.bx_rate_mhz:.2f} MHz, from {menu.events:,} events "
                  f"(Σ weights of the events kept / Σ weights of all × crossing rate); background: truth "
                  f"not a signal (zero bias), signal: the injected events")
     for label, c in signals:
