@@ -147,9 +147,10 @@ class ZeroBiasModel:
     jet_response_slope: float = 0.045
     jet_response_spread: float = 0.2
     #: radiation jets (ISR/FSR): Poisson, mean at 100 GeV and growth per unit ln(p̂T/100);
-    #: each with pT / p̂T: P(> x) = (1 − x/max)^power (Pythia at 100 GeV: 69 % > 0.2, 14 % > 0.5)
+    #: each with pT / p̂T: P(> x) = (1 − x/max)^power (Pythia at 100 GeV: 69 % > 0.2, 14 % > 0.5;
+    #: jets above 30 GeV per event 2.5, 2.9, 3.4 at p̂T ≈ 95, 150, 260 GeV)
     radiation_jets: float = 1.0
-    radiation_jets_slope: float = 0.6
+    radiation_jets_slope: float = 0.9
     radiation_max: float = 0.85
     radiation_power: float = 2.2
     # -- L1 jets ------------------------------------------------------------------------------
@@ -161,28 +162,40 @@ class ZeroBiasModel:
     jet_eta_max: float = 4.7
     # -- heavy flavour in hard jets -----------------------------------------------------------
     #: fraction of hard jets with a b (c) hadron (Pythia HardQCD: 1.4–2.4 % b, 2.6–2.9 % c
-    #: partons from the hard process, more from gluon splitting)
-    b_fraction: float = 0.02
-    c_fraction: float = 0.04
+    #: partons from the hard process; gluon splitting adds softer ones)
+    b_fraction: float = 0.018
+    c_fraction: float = 0.035
     #: semileptonic branching fraction to a muon: b (with b → c → μ), c
     b_to_mu: float = 0.20
     c_to_mu: float = 0.10
-    #: mean momentum fraction of the jet the b (c) hadron carries (fragmentation)
-    b_hadron_z: float = 0.75
+    #: mean momentum fraction of the jet the b (c) hadron carries (fragmentation); μ, ν and
+    #: the rest share the hadron's as massless three-body phase space
+    b_hadron_z: float = 0.70
     c_hadron_z: float = 0.55
     # -- hadrons of hard jets faking L1 muons -------------------------------------------------
-    #: L1 muon candidates per hard jet from π/K decays in flight and punch-through, per
-    #: 100 GeV of jet pT (more and harder hadrons; each harder one less likely to decay) ...
-    fake_mu_per_jet: float = 0.02
-    #: ... carrying a fraction z of the jet's pT, P(> x) = (1 − x)^power
-    fake_mu_z_power: float = 8.0
+    #: L1 muon candidates per hard jet with true pT > 3 GeV from π/K decays in flight and
+    #: punch-through, per 100 GeV of jet pT (more hadrons) ...
+    fake_mu_per_jet: float = 0.04
+    #: ... with a soft spectrum, dN/dpT ∝ pT^−(index+1) from 3 GeV up to the jet's pT: decays
+    #: in flight come from the soft hadrons (P ∝ 1/p) (Pythia HardQCD through the detector's
+    #: muon model: 0.03, 0.05, 0.07, 0.09, 0.12 candidates above 3 GeV per event at p̂T ≈ 38,
+    #: 60, 95, 150, 260 GeV, but ≈ 0.015 above 0.1·p̂T at every p̂T, mostly heavy flavour)
+    fake_mu_index: float = 2.0
     # -- hard jets faking e/γ -----------------------------------------------------------------
     #: probability that a hard jet passes as an e/γ cluster (a leading π⁰ with little hadronic
     #: energy beside it, H/E < 0.25) ...
-    fake_eg_per_jet: float = 0.025
-    #: ... with the cluster carrying a fraction z of the jet, P(> x) = (1 − x)^power (Pythia:
-    #: P(leading e/γ > x·p̂T) ≈ 2 %, 1 %, 0.4 % per event at x = 0.5, 0.7, 0.9, in every bin)
-    fake_eg_z_power: float = 1.2
+    fake_eg_per_jet: float = 0.029
+    #: ... with ET = z × the jet's pT, P(> z) = (1 − z/max)^power; max > 1 because the cluster
+    #: is measured at the electromagnetic scale and the jet's hadrons below it (Pythia: per
+    #: jet 1.7, 0.95, 0.45, 0.09 % above 0.3, 0.5, 0.7, 0.9 × p̂T, the same from 30 to 400 GeV)
+    fake_eg_z_max: float = 1.15
+    fake_eg_z_power: float = 1.55
+    #: besides, softer π⁰ clusters: per jet of 50 GeV this many above 5 GeV, growing as
+    #: (pT/50)^growth, with dN/dET ∝ ET^−(index+1) up to the jet's pT (Pythia: 0.22–0.39 e/γ
+    #: clusters above 5 GeV per event from p̂T ≈ 38 to 260 GeV)
+    soft_eg_per_jet: float = 0.15
+    soft_eg_per_jet_growth: float = 0.35
+    soft_eg_per_jet_index: float = 2.1
     # -- L1 e/γ and muons (as the detector model) ---------------------------------------------
     eg_stochastic: float = 0.15
     eg_constant: float = 0.02
@@ -262,7 +275,7 @@ def _sparse_rows(rng: Rng, cum_weight: np.ndarray, rate: float) -> np.ndarray:
     return np.sort(np.searchsorted(cum_weight, rng.random(k) * total, side="right"))
 
 
-def _power_law(u: np.ndarray, lo: float, hi: float, index: float) -> np.ndarray:
+def _power_law(u: np.ndarray, lo: float, hi: float | np.ndarray, index: float) -> np.ndarray:
     """pT with P(> pT) = u for dN/dpT ∝ pT^−(index+1) on [lo, hi]: u → 0 is the hardest."""
     a, b = lo ** -index, hi ** -index
     return (b + u * (a - b)) ** (-1.0 / index)
@@ -380,7 +393,7 @@ def make_crossings(rng: Rng, n: int, pileup: float, model: ZeroBiasModel | None 
 #: hard interactions made per crossing (the hardest ones; a fourth above 20 GeV is rarer than 2·10⁻³)
 HARD_PER_CROSSING = 3
 #: jets per hard interaction: the two partons' and up to this many radiation jets
-_RADIATION_SLOTS = 2
+_RADIATION_SLOTS = 3
 
 
 def _write(out: np.ndarray, rows: np.ndarray, cols: np.ndarray, pt: np.ndarray, eta: np.ndarray,
@@ -493,14 +506,22 @@ def _jet_products(rng: Rng, m: ZeroBiasModel, rows: np.ndarray, pt: np.ndarray, 
     mus.add(rows[hf], mu_pt, eta[hf], phi[hf])
     lost = np.zeros(j)
     lost[hf] = mu_pt + nu_pt  # the calorimeter sees neither
-    # π/K decays in flight and punch-through
+    # π/K decays in flight and punch-through: soft muons, more of them in harder jets
     fake = np.flatnonzero(u[1] < m.fake_mu_per_jet * pt / 100.0)
-    z = 1.0 - rng.random(len(fake)) ** (1.0 / m.fake_mu_z_power)
-    mus.add(rows[fake], pt[fake] * z, eta[fake], phi[fake])
+    mus.add(rows[fake], _power_law(rng.random(len(fake)), 3.0, np.maximum(pt[fake], 3.5), m.fake_mu_index),
+            eta[fake], phi[fake])
     # a π⁰-dominated jet core passing as an e/γ cluster
     eg = np.flatnonzero(u[2] < m.fake_eg_per_jet)
-    z = 1.0 - rng.random(len(eg)) ** (1.0 / m.fake_eg_z_power)
+    z = m.fake_eg_z_max * (1.0 - rng.random(len(eg)) ** (1.0 / m.fake_eg_z_power))
     egs.add(rows[eg], pt[eg] * z, eta[eg], phi[eg])
+    # softer π⁰ clusters, from 4 GeV (the turn-on is applied with the measurement)
+    mean = m.soft_eg_per_jet * (5.0 / 4.0) ** m.soft_eg_per_jet_index * (
+        np.maximum(pt, 1.0) / 50.0) ** m.soft_eg_per_jet_growth
+    k = rng.poisson(np.where(pt > 4.5, mean, 0.0))
+    idx = np.repeat(np.arange(j), k)
+    spread = 0.1 * rng.standard_normal((2, len(idx)))  # inside the jet
+    egs.add(rows[idx], _power_law(rng.random(len(idx)), 4.0, pt[idx], m.soft_eg_per_jet_index),
+            eta[idx] + spread[0], _wrap(phi[idx] + spread[1]))
     return lost
 
 
