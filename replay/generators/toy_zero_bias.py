@@ -249,19 +249,28 @@ def _pt_hat_table(model: ZeroBiasModel) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- Poisson numbers and ordered Poisson points ---------------------------------------------------
-def _ordered_points(rng: Rng, means: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ordered_points(rng: Rng, means: np.ndarray, cap: int, *, by_row: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first ``cap`` points of a Poisson(means[i]) number of uniforms per row, ascending.
 
-    Returns (row, rank, u): flat over the points, grouped by row, rank 0 the smallest. The
+    Returns (row, rank, u): flat over the points (grouped by rank, or by row with ``by_row``),
+    rank 0 the smallest in its row. The
     points of a unit-rate Poisson process on [0, mean] are the running sums of exponentials
     that stay below the mean; divided by it they are a Poisson(mean) number of uniforms, in
     order, with no count drawn and no sort. A falling spectrum's inverse CDF turns u into pT
     in descending order.
     """
-    level = np.cumsum(rng.standard_exponential((len(means), cap), dtype=np.float32), axis=1)
-    rows, rank = np.nonzero(level <= means[:, None])
+    n = len(means)
+    level = rng.standard_exponential((cap, n), dtype=np.float32)  # rank-major: contiguous adds
+    for k in range(1, cap):
+        level[k] += level[k - 1]
+    flat = np.flatnonzero(level <= means.astype(np.float32))
+    rank, rows = np.divmod(flat, n)
+    if by_row:
+        order = np.argsort(rows, kind="stable")
+        rows, rank, flat = rows[order], rank[order], flat[order]
     # a float32 exponential can be 0: keep u > 0 (1e-12 is past every spectrum's end)
-    return rows, rank, np.maximum(level[rows, rank] / means[rows], 1e-12)
+    return rows, rank, np.maximum(level.ravel()[flat] / means[rows], 1e-12)
 
 
 def _sparse_rows(rng: Rng, cum_weight: np.ndarray, rate: float) -> np.ndarray:
@@ -357,7 +366,7 @@ def make_crossings(rng: Rng, n: int, pileup: float, model: ZeroBiasModel | None 
     # hard QCD: up to three hardest interactions per crossing, in descending p̂T
     if pt_hat is None:
         mean = n_f * m.per_interaction(m.sigma_qcd_pb(m.hard_pt_min))
-        rows, rank, u = _ordered_points(rng, mean, HARD_PER_CROSSING)
+        rows, rank, u = _ordered_points(rng, mean, HARD_PER_CROSSING, by_row=True)
         log_f, log_x = _pt_hat_table(m)
         hard_pt = np.exp(np.interp(np.log(u), log_f, log_x))
     else:
