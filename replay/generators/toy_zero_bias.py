@@ -194,6 +194,10 @@ class ZeroBiasModel:
     #: (pT/50)^growth, with dN/dET ∝ ET^−(index+1) up to the jet's pT (Pythia: 0.22–0.39 e/γ
     #: clusters above 5 GeV per event from p̂T ≈ 38 to 260 GeV)
     soft_eg_per_jet: float = 0.15
+    #: a jet that passes as e/γ is rich in π⁰s: this many more clusters above 4 GeV in it, from
+    #: the same spectrum up to the energy the leading cluster left (Pythia: a second e/γ ≥ 12 GeV
+    #: in 0.4–0.9 % of hard events, DoubleEG_25_12 from jets)
+    fake_eg_companions: float = 0.6
     soft_eg_per_jet_growth: float = 0.35
     soft_eg_per_jet_index: float = 2.1
     # -- L1 e/γ and muons (as the detector model) ---------------------------------------------
@@ -523,9 +527,11 @@ def _jet_products(rng: Rng, m: ZeroBiasModel, rows: np.ndarray, pt: np.ndarray, 
     eg = np.flatnonzero(u[2] < m.fake_eg_per_jet)
     z = m.fake_eg_z_max * (1.0 - rng.random(len(eg)) ** (1.0 / m.fake_eg_z_power))
     egs.add(rows[eg], pt[eg] * z, eta[eg], phi[eg])
-    # softer π⁰ clusters, from 4 GeV (the turn-on is applied with the measurement)
+    # softer π⁰ clusters, from 4 GeV (the turn-on is applied with the measurement), more in a
+    # jet that passed as e/γ
     mean = m.soft_eg_per_jet * (5.0 / 4.0) ** m.soft_eg_per_jet_index * (
         np.maximum(pt, 1.0) / 50.0) ** m.soft_eg_per_jet_growth
+    mean[eg] += m.fake_eg_companions
     k = rng.poisson(np.where(pt > 4.5, mean, 0.0))
     idx = np.repeat(np.arange(j), k)
     spread = 0.1 * rng.standard_normal((2, len(idx)))  # inside the jet
