@@ -112,6 +112,14 @@ def test_pileup_grows_the_soft_content() -> None:
     assert met_hi / met_lo == pytest.approx(math.sqrt(100 / 30), rel=0.1)
 
 
+def test_almost_empty_crossings_at_low_pileup() -> None:
+    b = crossings(50_000, pileup=0.5)
+    jets = (b.objects[:, SLOTS["jet"], 0] > 0).sum(1)
+    assert jets.mean() < 0.01  # pile-up jets need pile-up; hard QCD is 0.1 % of crossings here
+    assert np.mean(b["truth"] == PROCESS_LABELS["qcd"]) < 0.005
+    assert np.mean(b.objects[:, 0, 0] == 0) > 0.5  # no interaction at all: nothing in the calorimeter
+
+
 def test_hard_interaction_of_a_given_pt_hat() -> None:
     rng = np.random.default_rng(4)
     objects, truth = make_crossings(rng, 20_000, 55.9, pt_hat=np.full(20_000, 500.0))

@@ -420,8 +420,8 @@ def _write(out: np.ndarray, rows: np.ndarray, cols: np.ndarray, pt: np.ndarray, 
 def _pileup_jets(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_int: np.ndarray, n_values: np.ndarray) -> None:
     sl = SLOTS["jet"]
     slope = m.pu_jet_slope * np.sqrt(n_values)
-    with np.errstate(divide="ignore"):
-        mean = m.pu_jet_regions * np.exp(-m.jet_pt_min / np.where(slope > 0, slope, np.inf))
+    mean = np.zeros_like(slope)
+    mean[1:] = m.pu_jet_regions * np.exp(-m.jet_pt_min / slope[1:])  # none without pile-up
     rows, rank, u = _ordered_points(rng, mean[n_int], sl.stop - sl.start)
     k = len(rows)
     sign = np.where(rng.random(k, dtype=np.float32) < 0.5, np.float32(-1), np.float32(1))
