@@ -5,7 +5,11 @@
 - :mod:`~darktrigger.daq.trigger.menu`: a menu of seeds from YAML, its decisions and the
   calibration of anomaly thresholds from target rates;
 - :mod:`~darktrigger.daq.trigger.decision`: one batch's decisions as bit masks;
-- :mod:`~darktrigger.daq.trigger.rates`: counts, rates, pure rates, overlaps and the budget;
+- :mod:`~darktrigger.daq.trigger.rates`: counts and weighted sums, rates at the
+  colliding-bunch rate, pure rates, overlaps and the budget;
+- :mod:`~darktrigger.daq.trigger.efficiency`: a signal's efficiency per seed, its unique
+  efficiency, and what the anomaly seeds add to the rest of the menu;
+- :mod:`~darktrigger.daq.trigger.scan`: rates against threshold for single objects and sums;
 - :mod:`~darktrigger.daq.trigger.menus`: the example menus shipped as package data.
 
     >>> from darktrigger.daq.trigger import Menu
