@@ -128,12 +128,15 @@ def samples(out: Path, files: dict[str, Path]) -> None:
 def pipeline(args: argparse.Namespace, out: Path, files: dict[str, Path]) -> None:
     """Train the VAE on zero bias, calibrate the example menu, run the pipeline, check the AXO seeds."""
     from darktrigger.daq.summary import RunSummary
+    from darktrigger.daq.testing import free_metrics_base, free_ports
+    from darktrigger.daq.topology import ENDPOINT_NAMES
     from darktrigger.daq.trigger.menus import example_menu
     from darktrigger.replay.lhc import LHCConditions
 
     models = out / "models"
-    step(f"train the AXOL1TL-like VAE (score Σμ²) on zero bias ({args.epochs} epochs, 200k crossings)",
-         "train", "--model", "vae", "--background", str(files["toy zb train"]), "--max-events", "200000",
+    step(f"train the AXOL1TL-like VAE (score Σμ²) on zero bias ({args.epochs} epoch(s), "
+         f"{args.train_events:,} crossings)",
+         "train", "--model", "vae", "--background", str(files["toy zb train"]), "--max-events", str(args.train_events),
          "--epochs", str(args.epochs), "--seed", "1", "--threads", "2", "--out", str(models / "vae"),
          "--no-progress")
     menu = out / "menu.yaml"
@@ -155,6 +158,10 @@ def pipeline(args: argparse.Namespace, out: Path, files: dict[str, Path]) -> Non
                            files["toy ato4l"].name: {"rate_hz": rate_hz, "fraction": fraction}},
                    "loop": False, "seed": 7},
         "workers": {"count": args.workers},
+        # ports free now (another run may hold the defaults); `run` prints the live page's address
+        "endpoints": {name: f"tcp://127.0.0.1:{port}"
+                      for name, port in zip(ENDPOINT_NAMES, free_ports(len(ENDPOINT_NAMES)), strict=True)},
+        "metrics": {"base_port": free_metrics_base(args.workers)},
     }
     config = out / "topology.yaml"
     config.write_text("# the demo's pipeline: see daq/topology.py for every key\n" + yaml.safe_dump(topology))
