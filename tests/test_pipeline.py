@@ -251,6 +251,10 @@ def _topo(**kw: Any) -> dict[str, Any]:
     (_topo(workers={"count": 0}), "workers.count must be an integer >= 1"),
     (_topo(endpoints={"trigger": "tcp://127.0.0.1:9301"}), "the trigger stage's metrics port 9301 .* port clash"),
     (_topo(metrics={"base_prot": 9000}), "metrics: unknown key.*base_prot"),
+    (_topo(source={"mix": {"a.h5": "background", "b.h5": {"rate": 20}}}),
+     r"source.mix\[b.h5\]: unknown key\(s\) 'rate'; an injection by rate is \{rate_hz: HZ, fraction: F\}"),
+    (_topo(source={"mix": {"a.h5": "backgrnd"}}), r"source.mix\[a.h5\]: .*expected a fraction, 'background'"),
+    (_topo(source={"mix": ["a.h5"]}), "source.mix must map files to fractions"),
 ])
 def test_topology_errors_are_clear(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
