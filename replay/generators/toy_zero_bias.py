@@ -9,8 +9,9 @@ detector model of :mod:`darktrigger.replay.detector`, the physics the toy is val
 
 * **Soft interactions** (hard scale p̂T < 30 GeV, all but ≈ 0.2 % of them). ΣET: Gamma-
   distributed per interaction, summed over the crossing. MET: Gaussian per component with
-  σ² = s²·ΣET + n·δ², the towers' stochastic resolution and each interaction's own imbalance,
-  so it grows as √ΣET. Pile-up jets: what the ρ·area subtraction leaves are fluctuations of
+  σ² = s²·ΣET + Σᵢ δᵢ², the towers' stochastic resolution and each interaction's own imbalance
+  (whose spread from interaction to interaction gives the tail beyond the Gaussian), so it
+  grows as √ΣET. Pile-up jets: what the ρ·area subtraction leaves are fluctuations of
   the pile-up energy in jet-sized regions, an exponential tail above 15 GeV whose slope grows
   as √n, so their number and pT grow with pile-up. Soft e/γ clusters (π⁰ photons) and muon
   candidates (c, b decays, π/K decays in flight, punch-through): a Poisson number per
@@ -87,14 +88,18 @@ class ZeroBiasModel:
     #: ... Gamma-distributed with this shape (Pythia: 0.72; < 1: many nearly empty, diffractive
     #: interactions and a long tail)
     soft_et_shape: float = 0.72
-    #: σ(MET_x) per √ΣET: the towers' stochastic resolution (hadronic 100 %/√E on about two
-    #: thirds of the energy, halved between x and y, reduced by the 0.5 GeV tower threshold) ...
-    met_stochastic: float = 0.34
-    #: ... and the rms per component of one interaction's own imbalance (particles beyond
-    #: |η| = 5, tracks curling up before the calorimeter, muons, neutrinos of decays); together
-    #: σ(MET_x)² = s²·ΣET + n·δ² (Pythia pile-up through the detector: 20.8 GeV at μ = 56,
-    #: ∝ √n from μ = 30 to 100)
-    soft_imbalance: float = 1.5
+    #: σ(MET_x) per √ΣET: the towers' stochastic resolution (reduced by the 0.5 GeV tower
+    #: threshold, which keeps most soft particles out of the sum) ...
+    met_stochastic: float = 0.14
+    #: ... and the rms per component of one interaction's own imbalance in the calorimeter
+    #: (particles beyond |η| = 5, tracks curling up before it, muons, neutrinos of decays),
+    #: which dominates; σ(MET_x)² = s²·ΣET + Σᵢ δᵢ² over the interactions (Pythia pile-up
+    #: through the detector: σ = 20.8 GeV at μ = 56, ∝ √n from μ = 30 to 100)
+    soft_imbalance: float = 2.6
+    #: Gamma shape of one interaction's imbalance variance: dominated by its few hardest
+    #: particles, so widely spread (Pythia minimum bias: (px² + py²)/2 has mean 9.1 GeV² and
+    #: shape 0.24); it gives the MET its tail beyond the Gaussian
+    soft_imbalance_shape: float = 0.24
     # -- pile-up jets -------------------------------------------------------------------------
     #: L1 jets that pile-up leaves after the ρ·area subtraction are fluctuations of the
     #: pile-up energy in jet-sized regions: of ``pu_jet_regions`` independent regions, the
@@ -353,7 +358,9 @@ def make_crossings(rng: Rng, n: int, pileup: float, model: ZeroBiasModel | None 
 
     # soft interactions: ΣET and the MET it leaves
     sum_et = rng.standard_gamma(np.maximum(n_f * m.soft_et_shape, 1e-12)) * (m.soft_et_mean / m.soft_et_shape)
-    sigma = np.sqrt(m.met_stochastic ** 2 * sum_et + n_f * m.soft_imbalance ** 2)
+    imbalance = rng.standard_gamma(np.maximum(n_f * m.soft_imbalance_shape, 1e-12)) * (
+        m.soft_imbalance ** 2 / m.soft_imbalance_shape)
+    sigma = np.sqrt(m.met_stochastic ** 2 * sum_et + imbalance)
     mx = sigma * rng.standard_normal(n)
     my = sigma * rng.standard_normal(n)
 
