@@ -273,13 +273,14 @@ def _ordered_points(rng: Rng, means: np.ndarray, cap: int, *, by_row: bool = Fal
     level = rng.standard_exponential((cap, n), dtype=np.float32)  # rank-major: contiguous adds
     for k in range(1, cap):
         level[k] += level[k - 1]
-    flat = np.flatnonzero(level <= means.astype(np.float32))
+    means32 = means.astype(np.float32)
+    flat = np.flatnonzero(level <= means32)
     rank, rows = np.divmod(flat, n)
     if by_row:
         order = np.argsort(rows, kind="stable")
         rows, rank, flat = rows[order], rank[order], flat[order]
     # a float32 exponential can be 0: keep u > 0 (1e-12 is past every spectrum's end)
-    return rows, rank, np.maximum(level.ravel()[flat] / means[rows], 1e-12)
+    return rows, rank, np.maximum(level.ravel()[flat] / means32[rows], np.float32(1e-12))
 
 
 def _sparse_rows(rng: Rng, cum_weight: np.ndarray, rate: float) -> np.ndarray:
@@ -432,7 +433,7 @@ def _pileup_jets(rng: Rng, out: np.ndarray, m: ZeroBiasModel, n_int: np.ndarray,
     rows, rank, u = _ordered_points(rng, mean[n_int], sl.stop - sl.start)
     k = len(rows)
     sign = np.where(rng.random(k, dtype=np.float32) < 0.5, np.float32(-1), np.float32(1))
-    _write(out, rows, sl.start + rank, m.jet_pt_min - slope[n_int[rows]] * np.log(u),
+    _write(out, rows, sl.start + rank, np.float32(m.jet_pt_min) - slope.astype(np.float32)[n_int[rows]] * np.log(u),
            sign * _tilted_abs_eta(rng.random(k, dtype=np.float32), m.jet_eta_max, m.pu_jet_eta_tilt),
            rng.random(k, dtype=np.float32) * np.float32(TWO_PI) - np.float32(math.pi))
 
