@@ -270,17 +270,22 @@ def _ordered_points(rng: Rng, means: np.ndarray, cap: int, *, by_row: bool = Fal
     in descending order.
     """
     n = len(means)
-    level = rng.standard_exponential((cap, n), dtype=np.float32)  # rank-major: contiguous adds
+    # rank-major, so that the running sums add contiguous rows; float32 for the many soft
+    # points, float64 for the few hard ones (float32's smallest bucket, 6·10⁻⁸ wide, holds an
+    # exact 0 that would map to the end of a spectrum: resolved below its width)
+    level = rng.standard_exponential((cap, n), dtype=np.float64 if by_row else np.float32)
+    zero = level == 0
+    if zero.any():
+        level[zero] = 6e-8 * rng.random(int(zero.sum()))
     for k in range(1, cap):
         level[k] += level[k - 1]
-    means32 = means.astype(np.float32)
-    flat = np.flatnonzero(level <= means32)
+    means = means.astype(level.dtype)
+    flat = np.flatnonzero(level <= means)
     rank, rows = np.divmod(flat, n)
     if by_row:
         order = np.argsort(rows, kind="stable")
         rows, rank, flat = rows[order], rank[order], flat[order]
-    # a float32 exponential can be 0: keep u > 0 (1e-12 is past every spectrum's end)
-    return rows, rank, np.maximum(level.ravel()[flat] / means32[rows], np.float32(1e-12))
+    return rows, rank, level.ravel()[flat] / means[rows]
 
 
 def _sparse_rows(rng: Rng, cum_weight: np.ndarray, rate: float) -> np.ndarray:
