@@ -170,7 +170,11 @@ class ZeroBiasModel:
     #: partons from the hard process; gluon splitting adds softer ones)
     b_fraction: float = 0.018
     c_fraction: float = 0.035
-    #: semileptonic branching fraction to a muon: b (with b → c → μ), c
+    #: fraction of heavy-flavour jets whose partner jet (the interaction's other parton) has the
+    #: same flavour: pair production (gg, qq̄ → QQ̄) against flavour excitation (Qg → Qg)
+    hf_pair_fraction: float = 0.5
+    #: semileptonic branching fraction to a muon: b (with b → c → μ), c; a semileptonic b decay
+    #: leaves a charm hadron, which gives a second muon with the c fraction
     b_to_mu: float = 0.20
     c_to_mu: float = 0.10
     #: mean momentum fraction of the jet the b (c) hadron carries (fragmentation); μ, ν and
@@ -520,11 +524,16 @@ def _jet_products(rng: Rng, m: ZeroBiasModel, rows: np.ndarray, pt: np.ndarray, 
     """Heavy-flavour muons, fake muons and fake e/γ of jets; returns the pT (along each jet)
     the calorimeter misses: muon and neutrino of a semileptonic decay."""
     j = len(rows)
-    u = rng.random((3, j))
+    u = rng.random((4, j))
+    # flavour: the second half of the jets are the partners of the first (one interaction's two
+    # partons), and heavy quarks come in pairs (gg → bb̄) as often as alone (bg → bg)
+    half = j // 2
+    paired = rng.random(half) < m.hf_pair_fraction
+    u[0, half:] = np.where(paired, u[0, :half], u[0, half:])
+    is_b = u[0] < m.b_fraction
+    is_c = ~is_b & (u[0] < m.b_fraction + m.c_fraction)
     # semileptonic b/c decays: the hadron carries z of the jet, shared by μ, ν and the rest
-    p_b = m.b_fraction * m.b_to_mu
-    is_b = u[0] < p_b
-    hf = np.flatnonzero(u[0] < p_b + m.c_fraction * m.c_to_mu)
+    hf = np.flatnonzero((is_b & (u[3] < m.b_to_mu)) | (is_c & (u[3] < m.c_to_mu)))
     mean_z = np.where(is_b[hf], m.b_hadron_z, m.c_hadron_z)
     z_had = rng.beta(3.0 * mean_z / (1.0 - mean_z), 3.0)
     a, b = np.sort(rng.random((2, len(hf))), axis=0)  # massless three-body shares: a, b − a, 1 − b
@@ -532,8 +541,14 @@ def _jet_products(rng: Rng, m: ZeroBiasModel, rows: np.ndarray, pt: np.ndarray, 
     mus.add(rows[hf], mu_pt, eta[hf], phi[hf])
     lost = np.zeros(j)
     lost[hf] = mu_pt + nu_pt  # the calorimeter sees neither
+    # b → c μ ν, then c → s μ ν: a second muon from the charm the b decay left (1 − b of it)
+    twice = np.flatnonzero(is_b[hf] & (rng.random(len(hf)) < m.c_to_mu))
+    a2, b2 = np.sort(rng.random((2, len(twice))), axis=0)
+    charm = pt[hf[twice]] * z_had[twice] * (1.0 - b[twice])
+    mus.add(rows[hf[twice]], charm * a2, eta[hf[twice]], phi[hf[twice]])
+    lost[hf[twice]] += charm * b2
     # π/K decays in flight and punch-through: soft muons, more of them in harder jets
-    fake = np.flatnonzero(u[1] < m.fake_mu_per_jet * pt / 100.0)
+    fake = np.repeat(np.arange(j), rng.poisson(m.fake_mu_per_jet * pt / 100.0))
     mus.add(rows[fake], _power_law(rng.random(len(fake)), 3.0, np.maximum(pt[fake], 3.5), m.fake_mu_index),
             eta[fake], phi[fake])
     # a π⁰-dominated jet core passing as an e/γ cluster
