@@ -55,6 +55,17 @@ def test_reproducible_and_independent_of_batching() -> None:
     assert not np.array_equal(whole.objects, crossings(CHUNK + 5_000, seed=10).objects)
 
 
+#: σ(HardQCD:all, p̂T > x) in pb at 13.6 TeV, Pythia 8.317 process level (sigmaGen of 3000 events)
+PYTHIA_QCD_SIGMA_PB = {15: 2.142e9, 20: 7.736e8, 30: 1.736e8, 50: 2.47e7, 80: 3.657e6, 120: 6.492e5,
+                       170: 1.396e5, 250: 2.295e4, 400: 2271.0, 600: 263.0, 1000: 12.65}
+
+
+def test_hard_qcd_spectrum_is_pythias() -> None:
+    m = ZeroBiasModel()
+    for pt_hat, sigma in PYTHIA_QCD_SIGMA_PB.items():
+        assert m.sigma_qcd_pb(float(pt_hat)) == pytest.approx(sigma, rel=0.03), pt_hat
+
+
 def test_one_event_is_one_crossing(zb: EventBatch) -> None:
     assert np.all(zb["weight"] == 1.0)
     truth = zb["truth"]
