@@ -97,9 +97,10 @@ class ZeroBiasModel:
     #: through the detector: σ = 20.8 GeV at μ = 56, ∝ √n from μ = 30 to 100)
     soft_imbalance: float = 2.6
     #: Gamma shape of one interaction's imbalance variance: dominated by its few hardest
-    #: particles, so widely spread (Pythia minimum bias: (px² + py²)/2 has mean 9.1 GeV² and
-    #: shape 0.24); it gives the MET its tail beyond the Gaussian
-    soft_imbalance_shape: float = 0.24
+    #: particles, so widely spread (Pythia minimum bias at particle level: (px² + py²)/2 has
+    #: mean 9.1 GeV² and shape 0.24; 0.3 gives the MET tail of Pythia crossings through the
+    #: detector, P(MET > 70, 80, 90, 100 GeV) = 4.9·10⁻³, 1.4·10⁻³, 2.5·10⁻⁴, 7.7·10⁻⁵ at μ = 56)
+    soft_imbalance_shape: float = 0.3
     # -- pile-up jets -------------------------------------------------------------------------
     #: L1 jets that pile-up leaves after the ρ·area subtraction are fluctuations of the
     #: pile-up energy in jet-sized regions: of ``pu_jet_regions`` independent regions, the
@@ -129,7 +130,8 @@ class ZeroBiasModel:
     #: 0.012, 0.0016 L1 muons per crossing above 3, 5, 10 GeV at μ = 56)
     soft_mu: float = 5.5e-3
     soft_mu_index: float = 3.6
-    soft_mu_pt_max: float = 20.0
+    #: (soft interactions rarely make a muon above 10 GeV: none in 10⁵ of Pythia's below 20 GeV)
+    soft_mu_pt_max: float = 12.0
     # -- hard QCD: σ(p̂T > x) (fit to Pythia HardQCD:all, 15 GeV – 1 TeV) -----------------------
     #: σ(p̂T > 30 GeV), pb
     qcd_sigma30_pb: float = 1.745e8
