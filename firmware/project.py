@@ -53,6 +53,7 @@ from darktrigger.models.base import copy_artifact
 from darktrigger.models.card import read_card
 from darktrigger.models.quantised.fixedpoint import describe
 from darktrigger.models.quantised.scorers import QuantisedScorer
+from darktrigger.models.quantised.training import PROGRESS_LOG
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,31 @@ class BuildOptions:
     rtl: bool = False
     synth: bool = False
     tb_events: int = TB_EVENTS
+    #: a log line as each step starts (``darktrigger.progress``; the command line shows them)
+    progress: bool = False
     #: layer → precision entries replacing the derived ones (tests: a wrong precision)
     precision_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+class Steps:
+    """Progress of a multi-step job: a log line on ``darktrigger.progress`` as each step
+    starts, numbered, with the time since the start; silent when not ``enabled``.
+
+        >>> steps = Steps("firmware build fw/qvae", 2, enabled=False)
+        >>> steps("writing the hls4ml project"); steps.done
+        1
+    """
+
+    def __init__(self, what: str, total: int, *, enabled: bool = True) -> None:
+        self.what, self.total, self.enabled = what, total, enabled
+        self.done = 0
+        self.t0 = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        self.done += 1
+        if self.enabled:
+            PROGRESS_LOG.info("%s [%d/%d] %s (%.0f s so far)", self.what, self.done, self.total,
+                              text, time.monotonic() - self.t0)
 
 
 def _prepare_out(out: Path, digest: str) -> None:
@@ -163,8 +187,9 @@ def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None
     digest = model_hash(model_dir)
     _prepare_out(out, digest)
     out.mkdir(parents=True)
+    steps = Steps(f"firmware build {out}", 4 + 3 * options.rtl + options.synth, enabled=options.progress)
     try:
-        manifest = _build(scorer, model_dir, out, options, events, digest)
+        manifest = _build(scorer, model_dir, out, options, events, digest, steps)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -174,7 +199,9 @@ def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None
 
 
 def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOptions,
-           events: Path | None, digest: str) -> Manifest:
+           events: Path | None, digest: str, steps: Steps) -> Manifest:
+    steps(f"test vectors: {options.tb_events:,} events from "
+          f"{events or 'toy sm_mix (seed 0)'}, scored by the QKeras model")
     x = test_vectors(scorer, options.tb_events, events)
     ref = scorer.fixed_outputs(x)["score"][:, 0]
     keras_model = scorer.keras_model()
@@ -185,11 +212,14 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
             raise ProjectError(f"precision override for {name!r}: no such layer; layers: "
                                f"{', '.join(precision)}")
         precision[name] = {**precision[name], **entry}
+    steps(f"writing the hls4ml {options.backend} project (precisions derived from the weights)")
     model = hls.convert(keras_model, out, precision=precision, backend=options.backend,
                         part=options.part, clock_ns=options.clock_ns, tb_inputs=x, tb_outputs=qk,
                         where=str(model_dir))
+    steps("compiling the C simulation (g++)")
     hls.compile_csim(model, str(out))  # compile() writes the project again: patch after it
     testbench.patch(out)
+    steps(f"C simulation of the {len(x):,} test vectors")
     csim = hls.csim_predict(model, x)
     copy_artifact(model_dir, out)
     ranges = scorer.ranges()
@@ -200,7 +230,9 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
                     out, checks.csim_equals_qkeras, len(x))
     rtl_record = None
     if options.rtl:
-        info = rtl.build(scorer, out / rtl.RTL_DIR, clock_ns=options.clock_ns, part=options.part)
+        info = rtl.build(scorer, out / rtl.RTL_DIR, clock_ns=options.clock_ns, part=options.part,
+                         on_step=steps)
+        steps(f"RTL simulation (Verilator) of the {len(x):,} test vectors, latency measured")
         runner = rtl.RTLRunner(out / rtl.RTL_DIR)
         y = runner.run(x)
         rtl_record = RTLRecord(info, rtl.RTL_DIR, rtl.measure_latency(
@@ -212,6 +244,7 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
     if options.synth:
         from darktrigger.firmware import vendor
 
+        steps(f"vendor synthesis ({options.backend} HLS)")
         synth = vendor.synthesise(out, options.backend)
     manifest = Manifest(
         spec=scorer.spec, scorer=scorer.name, source_model=str(model_dir), model_sha256=digest,
@@ -224,7 +257,11 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
 
 
 def write_readme(out: Path, m: Manifest) -> None:
-    """The project's README.md: what the folder holds and how to synthesise and check it."""
+    """The project's README.md: what the folder holds and how to synthesise and check it.
+
+    Every command in it runs as printed from the project folder (tests/test_readme_commands.py
+    runs those that need no vendor tool).
+    """
     rtl_part = ""
     if m.rtl:
         r = m.rtl.info
@@ -234,8 +271,13 @@ def write_readme(out: Path, m: Manifest) -> None:
 Pipelined Verilog of the same fixed-point network: `rtl/src/score.v` (top `score`,
 wrapped with uniform ports in `score_wrapper.v`), {r.cycles} stages at {r.clock_ns} ns
 = {r.latency_ns} ns, II = 1. da4ml's estimate: {r.luts:.0f} LUT, {r.ffs} FF.
-Timing constraints: `rtl/src/score.xdc` (Vivado), `score.sdc`. Synthesise with
-`vivado -mode batch -source rtl/build_vivado_prj.tcl` (edit the part in it if needed).
+Timing constraints: `rtl/src/score.xdc` (Vivado), `score.sdc`. Synthesise with Vivado
+(edit the part in the script if needed):
+
+```bash
+vivado -mode batch -source rtl/build_vivado_prj.tcl
+```
+
 Simulate: the Verilator library in `rtl/sim/` (`darktrigger firmware verify`).
 `rtl/comb/` holds the same netlist without pipeline registers, for simulation only: the
 `firmware` backend scores events with it (one evaluation an event, not a clock of the
@@ -245,7 +287,8 @@ pipelined design); `firmware verify` checks both bit for bit.
 
 Made by `darktrigger firmware build` from `{m.source_model}` (model sha256 `{m.model_sha256[:16]}…`).
 The folder is also a model directory (`card.json`, `weights.pt`, ...): `darktrigger evaluate
---model THIS --backend firmware` scores events with the firmware.
+--model THIS_FOLDER --backend firmware` scores events with the firmware. The commands below
+run in this folder.
 
 ## HLS (hls4ml, {m.backend}, {m.io_type}, {m.strategy} strategy)
 
@@ -257,16 +300,24 @@ model bit for bit; they are listed in `{MANIFEST}` (`precisions`) and `hls4ml_co
 Test vectors: `tb_data/tb_input_features.dat` ({m.checks.tb_events} events) and
 `tb_data/tb_output_predictions.dat` (the QKeras model's scores for them).
 
-C simulation with g++ only (no vendor tool):
+C simulation with g++ only (no vendor tool); the testbench reads the weights from
+`WEIGHTS_DIR` and its test vectors from `tb_data/`, both relative to where it runs:
 
-    g++ -O2 -std=c++17 -Ifirmware/ap_types -Ifirmware myproject_test.cpp firmware/myproject.cpp -o tb
-    ./tb        # writes tb_data/csim_results.log (17 significant digits); compare with tb_output_predictions.dat
+```bash
+g++ -O2 -std=c++17 -Ifirmware/ap_types -Ifirmware -DWEIGHTS_DIR='"firmware/weights"' \\
+    myproject_test.cpp firmware/myproject.cpp -o tb
+./tb    # writes tb_data/csim_results.log (17 significant digits)
+paste -d ' ' tb_data/csim_results.log tb_data/tb_output_predictions.dat |
+    awk '$1 != $2 {{n++}} END {{print n+0 " of " NR " scores differ from QKeras"; exit n > 0}}'
+```
 
 Synthesis, C simulation and RTL co-simulation with the vendor tools (part `{m.part}`,
-clock {m.clock_ns} ns):
+clock {m.clock_ns} ns), Vitis HLS or the older Vivado HLS:
 
-    vitis_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"     # Vitis HLS
-    vivado_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"    # Vivado HLS (older)
+```bash
+vitis_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"
+vivado_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"
+```
 
 The synthesis report is then in `myproject_prj/solution1/syn/report/myproject_csynth.rpt`;
 `darktrigger firmware build --synth` runs this and reads latency, II, LUT, FF, DSP and BRAM
@@ -274,7 +325,12 @@ from it when `vitis_hls` or `vivado_hls` is on PATH.
 {rtl_part}
 ## Check it
 
-    darktrigger firmware verify --project THIS --events events.h5 --n 100000
+QKeras, the C simulation, this testbench{" and the RTL" if m.rtl else ""} on the test vectors, bit for bit
+(add `--events FILE --n 100000` for events of your own):
+
+```bash
+darktrigger firmware verify --project .
+```
 """
     (out / "README.md").write_text(text)
 

@@ -46,6 +46,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,13 +259,15 @@ class RTLInfo:
 
 
 def build(scorer: QuantisedScorer, out_dir: Path, *, clock_ns: float = 4.0,
-          part: str = "xcvu13p-flga2577-2-e", jobs: int = 2) -> RTLInfo:
+          part: str = "xcvu13p-flga2577-2-e", jobs: int = 2,
+          on_step: Callable[[str], None] | None = None) -> RTLInfo:
     """Trace, pipeline, write the Verilog project into ``out_dir`` and compile it with Verilator.
 
     Two builds of one traced netlist: the pipelined design (``out_dir``, the firmware,
     whose latency :func:`measure_latency` measures) and the same logic without pipeline
     registers in ``out_dir/comb`` (:data:`COMB_DIR`), which :class:`RTLRunner` scores
     events with; both are bit-exact by construction and ``firmware verify`` runs both.
+    ``on_step`` is told, in words, as the two parts start (tracing, compiling).
     """
     from da4ml.codegen import VerilogModel
     from da4ml.trace import comb_trace, to_pipeline
@@ -273,6 +276,8 @@ def build(scorer: QuantisedScorer, out_dir: Path, *, clock_ns: float = 4.0,
     if shutil.which("g++", path=env["PATH"]) is None or shutil.which("make", path=env["PATH"]) is None:
         raise ToolMissingError("the Verilator build needs g++ and make on PATH "
                                "(Debian/Ubuntu: apt-get install g++ make)")
+    step = on_step or (lambda text: None)
+    step("RTL: da4ml traces the network, pipelines it and writes the Verilog")
     t0 = time.monotonic()
     with contextlib.redirect_stdout(io.StringIO()):  # da4ml's solver reports on stdout
         inp, out = trace(scorer)
@@ -293,6 +298,7 @@ def build(scorer: QuantisedScorer, out_dir: Path, *, clock_ns: float = 4.0,
                    luts=round(float(comb.cost), 1), ffs=int(pipe.reg_bits),
                    in_kif=comb.inp_kifs.tolist(), out_kif=comb.out_kifs.tolist())
     (out_dir / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=1) + "\n")
+    step(f"RTL: Verilator compiles the pipelined ({info.cycles} stages) and the combinational netlist")
     t0 = time.monotonic()
     compile_rtl(out_dir, env, jobs)
     t1 = time.monotonic()

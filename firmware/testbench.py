@@ -51,8 +51,14 @@ def write_dat(path: Path, values: np.ndarray) -> None:
 
 
 def compile_testbench(project: Path, binary: Path) -> Path:
-    """g++ the testbench with the project's firmware sources into ``binary``."""
+    """g++ the testbench with the project's firmware sources into ``binary``.
+
+    The weights folder is compiled in as an absolute path (``-DWEIGHTS_DIR``), so the
+    binary runs in any folder (:func:`run` runs it in a temporary one) whatever the
+    current folder was when ``project`` was given relative to it.
+    """
     cxx = require_cxx()
+    project, binary = Path(project).resolve(), Path(binary).resolve()
     cmd = [cxx, "-O2", "-std=c++17", f"-I{project / 'firmware' / 'ap_types'}", f"-I{project / 'firmware'}",
            f"-I{project}", f'-DWEIGHTS_DIR="{project / "firmware" / "weights"}"',
            str(project / TB_SOURCE), str(project / "firmware" / f"{PROJECT_NAME}.cpp"), "-o", str(binary)]
@@ -65,6 +71,7 @@ def compile_testbench(project: Path, binary: Path) -> Path:
 
 def run(binary: Path, x: np.ndarray, expected: np.ndarray, workdir: Path | None = None) -> np.ndarray:
     """Run the testbench on inputs ``x`` (with ``expected`` as its predictions file); outputs [N]."""
+    binary = Path(binary).resolve()  # run from another folder (cwd=wd)
     with tempfile.TemporaryDirectory(prefix="darktrigger-tb-") as tmp:
         wd = Path(workdir or tmp)
         write_dat(wd / "tb_data" / "tb_input_features.dat", x)

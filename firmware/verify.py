@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from darktrigger.firmware import hls, project, testbench
+from darktrigger.firmware.errors import FirmwareError
 from darktrigger.models.quantised.scorers import QuantisedScorer, lsb_counts
 
 log = logging.getLogger(__name__)
@@ -103,19 +104,40 @@ def _thresholds(scorer: QuantisedScorer, scores: np.ndarray) -> tuple[dict[str, 
         return found, "the model's calibrated thresholds"
     from darktrigger.models.thresholds import thresholds_for_rates
 
-    made = thresholds_for_rates(scores.astype(np.float32), list(DEFAULT_RATES_KHZ))
+    # only to compare decisions between implementations: resolved or not, no warning
+    made = thresholds_for_rates(scores.astype(np.float32), list(DEFAULT_RATES_KHZ), warn=False)
     return ({f"{scorer.spec} @ {t.rate_khz:g} kHz": float(t.threshold) for t in made},
-            "uncalibrated model: thresholds at 1, 5, 10 kHz of 40 MHz from these events")
+            f"uncalibrated model: thresholds at {', '.join(f'{r:g}' for r in DEFAULT_RATES_KHZ)} kHz "
+            f"of {made[0].input_rate_mhz:g} MHz from these events")
 
 
-def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path | None = None,
-           use_rtl: bool = True, use_testbench: bool = True) -> VerifyReport:
-    """Run every implementation on ``n`` events of ``events``; the report (see the module doc)."""
+def read_test_vectors(project_dir: Path, n: int | None = None) -> np.ndarray:
+    """The network inputs ``[N, 57]`` of the project's test vectors
+    (``tb_data/tb_input_features.dat``), the first ``n``."""
+    path = project_dir / "tb_data" / "tb_input_features.dat"
+    if not path.is_file():
+        raise FirmwareError(f"{project_dir}: no test vectors ({path.relative_to(project_dir)}); "
+                            "give --events, or build the firmware again")
+    x = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    return x if n is None else x[:n]
+
+
+def verify(project_dir: Path, events: Path | None = None, n: int = 100_000, *,
+           model_dir: Path | None = None, use_rtl: bool = True,
+           use_testbench: bool = True, progress: bool = False) -> VerifyReport:
+    """Run every implementation on ``n`` events of ``events`` (without ``events``: on the
+    project's test vectors in ``tb_data/``); the report (see the module doc). With
+    ``progress``, a log line as each implementation starts (``darktrigger.progress``)."""
     from darktrigger.models.neural.training import read_events
 
     manifest, scorer = project.open_project(project_dir, model_dir)
-    batch = read_events([events], n, "verification", hashes=False)[0]
-    x = scorer.inputs(batch)
+    rtl_runs = 2 if use_rtl and manifest.rtl is not None else 0
+    steps = project.Steps(f"firmware verify {project_dir}", 3 + use_testbench + rtl_runs, enabled=progress)
+    steps(f"reading {events or 'the test vectors'}")
+    if events is None:
+        x = read_test_vectors(project_dir, n)
+    else:
+        x = scorer.inputs(read_events([events], n, "verification", hashes=False)[0])
     frac = manifest.score_frac
     seconds: dict[str, float] = {}
     outputs: dict[str, np.ndarray] = {}
@@ -126,11 +148,14 @@ def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path
         seconds[name] = time.monotonic() - t0
 
     timed("reference (numpy)", lambda: scorer.fixed_outputs(x)["score"][:, 0])
+    steps(f"QKeras on {len(x):,} events")
     keras_model = scorer.keras_model()
     timed("QKeras", lambda: keras_model.predict(x, batch_size=8192, verbose=0)[:, 0])
+    steps(f"hls4ml C simulation: compiling (g++), then {len(x):,} events")
     csim = hls.load_project(project_dir)
     timed("hls4ml C sim (predict)", lambda: hls.csim_predict(csim, x))
     if use_testbench:
+        steps(f"the project's testbench: compiling (g++), then {len(x):,} events")
         with tempfile.TemporaryDirectory(prefix="darktrigger-verify-") as tmp:
             binary = testbench.compile_testbench(project_dir, Path(tmp) / "tb")
             timed("testbench (g++)", lambda: testbench.run(binary, x, outputs["QKeras"], Path(tmp)))
@@ -139,7 +164,9 @@ def verify(project_dir: Path, events: Path, n: int = 100_000, *, model_dir: Path
         from darktrigger.firmware import rtl
 
         runner = rtl.RTLRunner(project_dir / manifest.rtl.directory)
+        steps(f"RTL (Verilator), pipelined, on {len(x):,} events")
         timed("RTL (Verilator)", lambda: runner.run_pipelined(x))
+        steps(f"RTL (Verilator), combinational, on {len(x):,} events; latency measured")
         timed("RTL, combinational (Verilator)", lambda: runner.run(x))
         rtl_info = {**runner.info.to_dict(), "measured_cycles": rtl.measure_latency(
             runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0]), "scoring": runner.scoring}

@@ -83,6 +83,31 @@ def test_verify_is_bit_exact(built: Path, events: Path, capsys: pytest.CaptureFi
     assert report["rtl"]["scoring"] == "combinational"
 
 
+def test_verify_with_relative_paths(built: Path, events: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 19: the testbench was compiled with the weights folder as given (relative) and
+    run in a temporary folder, where that path led nowhere."""
+    monkeypatch.chdir(built.parent.parent)
+    rel_project = os.path.relpath(built)
+    assert not Path(rel_project).is_absolute()
+    assert main(["firmware", "verify", "--project", rel_project, "--events", os.path.relpath(events),
+                 "--n", "300", "--no-rtl"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"firmware verify: qvae in {rel_project}, 300 events" in out
+    assert "  testbench (g++)                        100.0000%" in out
+    assert "OK, bit-exact" in out
+
+
+def test_verify_on_the_projects_test_vectors(built: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --events: the 300 test vectors of tb_data/, from inside the project folder."""
+    monkeypatch.chdir(built)
+    assert main(["firmware", "verify", "--project", ".", "--no-rtl"]) == 0
+    out = capsys.readouterr().out
+    assert "firmware verify: qvae in ., 300 events" in out
+    assert "OK, bit-exact" in out
+
+
 def test_rtl_builds_score_alike(built: Path) -> None:
     from darktrigger.firmware import rtl
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from darktrigger.firmware.project import BuildOptions, build
 
     opts = BuildOptions(backend=args.backend, part=args.part, clock_ns=args.clock_ns, rtl=args.rtl,
-                        synth=args.synth, tb_events=args.tb_events,
+                        synth=args.synth, tb_events=args.tb_events, progress=not args.no_progress,
                         precision_overrides=_parse_overrides(args.precision))
     m = build(args.model, args.out, opts, events=args.events)
     c = m.checks
@@ -35,7 +36,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         s = m.synth
         print(f"  synthesis: latency {s['latency_cycles']} cycles, II {s['ii']}, LUT {s['lut']}, "
               f"FF {s['ff']}, DSP {s['dsp']}, BRAM {s['bram']}")
-    print(f"  check it: darktrigger firmware verify --project {args.out} --events FILE")
+    print(f"  check it: darktrigger firmware verify --project {shlex.quote(str(args.out))} "
+          "(its test vectors; add --events FILE --n 100000 for events of your own)")
     return 0
 
 
@@ -57,7 +59,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from darktrigger.firmware.verify import verify
 
     report = verify(args.project, args.events, args.n, model_dir=args.model,
-                    use_rtl=not args.no_rtl, use_testbench=not args.no_testbench)
+                    use_rtl=not args.no_rtl, use_testbench=not args.no_testbench,
+                    progress=not args.no_progress)
     print(report.format())
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +105,8 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     b.add_argument("--tb-events", type=int, default=1000, help="test vectors in tb_data/ (default 1000)")
     b.add_argument("--precision", action="append", default=[], metavar="LAYER.KIND=TYPE",
                    help="replace a derived precision (for experiments; verify shows what it breaks)")
+    b.add_argument("--no-progress", action="store_true",
+                   help="no progress lines on stderr (default: one as each build step starts)")
     b.set_defaults(func=cmd_build)
     v = fsub.add_parser(
         "verify", formatter_class=formatter,
@@ -113,12 +118,17 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                     "Exits 1 on any mismatch.",
         epilog="examples:\n"
                "  darktrigger firmware verify --project fw/qvae --events bkg_test.h5 --n 100000\n"
+               "  darktrigger firmware verify --project fw/qvae      # on the project's test vectors\n"
                "  darktrigger firmware verify --project fw/qvae --events bkg.h5 --model models/qvae --json v.json")
     v.add_argument("--project", type=Path, required=True, help="a folder made by firmware build")
-    v.add_argument("--events", type=Path, required=True, help="events (any format darktrigger reads)")
+    v.add_argument("--events", type=Path, default=None,
+                   help="events (any format darktrigger reads; default: the project's test vectors "
+                        "in tb_data/)")
     v.add_argument("--n", type=int, default=100_000, help="events to check (default 100000)")
     v.add_argument("--model", type=Path, default=None, help="also check the project was built from this model")
     v.add_argument("--no-rtl", action="store_true", help="skip the RTL")
     v.add_argument("--no-testbench", action="store_true", help="skip the g++ testbench")
     v.add_argument("--json", type=Path, default=None, help="write the report as JSON")
+    v.add_argument("--no-progress", action="store_true",
+                   help="no progress lines on stderr (default: one as each implementation starts)")
     v.set_defaults(func=cmd_verify)

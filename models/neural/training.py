@@ -155,6 +155,7 @@ def run_training(net: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
     with tqdm(total=epochs * n_batches, disable=not options.progress, desc=desc, unit="batch",
               leave=False) as bar:
         for epoch in range(1, epochs + 1):
+            bar.set_description(f"{desc} epoch {epoch}/{epochs}", refresh=False)
             net.train()
             perm = torch.randperm(n, generator=order_rng)
             total = 0.0

@@ -29,6 +29,25 @@ quantised model is the cost of quantisation proper (``bench/quantisation_cost.py
 
     >>> sparsity_schedule(5, 0.5)
     [0.0, 0.4375, 0.5, 0.5, 0.5]
+
+Progress (``progress=True``, as ``darktrigger train`` asks): :class:`Progress` draws a tqdm
+bar over the batches, with the epoch in its label, when stderr is a terminal, and
+otherwise writes a log line (logger ``darktrigger.progress``) at each epoch's end and
+within a long epoch, at most every ``every_s`` seconds:
+
+    >>> import io, logging
+    >>> stream = io.StringIO()
+    >>> handler = logging.StreamHandler(stream)
+    >>> PROGRESS_LOG.addHandler(handler)
+    >>> with Progress("qae", total=4, unit="batch", every_s=0.0, terminal=False) as bar:
+    ...     bar.describe("epoch 1/2")
+    ...     bar.update(2)
+    ...     bar.describe("epoch 2/2", "loss 0.5")
+    ...     bar.update(2)
+    >>> PROGRESS_LOG.removeHandler(handler)
+    >>> print(stream.getvalue(), end="")
+    qae: epoch 1/2: 2/4 batch (50 %, 0 s, ~0 s to go)
+    qae: epoch 2/2: 4/4 batch (100 %, 0 s), loss 0.5
 """
 
 from __future__ import annotations
@@ -37,7 +56,10 @@ import copy
 import logging
 import math
 import os
+import sys
+import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,10 +69,71 @@ from darktrigger.models.quantised.fixedpoint import Dense, Layer, Quant, ReLU, S
 from darktrigger.replay.errors import ConfigError
 
 log = logging.getLogger(__name__)
+#: where asked-for progress goes when stderr is not a terminal: INFO, so that the command
+#: line's default verbosity (WARNING) shows it; nothing is logged here without progress=True
+PROGRESS_LOG = logging.getLogger("darktrigger.progress")
+PROGRESS_LOG.setLevel(logging.INFO)
+PROGRESS_EVERY_S = 10.0  #: seconds between progress log lines
 
 #: per-event loss ``[N]`` of a training graph: ``loss(model, x, training)``
 LossFn = Callable[[Any, Any, bool], Any]
 Params = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class Progress:
+    """Progress of a long loop: a tqdm bar on a terminal (``terminal=None``: stderr is one),
+    otherwise log lines on :data:`PROGRESS_LOG`, one at most every ``every_s`` seconds and
+    one at the end; nothing when ``enabled`` is False. ``describe`` sets the stage
+    (``epoch 3/30``) and what follows it (``loss 0.51``); ``update`` counts done units."""
+
+    def __init__(self, name: str, total: int, unit: str = "batch", *, enabled: bool = True,
+                 every_s: float = PROGRESS_EVERY_S, terminal: bool | None = None) -> None:
+        self.name, self.total, self.unit, self.every_s = name, total, unit, every_s
+        self.enabled = enabled
+        self.done, self.stage, self.note = 0, "", ""
+        self.t0 = self.last = time.monotonic()
+        self.logged_at = -1
+        self.bar: Any = None
+        if enabled and (sys.stderr.isatty() if terminal is None else terminal):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=name, unit=unit, leave=False)
+
+    def describe(self, stage: str, note: str = "") -> None:
+        self.stage, self.note = stage, note
+        if self.bar is not None:
+            self.bar.set_description(f"{self.name} {stage}" if stage else self.name, refresh=False)
+            self.bar.set_postfix_str(note)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and time.monotonic() - self.last >= self.every_s:
+            self._log()
+
+    def _log(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self.t0
+        frac = self.done / self.total if self.total else 1.0
+        left = f", ~{elapsed * (1 - frac) / frac:.0f} s to go" if 0 < frac < 1 else ""
+        PROGRESS_LOG.info("%s: %s%s/%s %s (%.0f %%, %.0f s%s)%s", self.name,
+                          f"{self.stage}: " if self.stage else "", f"{self.done:,}", f"{self.total:,}",
+                          self.unit, 100 * frac, elapsed, left, f", {self.note}" if self.note else "")
+        self.last, self.logged_at = now, self.done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and self.logged_at != self.done:
+            self._log()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 class QuantisedNetwork(Protocol):
@@ -201,35 +284,41 @@ def train(network: QuantisedNetwork, x: np.ndarray, xv: np.ndarray | None, optio
     allowed = network.weight_masks()
     masks: list[Any] = []
     epoch, current = 0, math.nan
-    for epoch in range(1, epochs + 1):
-        if target > 0 or allowed:
-            masks = [tf.constant(prune_mask(k.numpy(), schedule[epoch - 1], allowed.get(name)))
-                     for name, k in zip(dense, kernels, strict=True)]
-            apply_masks(kernels, masks)
-        perm = rng.permutation(len(x))
-        total, seen = 0.0, 0
-        for start in range(0, len(x), batch_size):
-            idx = perm[start:start + batch_size]
-            total += float(step(tf.constant(x[idx]))) * len(idx)
-            seen += len(idx)
-            if masks:
+    n_batches = math.ceil(len(x) / batch_size)
+    with Progress(f"train {network.name}", epochs * n_batches, "batch", enabled=options.progress) as bar:
+        for epoch in range(1, epochs + 1):
+            bar.describe(f"epoch {epoch}/{epochs}", bar.note)
+            if target > 0 or allowed:
+                masks = [tf.constant(prune_mask(k.numpy(), schedule[epoch - 1], allowed.get(name)))
+                         for name, k in zip(dense, kernels, strict=True)]
                 apply_masks(kernels, masks)
-        history["sparsity"].append(schedule[epoch - 1])
-        history["train_loss"].append(total / seen)
-        if xv is not None:
-            history["validation_loss"].append(mean_loss(xv))
-        current = monitored[-1]
-        if options.progress:
-            log.info("%s epoch %d: %s %.5g", network.name, epoch, history["monitor"], current)
-        if not math.isfinite(current):
-            log.warning("%s: loss is %s at epoch %d; stopping", network.name, current, epoch)
-            break
-        if schedule[epoch - 1] < target:  # still pruning: not a candidate, no early stop
-            continue
-        if current < best:
-            best, best_epoch, best_weights = current, epoch, copy.deepcopy(model.get_weights())
-        elif patience is not None and epoch - best_epoch >= patience:
-            break
+            perm = rng.permutation(len(x))
+            total, seen = 0.0, 0
+            for start in range(0, len(x), batch_size):
+                idx = perm[start:start + batch_size]
+                total += float(step(tf.constant(x[idx]))) * len(idx)
+                seen += len(idx)
+                if masks:
+                    apply_masks(kernels, masks)
+                bar.update(1)
+            history["sparsity"].append(schedule[epoch - 1])
+            history["train_loss"].append(total / seen)
+            if xv is not None:
+                history["validation_loss"].append(mean_loss(xv))
+            current = monitored[-1]
+            bar.describe(f"epoch {epoch}/{epochs}", f"{history['monitor']} {current:.5g}"
+                         + (f", sparsity {schedule[epoch - 1]:g}" if target > 0 else ""))
+            if not math.isfinite(current):
+                log.warning("%s: loss is %s at epoch %d; stopping", network.name, current, epoch)
+                break
+            if schedule[epoch - 1] < target:  # still pruning: not a candidate, no early stop
+                continue
+            if current < best:
+                best, best_epoch, best_weights = current, epoch, copy.deepcopy(model.get_weights())
+            elif patience is not None and epoch - best_epoch >= patience:
+                log.info("%s: no improvement for %d epochs, stopping at epoch %d (best %d)",
+                         network.name, patience, epoch, best_epoch)
+                break
     if best_epoch == 0:
         raise ConfigError(f"scorer {network.name!r}: training diverged (loss {current})")
     model.set_weights(best_weights)
