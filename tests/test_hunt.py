@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ HIGH_WINDOW = (3737.0, 4339.0)
 # small but enough to learn from: 3 folds, 1 inner model each, batches of 256; with ~60
 # events at ε = 0.002 a fit may not converge, which is then reported (on_error="skip")
 FAST = {"folds": 3, "inner_folds": 1, "epochs": 30, "batch_size": 256, "patience": 8,
-        "min_sideband_events": 100, "on_error": "skip"}
+        "min_sideband_events": 100, "on_error": "skip", "null_toys": 100}
 
 
 def toy(process: str, n: int, seed: int) -> EventBatch:
@@ -132,7 +133,7 @@ def test_every_event_is_scored_by_a_model_that_never_saw_it(monkeypatch: pytest.
     monkeypatch.setattr(ColumnCWoLaScorer, "score", score_spy)
     batch = dijets(8_000, 0, seed=4)
     cfg = HuntConfig(windows=[SIGNAL_WINDOW], folds=3, inner_folds=2, epochs=2, min_sideband_events=50,
-                     on_error="skip")
+                     on_error="skip", null_toys=0)
     result = run_hunt(batch, cfg)
     w = result.windows[0]
     assert scored[0] == w.events["fit_range"]  # every event of the fit range, once
@@ -172,6 +173,62 @@ def test_toy_without_signal_has_no_bump(seed: int) -> None:
     assert max(abs(z) for z in zs) < 3.0, zs
 
 
+# -- the look-elsewhere effect -------------------------------------------------------------------
+@pytest.mark.slow
+def test_on_null_toys_the_largest_global_significance_stays_below_2_sigma() -> None:
+    """Issue 19, point 8: toy QCD without signal, the hunt's automatic windows (7 of them
+    here) × 4 efficiencies: the largest *local* excess of a hunt reaches several σ, the
+    global one (200 null toys each) stays below 2σ on each of 5 seeded samples. The
+    seeds are 1–5, fixed before the first run."""
+    from darktrigger.models.cwola.hunt import HuntConfig, run_hunt
+
+    largest: list[tuple[float, float]] = []
+    for seed in (1, 2, 3, 4, 5):
+        result = run_hunt(dijets(100_000, 0, seed=seed), HuntConfig(seed=seed, **{**FAST, "null_toys": 200}))  # type: ignore[arg-type]
+        cuts = [c for w in result.windows for c in w.cuts if c.significance is not None]
+        assert len(result.windows) >= 5
+        assert len(cuts) >= 4 * len(result.windows) - 2
+        assert all(c.significance_global is not None for c in cuts)
+        assert result.look_elsewhere["method"] == "null toys"
+        assert result.look_elsewhere["trials"] == 4 * len(result.windows)
+        top = max(cuts, key=lambda c: c.significance or 0.0)
+        largest.append((top.significance or 0.0, top.significance_global or 0.0))
+    assert max(g for _, g in largest) < 2.0, largest
+    assert max(z for z, _ in largest) > max(g for _, g in largest), largest
+
+
+def test_trials_factor_without_toys_is_sidak_exactly() -> None:
+    """null_toys=0: p_global = 1 − (1 − p_local)^N over N = windows × efficiencies,
+    checked against scipy's normal distribution."""
+    from scipy.stats import norm
+
+    from darktrigger.models.cwola.hunt import HuntConfig, run_hunt
+
+    cfg = HuntConfig(windows=[SIDE_WINDOW, SIGNAL_WINDOW], seed=21, **{**FAST, "null_toys": 0})  # type: ignore[arg-type]
+    result = run_hunt(dijets(40_000, 0, seed=21), cfg)
+    trials = 2 * (1 + len(cfg.efficiencies))
+    assert result.look_elsewhere == {"method": "trials factor", "trials": trials, "why": "null_toys = 0"}
+    cuts = [c for w in result.windows for c in w.cuts if c.significance is not None]
+    assert len(cuts) >= 6
+    for c in cuts:
+        p_global = 1.0 - (1.0 - norm.sf(c.significance)) ** trials
+        assert c.significance_global == pytest.approx(max(float(norm.isf(p_global)), 0.0), abs=1e-9)
+        assert not c.significance_global_is_bound
+
+
+def test_null_toy_p_values_count_toys() -> None:
+    """p = (k + 1)/(T + 1) with k toys at or above; a bound when no toy reaches it."""
+    from darktrigger.models.cwola.global_significance import NullToys, z_of_p
+
+    null = NullToys(max_z=np.array([-np.inf, 0.5, 1.0, 2.0, 3.0]), trials=8)
+    assert null.p_global(1.0) == 4 / 6
+    assert null.p_global(3.0) == 2 / 6
+    assert null.z_global(3.0) == (z_of_p(2 / 6), False)
+    assert null.z_global(3.5) == (z_of_p(1 / 6), True)
+    assert null.z_global(-1.0) == (0.0, False)  # p ≥ 0.5: no excess, 0
+    assert z_of_p(0.02275013194817921) == pytest.approx(2.0, abs=1e-9)
+
+
 # -- bad input ---------------------------------------------------------------------------------
 def test_missing_feature_column_names_the_window_and_column() -> None:
     from darktrigger.models.cwola.hunt import HuntConfig, HuntError, run_hunt
@@ -191,7 +248,7 @@ def test_too_few_sideband_events_names_the_window_or_is_reported() -> None:
     batch = dijets(12_000, 0, seed=6)
     high = (4200.0, 4900.0)
     cfg = HuntConfig(windows=[SIDE_WINDOW, high], fit_range=(2000.0, 7000.0), efficiencies=(0.1,),
-                     folds=3, inner_folds=1, epochs=2)
+                     folds=3, inner_folds=1, epochs=2, null_toys=20)
     with pytest.raises(HuntError, match=r"window 2 \(signal region 4200–4900 GeV\): too few events in "
                                         r"the high sideband \(4900–\d+ GeV\): \d+, need at least 200"):
         run_hunt(batch, cfg)
@@ -207,21 +264,22 @@ def test_too_few_sideband_events_names_the_window_or_is_reported() -> None:
 
 def test_a_fit_that_fails_names_the_window_and_efficiency(monkeypatch: pytest.MonkeyPatch,
                                                           tmp_path: Path) -> None:
-    import darktrigger.models.cwola.hunt as hunt_module
+    import darktrigger.models.cwola.global_significance as fit_module
     from darktrigger.models.cwola.dijet_fit import FitError
     from darktrigger.models.cwola.hunt import HuntConfig, HuntError, run_hunt
     from darktrigger.models.cwola.report import format_table, report_dict, write_report
 
-    real = hunt_module.fit_dijet
+    real = fit_module.fit_dijet
 
     def flaky(counts, edges, **kw):
         if "efficiency 0.01" in kw["where"]:
             raise FitError(f"{kw['where']}: the dijet fit did not converge (test)")
         return real(counts, edges, **kw)
 
-    monkeypatch.setattr(hunt_module, "fit_dijet", flaky)
+    monkeypatch.setattr(fit_module, "fit_dijet", flaky)
     batch = dijets(10_000, 0, seed=7)
-    cfg = HuntConfig(windows=[SIDE_WINDOW], epochs=2, folds=3, inner_folds=1, efficiencies=(0.1, 0.01))
+    cfg = HuntConfig(windows=[SIDE_WINDOW], epochs=2, folds=3, inner_folds=1, efficiencies=(0.1, 0.01),
+                     null_toys=20)
     with pytest.raises(HuntError, match=r"window 1 \(signal region 2768–3216 GeV\), efficiency 0.01: "
                                         "the dijet fit did not converge"):
         run_hunt(batch, cfg)
@@ -247,7 +305,11 @@ def test_report_plots_and_exported_model(signal_hunt: HuntResult, tmp_path: Path
     written = write_report(signal_hunt, tmp_path)
     report = json.loads(written["json"].read_text(), parse_constant=lambda c: pytest.fail(c))
     keys = {k for w in report["windows"] for c in w["cuts"] for k in c if "significance" in k}
-    assert {"significance", "significance_uncertainty", "significance_poisson"} <= keys
+    assert {"significance", "significance_uncertainty", "significance_poisson", "significance_global",
+            "significance_global_is_lower_bound"} <= keys
+    assert report["look_elsewhere"]["method"] == "null toys"
+    assert report["look_elsewhere"]["toys"] == FAST["null_toys"]
+    assert report["max_significance"]["significance_global"] is not None
     assert report["max_significance"]["window"] == 1
     for name in ("window_1", "window_2", "significance_plot"):
         assert written[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -274,12 +336,19 @@ def test_cli_hunt_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code = main(["cwola", "hunt", "--events", str(tmp_path / "qcd.h5"), "--inject",
                  f"{tmp_path / 'sig.h5'}=60", "--windows", "3216-3737", "--folds", "3",
                  "--inner-folds", "1", "--epochs", "3", "--efficiencies", "0.1,0.01",
-                 "--no-progress", "--no-plots", "--out", str(out)])
+                 "--null-toys", "50", "--no-progress", "--no-plots", "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0, text
     assert "cwola hunt over 20,060 events, 1 window(s)" in text
+    assert "global significance (look-elsewhere effect: 50 null toys, 3 looks (windows × efficiencies))" in text
     assert "ε = 0.01" in text
-    assert (out / "hunt.json").is_file()
+    rows = [line for line in text.splitlines() if line.startswith("1 ")]
+    assert len(rows) == 1, text
+    assert rows[0].count("global") == 3, text  # beside each of the 3 local ones
+    assert re.search(r"σ local, (≥ )?\d\.\d\d σ global \(50 null toys", text), text
+    report = json.loads((out / "hunt.json").read_text())
+    cuts = report["windows"][0]["cuts"]
+    assert all(c["significance_global"] is not None for c in cuts if c["significance"] is not None)
     assert (out / "model" / "card.json").is_file()
     code = main(["cwola", "hunt", "--events", str(tmp_path / "qcd.h5"), "--features", "mj1,nope",
                  "--windows", "3216-3737", "--no-progress", "--out", str(out)])

@@ -62,7 +62,7 @@ def _read(path: Path, limit: int | None, keep: list[str], on_error: str) -> Even
 
 def cmd_hunt(args: argparse.Namespace) -> int:
     from darktrigger.models.cwola.hunt import HuntConfig, parse_windows, run_hunt
-    from darktrigger.models.cwola.report import format_table, write_report
+    from darktrigger.models.cwola.report import describe_look_elsewhere, format_table, write_report
 
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     effs = _floats(args.efficiencies, "--efficiencies")
@@ -77,7 +77,8 @@ def cmd_hunt(args: argparse.Namespace) -> int:
                      inner_folds=args.inner_folds, keep=args.keep, resolution=args.resolution,
                      fit_range=fit_range, min_sideband_events=args.min_sideband_events,
                      epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
-                     seed=args.seed, threads=args.threads, on_error=args.on_error)
+                     seed=args.seed, threads=args.threads, on_error=args.on_error,
+                     null_toys=args.null_toys)
     cfg.check()
     keep = [args.mass_column, *features]
     parts = [_read(p, args.max_events, keep, args.on_error) for p in args.events]
@@ -90,7 +91,8 @@ def cmd_hunt(args: argparse.Namespace) -> int:
     print(f"cwola hunt over {len(batch):,} events, {len(result.windows)} window(s), "
           f"fit range {result.fit_range[0]:.0f}–{result.fit_range[1]:.0f} GeV "
           f"({time.monotonic() - t0:.0f} s); local significance Z ± ΔZ (observed / predicted "
-          "in the signal region):")
+          f"in the signal region), and global significance (look-elsewhere effect: "
+          f"{describe_look_elsewhere(result)}):")
     print(format_table(result))
     print(f"report: {written['json']}; table: {written['table']}"
           + (f"; plots: {args.out / 'spectra'}/, {written['significance_plot']}"
@@ -103,7 +105,7 @@ def add_hunt_parser(cwola_sub: Any, formatter: Any) -> None:
     p = cwola_sub.add_parser(
         "hunt", formatter_class=formatter,
         help="slide signal-region windows in m_jj, train CWoLa classifiers by k-fold, fit the "
-             "selected spectra, report local significances",
+             "selected spectra, report local and global significances",
         description="The CWoLa hunt (arXiv 1805.02664): for each signal-region window in m_jj with a\n"
                     "sideband on each side, train a classifier of features not correlated with\n"
                     "m_jj (signal region = 1, sidebands = 0) by k-fold, so that every event is\n"
@@ -111,7 +113,11 @@ def add_hunt_parser(cwola_sub: Any, formatter: Any) -> None:
                     "the best of them); for each efficiency keep the most signal-like fraction, fit\n"
                     "the dijet function f(x) = p0 (1-x)^p1 / x^(p2 + p3 ln x) to the selected m_jj\n"
                     "spectrum outside the window, and compare the prediction inside with what is\n"
-                    "there. Efficiency 1 (no cut, the plain bump hunt) is always reported.\n\n"
+                    "there. Efficiency 1 (no cut, the plain bump hunt) is always reported.\n"
+                    "Beside each local significance: the global one, the chance that background\n"
+                    "alone gives so large a local excess anywhere in the hunt (all windows x\n"
+                    "efficiencies), from null toys: the hunt's fits repeated on pseudo-data of the\n"
+                    "background-only fit, with selections that know nothing of m_jj.\n\n"
                     "Writes OUT/hunt.json, OUT/table.md, OUT/spectra/window_NN.png,\n"
                     "OUT/significance.png and OUT/model/ (the best window's classifier, a\n"
                     "cwola_columns model directory).",
@@ -163,6 +169,10 @@ def add_hunt_parser(cwola_sub: Any, formatter: Any) -> None:
     p.add_argument("--on-error", choices=("fail", "skip"), default=d.on_error,
                    help="fail: stop at the first bad window or fit with a message naming it (default); "
                         "skip: report it and go on (also passed to the readers)")
+    p.add_argument("--null-toys", type=event_count, default=d.null_toys,
+                   help="pseudo-experiments for the global significance; the largest global Z they "
+                        "resolve is that of p = 1/(N+1) (0: the trials factor 1-(1-p)^looks, which "
+                        f"overstates small samples' excesses; default {d.null_toys})")
     p.add_argument("--no-plots", action="store_true", help="no PNGs (default: plots written)")
     p.add_argument("--no-export", action="store_true",
                    help="do not save the best window's model (default: saved)")

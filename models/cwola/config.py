@@ -54,6 +54,9 @@ class HuntConfig:
     seed: int = 0
     threads: int = 1
     on_error: Literal["fail", "skip"] = "fail"
+    #: pseudo-experiments for the global significance (0: the trials factor instead;
+    #: see :mod:`darktrigger.models.cwola.global_significance`)
+    null_toys: int = 500
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for settings that cannot work."""
@@ -76,6 +79,8 @@ class HuntConfig:
             raise ConfigError(f"resolution is relative (e.g. 0.05), got {self.resolution}")
         if min(self.sr_bins, self.sideband_bins, self.step_bins) < 1:
             raise ConfigError("sr_bins, sideband_bins and step_bins must be >= 1")
+        if self.null_toys < 0:
+            raise ConfigError(f"null_toys must be >= 0 (0: the trials factor), got {self.null_toys}")
         if self.on_error not in ("fail", "skip"):
             raise ConfigError(f"on_error must be 'fail' or 'skip', got {self.on_error!r}")
         if self.fit_range is not None and not 0 < self.fit_range[0] < self.fit_range[1] < self.sqrt_s:

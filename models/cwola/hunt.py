@@ -6,7 +6,9 @@ For each signal-region window in m_jj (label 1) with a sideband on each side (la
 for each efficiency ε the most signal-like fraction ε is kept, the m_jj spectrum of the
 kept events is fitted outside the window with the dijet function
 (:mod:`darktrigger.models.cwola.dijet_fit`), and the background predicted inside gives the local
-significance. ε = 1 (no cut) is always there too: the plain bump hunt.
+significance. ε = 1 (no cut) is always there too: the plain bump hunt. Beside each local
+significance stands the global one, the look-elsewhere effect over all windows and
+efficiencies measured with null toys (:mod:`darktrigger.models.cwola.global_significance`).
 
     >>> import numpy as np
     >>> from darktrigger.replay.events import EventBatch
@@ -15,10 +17,13 @@ significance. ε = 1 (no cut) is always there too: the plain bump hunt.
     >>> bkg = next(toy.generate("qcd_dijet", 20_000, seed=1, batch_size=20_000))
     >>> sig = next(toy.generate("wprime_xy", 100, seed=2))
     >>> cfg = HuntConfig(windows=[(3216.0, 3737.0)], efficiencies=(0.1,), folds=3,
-    ...                  inner_folds=1, epochs=2, min_sideband_events=100)
+    ...                  inner_folds=1, epochs=2, min_sideband_events=100, null_toys=20)
     >>> result = run_hunt(EventBatch.concat([bkg, sig]), cfg)
     >>> [(c.efficiency, c.significance is not None) for c in result.windows[0].cuts]
     [(1.0, True), (0.1, True)]
+    >>> cut = result.windows[0].cuts[1]
+    >>> cut.significance_global is not None, result.look_elsewhere["method"], result.look_elsewhere["toys"]
+    (True, 'null toys', 20)
 
 Folds (``folds`` = k): the events of the fit range are split into k folds, seeded
 and stratified by region (signal region, sidebands, the rest). For test fold f, the
@@ -51,10 +56,16 @@ from darktrigger.models.cwola.config import HuntConfig, HuntError
 from darktrigger.models.cwola.dijet_fit import (
     DijetFit,
     FitError,
-    fit_dijet,
     poisson_significance,
-    significance,
     significance_spread,
+)
+from darktrigger.models.cwola.global_significance import (
+    SIDAK_METHOD,
+    NullToys,
+    local_significance,
+    p_local,
+    run_null_toys,
+    sidak_z_global,
 )
 from darktrigger.replay.errors import ConfigError, SchemaError
 from darktrigger.replay.events import LABEL_NAMES, EventBatch
@@ -218,6 +229,9 @@ class CutResult:
     significance: float | None = None
     significance_uncertainty: float | None = None
     significance_poisson: float | None = None
+    #: the look-elsewhere effect over the hunt's windows × efficiencies (HuntResult.look_elsewhere)
+    significance_global: float | None = None
+    significance_global_is_bound: bool = False
     fit: DijetFit | None = None
     truth_in_window: dict[str, int] = field(default_factory=dict)
     error: str | None = None
@@ -228,6 +242,9 @@ class CutResult:
                 "significance": self.significance,
                 "significance_uncertainty": self.significance_uncertainty,
                 "significance_poisson": self.significance_poisson,
+                "p_value_local": None if self.significance is None else p_local(self.significance),
+                "significance_global": self.significance_global,
+                "significance_global_is_lower_bound": self.significance_global_is_bound,
                 "fit": None if self.fit is None else self.fit.to_dict(),
                 "truth_in_window": self.truth_in_window, "error": self.error}
 
@@ -259,6 +276,8 @@ class HuntResult:
     fit_range: tuple[float, float]
     n_events: int
     windows: list[WindowResult]
+    #: how the global significances were made (method, toys, trials, ...)
+    look_elsewhere: dict[str, Any] = field(default_factory=dict)
 
     def best(self) -> tuple[WindowResult, CutResult] | None:
         """(window, cut) with the highest significance at some ε < 1."""
@@ -272,7 +291,10 @@ class HuntResult:
                 "max_significance": None if best is None else {
                     "window": best[0].window.index, "signal_region": list(best[0].window.signal_region),
                     "efficiency": best[1].efficiency, "significance": best[1].significance,
-                    "significance_uncertainty": best[1].significance_uncertainty},
+                    "significance_uncertainty": best[1].significance_uncertainty,
+                    "significance_global": best[1].significance_global,
+                    "significance_global_is_lower_bound": best[1].significance_global_is_bound},
+                "look_elsewhere": self.look_elsewhere,
                 "windows": [w.to_dict() for w in self.windows]}
 
 
@@ -320,11 +342,7 @@ def _cut_result(eff: float, sel_mjj: np.ndarray, sel_truth: np.ndarray | None, w
                                for k, c in zip(labels, n, strict=True)}
     where = f"{w.label}, efficiency {eff:g}"
     try:
-        fit = fit_dijet(counts, edges, exclude=w.signal_region, sqrt_s=cfg.sqrt_s, where=where)
-        b, db = fit.predict(w.signal_region)
-        if not (b > 0 and math.isfinite(b) and math.isfinite(db)):
-            raise FitError(f"{where}: the fit predicts {b:g} ± {db:g} events in the signal region; "
-                           "need a positive, finite background")
+        fit, b, db, z = local_significance(counts, w, cfg, where)
     except FitError as exc:
         if cfg.on_error == "fail":
             raise HuntError(str(exc)) from None
@@ -332,7 +350,7 @@ def _cut_result(eff: float, sel_mjj: np.ndarray, sel_truth: np.ndarray | None, w
         res.error = str(exc)
         return res
     res.fit, res.predicted, res.predicted_uncertainty = fit, b, db
-    res.significance = significance(res.observed, b, db)
+    res.significance = z
     res.significance_uncertainty = significance_spread(res.observed, b, db)
     res.significance_poisson = poisson_significance(res.observed, b)
     return res
@@ -371,7 +389,7 @@ def hunt_window(w: Window, mjj: np.ndarray, x: np.ndarray, truth: np.ndarray | N
     models = []
     for f in range(cfg.folds):
         if bar is not None:
-            bar.set_postfix_str(f"window {w.index}, fold {f + 1}/{cfg.folds}")
+            bar.describe(f"window {w.index}, fold {f + 1}/{cfg.folds}")
         model, losses = _train_fold(x, y, fold, f, w, cfg)
         models.append(model)
         result.validation_loss.extend(losses)
@@ -410,7 +428,7 @@ def run_hunt(batch: EventBatch, cfg: HuntConfig, *, progress: bool = False) -> H
     sideband with too few events or a fit that does not converge (``on_error="fail"``);
     with ``on_error="skip"`` the last two are recorded in that window's entry instead.
     """
-    from tqdm import tqdm
+    from darktrigger.models.quantised.training import Progress
 
     cfg.check()
     if cfg.mass_column not in batch:
@@ -432,11 +450,47 @@ def run_hunt(batch: EventBatch, cfg: HuntConfig, *, progress: bool = False) -> H
         raise HuntError(f"{windows[0].label}: cannot read the features: {exc}") from None
     truth_all = batch["truth"] if (batch["truth"] >= 0).any() else None
     results = []
-    with tqdm(total=len(windows) * cfg.folds, disable=not progress, desc="cwola hunt",
-              unit="fold") as bar:
+    with Progress("cwola hunt", len(windows) * cfg.folds, "fold", enabled=progress) as bar:
         for w in windows:
             lo, hi = w.edges[0], w.edges[-1]
             sel = (mjj_all >= lo) & (mjj_all < hi)
             results.append(hunt_window(w, mjj_all[sel], x_all[sel],
                                        None if truth_all is None else truth_all[sel], cfg, bar))
-    return HuntResult(config=cfg, fit_range=fit_range, n_events=len(batch), windows=results)
+    result = HuntResult(config=cfg, fit_range=fit_range, n_events=len(batch), windows=results)
+    in_range = (mjj_all >= fit_range[0]) & (mjj_all < fit_range[1])
+    add_global_significance(result, mjj_all[in_range], progress=progress)
+    return result
+
+
+def add_global_significance(result: HuntResult, mjj: np.ndarray, *, progress: bool = False) -> None:
+    """Set every cut's global significance and ``result.look_elsewhere``: from
+    ``config.null_toys`` null toys (``mjj``: the observed m_jj in the fit range), or the
+    trials factor when that is 0 or the background-only fit of the toys fails."""
+    from darktrigger.models.quantised.training import Progress
+
+    cfg = result.config
+    windows = [w.window for w in result.windows]
+    trials = len(windows) * (1 + len(cfg.efficiencies))
+    null: NullToys | None = None
+    why = "null_toys = 0"
+    if cfg.null_toys > 0:
+        try:
+            with Progress("cwola hunt: null toys", cfg.null_toys, "toy", enabled=progress) as bar:
+                null = run_null_toys(windows, mjj, result.fit_range, cfg, cfg.null_toys, progress=bar)
+        except FitError as exc:
+            if cfg.on_error == "fail":
+                raise HuntError(f"cwola hunt: no global significance: {exc}") from None
+            log.warning("cwola hunt: %s; the global significance falls back to the trials factor", exc)
+            why = str(exc)
+    if null is not None:
+        result.look_elsewhere = null.to_dict()
+    else:
+        result.look_elsewhere = {"method": SIDAK_METHOD, "trials": trials, "why": why}
+    for w in result.windows:
+        for c in w.cuts:
+            if c.significance is None:
+                continue
+            if null is not None:
+                c.significance_global, c.significance_global_is_bound = null.z_global(c.significance)
+            else:
+                c.significance_global = sidak_z_global(c.significance, trials)

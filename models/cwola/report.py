@@ -9,7 +9,7 @@ and the chosen window's classifier as a model directory.
     ...                                     folds=3, inner_folds=1, epochs=2,
     ...                                     min_sideband_events=100))
     >>> print(format_table(result).splitlines()[-1])
-    best: window 1 (signal region 3216–3737 GeV), ε = 0.1: ... σ local
+    best: window 1 (signal region 3216–3737 GeV), ε = 0.1: ... σ local, ... σ global (500 null toys, 2 looks (windows × efficiencies))
     >>> sorted(write_report(result, "hunt-out"))
     ['json', 'model', 'significance_plot', 'table', 'window_1']
 
@@ -20,12 +20,17 @@ and the chosen window's classifier as a model directory.
                             out-of-fold SR-vs-SB AUC, and per efficiency the selected events,
                             observed and predicted counts in the signal region, ``significance``
                             (with the fit's uncertainty), ``significance_uncertainty``,
-                            ``significance_poisson`` (without it), the fit, and ``error`` (a
-                            message naming the window, when the fit failed); no NaN anywhere
+                            ``significance_poisson`` (without it), ``p_value_local``,
+                            ``significance_global`` (look-elsewhere effect over all windows ×
+                            efficiencies; ``significance_global_is_lower_bound`` when no null
+                            toy reached it), the fit, and ``error`` (a message naming the
+                            window, when the fit failed); ``look_elsewhere``: the method
+                            (null toys or trials factor), toys, trials; no NaN anywhere
 ``table.md``                the table printed by the command, as Markdown
 ``spectra/window_NN.png``   per window, one panel per efficiency: the selected m_jj spectrum,
                             the dijet fit outside the window and its prediction inside
-``significance.png``        local significance against the window's centre, one line per ε
+``significance.png``        local significance against the window's centre, one line per ε,
+                            with the local Z that is 2σ global (from the null toys)
 ``model/``                  the best window's fold models as one ``cwola_columns`` model
                             (:func:`darktrigger.models.load_model` reads it)
 ==========================  ==================================================================
@@ -58,17 +63,34 @@ def _eff_label(eff: float) -> str:
     return "ε = 1 (no cut)" if eff >= NO_CUT else f"ε = {eff:g}"
 
 
+def _global(c: CutResult) -> str:
+    if c.significance_global is None:
+        return "—"
+    return f"{'≥ ' if c.significance_global_is_bound else ''}{c.significance_global:.2f}"
+
+
 def _cell(c: CutResult) -> str:
     if c.error is not None:
         return "fit failed"
     assert c.significance is not None
     assert c.predicted is not None
     return (f"{c.significance:+.2f} ± {c.significance_uncertainty or 0.0:.2f} "
-            f"({c.observed} / {c.predicted:.1f})")
+            f"({c.observed} / {c.predicted:.1f}), global {_global(c)}")
+
+
+def describe_look_elsewhere(result: HuntResult) -> str:
+    """How the global significances were made, in a few words."""
+    le = result.look_elsewhere
+    looks = f"{le.get('trials', '?')} looks (windows × efficiencies)"
+    if le.get("method") == "null toys":
+        return f"{le['toys']} null toys, {looks}"
+    if le:
+        return f"trials factor over {looks}, {le.get('why', '')}"
+    return "not computed"
 
 
 def format_table(result: HuntResult, markdown: bool = False) -> str:
-    """Window × efficiency: ``Z ± ΔZ (observed / predicted)`` in the signal region.
+    """Window × efficiency: ``Z ± ΔZ (observed / predicted), global Z`` in the signal region.
 
     A window or fit that failed shows as text, and its message follows the table.
     """
@@ -91,7 +113,8 @@ def format_table(result: HuntResult, markdown: bool = False) -> str:
         notes += [c.error for c in w.cuts if c.error is not None]
     best = result.best()
     tail = [f"best: {best[0].window.label}, {_eff_label(best[1].efficiency)}: "
-            f"{best[1].significance:+.2f} σ local"] if best else ["best: no window with a fit"]
+            f"{best[1].significance:+.2f} σ local, {_global(best[1])} σ global "
+            f"({describe_look_elsewhere(result)})"] if best else ["best: no window with a fit"]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -178,6 +201,10 @@ def plot_significance(result: HuntResult, path: str | Path) -> Path:
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=_eff_label(eff))
     for z, style in ((3.0, ":"), (5.0, "--")):
         ax.axhline(z, color="grey", linestyle=style, linewidth=0.8)
+    z2 = result.look_elsewhere.get("local_z_for_global_2sigma")
+    if z2 is not None:
+        ax.axhline(z2, color="black", linestyle="-.", linewidth=1.0,
+                   label=f"2σ global ({result.look_elsewhere['toys']} null toys): {z2:.2f}σ local")
     ax.axhline(0.0, color="black", linewidth=0.5)
     ax.set_xlabel("signal-region centre m_jj [GeV]")
     ax.set_ylabel("local significance [σ]")
