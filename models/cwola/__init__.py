@@ -8,6 +8,7 @@
 - :mod:`~darktrigger.models.cwola.hunt`: the hunt (signal-region windows and sidebands,
   k-fold training, efficiency cuts);
 - :mod:`~darktrigger.models.cwola.dijet_fit`: the dijet-function fit and local significances;
+- :mod:`~darktrigger.models.cwola.global_significance`: the look-elsewhere effect (null toys);
 - :mod:`~darktrigger.models.cwola.report`: the hunt's table, JSON, plots and chosen model.
 
     >>> from darktrigger.models import SCORERS
