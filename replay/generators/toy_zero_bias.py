@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from darktrigger.replay.events import PROCESS_LABELS, SLOT_MET, SLOTS
+from darktrigger.replay.generators.toy_recipes import event_candidates
 from darktrigger.replay.objects import pack_slots
 
 Rng = np.random.Generator
@@ -573,8 +574,6 @@ def _jet_products(rng: Rng, m: ZeroBiasModel, rows: np.ndarray, pt: np.ndarray, 
 def _electroweak(rng: Rng, process: str, rows: np.ndarray, jets: _Candidates, egs: _Candidates,
                  mus: _Candidates) -> tuple[np.ndarray, np.ndarray]:
     """One W, Z or tt̄ event in each of ``rows``, from the single-process toy recipes."""
-    from darktrigger.replay.generators.toy import event_candidates  # the recipes live there
-
     cands, met_x, met_y = event_candidates(process, rng, len(rows))
     for kind, target in (("jet", jets), ("egamma", egs), ("muon", mus)):
         local, pt, eta, phi = cands[kind]
