@@ -32,8 +32,8 @@ quantised model is the cost of quantisation proper (``bench/quantisation_cost.py
 
 Progress (``progress=True``, as ``darktrigger train`` asks): :class:`Progress` draws a tqdm
 bar over the batches, with the epoch in its label, when stderr is a terminal, and
-otherwise writes a log line (logger ``darktrigger.progress``) at each epoch's end and
-within a long epoch, at most every ``every_s`` seconds:
+otherwise writes a log line (logger ``darktrigger.progress``) at most every ``every_s``
+seconds (10, or ``DARKTRIGGER_PROGRESS_S`` from the environment) and one at the end:
 
     >>> import io, logging
     >>> stream = io.StringIO()
@@ -73,7 +73,20 @@ log = logging.getLogger(__name__)
 #: line's default verbosity (WARNING) shows it; nothing is logged here without progress=True
 PROGRESS_LOG = logging.getLogger("darktrigger.progress")
 PROGRESS_LOG.setLevel(logging.INFO)
-PROGRESS_EVERY_S = 10.0  #: seconds between progress log lines
+PROGRESS_ENV = "DARKTRIGGER_PROGRESS_S"  #: seconds between progress log lines, if set
+
+
+def progress_every_s() -> float:
+    """Seconds between progress log lines: ``$DARKTRIGGER_PROGRESS_S``, or 10."""
+    text = os.environ.get(PROGRESS_ENV, "10")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"environment variable {PROGRESS_ENV}: expected seconds >= 0 between "
+                          f"progress lines, got {text!r}")
+    return value
 
 #: per-event loss ``[N]`` of a training graph: ``loss(model, x, training)``
 LossFn = Callable[[Any, Any, bool], Any]
@@ -82,13 +95,14 @@ Params = dict[str, tuple[np.ndarray, np.ndarray]]
 
 class Progress:
     """Progress of a long loop: a tqdm bar on a terminal (``terminal=None``: stderr is one),
-    otherwise log lines on :data:`PROGRESS_LOG`, one at most every ``every_s`` seconds and
-    one at the end; nothing when ``enabled`` is False. ``describe`` sets the stage
+    otherwise log lines on :data:`PROGRESS_LOG`, one at most every ``every_s`` seconds
+    (None: :func:`progress_every_s`) and one at the end; nothing when ``enabled`` is False. ``describe`` sets the stage
     (``epoch 3/30``) and what follows it (``loss 0.51``); ``update`` counts done units."""
 
     def __init__(self, name: str, total: int, unit: str = "batch", *, enabled: bool = True,
-                 every_s: float = PROGRESS_EVERY_S, terminal: bool | None = None) -> None:
-        self.name, self.total, self.unit, self.every_s = name, total, unit, every_s
+                 every_s: float | None = None, terminal: bool | None = None) -> None:
+        self.name, self.total, self.unit = name, total, unit
+        self.every_s = progress_every_s() if every_s is None and enabled else (every_s or 0.0)
         self.enabled = enabled
         self.done, self.stage, self.note = 0, "", ""
         self.t0 = self.last = time.monotonic()
