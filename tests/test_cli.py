@@ -83,6 +83,30 @@ def test_generate_inspect_replay(tmp_path):
     assert again["events"] == 10000
 
 
+def test_replay_injects_a_signal_by_its_rate(tmp_path):
+    """--inject FILE=RATE@FRACTION: the signal's weight share is its rate over the crossing rate."""
+    import numpy as np
+
+    from darktrigger.replay.events import PROCESS_LABELS
+    from darktrigger.replay.readers import open_events
+
+    zb, sig, out = tmp_path / "zb.h5", tmp_path / "sig.h5", tmp_path / "stream.h5"
+    run("generate", "--generator", "toy", "--process", "zero_bias", "--events", "50000", "--seed", "5",
+        "--out", str(zb), "--no-progress")
+    run("generate", "--generator", "toy", "--process", "ato4l", "--events", "500", "--seed", "4",
+        "--out", str(sig), "--no-progress")
+    rep = run("replay", "--mix", f"{zb}=background", "--inject", f"{sig}=20@0.002", "--events", "40000",
+              "--crossing-rate-mhz", "28.61", "--out", str(out)).stdout
+    assert f"from {sig}: 80" in rep   # floor(0.002 x 40,000) drawn
+    batches = list(open_events(out))
+    w = np.concatenate([b["weight"] for b in batches]).astype(np.float64)
+    signal = np.concatenate([b["truth"] for b in batches]) == PROCESS_LABELS["ato4l"]
+    assert w[signal].sum() / w.sum() * 28.61e6 == pytest.approx(20.0, rel=1e-5)   # float32 weights
+    bad = run("replay", "--mix", f"{zb}=background", "--inject", f"{sig}=fast", "--events", "10", check=False)
+    assert bad.returncode != 0
+    assert "--inject" in bad.stderr and "RATE_HZ" in bad.stderr
+
+
 def test_same_seed_same_file_content(tmp_path):
     import numpy as np
 

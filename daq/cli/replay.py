@@ -222,16 +222,38 @@ def _inspect_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
 
 
 # -- replay ---------------------------------------------------------------------------
-def _parse_mix(items: Sequence[str]) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _parse_mix(items: Sequence[str]) -> dict[str, float | str]:
+    from darktrigger.replay.stream import BACKGROUND
+
+    out: dict[str, float | str] = {}
     for item in items:
         path, sep, frac = item.rpartition("=")
         if not sep or not path:
-            raise ConfigError(f"--mix takes FILE=FRACTION (e.g. sig.h5=1e-4), got {item!r}")
+            raise ConfigError(f"--mix takes FILE=FRACTION or FILE=background (e.g. sig.h5=1e-4), got {item!r}")
+        if frac == BACKGROUND:
+            out[path] = BACKGROUND
+            continue
         try:
             out[path] = float(frac)
         except ValueError:
-            raise ConfigError(f"--mix {item!r}: the fraction {frac!r} is not a number") from None
+            raise ConfigError(f"--mix {item!r}: the fraction {frac!r} is not a number (or 'background')") from None
+    return out
+
+
+def _parse_inject(items: Sequence[str]) -> dict[str, Any]:
+    """``FILE=RATE_HZ[@FRACTION]`` → {FILE: Inject(rate_hz, fraction)}."""
+    from darktrigger.replay.stream import DEFAULT_INJECTION_FRACTION, Inject
+
+    out: dict[str, Any] = {}
+    for item in items:
+        path, sep, spec = item.rpartition("=")
+        rate, _, frac = spec.partition("@")
+        if not sep or not path:
+            raise ConfigError(f"--inject takes FILE=RATE_HZ[@FRACTION] (e.g. ato4l.h5=20@0.001), got {item!r}")
+        try:
+            out[path] = Inject(float(rate), float(frac) if frac else DEFAULT_INJECTION_FRACTION)
+        except ValueError:
+            raise ConfigError(f"--inject {item!r}: expected numbers, RATE_HZ[@FRACTION]") from None
     return out
 
 
@@ -239,12 +261,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from darktrigger.replay.storage import NativeWriter
     from darktrigger.replay.stream import Replay
 
-    if bool(args.files) == bool(args.mix):
-        raise ConfigError("give input files, or --mix FILE=FRACTION ... (not both)")
-    inputs: dict[str | Path, float] | list[Path] = {Path(k): v for k, v in _parse_mix(args.mix).items()} if args.mix else list(args.files)
+    mixed = bool(args.mix or args.inject)
+    if bool(args.files) == mixed:
+        raise ConfigError("give input files, or --mix FILE=FRACTION / --inject FILE=RATE_HZ ... (not both)")
+    inputs: dict[str | Path, Any] | list[Path] = (
+        {Path(k): v for k, v in {**_parse_mix(args.mix), **_parse_inject(args.inject)}.items()}
+        if mixed else list(args.files))
+    crossing = args.crossing_rate_mhz * 1e6 if args.crossing_rate_mhz else None
     replay = Replay(inputs, batch_size=args.batch_size, rate_hz=args.rate_hz, loop=args.loop,
                     max_events=args.events, seed=args.seed, run=args.run,
-                    reader_options={"on_error": args.on_error})
+                    reader_options={"on_error": args.on_error}, crossing_rate_hz=crossing)
     truth: Counter[int] = Counter()
     writer = NativeWriter(args.out, provenance={"generator": "replay", "inputs": str(inputs)}) if args.out else None
     try:
@@ -279,10 +305,18 @@ def _replay_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
                     "or as fast as possible. Every event is stamped with a fresh run/lumi/event/bx.",
         epilog="examples:\n"
                "  darktrigger replay bkg.h5 --rate-hz 100000 --events 500000\n"
-               "  darktrigger replay --mix bkg.h5=0.9999 --mix ato4l.h5=0.0001 --loop --events 2000000 --out stream.h5")
+               "  darktrigger replay --mix bkg.h5=0.9999 --mix ato4l.h5=0.0001 --loop --events 2000000 --out stream.h5\n"
+               "  darktrigger replay --mix zb.h5=background --inject ato4l.h5=20@0.001 --loop --events 2000000 --out stream.h5\n"
+               "    (a signal at its rate sigma x L = 20 Hz, drawn at 1e-3 and weighted to 20 Hz of the 28.61 MHz)")
     p.add_argument("files", nargs="*", type=Path, help="input files (any format darktrigger reads)")
     p.add_argument("--mix", action="append", default=[], metavar="FILE=FRACTION",
-                   help="mixture input, repeat for each file; fractions are normalised")
+                   help="mixture input, repeat for each file; fractions are normalised; FILE=background "
+                        "fills what the injected signals leave")
+    p.add_argument("--inject", action="append", default=[], metavar="FILE=RATE_HZ[@FRACTION]",
+                   help="a signal at its physical rate sigma x L in Hz, drawn as FRACTION of the events "
+                        "(default 0.001, for statistics) and weighted so that rates from the weights give it RATE_HZ")
+    p.add_argument("--crossing-rate-mhz", type=float, default=None,
+                   help="the crossing rate the injected weights are made for (default 28.61 MHz: 2544 colliding bunches)")
     p.add_argument("--rate-hz", type=float, default=None, help="target rate (default: as fast as possible)")
     p.add_argument("--batch-size", type=int, default=4096, help="events per batch (default 4096)")
     p.add_argument("--loop", action="store_true", help="start a file again when it ends")
