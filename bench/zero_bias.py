@@ -176,7 +176,18 @@ def section(pythia: SeedRates, toy: SeedRates | None, *, command: str, seconds: 
         total += f"{fmt_khz(*toy.total)} | {ratio:.2f} | {'yes' if 0.5 <= ratio <= 2 else '**no**'} | |"
     else:
         total += "— | — | — | |"
-    lines += [total, "", f"- command: `{command}` ({seconds:.0f} s)", ""]
+    lines += [total, "", f"- command: `{command}` ({seconds:.0f} s)",
+              "- Pythia sample: `darktrigger generate --generator pythia --process zero_bias --jobs 1 --events 30000 "
+              "--part-events 30000 --seed S` for S = 2026…2035 (one file each, 6–13 min of one shared core per "
+              "file: 40–90 crossings/s), weights in Hz (replay/generators/pythia_zero_bias.py).",
+              "- What drives each rate (Pythia): SingleMu22 heavy-flavour and decay-in-flight muons with the L1 "
+              "1/pT tail, from QCD and from the pile-up of minimum-bias crossings; DoubleMu mostly one muon "
+              "and its ghost; SingleEG/DoubleEG π⁰ photons of 30–120 GeV jets (no isolation in the object "
+              "block: SingleIsoEG30er2p1 is a non-isolated SingleEG30er2p1 here); jets and HTT hard QCD "
+              "above 120 GeV; ETMHF pile-up MET (ΣET resolution) plus QCD mismeasurement.",
+              "- Statistical errors above 20 %: DoubleMu_15_7 and ETMHF100 (their few minimum-bias / "
+              "low-p̂T crossings carry large weights); more minimum-bias crossings (the generator's "
+              "`allocation` option) or more files bring them down.", ""]
     return lines
 
 
