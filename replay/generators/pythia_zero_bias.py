@@ -90,17 +90,36 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from darktrigger.replay.detector import CHARGED_IDS, DetectorConfig, L1Detector, ParticleBatch
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import PROCESS_LABELS, EventBatch
+from darktrigger.replay.generators.pythia_run import (
+    COMMON_SETTINGS,
+    MB_TO_PB,
+    PROCESS_SETTINGS,
+    PythiaRun,
+    derived_seed,
+)
 from darktrigger.replay.lhc import LHCConditions
 
-if TYPE_CHECKING:
-    from darktrigger.replay.generators.pythia import PythiaGenerator
+
+class PythiaOptions(Protocol):
+    """What the zero-bias sampler reads of its :class:`~darktrigger.replay.generators.pythia.PythiaGenerator`."""
+
+    options: dict[str, Any]
+    settings: tuple[str, ...]
+    detector_config: DetectorConfig
+    sigma_events: int
+    chunk: int
+    run_number: int
+    last_failures: int
+
+    def _max_failures(self, n_events: int) -> int: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +245,6 @@ class MinBiasLibrary:
     def load_or_make(cls, path: Path | None, *, n_events: int, seed: int, pthat_cut: float,
                      extra: tuple[str, ...], detector: DetectorConfig) -> MinBiasLibrary:
         """The cached library, made (and saved) first if it is not there."""
-        from darktrigger.replay.generators.pythia import COMMON_SETTINGS, PROCESS_SETTINGS
 
         settings = (*COMMON_SETTINGS, *PROCESS_SETTINGS["minbias"], *extra)
         key = cls.key(n_events=n_events, seed=seed, pthat_cut=pthat_cut, settings=settings, detector=detector)
@@ -260,7 +278,6 @@ class MinBiasLibrary:
     def make(cls, *, n_events: int, seed: int, pthat_cut: float, extra: tuple[str, ...],
              detector: DetectorConfig, chunk: int = 500) -> MinBiasLibrary:
         """Generate ``n_events`` soft-QCD events with Pythia (p̂T > cut ones removed and counted)."""
-        from darktrigger.replay.generators.pythia import MB_TO_PB, PythiaRun, derived_seed
 
         run = PythiaRun("minbias", derived_seed(seed, _ROLE_ZB_MAIN, PROCESS_LABELS["minbias"]),
                         extra=extra, max_failures=max(10, n_events // 10))
@@ -311,7 +328,7 @@ class MinBiasLibrary:
 class ZeroBiasSampler:
     """Generates the weighted zero-bias crossings of one ``generate`` call (module docs)."""
 
-    def __init__(self, gen: PythiaGenerator) -> None:
+    def __init__(self, gen: PythiaOptions) -> None:
         opts = gen.options
         self.gen = gen
         lumi = opts.get("luminosity")
@@ -340,7 +357,6 @@ class ZeroBiasSampler:
             detector=self.gen.detector_config)
 
     def sigma_pb(self, k: int, category: Category, seed: int) -> float:
-        from darktrigger.replay.generators.pythia import PythiaRun, derived_seed
 
         assert category.process is not None
         run = PythiaRun(category.process, derived_seed(seed, _ROLE_ZB_SIGMA, k),
@@ -352,7 +368,6 @@ class ZeroBiasSampler:
     def generate(self, n_events: int, seed: int, batch_size: int, progress: bool) -> Iterator[EventBatch]:
         from tqdm import tqdm
 
-        from darktrigger.replay.generators.pythia import PythiaRun, derived_seed
 
         lib = self.library()
         f_hard = lib.f_hard
