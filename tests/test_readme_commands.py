@@ -46,8 +46,6 @@ import pytest
 
 from darktrigger.replay.testing import write_sample
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # where `darktrigger` of this environment lives
 
@@ -285,6 +283,37 @@ def run_block(block: Block, cwd: Path, where: str, report: Report) -> None:
             report.fail(f"{where}, line {line}", command, done.returncode, done.stdout + done.stderr)
 
 
+def test_blocks_commands_and_small_data() -> None:
+    """The reading rules on a README of each kind of block (fast: nothing runs)."""
+    text = ("# T\n\n```bash\nmake test   # all\n# a comment\ndarktrigger train --model ae \\\n"
+            "    --background b.h5 --out m --epochs 30\nls |\n    wc -l\ncat > t.yaml <<'EOF'\n"
+            "a: 1\nEOF\n```\n\n```python\nprint(1)\n```\n\n```\nreplay/   the layout\n```\n")
+    found = blocks(text)
+    assert [(b.language, b.line) for b in found] == [("bash", 4), ("python", 16), ("", 20)]
+    assert found[0].commands() == [
+        (4, "make test   # all"),
+        (6, "darktrigger train --model ae \\\n    --background b.h5 --out m --epochs 30"),
+        (8, "ls |\n    wc -l"), (10, "cat > t.yaml <<'EOF'\na: 1\nEOF")]
+    assert smaller(found[0].commands()[1][1]) == (
+        "darktrigger train --model ae --background b.h5 --out m --epochs 2 --max-events 100000",
+        "small data: --epochs 30 → 2, --max-events 100000 added")
+    assert smaller("darktrigger generate --generator pythia --process qcd --events 1e4 --out q.h5")[0] \
+        .endswith("--events 200 --out q.h5")
+    assert smaller("darktrigger inspect x.h5") == ("darktrigger inspect x.h5", "")
+    assert smaller("ls |\n    wc -l") == ("ls |\n    wc -l", "")
+
+
+def test_every_block_of_the_readme_is_run_or_listed() -> None:
+    """Fast: each untagged block of README.md is a known listing, each tagged one is run."""
+    for block in blocks((ROOT / "README.md").read_text()):
+        if block.language in ("bash", "sh", "shell", "console", "python"):
+            continue
+        first = block.text.strip().splitlines()[0]
+        assert any(first.startswith(start) for start in LISTINGS), \
+            f"README.md line {block.line}: a block this test does not know ({first!r})"
+
+
+@pytest.mark.slow
 def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
     report = Report()
     for name, write in USER_FILES.items():
