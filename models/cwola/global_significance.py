@@ -51,15 +51,28 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from darktrigger.models.cwola.config import HuntConfig
 from darktrigger.models.cwola.dijet_fit import DijetFit, FitError, fit_dijet, significance
 
-if TYPE_CHECKING:
-    from darktrigger.models.cwola.hunt import Window
+
+class Window(Protocol):
+    """What a test needs of a hunt's window (:class:`darktrigger.models.cwola.hunt.Window`)."""
+
+    @property
+    def edges(self) -> tuple[float, ...]: ...
+
+    @property
+    def sr(self) -> tuple[int, int]: ...
+
+    @property
+    def signal_region(self) -> tuple[float, float]: ...
+
+    @property
+    def label(self) -> str: ...
 
 _NORMAL = NormalDist()
 TOY_METHOD = "null toys"
