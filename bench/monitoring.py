@@ -108,7 +108,8 @@ def stage_costs(work: Path, batch_size: int = 16384, batches: int = 40) -> list[
         t3 = clock()
         m_trigger.batch(n, t3 - t2)
         t4 = clock()
-        recorder.record(1, seq, accepted, decision, batch.columns["truth"], time.time())
+        recorder.record(1, seq, accepted, decision, batch.columns["truth"], batch.columns["weight"],
+                        t_emit=time.time())
         t5 = clock()
         c = recorder.last_counts
         assert c is not None
