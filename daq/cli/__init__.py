@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
+    # progress lines of long steps (training, firmware build, ...) show at the default verbosity
+    logging.getLogger("darktrigger.progress").setLevel(logging.INFO)
     try:
         return int(args.func(args))
     except (DarkTriggerError, FileNotFoundError) as exc:
