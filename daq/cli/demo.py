@@ -177,8 +177,9 @@ def pipeline(args: argparse.Namespace, out: Path, files: dict[str, Path]) -> Non
 
 
 def check_anomaly_rates(summary: Any, calibrated: Path) -> str:
-    """Each AXO seed's zero-bias rate in the run against its target: within the statistical
-    error of the comparison (the run's and the calibration sample's, in quadrature) or 15 %."""
+    """Each AXO seed's zero-bias rate in the run against its target: consistent when within two
+    standard deviations of the comparison (the run's and the calibration sample's statistical
+    errors in quadrature; a one-σ window would flag a third of correct calibrations) or 15 %."""
     from darktrigger.daq.trigger.menu import Menu
 
     menu = Menu.from_yaml(calibrated)
@@ -195,10 +196,11 @@ def check_anomaly_rates(summary: Any, calibrated: Path) -> str:
         calib = target / math.sqrt(n_above) if n_above else float("nan")
         sigma = math.hypot(stat, calib if n_above else 0.0)
         dev = rate - target
-        ok = abs(dev) <= max(sigma, 0.15 * target)
+        ok = abs(dev) <= max(2.0 * sigma, 0.15 * target)
         lines.append(f"{seed.name:<14}{target:>11.3f}{rate:>10.3f}{stat:>9.3f}{calib:>10.3f}"
                      f"{dev / sigma if sigma else 0.0:>+10.1f}σ  {'ok' if ok else 'OFF TARGET'}")
-    lines.append("(± calib.: the target / √(zero-bias events above the threshold in the calibration sample))")
+    lines.append("(± calib.: the target / √(zero-bias events above the threshold in the calibration sample); "
+                 "ok: within 2σ of the two in quadrature, or 15 %)")
     return "\n".join(lines)
 
 
@@ -214,8 +216,9 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                    help="toy zero-bias crossings the pipeline replays (default 4M)")
     p.add_argument("--train-events", type=event_count, default=200_000,
                    help="toy zero-bias crossings the VAE trains on (default 200k)")
-    p.add_argument("--calibration-events", type=event_count, default=4_000_000,
-                   help="toy zero-bias crossings the anomaly thresholds are calibrated on (default 4M)")
+    p.add_argument("--calibration-events", type=event_count, default=10_000_000,
+                   help="toy zero-bias crossings the anomaly thresholds are calibrated on (default 10M: "
+                        "VTight's 0.45 kHz then has ~160 events above its threshold)")
     p.add_argument("--signal-sigma-pb", type=float, default=1000.0,
                    help="the injected signal's cross section in pb; its rate is σ × L (default 1000 pb: "
                         "20 Hz at 2.0e34)")
