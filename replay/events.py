@@ -15,6 +15,8 @@ column          dtype        meaning
 ``truth``       int16        generator process label (:data:`PROCESS_LABELS`), −1 for data
 ``weight``      float32      event weight
 *others*        float32      optional ``[N]`` analysis features (``mjj``…) and ``score/<model>``
+                             (Pythia ``zero_bias`` adds ``n_interactions``: pp interactions in
+                             the crossing, hard and pile-up)
 ``trigger_bits`` uint64      optional ``[N]`` trigger decisions, one bit per seed
 ==============  ===========  ===========================================================
 
