@@ -152,7 +152,7 @@ def run(quick: bool = False, events: int | None = None) -> list[str]:
     return [
         "## Pipeline end to end (every stage a process)",
         "",
-        f"Toy `sm_mix` + `ato4l` (1e-3), the example menu (16 seeds: objects, five `vae:mu2`, one `ae`), "
+        f"Toy `sm_mix` + `ato4l` (1e-3), the example menu (17 seeds: 11 objects, five `vae:mu2`, ZeroBias; thresholds calibrated on this lepton-filtered `sm_mix`, not zero bias, so a quarter of the events are accepted), "
         f"recorder on (LZ4). events/s = events in / (first emission → last acknowledgement); latency = "
         f"source emit → recorder write, per event. Goal: ≥ {GOAL_EVENTS_S / 1e6:.0f} M events/s with "
         f"p99 ≤ {GOAL_P99_S * 1e3:.0f} ms.",
