@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import decimal
+from pathlib import Path
 from typing import Any
 
 _SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9}
@@ -74,3 +75,22 @@ def add_backend(p: argparse.ArgumentParser, default: str = "onnxruntime") -> Non
     p.add_argument("--backend", type=registry_name(BACKENDS), default=default, metavar="NAME",
                    help=f"scoring backend: {', '.join(BACKENDS.names())} (default {default}; "
                         "firmware takes a firmware project folder and scores with its RTL)")
+
+
+def parse_signals(items: list[str]) -> dict[str, Path]:
+    """``--signal NAME=FILE`` options as {NAME: FILE}; a name given twice is an error.
+
+        >>> parse_signals(["ato4l=a.h5", "lq=b.h5"])
+        {'ato4l': PosixPath('a.h5'), 'lq': PosixPath('b.h5')}
+    """
+    from darktrigger.replay.errors import ConfigError
+
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--signal takes NAME=FILE (e.g. ato4l=ato4l.h5), got {item!r}")
+        if name in out:
+            raise ConfigError(f"--signal {name!r} is given twice ({out[name]} and {path})")
+        out[name] = Path(path)
+    return out

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from darktrigger.daq.cli.common import add_on_error, event_count
+from darktrigger.daq.cli.common import add_on_error, event_count, parse_signals
 from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.daq.trigger.menu import Menu, calibrate_menu, load_scorers, offline_counts
 from darktrigger.daq.trigger.seeds import SEEDS
@@ -94,23 +94,11 @@ def cmd_rates(args: argparse.Namespace) -> int:
 
 
 # -- efficiency -------------------------------------------------------------------------
-def _parse_signals(items: list[str]) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--signal takes NAME=FILE (e.g. ato4l=ato4l.h5), got {item!r}")
-        if name in out:
-            raise ConfigError(f"--signal {name!r} is given twice ({out[name]} and {path})")
-        out[name] = Path(path)
-    return out
-
-
 def cmd_efficiency(args: argparse.Namespace) -> int:
     from darktrigger.daq.trigger.efficiency import format_efficiency, signal_efficiency
 
     menu = Menu.from_yaml(args.menu)
-    signals = _parse_signals(args.signal)
+    signals = parse_signals(args.signal)
     if not signals:
         raise ConfigError("give at least one --signal NAME=FILE")
     for path in [*signals.values(), *([args.zero_bias] if args.zero_bias else [])]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from darktrigger.daq.cli.common import add_backend, add_on_error, event_count
+from darktrigger.daq.cli.common import add_backend, add_on_error, event_count, parse_signals
 from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
@@ -40,16 +40,6 @@ def _weights(batch: EventBatch, path: Path) -> np.ndarray | None:
 
     w = checked_weights(batch, path, whole_file=True)
     return None if (w == 1).all() else w
-
-
-def _parse_signals(items: list[str]) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--signal takes NAME=FILE (e.g. ato4l=ato4l.h5), got {item!r}")
-        out[name] = Path(path)
-    return out
 
 
 def _parse_rates(text: str) -> list[float]:
@@ -161,7 +151,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from darktrigger.models.card import ModelCard
     from darktrigger.models.metrics import evaluate_scores, format_table, roc_curve
 
-    signals = _parse_signals(args.signal)
+    signals = parse_signals(args.signal)
     if not signals:
         raise ConfigError("give at least one --signal NAME=FILE")
     fprs = tuple(float(x) for x in args.fprs.split(","))
