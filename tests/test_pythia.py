@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 #: every process but zero_bias (weighted crossings: tests/test_pythia_zero_bias.py)
 PROCESSES = tuple(p for p in ALL_PROCESSES if p != ZERO_BIAS)
-N_EVENTS = 1000
+N_EVENTS = 400
 SEED = 2026
 PREFIX = 50  # events regenerated per process to check bit-for-bit reproducibility
 

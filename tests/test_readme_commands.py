@@ -136,7 +136,9 @@ def smaller(command: str) -> tuple[str, str]:
     ``generate`` (toy)                at most 2,000,000 events (the toy makes ~1M a second)
     ``replay``, ``run``               at most 200,000 events
     ``train``                         ``--epochs 2`` and ``--max-events 100000`` (set or added)
-    ``cwola hunt``                    ``--epochs 3 --null-toys 100`` (added when absent)
+    ``cwola hunt``                    ``--epochs 3 --null-toys 50 --folds 3 --inner-folds 1
+                                      --max-events 300000`` (set or added: 3 models a window,
+                                      not 10, on 300k of the 1M dijets)
     ``firmware verify``               ``--n`` at most 2,000
     ================================  =========================================================
     """
@@ -174,7 +176,10 @@ def smaller(command: str) -> tuple[str, str]:
         at_most("--max-events", 100_000)
     elif words[1:3] == ["cwola", "hunt"]:
         at_most("--epochs", 3)
-        at_most("--null-toys", 100)
+        at_most("--null-toys", 50)
+        at_most("--folds", 3)
+        at_most("--inner-folds", 1)
+        at_most("--max-events", 300_000)
     elif words[1:3] == ["firmware", "verify"]:
         cap("--n", 2000)
     if not changed:
