@@ -14,6 +14,7 @@ section enables them:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -29,14 +30,21 @@ if TYPE_CHECKING:
 
 
 def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | None = None,
-              duration_s: float | None = None, stop: threading.Event | None = None) -> Any:
+              duration_s: float | None = None, stop: threading.Event | None = None,
+              run_id: str | None = None, keys: Path | None = None) -> Any:
     """Run one stage of a topology in this process until it is done (or ``stop`` is set);
-    the runner's result (the recorder's: the :class:`~darktrigger.daq.summary.RunSummary`)."""
+    the runner's result (the recorder's: the :class:`~darktrigger.daq.summary.RunSummary`).
+    ``run_id`` and ``keys`` replace the topology's run identity and CURVE keys (what
+    ``darktrigger run`` gives its stages: see :mod:`darktrigger.daq.supervisor`)."""
     from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
     from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
     from darktrigger.daq.trigger.menu import Menu
 
     topo = Topology.from_yaml(config)
+    if run_id is not None:
+        topo = dataclasses.replace(topo, run_id=run_id)
+    if keys is not None:
+        topo = dataclasses.replace(topo, keys=keys)
     stop = stop or threading.Event()
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")

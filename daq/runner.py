@@ -18,7 +18,14 @@ Message flow (who binds in brackets)::
   trigger to the recorder, which writes ``run_summary.json``; then it tells the workers
   to ``stop``.
 * **Bad messages** on any input are counted (``stats["malformed"]``), logged (rate
-  limited) and dropped; the loop goes on.
+  limited) and dropped; the loop goes on. No frame larger than
+  :func:`~darktrigger.daq.wire.max_frame_bytes` of the run's batch size is taken in
+  (ZeroMQ drops the peer that sends one).
+* **Run identity**: every message carries the run number and the run's identity
+  (``meta["run_id"]``, :attr:`Topology.run_id`); a message of another run or topology
+  (a stray worker, a forged ``end`` or ``decided``) is refused and counted
+  (``stats["refused"]``), never used. A worker's credit is at most the topology's
+  ``workers.prefetch``.
 
 Each runner's ``run(stop)`` returns when its part is done or ``stop`` (a
 ``threading.Event``) is set, so a test can run a whole pipeline in threads or
@@ -42,10 +49,19 @@ import zmq
 
 from darktrigger.daq.security import Curve
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-from darktrigger.daq.summary import RunSummary
+from darktrigger.daq.summary import RunSummary, run_status
 from darktrigger.daq.topology import Topology
 from darktrigger.daq.trigger.decision import Decision
-from darktrigger.daq.wire import Message, WireError, decode, encode, encode_batch, peek_kind
+from darktrigger.daq.wire import (
+    Message,
+    WireError,
+    decode,
+    encode,
+    encode_batch,
+    max_frame_bytes,
+    peek_kind,
+)
+from darktrigger.replay.errors import DarkTriggerError
 from darktrigger.replay.events import TRIGGER_BITS, EventBatch
 
 if TYPE_CHECKING:
@@ -99,10 +115,34 @@ class _Runner:
         self._stop = threading.Event()
         self._sockets: list[zmq.Socket] = []
         self._last_bad_log = 0.0
+        self._last_refused_log = 0.0
+        self.run_id = topo.run_id
+        self.max_frame = max_frame_bytes(topo.batch_size)
+
+    def ident(self, **meta: Any) -> dict[str, Any]:
+        """A message's meta with this run's identity."""
+        return {**meta, "run_id": self.run_id}
+
+    def ours(self, msg: Message, what: str) -> bool:
+        """True if ``msg`` belongs to this run (its number and identity); else count it as
+        refused, log it (at most once a second) and return False."""
+        if msg.run == self.topo.run and msg.meta.get("run_id") == self.run_id:
+            return True
+        self.stats["refused"] += 1
+        if self.metrics is not None:
+            self.metrics.malformed()
+        now = time.monotonic()
+        if now - self._last_refused_log > 1.0:
+            self._last_refused_log = now
+            log.warning("%s: refused a %s message on %s of run %d (identity %r); this is run %d (%s) "
+                        "(%d refused so far)", self.stage, msg.kind, what, msg.run, msg.meta.get("run_id"),
+                        self.topo.run, self.run_id, self.stats["refused"])
+        return False
 
     def bind(self, kind: int, name: str) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
+        sock.maxmsgsize = self.max_frame
         if self.curve:
             self.curve.server(sock, self.ctx)
         endpoint = self.topo.endpoints[name]
@@ -117,6 +157,7 @@ class _Runner:
     def connect(self, kind: int, name: str, identity: bytes | None = None, linger_ms: int = 0) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = linger_ms
+        sock.maxmsgsize = self.max_frame
         if identity is not None:
             sock.identity = identity
         if self.curve:
@@ -276,7 +317,7 @@ class SourceRunner(_Runner):
                     if t_first is None:
                         t_first = time.monotonic()
                     t_encode = time.perf_counter()
-                    frames = encode_batch("batch", self.source.run, seq, batch, meta={"t_emit": time.time()})
+                    frames = encode_batch("batch", self.source.run, seq, batch, meta=self.ident(t_emit=time.time()))
                     self.inflight[seq] = _InFlight(frames, len(batch))
                     self.processed(len(batch), read_s + time.perf_counter() - t_encode)  # read + encode
                     self.events_in += len(batch)
@@ -300,14 +341,17 @@ class SourceRunner(_Runner):
                     self.metrics.inflight(len(self.inflight))
                     self.metrics.workers(sum(w.alive for w in self.workers.values()))
             seconds = time.monotonic() - t_first if t_first is not None else 0.0
-            end = encode("end", run=self.source.run, meta={
-                "events_in": self.events_in, "batches_in": self.batches_in, "seconds": seconds,
-                "source": dict(self.stats), "injected": self.source.injected,
-                "stopped_by": stop_reason(stop) if stop.is_set() else END_OF_RUN})
+            paced = time.monotonic() - pace0 if pace0 is not None else 0.0
+            end = encode("end", run=self.source.run, meta=self.ident(
+                events_in=self.events_in, batches_in=self.batches_in, seconds=seconds,
+                source=dict(self.stats), injected=self.source.injected,
+                rows_skipped=self.source.rows_skipped(),
+                requested_rate_hz=rate, achieved_rate_hz=self.events_in / paced if paced > 0 else None,
+                stopped_by=stop_reason(stop) if stop.is_set() else END_OF_RUN))
             self.send(downstream, end)
             for identity, w in self.workers.items():
                 if w.alive:
-                    self.signal(router, [identity, *encode("stop", run=self.source.run)])
+                    self.signal(router, [identity, *encode("stop", run=self.source.run, meta=self.ident())])
         finally:
             self.close()
         log.info("source: %d events in %d batches; %d batches sent again", self.events_in,
@@ -352,6 +396,8 @@ class SourceRunner(_Runner):
         if msg.kind not in ("ready", "heartbeat"):
             self.bad("dispatch", WireError(f"a worker sent a {msg.kind!r} message; expected ready or heartbeat"))
             return
+        if not self.ours(msg, "dispatch"):  # a worker of another run or topology: never given a batch
+            return
         w = self.workers.get(identity)
         if w is None or not w.alive:
             if w is not None:
@@ -360,10 +406,12 @@ class SourceRunner(_Runner):
         w.last_seen = time.monotonic()
         if msg.kind == "ready":
             credit = msg.meta.get("credit", 1)
-            if isinstance(credit, int) and 0 < credit <= 1024:
-                w.credit += credit
+            most = self.topo.workers.prefetch  # what the topology allows a worker to hold
+            if isinstance(credit, int) and not isinstance(credit, bool) and 0 < credit <= most:
+                w.credit = min(w.credit + credit, most)
             else:
-                self.bad("dispatch", WireError(f"ready with credit {credit!r}; expected 1-1024"))
+                self.bad("dispatch", WireError(f"ready with credit {credit!r}; expected 1-{most} "
+                                               f"(the topology's workers.prefetch)"))
 
     def _on_ack(self, frames: list[Any]) -> None:
         try:
@@ -375,8 +423,10 @@ class SourceRunner(_Runner):
         if msg.kind != "ack" or not isinstance(seqs, list):
             self.bad("acks", WireError(f"expected an ack with a list of seqs, got kind {msg.kind!r}"))
             return
+        if not self.ours(msg, "acks"):
+            return
         for seq in seqs:
-            if isinstance(seq, int) and msg.run == self.source.run:
+            if isinstance(seq, int) and not isinstance(seq, bool):
                 self.inflight.pop(seq, None)
 
     def _declare_dead(self, identity: bytes, why: str) -> None:
@@ -422,7 +472,8 @@ class ScorerRunner(_Runner):
         dealer = self.connect(zmq.DEALER, "dispatch", identity=f"{self.name}-{time.time_ns()}".encode())
         push = self.connect(zmq.PUSH, "trigger", linger_ms=5000)
         prefetch = self.topo.workers.prefetch
-        self.signal(dealer, encode("ready", meta={"credit": prefetch}))
+        run = self.topo.run
+        self.signal(dealer, encode("ready", run=run, meta=self.ident(credit=prefetch)))
         last_beat = time.monotonic()
         try:
             while not stop.is_set():
@@ -432,29 +483,34 @@ class ScorerRunner(_Runner):
                         break
                 now = time.monotonic()
                 if now - last_beat >= rel.heartbeat_s:
-                    self.signal(dealer, encode("heartbeat"))
+                    self.signal(dealer, encode("heartbeat", run=run, meta=self.ident()))
                     last_beat = now
         finally:
             self.close()
         return dict(self.stats)
 
     def _handle(self, frames: list[Any], dealer: zmq.Socket, push: zmq.Socket) -> bool:
+        credit_back = encode("ready", run=self.topo.run, meta=self.ident(credit=1))
         try:
             msg = decode(frames)
             if msg.kind == "stop":
-                return False
+                return not self.ours(msg, "dispatch")
             if msg.kind != "batch":
                 raise WireError(f"expected a batch or stop, got {msg.kind!r}")
+            if not self.ours(msg, "dispatch"):
+                self.signal(dealer, credit_back)
+                return True
             batch = _batch_of(msg)
-        except WireError as exc:
+            t = time.perf_counter()
+            scored, invalid = self.scorer.process(batch)
+        except Exception as exc:  # noqa: BLE001 - a message we cannot use (also one a model cannot score)
             self.bad("dispatch", exc)
             if peek_kind(frames) == "batch":  # a batch the source sent (and counted against our credit)
-                self.signal(dealer, encode("ready", meta={"credit": 1}))
+                self.signal(dealer, credit_back)
             return True
-        t = time.perf_counter()
-        scored, invalid = self.scorer.process(batch)
         meta = dict(msg.meta)
-        meta["invalid"] = int(meta.get("invalid", 0)) + invalid
+        prior = meta.get("invalid", 0)
+        meta["invalid"] = (prior if isinstance(prior, int) and not isinstance(prior, bool) else 0) + invalid
         frames = encode_batch("batch", msg.run, msg.seq, scored, meta=meta)
         self.processed(len(batch), time.perf_counter() - t)
         if self.metrics is not None:
@@ -463,7 +519,7 @@ class ScorerRunner(_Runner):
             if invalid:
                 self.metrics.dropped_events(invalid, "invalid")
         self.send(push, frames, copy=False)
-        self.signal(dealer, encode("ready", meta={"credit": 1}))
+        self.signal(dealer, credit_back)
         return True
 
 
@@ -499,28 +555,27 @@ class TriggerRunner(_Runner):
                 frames = pull.recv_multipart(copy=False)
                 try:
                     msg = decode(frames)
+                    if msg.kind not in ("batch", "end"):
+                        raise WireError(f"expected a batch or end, got {msg.kind!r}")
+                    if not self.ours(msg, "trigger"):  # a forged end or batch: refused, counted
+                        continue
                     if msg.kind == "end":
                         meta = dict(msg.meta) | {"trigger": dict(self.stats)}
                         self.send(push, encode("end", run=msg.run, meta=meta))
                         break
-                    if msg.kind != "batch":
-                        raise WireError(f"expected a batch or end, got {msg.kind!r}")
                     batch = _batch_of(msg)
                     t = time.perf_counter()
                     accepted, decision = self.trigger.process(batch)
-                except WireError as exc:
+                    cols = dict(accepted.columns)
+                    cols[f"{ALL_PREFIX}raw"] = decision.raw
+                    cols[f"{ALL_PREFIX}bits"] = decision.bits
+                    cols[f"{ALL_PREFIX}truth"] = batch.columns["truth"]
+                    cols[f"{ALL_PREFIX}weight"] = batch.columns["weight"]
+                    frames = encode("decided", run=msg.run, seq=msg.seq, columns=cols, count=len(batch),
+                                    meta=msg.meta)
+                except Exception as exc:  # noqa: BLE001 - garbage, or a batch the menu cannot use
                     self.bad("trigger", exc)
                     continue
-                except Exception as exc:  # a batch the menu cannot use (e.g. a score column missing)
-                    self.bad("trigger", exc)
-                    continue
-                cols = dict(accepted.columns)
-                cols[f"{ALL_PREFIX}raw"] = decision.raw
-                cols[f"{ALL_PREFIX}bits"] = decision.bits
-                cols[f"{ALL_PREFIX}truth"] = batch.columns["truth"]
-                cols[f"{ALL_PREFIX}weight"] = batch.columns["weight"]
-                frames = encode("decided", run=msg.run, seq=msg.seq, columns=cols, count=len(batch),
-                                meta=msg.meta)
                 self.processed(len(batch), time.perf_counter() - t)
                 self.send(push, frames, copy=False)
         finally:
@@ -538,6 +593,8 @@ class RecorderRunner(_Runner):
         super().__init__(topo, ctx, metrics)
         self.recorder = recorder
         self.summary: RunSummary | None = None
+        #: the accepted events' columns (name → dtype, shape of one event), set by the first batch
+        self.schema: dict[str, tuple[str, tuple[int, ...]]] | None = None
 
     def run(self, stop: threading.Event | None = None) -> RunSummary:
         stop = self._stop = stop or threading.Event()
@@ -553,6 +610,10 @@ class RecorderRunner(_Runner):
                     frames = pull.recv_multipart(copy=False)
                     try:
                         msg = decode(frames)
+                        if msg.kind not in ("decided", "end"):
+                            raise WireError(f"expected a decided batch or end, got {msg.kind!r}")
+                        if not self.ours(msg, "recorder"):  # a forged end or decided: refused, counted
+                            continue
                         if msg.kind == "end":
                             end_meta = dict(msg.meta)
                             break
@@ -588,10 +649,16 @@ class RecorderRunner(_Runner):
             stopped_by = meta["stopped_by"] if isinstance(meta.get("stopped_by"), str) else "unknown"
         return dataclasses.replace(
             summary, stopped_by=stopped_by, injected=_injected(meta.get("injected")),
+            status=run_status(stopped_by, summary.events_lost, summary.events_duplicated),
             malformed_messages={"source": source.get("malformed", 0), "trigger": trigger.get("malformed", 0),
                                 "recorder": self.stats["malformed"]},
+            refused_messages={"source": source.get("refused", 0), "trigger": trigger.get("refused", 0),
+                              "recorder": self.stats["refused"]},
+            rows_skipped=_skipped(meta.get("rows_skipped")),
+            requested_rate_hz=_float_or_none(meta.get("requested_rate_hz")),
+            achieved_rate_hz=_float_or_none(meta.get("achieved_rate_hz")),
             batches_resent=source.get("batches_resent", 0), workers_lost=source.get("workers_lost", 0),
-            wall_s=float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else None)
+            wall_s=_float_or_none(seconds))
 
     def _record(self, msg: Message) -> None:
         if msg.kind != "decided":
@@ -616,12 +683,22 @@ class RecorderRunner(_Runner):
             raise WireError(f"decided run {msg.run} seq {msg.seq}: {exc}") from None
         if TRIGGER_BITS not in accepted or len(accepted) != int((every["bits"] != 0).sum()):
             raise WireError(f"decided run {msg.run} seq {msg.seq}: the accepted events do not match the bits")
+        schema = {k: (v.dtype.str, v.shape[1:]) for k, v in accepted.columns.items()}
+        if self.schema is not None and schema != self.schema:
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: accepted columns "
+                            f"{sorted((k, d, list(s)) for k, (d, s) in schema.items())} are not the run's "
+                            f"{sorted((k, d, list(s)) for k, (d, s) in self.schema.items())}")
         t_emit = msg.meta.get("t_emit")
         invalid = msg.meta.get("invalid", 0)
-        decision = Decision(every["raw"], every["bits"], self.recorder.menu.names)
+        try:
+            decision = Decision(every["raw"], every["bits"], self.recorder.menu.names)
+        except DarkTriggerError as exc:
+            raise WireError(f"decided run {msg.run} seq {msg.seq}: {exc}") from None
         fresh = self.recorder.record(msg.run, msg.seq, accepted, decision, every["truth"], weights,
                                      t_emit=t_emit if isinstance(t_emit, float) else None,
-                                     invalid=invalid if isinstance(invalid, int) else 0)
+                                     invalid=invalid if isinstance(invalid, int) and not isinstance(invalid, bool)
+                                     and 0 <= invalid <= 1 << 40 else 0)
+        self.schema = schema
         counts = self.recorder.last_counts
         if fresh and self.metrics is not None and counts is not None:
             from darktrigger.monitoring.metrics import WeightSums
@@ -638,13 +715,27 @@ class RecorderRunner(_Runner):
         self.recorder.flush()
         self.busy_s += time.perf_counter() - t
         for run, seqs in to_ack.items():
-            self.send(acks, encode("ack", run=run, meta={"seqs": seqs}))
+            self.send(acks, encode("ack", run=run, meta=self.ident(seqs=seqs)))
         to_ack.clear()
 
 
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+    return float(value) if ok else None
+
+
+def _skipped(value: Any) -> dict[str, dict[str, Any]]:
+    """The source's skipped rows from an ``end`` message (entries of the wrong shape left out)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(path): {"count": r["count"], "examples": [str(e) for e in r["examples"]][:10]}
+            for path, r in value.items()
+            if isinstance(r, Mapping) and isinstance(r.get("count"), int) and isinstance(r.get("examples"), list)}
 
 
 def _counts(value: Any) -> dict[str, int]:

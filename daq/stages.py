@@ -67,6 +67,7 @@ class SourceStage:
         self.replay = Replay(inputs, batch_size=batch_size, loop=src.loop,
                              max_events=max_events if max_events is not None else src.events,
                              run=topo.run, seed=src.seed, crossing_rate_hz=crossing_hz,
+                             reader_options={"on_error": src.on_error},
                              events_per_lumi=round(self.rate_hz * 23.31) if self.rate_hz else None)
         self.run = topo.run
 
@@ -75,6 +76,18 @@ class SourceStage:
         """The inputs injected by rate: file → {rate_hz, fraction} (for the run summary)."""
         return {Path(p).name: {"rate_hz": e.rate_hz, "fraction": e.fraction}
                 for p, e in self.replay.injected.items()}
+
+    def rows_skipped(self) -> dict[str, dict[str, Any]]:
+        """The bad rows the readers skipped (``source.on_error: skip``), per file: how many
+        and where (the first few, as the reader names them: ``row 17: ...``)."""
+        out: dict[str, dict[str, Any]] = {}
+        for report in self.replay.skipped:
+            if not report.count:
+                continue
+            entry = out.setdefault(Path(report.path).name, {"count": 0, "examples": []})
+            entry["count"] += report.count
+            entry["examples"] += report.examples[: max(0, 10 - len(entry["examples"]))]
+        return out
 
     def __iter__(self) -> Iterator[tuple[int, EventBatch]]:
         yield from enumerate(self.replay)

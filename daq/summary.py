@@ -89,6 +89,19 @@ class RunSummary:
     workers_lost: int = 0
     wall_s: float | None = None
     worker_restarts: int = 0
+    #: what the run came to: "complete" (the source finished on its own and the counts close:
+    #: nothing lost or duplicated), "stopped" (a signal drained it; the counts close) or
+    #: "failed" (a stage died, a timeout, a full disk, or counts that do not close)
+    status: str = "complete"
+    #: messages refused per stage because they carried another run's identity (or none)
+    refused_messages: dict[str, int] = field(default_factory=dict)
+    #: rows the source's readers skipped (``source.on_error: skip``): file → {count, examples}
+    rows_skipped: dict[str, Any] = field(default_factory=dict)
+    #: the source's rate as the topology asked for it (None: as fast as possible) and as achieved
+    requested_rate_hz: float | None = None
+    achieved_rate_hz: float | None = None
+    #: stages other than workers started again after they died (stage → restarts)
+    stage_restarts: dict[str, int] = field(default_factory=dict)
 
     # -- the writer ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +120,7 @@ class RunSummary:
             elif name == "per_process":
                 value = {label: {"events": p.events, "accepted": p.accepted, "efficiency": p.efficiency}
                          for label, p in self.per_process.items()}
-            elif name == "malformed_messages":
+            elif name in ("malformed_messages", "refused_messages", "stage_restarts", "rows_skipped"):
                 value = dict(value)
             out[name] = value
         if self.background is not None and self.signal is not None:
@@ -169,7 +182,7 @@ class RunSummary:
         """A summary from what :meth:`to_dict` wrote; ``where`` names it in errors."""
         if not isinstance(data, Mapping):
             raise InputFormatError(where, "", "a mapping of the run summary's fields", type(data).__name__)
-        missing = [name for name in cls.__dataclass_fields__ if name not in data]
+        missing = [name for name in cls.__dataclass_fields__ if name not in data and name not in LATER_FIELDS]
         if missing:
             raise InputFormatError(where, "", f"every field of a run summary; {', '.join(missing)} missing")
         try:
@@ -179,6 +192,8 @@ class RunSummary:
         kwargs: dict[str, Any] = {"menu": menu}
         for name, spec in cls.__dataclass_fields__.items():
             if name == "menu":
+                continue
+            if name not in data:  # a summary written before the field existed: its default
                 continue
             value = data[name]
             try:
@@ -192,14 +207,42 @@ class RunSummary:
                 elif name == "per_process":
                     kwargs[name] = {str(label): ProcessCounts(int(p["events"]), int(p["accepted"]))
                                     for label, p in value.items()}
-                elif name == "malformed_messages":
+                elif name in ("malformed_messages", "refused_messages", "stage_restarts"):
                     kwargs[name] = {str(stage): int(n) for stage, n in value.items()}
+                elif name == "rows_skipped":
+                    kwargs[name] = {str(path): {"count": int(r["count"]), "examples": [str(e) for e in r["examples"]]}
+                                    for path, r in value.items()}
                 else:
                     kwargs[name] = _scalar(value, str(spec.type))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise InputFormatError(where, f"field {name!r}", f"a value of type {spec.type}",
                                        f"{value!r} ({type(exc).__name__}: {exc})") from None
         return cls(**kwargs)
+
+
+#: fields added after the first summaries were written: absent, they take their defaults
+LATER_FIELDS = frozenset({"status", "refused_messages", "rows_skipped", "requested_rate_hz", "achieved_rate_hz",
+                          "stage_restarts"})
+#: ``stopped_by`` values of a run drained on request (a signal, the supervisor gone)
+STOP_REQUESTS = ("interrupted (SIGINT)", "terminated", "hung up (SIGHUP)", "the supervisor (pid")
+#: a source that achieves less than this fraction of its requested rate did not keep it
+RATE_KEPT = 0.95
+#: ``darktrigger run``'s exit status for each run status
+EXIT_CODES = {"complete": 0, "failed": 1, "stopped": 3}
+
+
+def run_status(stopped_by: str, events_lost: int | None, events_duplicated: int) -> str:
+    """What a run came to (see :attr:`RunSummary.status`): never "complete" or "stopped"
+    unless every event the source sent was recorded once.
+
+        >>> run_status("end of run", 0, 0), run_status("terminated", 0, 0), run_status("end of run", 3, 0)
+        ('complete', 'stopped', 'failed')
+    """
+    if events_lost != 0 or events_duplicated != 0:
+        return "failed"
+    if stopped_by == "end of run":
+        return "complete"
+    return "stopped" if stopped_by.startswith(STOP_REQUESTS) else "failed"
 
 
 def _scalar(value: Any, annotation: str) -> Any:
@@ -226,7 +269,7 @@ def format_summary(summary: RunSummary) -> str:
     """The run summary for the terminal: how it ended, conservation, the menu's rates split
     into background and injected signal, the signal's efficiencies, the software latency."""
     s = summary
-    lines = [f"stopped by: {s.stopped_by}"]
+    lines = [f"status: {s.status}  stopped by: {s.stopped_by}"]
     if s.events_in is not None:
         lines.append(f"events in {s.events_in:,}  accepted {s.events_accepted:,}  rejected "
                      f"{s.events_rejected:,}  invalid {s.events_invalid:,}  "
@@ -237,7 +280,16 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f"batches resent {s.batches_resent}, duplicate batches dropped "
                  f"{s.duplicate_batches_dropped}, workers lost {s.workers_lost}, "
                  f"worker restarts {s.worker_restarts}, malformed messages "
-                 f"{sum(s.malformed_messages.values())}")
+                 f"{sum(s.malformed_messages.values())}, refused (another run) "
+                 f"{sum(s.refused_messages.values())}")
+    if s.stage_restarts:
+        lines.append("stages started again: " + ", ".join(f"{k} {v}" for k, v in s.stage_restarts.items()))
+    for path, report in s.rows_skipped.items():
+        lines.append(f"skipped {report['count']} bad row(s) of {path}: {'; '.join(report['examples'][:3])}"
+                     + (" …" if report["count"] > 3 else ""))
+    if s.requested_rate_hz is not None and s.achieved_rate_hz is not None:
+        short = " (the source could not keep the rate)" if s.achieved_rate_hz < RATE_KEPT * s.requested_rate_hz else ""
+        lines.append(f"source rate: asked {s.requested_rate_hz:,.0f} Hz, achieved {s.achieved_rate_hz:,.0f} Hz{short}")
     for path, spec in s.injected.items():
         lines.append(f"injected: {path} at {spec['rate_hz']:g} Hz (σ × L), drawn as "
                      f"{spec['fraction']:.3g} of the events and weighted to its rate")

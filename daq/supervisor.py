@@ -7,8 +7,16 @@ others meanwhile); a source, trigger or recorder that dies ends the run with an 
 naming it and its log. SIGINT (Ctrl-C) and SIGTERM ask the source to drain: the run
 ends as at the end of its input, with every batch in flight recorded, and the summary's
 ``stopped_by`` says which ended it ("interrupted (SIGINT)", "terminated"; "timeout" or
-the stage that died when the run fails). The stages run in their own process group, so
-Ctrl-C in a terminal reaches the supervisor alone.
+the stage that died when the run fails). SIGHUP (a dropped ssh session) drains too. The
+stages run in their own process group, so Ctrl-C in a terminal (which signals the whole
+foreground process group) reaches the supervisor alone, which drains the run.
+
+Every run is authenticated: unless the topology names its own ``security: {keys: ...}``
+or turns authentication off (``security: {auth: off}``, for benchmarks), the supervisor
+makes a CURVE key pair for this run alone (in a private temporary folder, removed when
+the run ends) and gives it to its stages, so a local peer without it is refused during
+the handshake; each run also has its own identity (``--run-id``), which every message
+carries. The summary's ``status`` says what the run came to (complete, stopped, failed).
 
     >>> from darktrigger.daq.testing import make_setup, write_topology
     >>> root = make_setup(Path("pipeline"), n_bkg=5_000, model=False)  # toy events, object seeds
@@ -22,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +92,9 @@ class Progress:
         return f"{head} events in {self.events_in:,}{acc}{rate}"
 
 
+#: The signals that drain a run (Ctrl-C, kill, a dropped ssh session).
+DRAIN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 #: How often ``darktrigger run`` reports progress, seconds.
 PROGRESS_EVERY_S = 5.0
 
@@ -123,6 +136,27 @@ class Supervisor:
         self.server: Any = None
         self.live_url: str | None = None
         self._last_progress: Progress | None = None
+        #: this run's identity: every message of its stages carries it
+        self.run_id = f"{self.topo.run_id}-{secrets.token_hex(6)}"
+        #: the per-run CURVE keys' folder (None: the topology's own keys, or auth off)
+        self.run_keys: Path | None = None
+
+    def _make_run_keys(self) -> None:
+        """Per-run CURVE keys in a private temporary folder (see module docs)."""
+        if self.topo.keys is not None or not self.topo.auth or self.run_keys is not None:
+            return
+        import tempfile
+
+        from darktrigger.daq.security import generate_keys
+
+        folder = Path(tempfile.mkdtemp(prefix="darktrigger-run-keys-"))  # mode 0700
+        self.run_keys = generate_keys(folder / "keys")
+        log.info("per-run CURVE keys in %s", self.run_keys)
+
+    def _remove_run_keys(self) -> None:
+        if self.run_keys is not None:
+            shutil.rmtree(self.run_keys.parent, ignore_errors=True)
+            self.run_keys = None
 
     def preflight(self) -> None:
         """Everything that can be checked before a process starts or a file is written: the
@@ -189,7 +223,9 @@ class Supervisor:
         name = f"{stage}-{index}" if stage == "scorer" else stage
         log_path = self.logs / f"{name}.log"
         log_file = open(log_path, "a")  # noqa: SIM115 - kept open while the child runs
-        cmd += ["--supervisor-pid", str(os.getpid())]
+        cmd += ["--supervisor-pid", str(os.getpid()), "--run-id", self.run_id]
+        if self.run_keys is not None:
+            cmd += ["--keys", str(self.run_keys)]
         # its own process group: the terminal's Ctrl-C reaches the supervisor alone, which
         # drains the run through the source; the stage stops by itself if the supervisor goes
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
@@ -203,6 +239,7 @@ class Supervisor:
         self.preflight()  # first: a run that cannot start has changed no file
         if self.force:
             self._clear_previous()
+        self._make_run_keys()
         self._serve_metrics()
         self._start("recorder")
         self._start("trigger")
@@ -288,7 +325,7 @@ class Supervisor:
         """Start everything, wait for the run to end, stop the rest; the run summary.
         ``on_progress`` is given a :class:`Progress` every ``progress_every_s`` seconds."""
         if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in DRAIN_SIGNALS:
                 signal.signal(sig, self.drain)
         self.start()
         t0 = time.monotonic()
@@ -348,6 +385,7 @@ class Supervisor:
         finally:
             self._stopping = True
             self.stop_all()
+            self._remove_run_keys()
             if failure is not None:
                 self._record_failure(failure.stopped_by)
         summary_path = self.topo.output / "run_summary.json"
@@ -365,6 +403,7 @@ class Supervisor:
             log.warning("no run summary to record %r in: %s", stopped_by, exc)
             return
         summary.stopped_by = stopped_by
+        summary.status = "failed"
         summary.worker_restarts = self.restarts
         summary.write(path)
 

@@ -22,7 +22,8 @@ every stage locally, ``darktrigger stage NAME`` starts one on any host.
       acks: tcp://127.0.0.1:5551
       trigger: tcp://127.0.0.1:5552
       recorder: tcp://127.0.0.1:5553
-    security: {keys: keys}           # CURVE keys; required when an endpoint leaves loopback
+    security: {keys: keys}           # CURVE keys; required when an endpoint leaves loopback;
+    # without keys `darktrigger run` makes a key pair per run; {auth: off}: none (benchmarks)
     metrics: {base_port: 9300}       # every stage's /metrics (darktrigger.monitoring.config)
 
 Relative paths are taken from the topology file's folder. ``source.mix`` maps each file
@@ -66,6 +67,8 @@ class SourceConfig:
     loop: bool = True
     events: int | None = None
     seed: int = 0
+    #: a bad row in a source file: "fail" ends the run, "skip" drops it and counts it
+    on_error: str = "fail"
 
 
 @dataclass
@@ -103,6 +106,12 @@ class Topology:
     reliability: Reliability = field(default_factory=Reliability)
     keys: Path | None = None
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    #: False only when the topology says ``security: {auth: off}``: ``darktrigger run`` then
+    #: makes no per-run keys (loopback links unauthenticated, for benchmarks)
+    auth: bool = True
+    #: the run's identity, carried by every message: a digest of the topology (so stages of
+    #: another topology are refused); ``darktrigger run`` gives each run its own
+    run_id: str = ""
 
     @property
     def where(self) -> str:
@@ -141,7 +150,11 @@ class Topology:
         src = data.get("source") or {}
         if not isinstance(src, Mapping):
             raise ConfigError(f"{where}: source must be a mapping")
-        _no_unknown(src, {"files", "mix", "rate_hz", "loop", "events", "seed"}, f"{where}: source")
+        _no_unknown(src, {"files", "mix", "rate_hz", "loop", "events", "seed", "on_error"}, f"{where}: source")
+        on_error = src.get("on_error", "fail")
+        if on_error not in ("fail", "skip"):
+            raise ConfigError(f"{where}: source.on_error must be 'fail' (a bad row ends the run) or 'skip' "
+                              f"(bad rows are dropped and counted), got {on_error!r}")
         from darktrigger.replay.stream import mix_entry
 
         files = [rel(f, "source.files") for f in src.get("files") or []]
@@ -157,7 +170,7 @@ class Topology:
         source = SourceConfig(files=files, mix=mix, loop=bool(src.get("loop", True)),
                               rate_hz=None if rate in (None, 0) else _number(rate, "source.rate_hz", where, positive=True),
                               events=None if src.get("events") is None else _int(src["events"], "source.events", where),
-                              seed=_int(src.get("seed", 0), "source.seed", where, minimum=0))
+                              seed=_int(src.get("seed", 0), "source.seed", where, minimum=0), on_error=on_error)
         w = data.get("workers") or {}
         if isinstance(w, int):
             w = {"count": w}
@@ -186,14 +199,19 @@ class Topology:
         except MonitoringError as exc:
             raise ConfigError(str(exc)) from None
         sec = data.get("security") or {}
-        _no_unknown(sec, {"keys"}, f"{where}: security")
+        _no_unknown(sec, {"keys", "auth"}, f"{where}: security")
+        auth = sec.get("auth", True)  # YAML reads on/off as True/False
+        if not isinstance(auth, bool):
+            raise ConfigError(f"{where}: security.auth must be on or off, got {auth!r}")
+        if not auth and sec.get("keys"):
+            raise ConfigError(f"{where}: security: keys given with auth: off; keep one of them")
         topo = cls(path=path, menu=rel(data["menu"], "menu"), source=source,
                    output=rel(data.get("output", "run-out"), "output"),
                    run=_int(data.get("run", 1), "run", where, minimum=0),
                    batch_size=_int(data.get("batch_size", 8192), "batch_size", where),
                    workers=workers, endpoints=endpoints, reliability=reliability,
                    keys=rel(sec["keys"], "security.keys") if sec.get("keys") else None,
-                   metrics=metrics)
+                   metrics=metrics, auth=auth, run_id=_digest(data))
         topo.check_endpoints()
         return topo
 
@@ -270,6 +288,14 @@ class Topology:
 
     def bound_by(self, stage: str) -> list[str]:
         return [n for n, b in BINDER.items() if b == stage]
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    """A short digest of a topology's settings: its default run identity."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def parse_endpoint(ep: str, where: str) -> tuple[str, str, int]:

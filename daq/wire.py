@@ -18,6 +18,10 @@ arrays are views on the ZeroMQ frames (``recv_multipart(copy=False)``).
     >>> msg = decode(frames)
     >>> msg.kind, msg.run, msg.seq, msg.count, msg.columns["x"].tolist()
     ('batch', 1, 3, 4, [0.0, 1.0, 2.0, 3.0])
+    >>> decode([frames[0], b""])  # a header that promises more than the frames hold
+    Traceback (most recent call last):
+    ...
+    darktrigger.daq.wire.WireError: column 'x': shape (4,) of float32 needs 16 bytes, the frame has 0
     >>> decode([b"garbage"])
     Traceback (most recent call last):
     ...
@@ -26,6 +30,7 @@ arrays are views on the ZeroMQ frames (``recv_multipart(copy=False)``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +52,20 @@ ALLOWED_DTYPES = frozenset(np.dtype(t).str for t in (
     np.uint8, np.uint16, np.uint32, np.uint64, np.bool_))
 MAX_COLUMNS = 256
 MAX_DIMS = 4
+#: The largest frame any stage accepts (ZeroMQ's ``MAXMSGSIZE`` on receiving sockets, and
+#: :func:`decode`'s bound on a shape's size): a batch's column needs at most this per event.
+MAX_BYTES_PER_EVENT = 4096
+#: ... plus this much, for the header and small batches.
+FRAME_SLACK_BYTES = 1 << 20
+
+
+def max_frame_bytes(batch_size: int) -> int:
+    """The largest frame a stage of a run with batches of ``batch_size`` events accepts.
+
+        >>> max_frame_bytes(8192)
+        34603008
+    """
+    return batch_size * MAX_BYTES_PER_EVENT + FRAME_SLACK_BYTES
 
 
 class WireError(DarkTriggerError, ValueError):
@@ -160,7 +179,7 @@ def decode(frames: Sequence[Any]) -> Message:
             raise WireError(f"column {name!r} appears twice")
         dtype = np.dtype(dtype_str)
         buf = _buffer(frame)
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize  # Python integers: no overflow, whatever the shape
         if buf.nbytes != expected:
             raise WireError(f"column {name!r}: shape {tuple(shape)} of {dtype} needs {expected} bytes, "
                             f"the frame has {buf.nbytes}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from darktrigger.daq.launch import run_stage
-from darktrigger.daq.summary import format_summary
+from darktrigger.daq.summary import EXIT_CODES, format_summary
 from darktrigger.daq.supervisor import PROGRESS_EVERY_S
 from darktrigger.daq.topology import STAGES
 
@@ -48,12 +48,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     lost, dup = summary.events_lost, summary.events_duplicated
     if lost or dup:
         print(f"darktrigger run: error: {lost} event(s) lost, {dup} duplicated")
-        return 1
-    return 0
+    if summary.status != "complete":
+        print(f"darktrigger run: the run is {summary.status} ({summary.stopped_by})", file=sys.stderr)
+    return EXIT_CODES.get(summary.status, 1)
 
 
 #: ``stopped_by`` for a stage stopped by a signal
-SIGNAL_REASONS = {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "terminated"}
+SIGNAL_REASONS = {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "terminated",
+                  signal.SIGHUP: "hung up (SIGHUP)"}
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -75,7 +77,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         threading.Thread(target=_watch_supervisor, args=(args.supervisor_pid, stop, grace_s), daemon=True,
                          name="supervisor-watch").start()
     result = run_stage(args.name, args.config, index=args.index, events=args.events,
-                       duration_s=args.duration, stop=stop)
+                       duration_s=args.duration, stop=stop, run_id=args.run_id, keys=args.keys)
     log.info("stage %s finished: %s", args.name, result)
     return 0
 
@@ -115,8 +117,12 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                     "Every input is checked before anything starts; an output folder that is not empty "
                     "is refused unless --force. Progress (events in, accepted, events/s) goes to stderr "
                     "every few seconds. A worker that dies is restarted and its batches sent again; "
-                    "Ctrl-C (or SIGTERM) drains the run: batches in flight are recorded, and the "
-                    "summary's stopped_by says how the run ended.",
+                    "Ctrl-C (or SIGTERM, SIGHUP) drains the run: batches in flight are recorded, and the "
+                    "summary's stopped_by says how the run ended. The stages' links are authenticated "
+                    "with CURVE keys made for this run (unless the topology gives its own keys or says "
+                    "security: {auth: off}). Exit status: 0 when the run is complete (the source finished "
+                    "and nothing was lost or duplicated), 3 when a signal stopped it cleanly, 1 when it "
+                    "failed (a stage died, a timeout, a full disk, counts that do not close).",
         epilog="examples:\n"
                "  darktrigger run --config topology.yaml --events 2000000\n"
                "  darktrigger run --config topology.yaml --duration 30 --json summary.json")
@@ -148,6 +154,8 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--events", type=int, help="source: stop after this many events")
     p.add_argument("--duration", type=float, help="source: stop after this many seconds")
     p.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `run`
+    p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)  # the run's identity, set by `run`
+    p.add_argument("--keys", type=Path, default=None, help=argparse.SUPPRESS)  # per-run CURVE keys, set by `run`
     p.set_defaults(func=cmd_stage)
 
     p = sub.add_parser(
