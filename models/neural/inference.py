@@ -135,11 +135,13 @@ class RowNet(nn.Module):
     ``[N, 75]`` (what :attr:`output` names), through ``stages`` in turn.
 
     ``finish``: ``"sum_squares"`` (Σ over the last stage's outputs of their squares, the
-    VAE's Σμ²), ``"flat"`` (a single output column, a classifier's logit) or ``"recon"``
-    (the reconstruction itself; its masked error is :func:`darktrigger.models.neural.kernels.masked_mse`).
+    VAE's Σμ²), ``"flat"`` (a single output column, a classifier's logit), ``"mse"`` (the
+    mean over all features of (reconstruction − features)², the autoencoder's score) or
+    ``"recon"`` (the reconstruction itself; its masked error is
+    :func:`darktrigger.models.neural.kernels.masked_mse`).
     """
 
-    FINISHES = {"sum_squares": "score", "flat": "score", "recon": "recon"}
+    FINISHES = {"sum_squares": "score", "flat": "score", "mse": "score", "recon": "recon"}
 
     def __init__(self, stages: list[ColumnMLP], finish: str) -> None:
         super().__init__()
@@ -157,6 +159,9 @@ class RowNet(nn.Module):
             return (h * h).sum(dim=1)
         if self.finish == "flat":
             return h.reshape(-1)
+        if self.finish == "mse":
+            diff = h - feats
+            return (diff * diff).mean(dim=1)
         return h
 
 
@@ -189,6 +194,14 @@ def column_masked_mse(recon: torch.Tensor, feats: torch.Tensor, filled: torch.Te
     err = (diff * diff).sum(dim=0)  # x*x, not x**2: onnxruntime's Pow is slower than a Mul
     count = filled.sum(dim=0) * 4 - filled[0]  # pT, η, cos, sin per slot; MET has no η
     return err / count.clamp(min=1.0)
+
+
+def column_mse(recon: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """``[75, N]`` reconstruction and features → per-event mean squared error over all 75
+    features ``[N]``: an empty slot's features are 0, and a reconstruction away from 0 there
+    counts, as a filled slot where the background has none does."""
+    diff = recon - feats
+    return (diff * diff).mean(dim=0)
 
 
 class ScoreGraph(nn.Module):
