@@ -18,7 +18,13 @@ import pytest
 
 from darktrigger.daq.summary import RunSummary
 from darktrigger.daq.supervisor import StageFailed, Supervisor
-from darktrigger.daq.testing import free_metrics_base, make_setup, offline, recorded_ids, write_topology
+from darktrigger.daq.testing import (
+    free_metrics_base,
+    make_setup,
+    offline,
+    recorded_ids,
+    write_topology,
+)
 from darktrigger.daq.topology import Topology
 from darktrigger.replay.storage import NativeFile
 
