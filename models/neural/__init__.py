@@ -1,7 +1,8 @@
-"""The float neural scorers, in torch: ``ae`` and ``vae``, their training loop, and the
+"""The float neural scorers, in torch: ``ae``, ``vae`` and ``axo``, their training loop, and the
 lean scoring graphs they run on (torch, or onnxruntime with compiled preprocessing).
 
-- :mod:`~darktrigger.models.neural.ae`, :mod:`~darktrigger.models.neural.vae`: the scorers;
+- :mod:`~darktrigger.models.neural.ae`, :mod:`~darktrigger.models.neural.vae`,
+  :mod:`~darktrigger.models.neural.axo`: the scorers;
 - :mod:`~darktrigger.models.neural.training`: :class:`TorchScorer` (the base of every torch
   scorer) and the training loop;
 - :mod:`~darktrigger.models.neural.inference`: the folded scoring graph, shared by torch
@@ -21,7 +22,8 @@ Their quantised siblings are in :mod:`darktrigger.models.quantised`; the CWoLa c
 from __future__ import annotations
 
 from darktrigger.models.neural.ae import AEScorer
+from darktrigger.models.neural.axo import AXOScorer
 from darktrigger.models.neural.training import TorchScorer
 from darktrigger.models.neural.vae import VAEScorer
 
-__all__ = ["AEScorer", "TorchScorer", "VAEScorer"]
+__all__ = ["AEScorer", "AXOScorer", "TorchScorer", "VAEScorer"]
