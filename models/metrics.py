@@ -334,3 +334,45 @@ def format_table(results_by_model: Mapping[str, Mapping[str, Any]], markdown: bo
     if notes:
         lines += ["", *(f"— {n} ({', '.join(dict.fromkeys(ms))})" for n, ms in notes.items())]
     return "\n".join(lines)
+
+
+#: the Dark Machines unsupervised challenge's result columns (arXiv 2105.14027): TPR at these FPRs
+DM_CSV_FPRS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
+DM_CSV_HEADER: tuple[str, ...] = ("Signal", "Model", "Chan", "AUC", "1e-2", "1e-3", "1e-4")
+
+
+def dm_challenge_rows(results_by_model: Mapping[str, Mapping[str, Any]], channel: str = "chan1",
+                      ) -> list[dict[str, Any]]:
+    """One row per (signal, model) in the Dark Machines challenge's CSV layout
+    (:data:`DM_CSV_HEADER`): the AUC and the TPR at FPR 1e-2, 1e-3, 1e-4 (``nan`` where the
+    background sample does not resolve that FPR, or it was not evaluated).
+
+    >>> rng = np.random.default_rng(1)
+    >>> res = evaluate_scores(rng.normal(0, 1, 5000), {"toy": rng.normal(2, 1, 1000)})
+    >>> row = dm_challenge_rows({"ae": res})[0]
+    >>> row["Signal"], row["Model"], row["Chan"], round(row["AUC"], 2), round(row["1e-2"], 2), row["1e-4"]
+    ('toy', 'ae', 'chan1', 0.92, 0.38, nan)
+    """
+    rows = []
+    for model, res in results_by_model.items():
+        for signal, entry in res["signals"].items():
+            row: dict[str, Any] = {"Signal": signal, "Model": model, "Chan": channel, "AUC": entry["auc"]}
+            for target, column in zip(DM_CSV_FPRS, DM_CSV_HEADER[4:], strict=True):
+                match = [e for e in entry["tpr_at_fpr"] if math.isclose(e["fpr_target"], target)]
+                row[column] = match[0]["tpr"] if match and match[0]["resolved"] else math.nan
+            rows.append(row)
+    return rows
+
+
+def write_dm_csv(path: Any, results_by_model: Mapping[str, Mapping[str, Any]], channel: str = "chan1") -> int:
+    """Write :func:`dm_challenge_rows` to ``path`` as CSV (header :data:`DM_CSV_HEADER`,
+    ``nan`` for unresolved cells); returns the number of rows."""
+    import csv
+    from pathlib import Path
+
+    rows = dm_challenge_rows(results_by_model, channel)
+    with Path(path).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(DM_CSV_HEADER))
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
