@@ -50,7 +50,9 @@ def toy_samples() -> dict[str, EventBatch]:
 @pytest.mark.parametrize(("spec", "floor"), [("ae", 0.9), ("vae:mu2", 0.9)])
 def test_autoencoders_find_toy_ato4l(spec: str, floor: float, toy_samples: dict[str, EventBatch]) -> None:
     scorer = get_scorer(spec)
-    scorer.fit(toy_samples["train"], epochs=4, batch_size=512, seed=0)
+    # the VAE's weighted-sum loss (qvae's recipe) converges more slowly: AUC 0.86 after 4
+    # epochs, 0.97 after 10, 0.99 after 20 (the CLI's default)
+    scorer.fit(toy_samples["train"], epochs=10 if spec.startswith("vae") else 4, batch_size=512, seed=0)
     auc = roc_auc(scorer.score(toy_samples["bkg"]), scorer.score(toy_samples["ato4l"]))
     assert auc >= floor, f"{spec}: AUC {auc:.3f} on toy ato4l, floor {floor}"
     if spec.startswith("vae"):  # the same trained VAE's reconstruction score clears the floor too
