@@ -169,7 +169,9 @@ class _Buffered:
         self.loop = loop
         self.options = dict(reader_options)
         self.reader: EventReader = open_events(path, **self.options)
-        self.skipped: list[SkipReport] = [self.reader.skipped]
+        #: one reader a pass; each starts its SkipReport anew when its pass starts, so the
+        #: reports are read when asked (:attr:`skipped`), not kept from before the pass
+        self.readers: list[EventReader] = [self.reader]
         self._it = iter(self.reader)
         self._held: list[EventBatch] = []
         self._n_held = 0
@@ -184,7 +186,7 @@ class _Buffered:
                 if not self.loop:
                     return False
                 self.reader = open_events(self.path, **self.options)
-                self.skipped.append(self.reader.skipped)
+                self.readers.append(self.reader)
                 self._it = iter(self.reader)
                 self.passes += 1
                 continue
@@ -193,6 +195,11 @@ class _Buffered:
                 self._n_held += len(batch)
             return True
         raise ConfigError(f"{self.path}: no events to replay (the file is empty or all rows were skipped)")
+
+    @property
+    def skipped(self) -> list[SkipReport]:
+        """What each pass over the file skipped (``on_error='skip'``), so far."""
+        return [r.skipped for r in self.readers]
 
     def take(self, n: int) -> EventBatch | None:
         """Up to ``n`` events; fewer at the end of a non-looping file; None when done."""
@@ -281,6 +288,8 @@ class Replay:
         self.reader_options = dict(reader_options or {})
         self.stats = ReplayStats(per_input={str(p): 0 for p in paths})
         self._sources: list[_Buffered] = []
+        #: every source of the current iteration, the finished ones too (their skip reports)
+        self._opened: list[_Buffered] = []
         self._mean_weights: list[float] | None = None
 
     def _fractions(self, paths: list[Path], entries: list[MixEntry]) -> np.ndarray:
@@ -337,7 +346,7 @@ class Replay:
     @property
     def skipped(self) -> list[SkipReport]:
         """What the readers skipped (``on_error='skip'``), one report per pass over a file."""
-        return [r for s in self._sources for r in s.skipped]
+        return [r for s in self._opened for r in s.skipped]
 
     def _stamp(self, batch: EventBatch, start: int) -> EventBatch:
         index = np.arange(start, start + len(batch), dtype=np.uint64)
@@ -407,6 +416,7 @@ class Replay:
         if self._weight_factor is not None and self._mean_weights is None:
             self._mean_weights = [mean_weight(p, self.reader_options) for p in self.paths]
         self._sources = [_Buffered(p, self.loop, self.reader_options) for p in self.paths]
+        self._opened = list(self._sources)
         emitted = 0
         t0 = time.monotonic()
         try:

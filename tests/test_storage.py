@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -132,3 +133,41 @@ def test_a_second_pass_counts_skips_afresh(tmp_path):
     assert reader.skipped.count == 1
     assert len(reader.read_all()) == 49
     assert reader.skipped.count == 1
+
+
+def _corrupt_chunk(path: Path, dataset: str, index: int) -> int:
+    """Overwrite the stored bytes of one HDF5 chunk of ``dataset`` with garbage; its first row."""
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
+        info = ds.id.get_chunk_info(index)
+        first_row = int(info.chunk_offset[0])
+        offset, size = int(info.byte_offset), int(info.size)
+    with path.open("r+b") as raw:
+        raw.seek(offset)
+        raw.write(bytes(range(256)) * (size // 256) + b"\xff" * (size % 256))
+    return first_row
+
+
+def test_a_corrupt_chunk_is_skipped_and_counted_or_fatal(tmp_path: Path) -> None:
+    """A native file with one unreadable chunk: on_error="fail" names the file and rows;
+    "skip" reads every other row and counts the chunk's rows as skipped."""
+    from darktrigger.replay.errors import InputFormatError
+    from darktrigger.replay.readers import open_events
+    from darktrigger.replay.testing import random_batch
+
+    path = tmp_path / "ev.h5"
+    batch = random_batch(5000, seed=3)
+    with NativeWriter(path, chunk_events=1000) as w:
+        w.write(batch)
+    with h5py.File(path, "r") as f:
+        rows = f["events/objects"].chunks[0]
+    first = _corrupt_chunk(path, "events/objects", 2)
+    with pytest.raises(InputFormatError, match=f"ev.h5, rows {first}-"):
+        open_events(path, chunk_size=rows).read_all()
+    reader = open_events(path, chunk_size=rows, on_error="skip")
+    got = reader.read_all()
+    assert len(got) == 5000 - rows
+    keep = np.r_[0:first, first + rows:5000]
+    np.testing.assert_array_equal(got.objects, batch.objects[keep])
+    assert reader.skipped.count == rows
+    assert f"rows {first}-{first + rows - 1}" in reader.skipped.summary()

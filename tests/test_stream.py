@@ -192,3 +192,20 @@ def test_a_bad_weight_is_named_with_its_file_and_row(zb_and_signals, tmp_path):
     write_events(bad, batch.with_columns(weight=w), provenance={"generator": "test"})
     with pytest.raises(ConfigError, match=f"{bad}, row 42: expected a finite weight >= 0, got nan"):
         list(Replay({bad: "background", a: {"rate_hz": 1.0}}, max_events=10))
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_rows_the_reader_skipped_are_reported_by_the_replay(tmp_path, loop: bool) -> None:
+    """A NaN row read with on_error="skip": the replay's reports count it, once a pass
+    (they used to be taken before the pass started, and stayed empty)."""
+    from darktrigger.replay.testing import random_adc_particles, write_adc2021
+
+    particles = random_adc_particles(300, seed=4)
+    particles[123, 9, 0] = np.nan
+    path = write_adc2021(tmp_path / "bad.h5", particles)
+    replay = Replay([path], batch_size=100, loop=loop, max_events=598 if loop else None,
+                    reader_options={"on_error": "skip"})
+    n = sum(len(b) for b in replay)
+    assert n == (598 if loop else 299)
+    assert [r.count for r in replay.skipped] == ([1, 1] if loop else [1])
+    assert "row 123" in replay.skipped[0].summary()

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from darktrigger.replay.errors import InputFormatError
 from darktrigger.replay.events import EventBatch
 from darktrigger.replay.readers.base import EventReader, register_reader
 from darktrigger.replay.storage import FORMAT_TAG, HDF5_MAGIC, NativeFile, open_hdf5
@@ -46,5 +47,15 @@ class NativeReader(EventReader):
         return {"provenance": self._file.provenance, "columns": self._file.columns}
 
     def __iter__(self) -> Iterator[EventBatch]:
-        for i, batch in enumerate(self._file.iter_batches(self.chunk_size)):
-            yield self.screen(batch, first_row=i * self.chunk_size)
+        n = len(self._file)
+        for start in range(0, n, self.chunk_size):
+            stop = min(start + self.chunk_size, n)
+            try:
+                batch = self._file.read(start, stop)
+            except InputFormatError as exc:  # an unreadable chunk (a truncated or corrupt file)
+                if self.on_error == "fail":
+                    raise
+                self.skipped.add(f"rows {start}-{stop - 1}", f"expected readable data, got {exc.got}",
+                                 n=stop - start)
+                continue
+            yield self.screen(batch, first_row=start)
