@@ -42,6 +42,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,7 +50,7 @@ import zmq
 
 from darktrigger.daq.security import Curve
 from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
-from darktrigger.daq.summary import RunSummary, run_status
+from darktrigger.daq.summary import RATE_KEPT, RunSummary, run_status
 from darktrigger.daq.topology import Topology
 from darktrigger.daq.trigger.decision import Decision
 from darktrigger.daq.wire import (
@@ -255,6 +256,32 @@ class SourceRunner(_Runner):
         self.resend: deque[int] = deque()
         self.events_in = 0
         self.batches_in = 0
+        self.last_ack = time.monotonic()  # the last acknowledgement that freed a batch
+        self._stall_logged = 0.0
+        self._rate_logged = 0.0
+
+    def _watch(self, now: float, pace0: float | None) -> None:
+        """Trouble made visible within seconds: a pipeline that stopped acknowledging (a stalled
+        trigger or recorder) and a source that cannot keep its rate, in the log and the metrics."""
+        rel = self.topo.reliability
+        waited = now - max(self.last_ack, min((i.sent for i in self.inflight.values() if i.sends), default=now))
+        stalled = waited if self.inflight and waited > rel.stall_s else 0.0
+        if stalled and now - self._stall_logged > 5 * rel.stall_s:
+            self._stall_logged = now
+            log.warning("source: no acknowledgement for %.1f s with %d batch(es) in flight: the trigger, the "
+                        "recorder or the workers are stalled", stalled, len(self.inflight))
+        rate = self.source.rate_hz
+        running = now - pace0 if pace0 is not None else 0.0
+        achieved = self.events_in / running if rate and running > 0 else None
+        if rate and achieved is not None and running > 2.0 and achieved < RATE_KEPT * rate \
+                and now - self._rate_logged > 10.0:
+            self._rate_logged = now
+            log.warning("source: asked for %s Hz, achieving %s Hz: the pipeline cannot keep the rate",
+                        f"{rate:,.0f}", f"{achieved:,.0f}")
+        if self.metrics is not None:
+            self.metrics.stalled(stalled)
+            if rate and achieved is not None:
+                self.metrics.source_rate(rate, achieved)
 
     def run(self, stop: threading.Event | None = None) -> SourceResult:
         stop = self._stop = stop or threading.Event()
@@ -337,6 +364,7 @@ class SourceRunner(_Runner):
                         else:
                             self._on_ack(frames)
                 self._check_health(time.monotonic())
+                self._watch(time.monotonic(), pace0)
                 if self.metrics is not None:
                     self.metrics.inflight(len(self.inflight))
                     self.metrics.workers(sum(w.alive for w in self.workers.values()))
@@ -426,8 +454,8 @@ class SourceRunner(_Runner):
         if not self.ours(msg, "acks"):
             return
         for seq in seqs:
-            if isinstance(seq, int) and not isinstance(seq, bool):
-                self.inflight.pop(seq, None)
+            if isinstance(seq, int) and not isinstance(seq, bool) and self.inflight.pop(seq, None) is not None:
+                self.last_ack = time.monotonic()
 
     def _declare_dead(self, identity: bytes, why: str) -> None:
         w = self.workers[identity]
@@ -583,8 +611,26 @@ class TriggerRunner(_Runner):
         return dict(self.stats)
 
 
+class DiskFull(DarkTriggerError, OSError):
+    """The recorder's disk has less free space than ``reliability.min_free_mb`` (or is full)."""
+
+
+def disk_free_mb(path: Path) -> float:
+    """Free space, MB, of the file system holding ``path``."""
+    import shutil
+
+    return shutil.disk_usage(path).free / 1e6
+
+
 class RecorderRunner(_Runner):
-    """Records decided batches once each, acknowledges them after a flush, writes the summary."""
+    """Records decided batches once each, acknowledges them after a flush, writes the summary.
+
+    Before it starts and before every flush it looks at its disk: below
+    ``reliability.min_free_mb`` (or on an error writing) it stops at once, closes the events
+    file cleanly (what was committed stays readable by plain h5py), writes the summary with
+    status "failed" and ``stopped_by`` naming the disk (to the system's temporary folder if
+    the output cannot take it) and raises :class:`DiskFull`: the stage exits with an error.
+    """
 
     stage = "recorder"
 
@@ -596,9 +642,47 @@ class RecorderRunner(_Runner):
         #: the accepted events' columns (name → dtype, shape of one event), set by the first batch
         self.schema: dict[str, tuple[str, tuple[int, ...]]] | None = None
 
+    def check_disk(self) -> None:
+        """Raise :class:`DiskFull` if the output's disk has less free than the margin."""
+        margin = self.topo.reliability.min_free_mb
+        free = disk_free_mb(self.recorder.output)
+        if free < margin:
+            raise DiskFull(f"disk full: the output disk holding {self.recorder.output} has {free:.1f} MB free, "
+                           f"below the margin of {margin:g} MB (reliability.min_free_mb); free some space "
+                           f"or set another output")
+
     def run(self, stop: threading.Event | None = None) -> RunSummary:
+        try:
+            return self._run(stop)
+        except OSError as exc:  # DiskFull, or the disk refused a write (ENOSPC, EIO...)
+            self._fail_on_disk(exc)
+            raise
+
+    def _fail_on_disk(self, exc: OSError) -> None:
+        """Close the events file (what is committed stays readable) and write a failed summary."""
+        why = str(exc) if isinstance(exc, DiskFull) else (
+            f"disk error writing {self.recorder.events_path}: {exc}")
+        log.error("recorder: %s; stopping the run", why)
+        try:
+            self.recorder.writer.close()
+        except Exception as close_exc:  # noqa: BLE001 - the pending rows could not be written
+            log.error("recorder: closing %s: %s (its committed events are kept)", self.recorder.events_path,
+                      close_exc)
+        summary = dataclasses.replace(self._summary(None), stopped_by=why, status="failed")
+        self.summary = summary
+        try:
+            summary.write(self.recorder.output / "run_summary.json")
+        except OSError:
+            import tempfile
+
+            where = Path(tempfile.gettempdir()) / f"darktrigger-run{self.topo.run}-summary.json"
+            summary.write(where)
+            log.error("recorder: the output disk cannot take the run summary; written to %s", where)
+
+    def _run(self, stop: threading.Event | None = None) -> RunSummary:
         stop = self._stop = stop or threading.Event()
         flush_s = self.topo.reliability.flush_s
+        self.check_disk()
         pull = self.bind(zmq.PULL, "recorder")
         acks = self.connect(zmq.PUSH, "acks", linger_ms=2000)
         to_ack: dict[int, list[int]] = {}
@@ -624,8 +708,10 @@ class RecorderRunner(_Runner):
                     except WireError as exc:
                         self.bad("recorder", exc)
                 if to_ack and time.monotonic() - last_flush >= flush_s:
+                    self.check_disk()
                     self._flush_and_ack(acks, to_ack)
                     last_flush = time.monotonic()
+            self.check_disk()
             self._flush_and_ack(acks, to_ack)
             summary = self._summary(end_meta)
             if self.metrics is not None and summary.events_lost:

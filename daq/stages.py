@@ -70,6 +70,7 @@ class SourceStage:
                              reader_options={"on_error": src.on_error},
                              events_per_lumi=round(self.rate_hz * 23.31) if self.rate_hz else None)
         self.run = topo.run
+        self._reports: dict[int, Any] = {}  # every reader's skip report seen, by identity
 
     @property
     def injected(self) -> dict[str, dict[str, float]]:
@@ -81,7 +82,10 @@ class SourceStage:
         """The bad rows the readers skipped (``source.on_error: skip``), per file: how many
         and where (the first few, as the reader names them: ``row 17: ...``)."""
         out: dict[str, dict[str, Any]] = {}
-        for report in self.replay.skipped:
+        # each reader's report of its pass now (Replay.skipped holds the report a reader had
+        # before its pass began, which the pass replaces: see /tmp/dt/requests-reliability.md)
+        self._note_reports()
+        for report in self._reports.values():
             if not report.count:
                 continue
             entry = out.setdefault(Path(report.path).name, {"count": 0, "examples": []})
@@ -89,8 +93,14 @@ class SourceStage:
             entry["examples"] += report.examples[: max(0, 10 - len(entry["examples"]))]
         return out
 
+    def _note_reports(self) -> None:
+        for report in [*self.replay.skipped, *(b.reader.skipped for b in getattr(self.replay, "_sources", []))]:
+            self._reports[id(report)] = report
+
     def __iter__(self) -> Iterator[tuple[int, EventBatch]]:
-        yield from enumerate(self.replay)
+        for seq, batch in enumerate(self.replay):
+            self._note_reports()  # the readers' reports, before the replay lets go of a finished file
+            yield seq, batch
 
 
 class ScorerStage:

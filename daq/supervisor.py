@@ -183,8 +183,20 @@ class Supervisor:
             Curve(self.topo.keys).stop()  # every key file there and readable
         for stage in ("source", "trigger", "recorder"):
             self.topo.check_bindable(stage)
+        self.check_disk()
         self.topo.check_metrics_ports()
         self.check_output()
+
+    def check_disk(self) -> None:
+        """The output's disk has at least ``reliability.min_free_mb`` free (a ConfigError naming it if not)."""
+        from darktrigger.daq.runner import disk_free_mb
+
+        out = self.topo.output
+        existing = next((p for p in (out, *out.parents) if p.exists()), Path("/"))
+        free, margin = disk_free_mb(existing), self.topo.reliability.min_free_mb
+        if free < margin:
+            raise ConfigError(f"{self.topo.where}: the disk holding the output {out} has {free:.1f} MB free, "
+                              f"less than the {margin:g} MB a run keeps free (reliability.min_free_mb)")
 
     def check_output(self) -> None:
         """The output folder is absent or empty, or ``force`` is set: a run never replaces
@@ -366,8 +378,9 @@ class Supervisor:
                         child.log_file.close()
                         self._start("scorer", child.index)
                     elif code != 0:
-                        raise StageFailed(f"stage {name} exited with code {code}; see its log {child.log_path}:\n"
-                                          f"{_tail(child.log_path)}", f"stage {name} exited with code {code}")
+                        raise StageFailed(f"stage {name} exited with code {code}{self._disk_note(name)}; see its log "
+                                          f"{child.log_path}:\n{_tail(child.log_path)}",
+                                          f"stage {name} exited with code {code}")
                     elif child.stage == "source" and source_done is None:
                         source_done = time.monotonic()
                 recorder = self.children["recorder"].proc
@@ -394,13 +407,31 @@ class Supervisor:
         summary.write(summary_path)
         return summary
 
+    def _disk_note(self, stage: str) -> str:
+        """For a recorder that failed: the output disk's state, when it is (nearly) full (its
+        log may be on that disk and empty)."""
+        if stage != "recorder":
+            return ""
+        from darktrigger.daq.runner import disk_free_mb
+
+        try:
+            free = disk_free_mb(self.topo.output)
+        except OSError:
+            return ""
+        margin = self.topo.reliability.min_free_mb
+        return (f" (disk full: the output disk holding {self.topo.output} has {free:.1f} MB free, below the "
+                f"margin of {margin:g} MB)") if free < margin else ""
+
     def _record_failure(self, stopped_by: str) -> None:
-        """Put why the run failed into the summary the recorder wrote as it was stopped (if it did)."""
+        """Put why the run failed into the summary the recorder wrote as it was stopped (if it did);
+        a summary that already says why it failed (the recorder's full disk) keeps its reason."""
         path = self.topo.output / "run_summary.json"
         try:
             summary = RunSummary.from_json(path)
         except (OSError, DarkTriggerError) as exc:
             log.warning("no run summary to record %r in: %s", stopped_by, exc)
+            return
+        if summary.status == "failed" and summary.stopped_by.startswith("disk"):
             return
         summary.stopped_by = stopped_by
         summary.status = "failed"

@@ -89,6 +89,11 @@ class Reliability:
     max_inflight: int = 0
     drain_timeout_s: float = 120.0
     flush_s: float = 0.2
+    #: the recorder stops (status failed, a clear error) when its disk has less free than this
+    min_free_mb: float = 64.0
+    #: a stage busy on one batch, or a source waiting for acknowledgements, this long is logged
+    #: and shown in its metrics as stalled
+    stall_s: float = 2.0
 
 
 @dataclass

@@ -509,6 +509,17 @@ class StageMetrics:
         """Source: batches sent and not yet acknowledged."""
         self._gauge("darktrigger_inflight_batches", "Batches sent, not yet acknowledged.").set(n)
 
+    def source_rate(self, requested_hz: float, achieved_hz: float) -> None:
+        """Source: the rate the topology asks for and the rate achieved so far (a paced run)."""
+        self._gauge("darktrigger_source_requested_rate_hz", "The source's rate as asked (Hz).").set(requested_hz)
+        self._gauge("darktrigger_source_achieved_rate_hz",
+                    "The source's rate achieved since its first batch (Hz).").set(achieved_hz)
+
+    def stalled(self, seconds: float) -> None:
+        """Source: seconds without an acknowledgement while batches are in flight (0: flowing)."""
+        self._gauge("darktrigger_stalled_seconds", "Seconds the source has waited for an acknowledgement "
+                    "with batches in flight (0 while they flow).").set(seconds)
+
     def workers(self, alive: int) -> None:
         """Source: workers heard from lately."""
         self._gauge("darktrigger_workers_alive", "Scoring workers the source hears from.").set(alive)
