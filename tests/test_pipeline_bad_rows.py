@@ -1,11 +1,13 @@
-"""Bad rows in the source's file (issue 17, point 7): with ``source.on_error: skip`` the run
-goes on and the summary names the rows skipped, file by file; with ``fail`` (the default)
+"""Bad rows in the source's file (issue 17, point 7): a NaN row, an infinite row and a corrupt
+chunk. With ``source.on_error: skip`` the run goes on and the summary names the rows
+skipped, file by file; with ``fail`` (the default)
 the first bad row ends the source with an error naming the file and the row."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -17,8 +19,10 @@ from darktrigger.replay.errors import ConfigError, InputFormatError
 from darktrigger.replay.storage import write_events
 from darktrigger.replay.testing import random_batch
 
-N = 20_000
+N = 150_000
 BAD_ROWS = (17, 12_345)
+#: the source's reader reads this many rows at a time: a corrupt HDF5 chunk costs it one block
+READ_ROWS = 65_536
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +33,14 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     objects[BAD_ROWS[0], 0, 0] = np.nan  # a NaN pT
     objects[BAD_ROWS[1], 1, 1] = np.inf
     write_events(root / "bad.h5", batch.with_columns(objects=objects))
+    with h5py.File(root / "bad.h5", "r") as f:  # garbage over the stored bytes of a chunk in block 2
+        ds = f["events/objects"]
+        index = next(i for i in range(ds.id.get_num_chunks())
+                     if READ_ROWS < ds.id.get_chunk_info(i).chunk_offset[0] < 2 * READ_ROWS - ds.chunks[0])
+        info = ds.id.get_chunk_info(index)
+    with (root / "bad.h5").open("r+b") as raw:
+        raw.seek(int(info.byte_offset))
+        raw.write(b"\xa5" * int(info.size))
     return root
 
 
@@ -37,13 +49,15 @@ def test_with_skip_the_run_goes_on_and_the_summary_names_the_rows(root: Path) ->
                                                      "events": None, "on_error": "skip"})
     summary = run_threads(Topology.from_yaml(path), timeout_s=120)
     assert summary.status == "complete", summary.stopped_by
-    assert (summary.events_in, summary.events_lost, summary.events_duplicated) == (N - len(BAD_ROWS), 0, 0)
+    skipped = len(BAD_ROWS) + READ_ROWS  # two bad rows, and the block holding the corrupt chunk
+    assert (summary.events_in, summary.events_lost, summary.events_duplicated) == (N - skipped, 0, 0)
     report = summary.rows_skipped["bad.h5"]
-    assert report["count"] == len(BAD_ROWS)
-    assert [e.split(":")[0] for e in report["examples"]] == [f"row {r}" for r in BAD_ROWS]
+    assert report["count"] == skipped
+    assert [e.split(":")[0] for e in report["examples"]] == [
+        *(f"row {r}" for r in BAD_ROWS), f"rows {READ_ROWS}-{2 * READ_ROWS - 1}"]
     back = RunSummary.from_json(Path(summary.events_file).parent / "run_summary.json")
     assert back.rows_skipped == summary.rows_skipped  # written and read back
-    assert "skipped 2 bad row(s) of bad.h5: row 17: " in format_summary(back)
+    assert f"skipped {skipped} bad row(s) of bad.h5: row 17: " in format_summary(back)
 
 
 def test_with_fail_the_first_bad_row_ends_the_run_naming_it(root: Path) -> None:
