@@ -31,11 +31,14 @@ if TYPE_CHECKING:
 
 def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | None = None,
               duration_s: float | None = None, stop: threading.Event | None = None,
-              run_id: str | None = None, keys: Path | None = None) -> Any:
+              run_id: str | None = None, keys: Path | None = None, resume: bool = False,
+              recover: threading.Event | None = None) -> Any:
     """Run one stage of a topology in this process until it is done (or ``stop`` is set);
     the runner's result (the recorder's: the :class:`~darktrigger.daq.summary.RunSummary`).
     ``run_id`` and ``keys`` replace the topology's run identity and CURVE keys (what
-    ``darktrigger run`` gives its stages: see :mod:`darktrigger.daq.supervisor`)."""
+    ``darktrigger run`` gives its stages: see :mod:`darktrigger.daq.supervisor`); ``resume``:
+    the source or recorder continues the run it was part of; ``recover``: set it to make the
+    source send every unacknowledged batch again."""
     from darktrigger.daq.runner import RecorderRunner, ScorerRunner, SourceRunner, TriggerRunner
     from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
     from darktrigger.daq.trigger.menu import Menu
@@ -54,13 +57,14 @@ def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | N
     try:
         if stage == "source":
             return SourceRunner(topo, SourceStage(topo, max_events=events), duration_s=duration_s,
-                                metrics=metrics).run(stop)
+                                metrics=metrics, resume=resume, recover=recover).run(stop)
         if stage == "scorer":
             scorer = ScorerStage.from_menu(menu, topo.workers.backend, topo.workers.threads)
             return ScorerRunner(topo, scorer, name=name, metrics=metrics).run(stop)
         if stage == "trigger":
             return TriggerRunner(topo, TriggerStage(menu), metrics=metrics).run(stop)
-        return RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), metrics=metrics).run(stop)
+        return RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run, resume=resume),
+                              metrics=metrics).run(stop)
     finally:
         if server is not None:
             if stage == "recorder" and not stop.is_set():

@@ -79,6 +79,9 @@ DECIDED_COLUMNS = {"raw": np.dtype(np.uint64), "bits": np.dtype(np.uint64), "tru
                    "weight": np.dtype(np.float32)}
 #: ``stopped_by`` when the source finished on its own (end of input, events, duration)
 END_OF_RUN = "end of run"
+#: after a trigger or recorder restart: for this long, a batch unacknowledged this long is sent again
+RECOVERY_S = 30.0
+RECOVERY_ACK_S = 3.0
 
 
 class Stop(threading.Event):
@@ -247,7 +250,8 @@ class SourceRunner(_Runner):
     stage = "source"
 
     def __init__(self, topo: Topology, source: SourceStage, ctx: zmq.Context | None = None,
-                 duration_s: float | None = None, metrics: StageMetrics | None = None) -> None:
+                 duration_s: float | None = None, metrics: StageMetrics | None = None,
+                 resume: bool = False, recover: threading.Event | None = None) -> None:
         super().__init__(topo, ctx, metrics)
         self.source = source
         self.duration_s = duration_s
@@ -259,6 +263,62 @@ class SourceRunner(_Runner):
         self.last_ack = time.monotonic()  # the last acknowledgement that freed a batch
         self._stall_logged = 0.0
         self._rate_logged = 0.0
+        #: set (by SIGUSR1 from the supervisor) when a trigger or recorder was started again:
+        #: every unacknowledged batch is sent again, and for a while the acknowledgement
+        #: timeout is short (batches lost in the gap are sent again until acknowledged)
+        self.recover = recover or threading.Event()
+        self._recovering_until = 0.0
+        #: acknowledged seqs, saved to ``checkpoint_path``: a source started again (``resume``)
+        #: replays the same batches and sends only those not acknowledged
+        self.checkpoint_path = topo.output / ".source-state.json"
+        self.acked: set[int] = self._load_checkpoint() if resume else set()
+        self._acked_saved = len(self.acked)
+        self._last_save = 0.0
+        self.events_skipped = 0  # events of batches acknowledged before a restart
+
+    def _load_checkpoint(self) -> set[int]:
+        import json
+
+        try:
+            state = json.loads(self.checkpoint_path.read_text())
+        except (OSError, ValueError):
+            return set()
+        if not isinstance(state, dict) or state.get("run_id") != self.run_id:
+            return set()
+        acked = {seq for a, b in state.get("acked", []) for seq in range(int(a), int(b))}
+        log.info("source: resuming: %d batch(es) acknowledged before the restart are not sent again", len(acked))
+        return acked
+
+    def _save_checkpoint(self, now: float, force: bool = False) -> None:
+        """The acknowledged seqs as ranges, at most twice a second (whole or not at all)."""
+        if len(self.acked) == self._acked_saved or (not force and now - self._last_save < 0.5):
+            return
+        import json
+
+        ranges: list[list[int]] = []
+        for seq in sorted(self.acked):
+            if ranges and ranges[-1][1] == seq:
+                ranges[-1][1] = seq + 1
+            else:
+                ranges.append([seq, seq + 1])
+        try:
+            self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+            tmp.write_text(json.dumps({"run_id": self.run_id, "acked": ranges}))
+            tmp.replace(self.checkpoint_path)
+        except OSError as exc:
+            log.warning("source: cannot save its checkpoint %s: %s", self.checkpoint_path, exc)
+        self._acked_saved, self._last_save = len(self.acked), now
+
+    def _recover(self, now: float) -> None:
+        """A trigger or recorder was started again: send every unacknowledged batch again."""
+        self.recover.clear()
+        self._recovering_until = now + RECOVERY_S
+        held = [seq for seq, item in self.inflight.items() if item.sends and seq not in self.resend]
+        for seq in sorted(held):
+            self.inflight[seq].worker = None
+            self.resend.append(seq)
+        log.warning("source: a stage was started again; sending %d unacknowledged batch(es) again", len(held))
 
     def _watch(self, now: float, pace0: float | None) -> None:
         """Trouble made visible within seconds: a pipeline that stopped acknowledging (a stalled
@@ -331,12 +391,18 @@ class SourceRunner(_Runner):
                             exhausted = True
                             break
                     seq, batch = pending
+                    if seq in self.acked:  # recorded before this source was started again
+                        pending = None
+                        self.events_in += len(batch)
+                        self.events_skipped += len(batch)
+                        self.batches_in += 1
+                        continue
                     if rate:
                         # paced from when the first batch could go (a worker had credit):
                         # workers that start slowly do not make the source catch up in a burst
                         if pace0 is None:
                             pace0 = time.monotonic()
-                        due = pace0 + (self.events_in + len(batch)) / rate
+                        due = pace0 + (self.events_in - self.events_skipped + len(batch)) / rate
                         if due > time.monotonic():
                             wake = min(wake, due)
                             break
@@ -363,8 +429,11 @@ class SourceRunner(_Runner):
                             self._on_worker(frames)
                         else:
                             self._on_ack(frames)
+                if self.recover.is_set():
+                    self._recover(time.monotonic())
                 self._check_health(time.monotonic())
                 self._watch(time.monotonic(), pace0)
+                self._save_checkpoint(time.monotonic())
                 if self.metrics is not None:
                     self.metrics.inflight(len(self.inflight))
                     self.metrics.workers(sum(w.alive for w in self.workers.values()))
@@ -377,6 +446,7 @@ class SourceRunner(_Runner):
                 requested_rate_hz=rate, achieved_rate_hz=self.events_in / paced if paced > 0 else None,
                 stopped_by=stop_reason(stop) if stop.is_set() else END_OF_RUN))
             self.send(downstream, end)
+            self.checkpoint_path.unlink(missing_ok=True)  # the run is over for the source
             for identity, w in self.workers.items():
                 if w.alive:
                     self.signal(router, [identity, *encode("stop", run=self.source.run, meta=self.ident())])
@@ -430,7 +500,10 @@ class SourceRunner(_Runner):
         if w is None or not w.alive:
             if w is not None:
                 log.info("source: worker %s is back", identity.decode(errors="replace"))
-            w = self.workers[identity] = _Worker()
+            # a worker first heard by its heartbeat (this source was started again, or the
+            # worker was declared dead) has announced its credit to no one: it may take prefetch
+            credit = self.topo.workers.prefetch if msg.kind == "heartbeat" else 0
+            w = self.workers[identity] = _Worker(credit=credit)
         w.last_seen = time.monotonic()
         if msg.kind == "ready":
             credit = msg.meta.get("credit", 1)
@@ -456,6 +529,7 @@ class SourceRunner(_Runner):
         for seq in seqs:
             if isinstance(seq, int) and not isinstance(seq, bool) and self.inflight.pop(seq, None) is not None:
                 self.last_ack = time.monotonic()
+                self.acked.add(seq)
 
     def _declare_dead(self, identity: bytes, why: str) -> None:
         w = self.workers[identity]
@@ -475,9 +549,10 @@ class SourceRunner(_Runner):
         for identity, w in self.workers.items():
             if w.alive and now - w.last_seen > rel.worker_timeout_s:
                 self._declare_dead(identity, f"sent nothing for {rel.worker_timeout_s:g} s")
+        timeout = rel.ack_timeout_s if now > self._recovering_until else min(rel.ack_timeout_s, RECOVERY_ACK_S)
         for seq, item in self.inflight.items():
-            if item.worker is not None and now - item.sent > rel.ack_timeout_s and seq not in self.resend:
-                log.warning("source: batch %d not acknowledged after %g s; sending it again", seq, rel.ack_timeout_s)
+            if item.worker is not None and now - item.sent > timeout and seq not in self.resend:
+                log.warning("source: batch %d not acknowledged after %g s; sending it again", seq, timeout)
                 item.worker = None
                 self.resend.append(seq)
 
@@ -640,7 +715,8 @@ class RecorderRunner(_Runner):
         self.recorder = recorder
         self.summary: RunSummary | None = None
         #: the accepted events' columns (name → dtype, shape of one event), set by the first batch
-        self.schema: dict[str, tuple[str, tuple[int, ...]]] | None = None
+        #: (or by the checkpoint a resumed recorder started from)
+        self.schema: dict[str, tuple[str, tuple[int, ...]]] | None = recorder.schema
 
     def check_disk(self) -> None:
         """Raise :class:`DiskFull` if the output's disk has less free than the margin."""
@@ -799,6 +875,7 @@ class RecorderRunner(_Runner):
             return
         t = time.perf_counter()
         self.recorder.flush()
+        self.recorder.checkpoint(self.schema)  # what a restarted recorder resumes from
         self.busy_s += time.perf_counter() - t
         for run, seqs in to_ack.items():
             self.send(acks, encode("ack", run=run, meta=self.ident(seqs=seqs)))

@@ -37,6 +37,7 @@ from darktrigger.daq.trigger.decision import Decision
 from darktrigger.daq.trigger.efficiency import SignalEfficiency
 from darktrigger.daq.trigger.menu import Menu
 from darktrigger.daq.trigger.rates import MenuCounts
+from darktrigger.replay.errors import InputFormatError
 from darktrigger.replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, is_signal, label_counts
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,13 @@ class RecorderStage:
     from every event's weight, split into background (truth not a signal: zero bias) and
     injected signal, and each signal's efficiency per seed."""
 
-    def __init__(self, output: Path, menu: Menu, run: int = 1) -> None:
+    #: what :meth:`checkpoint` saves and :meth:`resume` restores (the accepted event numbers
+    #: are read back from the events file instead)
+    STATE = ("seen", "counts", "background", "signal", "signals", "events_seen", "events_accepted",
+             "events_invalid", "duplicate_batches", "batches", "_latency", "truth_in", "truth_accepted",
+             "t_first")
+
+    def __init__(self, output: Path, menu: Menu, run: int = 1, *, resume: bool = False) -> None:
         from darktrigger.replay.storage import NativeWriter
 
         self.output = Path(output)
@@ -179,8 +186,15 @@ class RecorderStage:
         self.menu = menu
         self.run = run
         self.events_path = self.output / "events.h5"
+        self.state_path = self.output / ".recorder-state.pkl"
+        state = self._load_state() if resume else None
+        recovered: np.ndarray | None = None
+        if state is not None:
+            recovered = self._recover_events(int(state["committed"]))
+        else:
+            self.state_path.unlink(missing_ok=True)
         self.writer = NativeWriter(self.events_path, provenance={"run": run, "menu": str(menu.where)},
-                                   chunk_events=4096)
+                                   chunk_events=4096, mode="a" if recovered is not None else "w")
         self.seen: set[tuple[int, int]] = set()
         self.counts = MenuCounts.for_menu(menu)
         #: the same counts for the background (zero-bias) events alone and the signal events alone
@@ -199,6 +213,67 @@ class RecorderStage:
         self.t_first: float | None = None
         #: the counts of the last batch recorded (for the metrics)
         self.last_counts: MenuCounts | None = None
+        #: the accepted columns' layout (the runner's check), restored with the state
+        self.schema: Any = None
+        if state is not None:
+            for name in self.STATE:
+                setattr(self, name, state[name])
+            self.schema = state["schema"]
+            self._accepted_ids = [recovered if recovered is not None else np.zeros(0, np.uint64)]
+            log.info("recorder: resumed from its checkpoint: %d batches, %d events (%d accepted) recorded",
+                     self.batches, self.events_seen, self.events_accepted)
+
+    # -- restart and resume ------------------------------------------------------------
+    def checkpoint(self, schema: Any = None) -> None:
+        """Save the counts of everything recorded, after a flush (so they match the events
+        file's committed rows) and before the batches are acknowledged: a recorder started
+        again with ``resume`` continues from here, and the source sends again what was not
+        acknowledged. Written whole or not at all."""
+        import pickle
+
+        state = {name: getattr(self, name) for name in self.STATE}
+        state.update(committed=self.writer.n_events, schema=schema, run=self.run)
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        tmp.replace(self.state_path)
+
+    def _load_state(self) -> dict[str, Any] | None:
+        import pickle
+
+        if not self.state_path.exists() or not self.events_path.exists():
+            return None
+        state = pickle.loads(self.state_path.read_bytes())  # noqa: S301 - our own checkpoint, in our output
+        if state.get("run") != self.run:
+            return None
+        return dict(state)
+
+    def _recover_events(self, committed: int) -> np.ndarray | None:
+        """The events file of a recorder that was killed: its first ``committed`` rows (those
+        the checkpoint counts) copied to a fresh file that plain h5py opens (the killed
+        writer's file stays flagged as open for writing until repaired). Their event
+        numbers; None when the file had no columns yet (then it is written afresh)."""
+        from darktrigger.replay.storage import NativeFile, NativeWriter
+
+        crashed = self.events_path.with_name(self.events_path.name + ".crashed")
+        self.events_path.replace(crashed)
+        ids = [np.zeros(0, np.uint64)]
+        with NativeFile(crashed) as old:
+            if not old.columns:
+                crashed.unlink()
+                return None
+            if committed > len(old):
+                raise InputFormatError(str(crashed), "", f"at least {committed} committed events (the "
+                                       f"recorder's checkpoint)", f"{len(old)}")
+            with NativeWriter(self.events_path, chunk_events=4096, provenance={
+                    "run": self.run, "menu": str(self.menu.where)}) as new:
+                new.write(old.read(0, 0))  # the columns, even with no rows
+                for start in range(0, committed, 65536):
+                    part = old.read(start, min(committed, start + 65536))
+                    new.write(part)
+                    ids.append(np.asarray(part.columns["event"]))
+        crashed.unlink()
+        log.info("recorder: %s recovered: %d committed events kept", self.events_path, committed)
+        return np.concatenate(ids)
 
     def record(self, run: int, seq: int, accepted: EventBatch, decision: Decision, truth: np.ndarray,
                weights: np.ndarray | None = None, *, t_emit: float | None = None, invalid: int = 0) -> bool:
@@ -279,7 +354,9 @@ class RecorderStage:
         )
 
     def close(self, summary: RunSummary | None = None) -> None:
-        """Flush and close the events file; write ``run_summary.json`` if given a summary."""
+        """Flush and close the events file; write ``run_summary.json`` if given a summary (the
+        run is over: the checkpoint goes)."""
         self.writer.close()
         if summary is not None:
             summary.write(self.output / "run_summary.json")
+            self.state_path.unlink(missing_ok=True)

@@ -3,8 +3,12 @@
 ``darktrigger run`` is this: the recorder, the trigger, N scorer workers and the source
 start as ``darktrigger stage NAME`` processes (the same command that starts one stage on
 another host). A worker that dies is started again (the source sends its batches to the
-others meanwhile); a source, trigger or recorder that dies ends the run with an error
-naming it and its log. SIGINT (Ctrl-C) and SIGTERM ask the source to drain: the run
+others meanwhile), and so is a source, trigger or recorder: the recorder resumes from its
+checkpoint (the counts of every batch it acknowledged, and the events file's committed
+rows, copied to a clean file), the source replays the same batches and sends only those
+not acknowledged, and after a trigger or recorder restart the source sends every
+unacknowledged batch again (SIGUSR1); the summary counts the restarts. A stage that dies
+again within seconds of a restart ends the run with an error naming it and its log. SIGINT (Ctrl-C) and SIGTERM ask the source to drain: the run
 ends as at the end of its input, with every batch in flight recorded, and the summary's
 ``stopped_by`` says which ended it ("interrupted (SIGINT)", "terminated"; "timeout" or
 the stage that died when the run fails). SIGHUP (a dropped ssh session) drains too. The
@@ -130,6 +134,8 @@ class Supervisor:
         self.env = env
         self.children: dict[str, Child] = {}
         self.restarts = 0
+        #: restarts of the source, trigger and recorder (the workers' are ``restarts``)
+        self.stage_restarts: dict[str, int] = {}
         self.logs = self.topo.output / "logs"
         self._stopping = False
         self.metrics: Any = None
@@ -215,16 +221,16 @@ class Supervisor:
     def _clear_previous(self) -> None:
         """With ``force``: remove the files an earlier run left that this run writes."""
         out = self.topo.output
-        for name in ("events.h5", "run_summary.json"):
+        for name in ("events.h5", "run_summary.json", ".recorder-state.pkl", ".source-state.json"):
             (out / name).unlink(missing_ok=True)
         if self.logs.is_dir():
             for f in self.logs.glob("*.log"):
                 f.unlink()
 
-    def _start(self, stage: str, index: int = 0) -> Child:
+    def _start(self, stage: str, index: int = 0, resume: bool = False) -> Child:
         self.logs.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-m", self.module, *(["-v"] * self.verbose), "stage", stage,
-               "--config", str(self.config)]
+               "--config", str(self.config), *(["--resume"] if resume else [])]
         if stage == "scorer":
             cmd += ["--index", str(index)]
         if stage == "source":
@@ -377,6 +383,8 @@ class Supervisor:
                                     name, code, self.restarts)
                         child.log_file.close()
                         self._start("scorer", child.index)
+                    elif code != 0 and not self._stopping and self._may_restart(child, code):
+                        self._restart(child, code)
                     elif code != 0:
                         raise StageFailed(f"stage {name} exited with code {code}{self._disk_note(name)}; see its log "
                                           f"{child.log_path}:\n{_tail(child.log_path)}",
@@ -404,8 +412,30 @@ class Supervisor:
         summary_path = self.topo.output / "run_summary.json"
         summary = RunSummary.from_json(summary_path)
         summary.worker_restarts = self.restarts
+        summary.stage_restarts = dict(self.stage_restarts)
         summary.write(summary_path)
         return summary
+
+    def _may_restart(self, child: Child, code: int) -> bool:
+        """A source, trigger or recorder that died is started again, unless it died within
+        :data:`QUICK_EXIT_S` of starting (it cannot run: a bad input, a full disk) or the
+        recorder stopped on its full disk."""
+        if child.stage == "recorder" and self._disk_note("recorder"):
+            return False
+        return time.monotonic() - child.started >= QUICK_EXIT_S or self.stage_restarts.get(child.stage, 0) == 0
+
+    def _restart(self, child: Child, code: int) -> None:
+        """Start ``child``'s stage again, resuming (the recorder from its checkpoint and file,
+        the source from the batches acknowledged); after a trigger or recorder, the source
+        sends every unacknowledged batch again (SIGUSR1)."""
+        self.stage_restarts[child.stage] = self.stage_restarts.get(child.stage, 0) + 1
+        log.warning("%s exited (code %s); starting it again (restart %d)", child.name, code,
+                    self.stage_restarts[child.stage])
+        child.log_file.close()
+        self._start(child.stage, resume=True)
+        src = self.children.get("source")
+        if child.stage != "source" and src is not None and src.proc.poll() is None:
+            src.proc.send_signal(signal.SIGUSR1)
 
     def _disk_note(self, stage: str) -> str:
         """For a recorder that failed: the output disk's state, when it is (nearly) full (its
@@ -436,6 +466,7 @@ class Supervisor:
         summary.stopped_by = stopped_by
         summary.status = "failed"
         summary.worker_restarts = self.restarts
+        summary.stage_restarts = dict(self.stage_restarts)
         summary.write(path)
 
     def stop_all(self, grace_s: float = 5.0) -> None:

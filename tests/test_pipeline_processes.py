@@ -173,11 +173,16 @@ def test_a_timeout_is_recorded_as_the_reason(setup: Path) -> None:
     assert (summary.stopped_by, summary.status) == ("timeout", "failed")
 
 
-def test_a_stage_that_dies_is_named_in_the_summary(setup: Path) -> None:
+def test_a_stage_that_keeps_dying_is_named_in_the_summary(setup: Path) -> None:
+    """A trigger killed is started again (tests/test_pipeline_restarts.py); killed again within
+    seconds of that restart, it cannot run: the run fails, naming it."""
     path = write_topology(setup, "dies.yaml", source={"rate_hz": 50_000, "events": 5_000_000})
     sup = Supervisor(path)
     t, result = _run_in_thread(sup, timeout_s=240)
     _wait(lambda: _committed(sup.topo) > 0 or not t.is_alive(), "the first recorded events")
+    first = sup.children["trigger"].proc.pid
+    os.kill(first, signal.SIGKILL)
+    _wait(lambda: sup.children["trigger"].proc.pid != first or not t.is_alive(), "the trigger's restart")
     os.kill(sup.children["trigger"].proc.pid, signal.SIGKILL)
     t.join(120)
     assert isinstance(result.get("error"), StageFailed), result

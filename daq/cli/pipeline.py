@@ -69,6 +69,9 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
     for sig in SIGNAL_REASONS:
         signal.signal(sig, on_signal)
+    recover = threading.Event()
+    if args.name == "source":  # the supervisor started a trigger or recorder again: send again
+        signal.signal(signal.SIGUSR1, lambda *_: recover.set())
     if args.supervisor_pid is not None:
         from darktrigger.daq.topology import Topology
 
@@ -77,7 +80,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
         threading.Thread(target=_watch_supervisor, args=(args.supervisor_pid, stop, grace_s), daemon=True,
                          name="supervisor-watch").start()
     result = run_stage(args.name, args.config, index=args.index, events=args.events,
-                       duration_s=args.duration, stop=stop, run_id=args.run_id, keys=args.keys)
+                       duration_s=args.duration, stop=stop, run_id=args.run_id, keys=args.keys,
+                       resume=args.resume, recover=recover)
     log.info("stage %s finished: %s", args.name, result)
     return 0
 
@@ -155,6 +159,10 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--duration", type=float, help="source: stop after this many seconds")
     p.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `run`
     p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)  # the run's identity, set by `run`
+    p.add_argument("--resume", action="store_true",
+                   help="source, recorder: continue a run this stage was part of before it died (the "
+                        "recorder from its checkpoint and events file, the source from the batches "
+                        "acknowledged); `darktrigger run` sets it when it starts a stage again")
     p.add_argument("--keys", type=Path, default=None, help=argparse.SUPPRESS)  # per-run CURVE keys, set by `run`
     p.set_defaults(func=cmd_stage)
 
