@@ -247,7 +247,7 @@ class Supervisor:
         # its own process group: the terminal's Ctrl-C reaches the supervisor alone, which
         # drains the run through the source; the stage stops by itself if the supervisor goes
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_ignore_usr1)
         child = Child(stage, index, proc, log_path, log_file)
         self.children[child.name] = child
         log.info("started %s (pid %d)", child.name, proc.pid)
@@ -485,6 +485,12 @@ class Supervisor:
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+def _ignore_usr1() -> None:
+    """In a stage before it starts: SIGUSR1 (send again, for the source) ignored until the
+    stage installs its handler, so one that comes early does not kill it."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
