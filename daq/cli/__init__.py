@@ -26,6 +26,7 @@ log = logging.getLogger("darktrigger")
 COMMAND_MODULES: tuple[str, ...] = (
     "darktrigger.daq.cli.replay",
     "darktrigger.daq.cli.models",
+    "darktrigger.daq.cli.score",
     "darktrigger.daq.cli.menu",
     "darktrigger.daq.cli.pipeline",
     "darktrigger.daq.cli.hunt",

@@ -94,3 +94,14 @@ def parse_signals(items: list[str]) -> dict[str, Path]:
             raise ConfigError(f"--signal {name!r} is given twice ({out[name]} and {path})")
         out[name] = Path(path)
     return out
+
+
+def add_dask(p: argparse.ArgumentParser) -> None:
+    """``--dask`` and ``--chunk-events``, as every offline command that can run on Dask takes them."""
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run the chunks on Dask: local:N (a local cluster of N worker processes) "
+                        "or a running scheduler's address (tcp://host:8786); same results as "
+                        "without (default: this process)")
+    p.add_argument("--chunk-events", type=event_count, default=None,
+                   help="rows of a native file per task (default 262144; other formats: one "
+                        "task a file)")

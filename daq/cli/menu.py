@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from darktrigger.daq.cli.common import add_on_error, event_count, parse_signals
+from darktrigger.daq.cli.common import add_dask, add_on_error, event_count, parse_signals
 from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.daq.trigger.menu import Menu, calibrate_menu, load_scorers, offline_counts
 from darktrigger.daq.trigger.seeds import SEEDS
@@ -73,11 +73,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 # -- rates ----------------------------------------------------------------------------
 def cmd_rates(args: argparse.Namespace) -> int:
-    menu = Menu.from_yaml(args.menu)
     if args.max_events is not None and args.max_events <= 0:
         raise ConfigError(f"--max-events must be positive, got {args.max_events}")
-    counts = offline_counts(menu, args.events, max_events=args.max_events,
-                            chunk_size=args.chunk_size, threads=args.threads, on_error=args.on_error)
+    from darktrigger.daq.offline import (
+        DEFAULT_CHUNK_EVENTS,
+        close_quietly,
+        make_executor,
+        menu_counts,
+    )
+
+    for path in args.events:
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file")
+    executor = make_executor(args.dask)
+    try:
+        counts = menu_counts(args.menu, args.events, executor=executor,
+                             chunk_events=args.chunk_events or DEFAULT_CHUNK_EVENTS, chunk_size=args.chunk_size,
+                             threads=args.threads, on_error=args.on_error, max_events=args.max_events)
+    finally:
+        close_quietly(executor)
     if counts.events == 0:
         raise ConfigError(f"no events in {', '.join(map(str, args.events))}")
     print(counts.format_table())
@@ -243,6 +257,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
         epilog="examples:\n"
                "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5\n"
                "  darktrigger menu rates --menu menu_cal.yaml --events a.h5 b.h5 --overlaps --json rates.json\n"
+               "  darktrigger menu rates --menu menu_cal.yaml --events zb_*.h5 --dask local:2   # same numbers\n"
                "The JSON has keys menu, events_files, bx_rate_mhz, events, accepted, total_rate_hz,\n"
                "budget_khz, over_budget, seeds (one record each) and overlap.")
     p.add_argument("--menu", type=Path, required=True, help="calibrated menu YAML")
@@ -255,6 +270,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="threads per model")
     p.add_argument("--fail-over-budget", action="store_true",
                    help="exit with status 1 when the total rate is over the budget")
+    add_dask(p)
     add_on_error(p)
     p.set_defaults(func=cmd_rates)
 

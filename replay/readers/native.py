@@ -9,6 +9,9 @@
     >>> reader = open_events("toy_qcd.h5")
     >>> reader.name, reader.count(), reader.metadata()["provenance"]["generator"]
     ('native', 100, 'toy')
+
+Any range of rows can be read alone (:meth:`NativeReader.iter_rows`), so offline jobs split a
+native file into ranges (:mod:`darktrigger.daq.offline`); the other formats are read whole.
 """
 
 from __future__ import annotations
@@ -47,15 +50,20 @@ class NativeReader(EventReader):
         return {"provenance": self._file.provenance, "columns": self._file.columns}
 
     def __iter__(self) -> Iterator[EventBatch]:
-        n = len(self._file)
-        for start in range(0, n, self.chunk_size):
-            stop = min(start + self.chunk_size, n)
+        yield from self.iter_rows(0, len(self._file))
+
+    def iter_rows(self, start: int, stop: int) -> Iterator[EventBatch]:
+        """Rows ``start:stop`` in batches of ``chunk_size`` (from ``start``), screened as a
+        whole pass is: random access, so that a job can split a file into ranges (batches
+        of rows 10-39, 40-69, 70-99 for ``iter_rows(10, 100)`` with ``chunk_size=30``)."""
+        stop = min(stop, len(self._file))
+        for a in range(start, stop, self.chunk_size):
+            b = min(a + self.chunk_size, stop)
             try:
-                batch = self._file.read(start, stop)
+                batch = self._file.read(a, b)
             except InputFormatError as exc:  # an unreadable chunk (a truncated or corrupt file)
                 if self.on_error == "fail":
                     raise
-                self.skipped.add(f"rows {start}-{stop - 1}", f"expected readable data, got {exc.got}",
-                                 n=stop - start)
+                self.skipped.add(f"rows {a}-{b - 1}", f"expected readable data, got {exc.got}", n=b - a)
                 continue
-            yield self.screen(batch, first_row=start)
+            yield self.screen(batch, first_row=a)
