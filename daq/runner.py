@@ -332,7 +332,7 @@ class SourceRunner(_Runner):
                         "recorder or the workers are stalled", stalled, len(self.inflight))
         rate = self.source.rate_hz
         running = now - pace0 if pace0 is not None else 0.0
-        achieved = self.events_in / running if rate and running > 0 else None
+        achieved = (self.events_in - self.events_skipped) / running if rate and running > 0 else None
         if rate and achieved is not None and running > 2.0 and achieved < RATE_KEPT * rate \
                 and now - self._rate_logged > 10.0:
             self._rate_logged = now
@@ -443,7 +443,8 @@ class SourceRunner(_Runner):
                 events_in=self.events_in, batches_in=self.batches_in, seconds=seconds,
                 source=dict(self.stats), injected=self.source.injected,
                 rows_skipped=self.source.rows_skipped(),
-                requested_rate_hz=rate, achieved_rate_hz=self.events_in / paced if paced > 0 else None,
+                requested_rate_hz=rate,
+                achieved_rate_hz=(self.events_in - self.events_skipped) / paced if paced > 0 else None,
                 stopped_by=stop_reason(stop) if stop.is_set() else END_OF_RUN))
             self.send(downstream, end)
             self.checkpoint_path.unlink(missing_ok=True)  # the run is over for the source
@@ -731,6 +732,8 @@ class RecorderRunner(_Runner):
         try:
             return self._run(stop)
         except OSError as exc:  # DiskFull, or the disk refused a write (ENOSPC, EIO...)
+            if not _disk_trouble(exc):
+                raise
             self._fail_on_disk(exc)
             raise
 
@@ -888,8 +891,22 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _float_or_none(value: Any) -> float | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
-    return float(value) if ok else None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return out if np.isfinite(out) else None
+
+
+def _disk_trouble(exc: OSError) -> bool:
+    """A full or failing disk (not, say, a port that cannot be bound)."""
+    import errno
+
+    return (isinstance(exc, DiskFull) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS,
+                                                       errno.EFBIG)
+            or "No space left" in str(exc) or "disk" in str(exc).lower())
 
 
 def _skipped(value: Any) -> dict[str, dict[str, Any]]:
