@@ -145,6 +145,14 @@ def format_summary(info: dict[str, Any]) -> str:
     if prov:  # the short, scalar part; the full provenance is in --json
         shown = {k: v for k, v in sorted(prov.items()) if isinstance(v, (str, int, float)) and len(str(v)) < 40}
         lines.append("provenance " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    meta = info.get("metadata", {})
+    if meta.get("objects") == "l1":  # which objects a NanoAOD file gave
+        hw = meta.get("hardware_values") or []
+        lines.append(f"objects   L1 ({', '.join(meta.get('collections', []))}), bunch crossing 0; MET "
+                     f"from {meta.get('met')}; " + (f"hardware values of {', '.join(hw)}" if hw else
+                                                    "floats put on the hardware grids"))
+    elif meta.get("objects") == "offline":
+        lines.append("objects   offline (Muon, Electron, Photon, Jet, MET)")
     if info["processes"]:
         lines.append("processes " + ", ".join(f"{k}: {v:,}" for k, v in info["processes"].items()))
     lines.append("schema    " + ", ".join(

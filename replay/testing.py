@@ -125,16 +125,30 @@ def nanoaod_collection(**fields: Sequence[Sequence[float]]) -> Any:
     return ak.zip({k: ak.Array([list(map(float, ev)) for ev in v]) for k, v in fields.items()})
 
 
-def write_nanoaod(path: str | Path, branches: Mapping[str, Any], tree: str = "Events") -> Path:
-    """A ROOT file with one TTree: flat numpy branches and jagged collections.
+def write_nanoaod(path: str | Path, branches: Mapping[str, Any], tree: str = "Events", *,
+                  rntuple: bool = False) -> Path:
+    """A ROOT file with one TTree (or, ``rntuple=True``, an RNTuple): flat numpy branches and
+    jagged collections.
 
     A collection ``{"Muon": nanoaod_collection(pt=..., eta=..., phi=...)}`` becomes the
-    NanoAOD branches ``nMuon``, ``Muon_pt``, ``Muon_eta``, ``Muon_phi``.
+    NanoAOD branches ``nMuon``, ``Muon_pt``, ``Muon_eta``, ``Muon_phi`` (in an RNTuple: fields
+    of those names, the jagged ones of type ``std::vector``).
     """
     import awkward as ak
     import uproot
 
     path = Path(path)
+    if rntuple:
+        fields: dict[str, Any] = {}
+        for name, value in branches.items():
+            if isinstance(value, ak.Array) and value.fields:
+                fields[f"n{name}"] = np.asarray(ak.num(value, axis=1), np.int32)
+                fields.update({f"{name}_{q}": value[q] for q in value.fields})
+            else:
+                fields[name] = value
+        with uproot.recreate(path) as f:
+            f[tree] = fields  # uproot 5.7 writes a dict of arrays as an RNTuple
+        return path
     with uproot.recreate(path) as f:
         # mktree, not f[tree] = ...: uproot 5.7 writes the latter as an RNTuple
         out = f.mktree(tree, {k: v.type if isinstance(v, ak.Array) else np.asarray(v).dtype
