@@ -143,12 +143,12 @@ def _l1_events(n: int, seed: int, hardware: bool) -> tuple[dict[str, Any], dict[
     branches: dict[str, Any] = {"run": np.full(n, 1, np.uint32), "luminosityBlock": np.full(n, 3, np.uint32),
                                 "event": np.arange(1, n + 1, dtype=np.uint64)}
     expected: dict[str, np.ndarray] = {}
-    for coll, most in L1_SLOTS.items():
+    for name, most in L1_SLOTS.items():
         counts = rng.integers(0, most + 4, n)  # some events hold more than the slots
         total = int(counts.sum())
         hw_pt = rng.integers(2, 400, total)
         fields = {"bx": rng.integers(-2, 3, total), "pt": (hw_pt * 0.5).astype(np.float32)}
-        if coll == "L1Mu":
+        if name == "L1Mu":
             hw_eta, hw_phi = rng.integers(-220, 221, total), rng.integers(0, 576, total)
             fields |= {"eta": (hw_eta * 0.010875).astype(np.float32), "phi": (hw_phi * 2 * np.pi / 576).astype(np.float32),
                        "etaAtVtx": (hw_eta * 0.010875).astype(np.float32),
@@ -160,9 +160,9 @@ def _l1_events(n: int, seed: int, hardware: bool) -> tuple[dict[str, Any], dict[
             fields |= {"eta": (hw_eta * 0.0435).astype(np.float32), "phi": (hw_phi * 2 * np.pi / 144).astype(np.float32)}
             if hardware:
                 fields |= {"hwPt": hw_pt, "hwEta": hw_eta, "hwPhi": hw_phi}
-        branches[coll] = ak.zip({k: ak.unflatten(v, counts) for k, v in fields.items()})
+        branches[name] = ak.zip({k: ak.unflatten(v, counts) for k, v in fields.items()})
         in_bx0 = np.bincount(np.repeat(np.arange(n), counts)[fields["bx"] == 0], minlength=n)
-        expected[coll] = np.minimum(in_bx0, most)
+        expected[name] = np.minimum(in_bx0, most)
     # sums: types 0-3 in each of bx -2..2, so 20 a event; the MET is type 2 in bx 0
     types, bxs = np.tile(np.arange(4), 5), np.repeat(np.arange(-2, 3), 4)
     hw_pt, hw_phi = rng.integers(0, 600, (n, 20)), rng.integers(0, 144, (n, 20))
@@ -191,11 +191,11 @@ def test_l1_objects_of_bunch_crossing_0(tmp_path: Path, rntuple: bool, hardware:
     assert info["metadata"]["objects"] == "l1"
     assert info["metadata"]["collections"] == ["L1EG", "L1EtSum", "L1Jet", "L1Mu"]
     assert info["metadata"]["hardware_values"] == (["L1EG", "L1EtSum", "L1Jet", "L1Mu"] if hardware else [])
-    for coll, kind in (("L1EG", "egamma"), ("L1Mu", "muon"), ("L1Jet", "jet")):
-        assert round(info["pt"][kind]["objects_per_event"] * 500) == int(expected[coll].sum()), coll
+    for name, kind in (("L1EG", "egamma"), ("L1Mu", "muon"), ("L1Jet", "jet")):
+        assert round(info["pt"][kind]["objects_per_event"] * 500) == int(expected[name].sum()), name
     batch = open_events(path).read_all()
-    for coll, (first, width) in {"L1EG": (1, 4), "L1Mu": (5, 4), "L1Jet": (9, 10)}.items():
-        np.testing.assert_array_equal((batch.objects[:, first:first + width, 0] > 0).sum(axis=1), expected[coll])
+    for name, (first, width) in {"L1EG": (1, 4), "L1Mu": (5, 4), "L1Jet": (9, 10)}.items():
+        np.testing.assert_array_equal((batch.objects[:, first:first + width, 0] > 0).sum(axis=1), expected[name])
     np.testing.assert_allclose(batch.objects[:, 0, 0], expected["met"], rtol=1e-6)
     filled = expected["met"] > 0
     np.testing.assert_allclose(batch.objects[filled, 0, 2], expected["met_phi"][filled], atol=1e-5)
@@ -210,8 +210,8 @@ def test_offline_objects_on_request_and_bad_l1_files(tmp_path: Path) -> None:
     branches, _ = _l1_events(20, seed=3, hardware=True)
     both = dict(branches)
     both["Muon"] = nanoaod_collection(pt=[[30.0]] * 20, eta=[[0.5]] * 20, phi=[[1.0]] * 20)
-    for coll in ("Electron", "Photon", "Jet"):
-        both[coll] = nanoaod_collection(pt=[[]] * 20, eta=[[]] * 20, phi=[[]] * 20)
+    for name in ("Electron", "Photon", "Jet"):
+        both[name] = nanoaod_collection(pt=[[]] * 20, eta=[[]] * 20, phi=[[]] * 20)
     both["MET_pt"], both["MET_phi"] = np.full(20, 12.0, np.float32), np.zeros(20, np.float32)
     path = write_nanoaod(tmp_path / "both.root", both)
     assert open_events(path).metadata()["objects"] == "l1"
