@@ -417,6 +417,14 @@ def figures(old: Sample, new: Sample, dt: float, up: Mapping[str, bool]) -> dict
         if value is not None:
             workers[label] = value
     workers["stages up"] = float(sum(up.values()))
+    # trouble in seconds, not at the acknowledgement timeout: a pipeline that stopped
+    # acknowledging, and a paced source below the rate it was asked for (issue 17, point 8)
+    stalled = _by(new, "darktrigger_stalled_seconds").get("")
+    if stalled is not None:
+        workers["stalled s"] = stalled
+    asked = _by(new, "darktrigger_source_requested_rate_hz").get("")
+    if asked is not None and "throughput" in row:
+        row["throughput"]["source asked"] = asked
     row["workers"] = workers
     total = row.get("total", {})
     row["now"] = {"events_per_s": seen / dt if dt > 0 else 0.0,

@@ -17,7 +17,7 @@ import pytest
 from darktrigger.daq.summary import format_summary
 from darktrigger.daq.supervisor import Supervisor
 from darktrigger.daq.testing import free_metrics_base, make_setup, write_topology
-from darktrigger.monitoring.live import parse_exposition
+from darktrigger.monitoring.live import figures, parse_exposition
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +90,17 @@ def test_a_stalled_recorder_shows_within_seconds(root: Path) -> None:
         os.kill(recorder, signal.SIGSTOP)
         stopped = time.monotonic()
         try:
-            stalled = 0.0
+            stalled, sample = 0.0, {}
             while stalled <= 0 and time.monotonic() - stopped < 30:
                 time.sleep(0.2)
-                stalled = _scrape(base).get(("darktrigger_stalled_seconds", ()), 0.0)
+                sample = _scrape(base)
+                stalled = sample.get(("darktrigger_stalled_seconds", ()), 0.0)
             shown_after = time.monotonic() - stopped
         finally:
             os.kill(recorder, signal.SIGCONT)
         assert stalled > 0, "the stall never showed in the source's metrics"
         assert shown_after < 10  # seconds, not the 60 s acknowledgement timeout
+        assert figures(sample, sample, 1.0, {"source": True})["workers"]["stalled s"] > 0  # the live page's
         log = (sup.logs / "source.log").read_text()
         assert "no acknowledgement for" in log
         assert "stalled" in log
