@@ -143,3 +143,30 @@ def test_bad_arguments_are_clear(samples, capsys):
     assert main(["train", "--model", "cwola", "--background", str(d / "bkg.h5"),
                  "--out", str(d / "cw")]) == 2
     assert "--signal-region" in capsys.readouterr().err
+
+
+def test_evaluate_writes_the_dark_machines_csv(samples, capsys):
+    """issue 15: `evaluate --dm-csv` writes the challenge's columns, read back with pandas."""
+    import math
+
+    import pandas as pd
+
+    d = samples
+    assert main(["train", "--model", "pca", "--background", str(d / "bkg.h5"), "--out", str(d / "pca"),
+                 "--no-progress"]) == 0
+    assert main(["evaluate", "--model", str(d / "pca"), "--background", str(d / "test.h5"),
+                 "--signal", f"ato4l={d / 'ato4l.h5'}", "--json", str(d / "ev.json"),
+                 "--dm-csv", str(d / "dm.csv"), "--dm-channel", "chan2a"]) == 0
+    assert "Dark Machines challenge CSV (3 rows" in capsys.readouterr().out
+    table = pd.read_csv(d / "dm.csv")
+    assert list(table.columns) == ["Signal", "Model", "Chan", "AUC", "1e-2", "1e-3", "1e-4"]
+    assert list(table["Model"]) == ["pca", "ht", "st"]
+    assert set(table["Signal"]) == {"ato4l"}
+    assert set(table["Chan"]) == {"chan2a"}
+    results = json.loads((d / "ev.json").read_text())["models"]
+    for _, row in table.iterrows():
+        entry = results[row["Model"]]["signals"]["ato4l"]
+        assert row["AUC"] == pytest.approx(entry["auc"], rel=1e-12)
+        tpr = entry["tpr_at_fpr"][0]
+        assert tpr["fpr_target"] == 1e-2
+        assert row["1e-2"] == pytest.approx(tpr["tpr"], rel=1e-12) if tpr["resolved"] else math.isnan(row["1e-2"])

@@ -107,12 +107,13 @@ def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
 
     p = sub.add_parser(
         "train", formatter_class=formatter,
-        help="train an anomaly scorer (ae, vae, cwola, qae, qvae) and save it as a model directory",
+        help="train an anomaly scorer (ae, vae, axo, pca, cwola, qae, qvae) and save it as a model directory",
         description="Train a scorer on background events and save the model directory: weights,\n"
                     "preprocessing, card.json (hyper-parameters, training files with sha256, seed)\n"
                     "and model.onnx. A seeded random validation fraction drives early stopping.\n\n"
-                    "scorers: ae, vae, cwola (torch); qae, qvae (QKeras, quantised, for firmware);\n"
-                    "ht and st are baselines: nothing to train (`darktrigger formats` lists every\n"
+                    "scorers: ae, vae, axo, cwola (torch); pca (the linear baseline, fitted in closed\n"
+                    "form); qae, qvae (QKeras, quantised, for firmware); ht and st are baselines:\n"
+                    "nothing to train (`darktrigger formats` lists every\n"
                     "registered scorer). --set overrides a default hyper-parameter; card.json\n"
                     "records them all, and an unknown name is an error that lists the known ones.",
         epilog="examples:\n"
@@ -120,7 +121,7 @@ def add_train_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter
                "  darktrigger train --model vae --background sm_mix.h5 --out models/vae --seed 2 --threads 2\n"
                "  darktrigger train --model cwola --signal-region sr.h5 --background sb.h5 --out models/cwola\n"
                "  darktrigger train --model qvae --background sm_mix.h5 --out models/qvae --set sparsity=0.9")
-    p.add_argument("--model", required=True, help="scorer to train: ae, vae, cwola, qae, qvae")
+    p.add_argument("--model", required=True, help="scorer to train: ae, vae, axo, pca, cwola, qae, qvae")
     p.add_argument("--background", nargs="+", type=Path, required=True, help="training events (label 0 for cwola)")
     p.add_argument("--signal-region", nargs="+", type=Path, default=[],
                    help="cwola only: label-1 events (default none)")
@@ -187,6 +188,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                          "signals": {k: str(v) for k, v in signals.items()},
                                          "models": results}, indent=2, allow_nan=False))
         print(f"JSON written to {args.json}")
+    if args.dm_csv:
+        from darktrigger.models.metrics import write_dm_csv
+
+        args.dm_csv.parent.mkdir(parents=True, exist_ok=True)
+        rows = write_dm_csv(args.dm_csv, results, channel=args.dm_channel)
+        print(f"Dark Machines challenge CSV ({rows} rows: Signal,Model,Chan,AUC,1e-2,1e-3,1e-4) "
+              f"written to {args.dm_csv}")
     if args.plots:
         from darktrigger.models.plots import evaluation_figures, save_figure
 
@@ -234,6 +242,10 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
     p.add_argument("--no-baselines", action="store_true",
                    help="leave out ht and st (default: evaluated beside the models)")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON (default: not written)")
+    p.add_argument("--dm-csv", type=Path, default=None,
+                   help="also write the Dark Machines challenge's CSV (Signal,Model,Chan,AUC,1e-2,1e-3,1e-4; "
+                        "nan where the background does not resolve the FPR)")
+    p.add_argument("--dm-channel", default="chan1", help="the Chan column of --dm-csv (default chan1)")
     p.add_argument("--plots", type=Path, default=None,
                    help="folder for ROC and score-distribution PNGs (default: no plots)")
     add_on_error(p)
