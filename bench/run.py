@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import io_gen, models_speed, monitoring, pipeline, zero_bias
+from bench import io_gen, models_speed, monitoring, offline, pipeline, zero_bias
 from bench.machine import describe
 
 LIMITS = {
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         model_rows = models_speed.run(quick=args.quick)
         pipeline_section = pipeline.run(quick=args.quick)
         monitoring_section = monitoring.run(quick=args.quick)
+        offline_section = offline.run(quick=args.quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     lines = [
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                        "not profiled; this figure moves with the machine's load (see the load average above)")
             lines.append(f"- {r['what']}: {fmt(r['rate'])} {r['unit']} — {why}.")
         lines.append("")
-    lines += pipeline_section + monitoring_section
+    lines += pipeline_section + monitoring_section + offline_section
     for extra in sorted(Path(__file__).parent.glob("results/*.md")):
         # sections too slow for every `make bench` (an hour of Pythia): made by their own
         # command, which each section names, and copied here as they are
