@@ -458,16 +458,24 @@ class Supervisor:
         path = self.topo.output / "run_summary.json"
         try:
             summary = RunSummary.from_json(path)
-        except (OSError, DarkTriggerError) as exc:
-            log.warning("no run summary to record %r in: %s", stopped_by, exc)
-            return
+        except (OSError, DarkTriggerError) as exc:  # the recorder wrote none: a summary that says so
+            log.warning("the recorder wrote no run summary (%s); writing one that records %r", exc, stopped_by)
+            from darktrigger.daq.trigger.menu import Menu
+            from darktrigger.daq.trigger.rates import MenuCounts
+
+            summary = RunSummary(run=self.topo.run, menu=MenuCounts.for_menu(Menu.from_yaml(self.topo.menu)),
+                                 events_file=str(self.topo.output / "events.h5"))
+            summary.status = "failed"
         if summary.status == "failed" and summary.stopped_by.startswith("disk"):
             return
         summary.stopped_by = stopped_by
         summary.status = "failed"
         summary.worker_restarts = self.restarts
         summary.stage_restarts = dict(self.stage_restarts)
-        summary.write(path)
+        try:
+            summary.write(path)
+        except OSError as exc:
+            log.error("cannot write the run summary %s: %s", path, exc)
 
     def stop_all(self, grace_s: float = 5.0) -> None:
         for child in self.children.values():

@@ -128,3 +128,14 @@ def test_a_mixture_that_cannot_be_replayed_is_refused_before_anything_starts(roo
     assert ("source: mixture {bkg.h5: background, sig.h5: {rate_hz: 5e+07, fraction: 0.01}}: the injected "
             "rates sum to 50,000,000 Hz, not below the crossing rate 40,000,000 Hz") in out.stderr  # the menu's
     assert not (root / "out-badmix").exists()
+
+
+def test_a_failed_run_exits_1_and_says_why(root: Path) -> None:
+    """A run that does not end within --timeout failed: exit status 1 (never 0), the reason on
+    stderr and in the summary's status (issue 17, point 3)."""
+    config = write_topology(root, "slow.yaml", source={"rate_hz": 20_000, "events": 10_000_000})
+    done = _run(root, "--config", config.name, "--timeout", "3", "--progress", "0")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "did not end within 3 s" in done.stderr
+    summary = RunSummary.from_json(root / "out-slow" / "run_summary.json")
+    assert (summary.status, summary.stopped_by) == ("failed", "timeout")

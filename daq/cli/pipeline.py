@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from darktrigger.daq.supervisor import Supervisor
+    from darktrigger.daq.supervisor import StageFailed, Supervisor
 
     sup = Supervisor(args.config, events=args.events, duration_s=args.duration, verbose=args.verbose,
                      force=args.force)
@@ -39,8 +39,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     def progress(p: Any) -> None:
         print(f"darktrigger run: {p}", file=sys.stderr, flush=True)
 
-    summary = sup.run(timeout_s=args.timeout, on_progress=progress if args.progress > 0 else None,
-                      progress_every_s=args.progress or PROGRESS_EVERY_S)
+    try:
+        summary = sup.run(timeout_s=args.timeout, on_progress=progress if args.progress > 0 else None,
+                          progress_every_s=args.progress or PROGRESS_EVERY_S)
+    except StageFailed as exc:
+        print(f"darktrigger run: error: {exc}", file=sys.stderr)
+        print(f"darktrigger run: the run failed ({exc.stopped_by}); its summary, if the recorder wrote one: "
+              f"{sup.topo.output / 'run_summary.json'}", file=sys.stderr)
+        return EXIT_CODES["failed"]
     if args.json:
         summary.write(args.json)
     print(format_summary(summary))
