@@ -89,3 +89,14 @@ def test_messages_name_what_is_wrong() -> None:
     with pytest.raises(WireError, match="dtype '|O' is not allowed"):
         decode([msgpack.packb({"v": 1, "kind": "batch", "run": 0, "seq": 0, "count": 1,
                                "columns": [["x", "|O", [1]]]}), b"\0" * 8])
+
+
+@pytest.mark.parametrize("shape", [[2**32, 2**32], [2**62, 4], [2**21, 2**21, 2**21]])
+def test_a_shape_whose_size_overflows_int64_is_a_wire_error(shape: list[int]) -> None:
+    """Sizes are Python integers: a shape whose byte count wraps to 0 in int64 is not an empty
+    frame (issue 17: it used to pass and make reshape raise a ValueError)."""
+    head = msgpack.packb({"v": 1, "kind": "batch", "run": 1, "seq": 0, "count": 0,
+                          "columns": [["x", "<f4", shape]], "meta": {}})
+    needed = 4 * int(np.prod(np.array(shape, dtype=object)))
+    with pytest.raises(WireError, match=f"needs {needed} bytes, the frame has 0"):
+        decode([head, b""])
