@@ -374,6 +374,18 @@ class SourceRunner(_Runner):
                                   "(the recorder is gone?)", len(self.inflight), rel.drain_timeout_s)
                         break
                 wake = now + POLL_MS / 1000
+                while self.acked and not exhausted:  # a resumed source: past what was recorded, workers or not
+                    if pending is None:
+                        pending = next(it, None)
+                        if pending is None:
+                            exhausted = True
+                            break
+                    if pending[0] not in self.acked:
+                        break
+                    self.events_in += len(pending[1])
+                    self.events_skipped += len(pending[1])
+                    self.batches_in += 1
+                    pending = None
                 while True:  # dispatch while some worker has credit
                     worker = self._pick_worker()
                     if worker is None:
@@ -446,8 +458,8 @@ class SourceRunner(_Runner):
                 requested_rate_hz=rate,
                 achieved_rate_hz=(self.events_in - self.events_skipped) / paced if paced > 0 else None,
                 stopped_by=stop_reason(stop) if stop.is_set() else END_OF_RUN))
+            self._save_checkpoint(time.monotonic(), force=True)  # a source started again sends just the end
             self.send(downstream, end)
-            self.checkpoint_path.unlink(missing_ok=True)  # the run is over for the source
             for identity, w in self.workers.items():
                 if w.alive:
                     self.signal(router, [identity, *encode("stop", run=self.source.run, meta=self.ident())])

@@ -360,3 +360,4 @@ class RecorderStage:
         if summary is not None:
             summary.write(self.output / "run_summary.json")
             self.state_path.unlink(missing_ok=True)
+            (self.output / ".source-state.json").unlink(missing_ok=True)  # the source's (runner.SourceRunner)

@@ -436,6 +436,12 @@ class Supervisor:
         src = self.children.get("source")
         if child.stage != "source" and src is not None and src.proc.poll() is None:
             src.proc.send_signal(signal.SIGUSR1)
+        elif child.stage != "source" and src is not None and src.proc.poll() == 0:
+            # the source had finished: its end may have died with this stage. Started again, it
+            # finds every batch acknowledged in its checkpoint and sends the end once more
+            log.warning("the source had finished; starting it again to send the end of the run once more")
+            src.log_file.close()
+            self._start("source", resume=True)
 
     def _disk_note(self, stage: str) -> str:
         """For a recorder that failed: the output disk's state, when it is (nearly) full (its

@@ -85,3 +85,32 @@ def test_a_workers_credit_is_bounded_by_the_topology(tmp_path: Path) -> None:
     assert b"stray" not in src.workers  # no run identity: never a worker of this run
     assert src.stats["refused"] == 1
     src.close()
+
+
+def test_a_source_resumed_after_everything_was_acknowledged_sends_only_the_end(tmp_path: Path) -> None:
+    """A source started again after it had finished (its end died with the trigger or the
+    recorder) replays, finds every batch acknowledged in its checkpoint and, with no worker
+    at all, sends the end with the run's full counts once more."""
+    import json
+
+    from darktrigger.daq.wire import decode
+
+    root = make_setup(tmp_path, n_bkg=2_000, model=False)
+    topo = Topology.from_yaml(write_topology(root, "resumed.yaml", source={"events": 10_000}))
+    batches = sum(1 for _ in SourceStage(topo, max_events=10_000))
+    topo.output.mkdir(parents=True)
+    (topo.output / ".source-state.json").write_text(json.dumps({"run_id": topo.run_id, "acked": [[0, batches]]}))
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(topo.endpoints["trigger"])
+    try:
+        result = SourceRunner(topo, SourceStage(topo, max_events=10_000), ctx, resume=True).run()
+        assert pull.poll(10_000), "no end"
+        end = decode(pull.recv_multipart())
+    finally:
+        pull.close(linger=0)
+        ctx.term()
+    assert (result.events_in, result.batches_in) == (10_000, batches)
+    assert result.stats.get("batches_resent", 0) == 0
+    assert (end.kind, end.meta["events_in"], end.meta["batches_in"], end.meta["run_id"]) == (
+        "end", 10_000, batches, topo.run_id)
