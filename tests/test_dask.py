@@ -53,6 +53,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    """A running scheduler with two worker processes, for the commands' ``--dask ADDRESS``."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs={"dashboard": False}) as cluster:
+        yield cluster.scheduler_address
+
+
 def _files(root: Path) -> list[str]:
     return [str(root / f"zb{s}.h5") for s in (1, 2, 3, 4)]
 
@@ -85,17 +95,38 @@ def test_score_on_dask_equals_one_process(setup: Path) -> None:
     assert "score/vae" in _columns(setup / "one.h5")
 
 
-def test_menu_rates_on_dask_equal_one_process(setup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_menu_rates_on_dask_equal_one_process(setup: Path, scheduler: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     common = ["menu", "rates", "--menu", str(setup / "menu_cal.yaml"), "--events", *_files(setup),
               "--chunk-events", str(CHUNK)]
     assert main([*common, "--json", str(setup / "one.json")]) == 0
     one_table = capsys.readouterr().out.split("JSON written")[0]
-    assert main([*common, "--json", str(setup / "dask.json"), "--dask", "local:2"]) == 0
+    assert main([*common, "--json", str(setup / "dask.json"), "--dask", scheduler]) == 0
     dask_table = capsys.readouterr().out.split("JSON written")[0]
     one, dask = json.loads((setup / "one.json").read_text()), json.loads((setup / "dask.json").read_text())
     assert one["events"] == dask["events"] == 4 * N_PER_FILE
     assert one == dask  # counts, weighted sums, rates and their errors: the same floats
     assert one_table == dask_table
+
+
+def test_evaluate_and_calibrate_on_dask_equal_one_process(setup: Path, scheduler: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The models score on the workers, the metrics and thresholds are computed here: the same."""
+    model, zb = str(setup / "models" / "vae"), _files(setup)
+    common = ["evaluate", "--model", model, "--background", zb[1], "--signal", f"other={zb[2]}",
+              "--chunk-events", str(CHUNK)]
+    assert main([*common, "--json", str(setup / "ev1.json")]) == 0
+    assert main([*common, "--json", str(setup / "ev2.json"), "--dask", scheduler]) == 0
+    assert json.loads((setup / "ev1.json").read_text()) == json.loads((setup / "ev2.json").read_text())
+    card = setup / "models" / "vae" / "card.json"
+    found: list[list[tuple[float, float, int]]] = []
+    for dask in ([], ["--dask", scheduler]):
+        assert main(["calibrate", "--model", model, "--zero-bias", zb[3], "--rate-khz", "100,1000",
+                     "--chunk-events", str(CHUNK), *dask]) == 0
+        found.append([(t["rate_khz"], t["threshold"], t["n_above"]) for t in json.loads(card.read_text())["thresholds"]])
+    assert len(found[0]) == 2
+    assert found[0] == found[1]
+    capsys.readouterr()
 
 
 class _KillAfterFirst(DaskExecutor):

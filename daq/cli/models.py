@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from darktrigger.daq.cli.common import add_backend, add_on_error, event_count, parse_signals
+from darktrigger.daq.cli.common import (
+    add_backend,
+    add_dask,
+    add_on_error,
+    event_count,
+    parse_signals,
+)
 from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
@@ -60,6 +66,47 @@ def _scorers_of(model_dir: Path, backend: str, threads: int) -> list[tuple[str, 
     variants: list[str | None] = list(card.variants) or [card.variant]
     return [(f"{card.scorer}:{v}" if v else card.scorer,
              load_model(model_dir, backend, variant=v, threads=threads)) for v in variants]
+
+
+def _executor_scores(dask: str | None, chunk_events: int | None, paths: dict[str, Path],
+                     models: list[tuple[str, Path, str | None]], backend: str, threads: int,
+                     max_events: int | None, on_error: str, expected: dict[str, int]) -> dict[str, dict[str, np.ndarray]] | None:
+    """With ``--dask``: every model's scores of every file, computed by the executor in chunks
+    (:mod:`darktrigger.daq.offline`) — ``{file key: {label: scores}}``; None without ``--dask``
+    (the models then score in this process). ``models``: (label, directory, variant)."""
+    if not dask:
+        return None
+    from darktrigger.daq.offline import (
+        DEFAULT_CHUNK_EVENTS,
+        ModelRef,
+        ScoreTask,
+        close_quietly,
+        make_executor,
+        plan_chunks,
+    )
+
+    refs = tuple(ModelRef(label, str(d), backend, v, threads) for label, d, v in models)
+    executor = make_executor(dask)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for key, path in paths.items():
+            chunks = plan_chunks([path], chunk_events or DEFAULT_CHUNK_EVENTS, max_events=max_events)
+            parts = list(executor.map(_run_task, [ScoreTask(c, refs, on_error=on_error) for c in chunks],
+                                      desc=f"score {path.name} ({executor.name})",
+                                      events=[c.stop - c.start for c in chunks]))
+            out[key] = {r.name: np.concatenate([p[r.name] for p in parts]) if parts else np.empty(0, np.float32)
+                        for r in refs}
+            got = len(next(iter(out[key].values()))) if refs else expected[key]
+            if got != expected[key]:
+                raise ConfigError(f"{path}: the Dask tasks scored {got:,} events, {expected[key]:,} were read "
+                                  f"here (with --on-error skip and --max-events the two can differ: drop one)")
+    finally:
+        close_quietly(executor)
+    return out
+
+
+def _run_task(task: Any) -> Any:
+    return task()
 
 
 # -- train ----------------------------------------------------------------------------
@@ -167,12 +214,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 label = f"{label}@{model_dir.name}"
             scorers.append((label, s, model_dir))
     scorers += [(name, get_scorer(name), None) for name in BASELINES if not args.no_baselines]
+    files = {"": args.background, **{f"signal:{n}": p for n, p in signals.items()}}
+    precomputed = _executor_scores(
+        args.dask, args.chunk_events, files,
+        [(label, d, getattr(s, "variant", None)) for label, s, d in scorers if d is not None],
+        args.backend, args.threads, args.max_events, args.on_error,
+        {"": len(bkg), **{f"signal:{n}": len(b) for n, b in sig.items()}})
     results: dict[str, Any] = {}
     curves: dict[str, dict[str, Any]] = {name: {} for name in signals}
     dists: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     for label, scorer, model_dir in scorers:
-        b = scorer.score(bkg)
-        s = {name: scorer.score(batch) for name, batch in sig.items()}
+        if precomputed is not None and model_dir is not None:
+            b = precomputed[""][label]
+            s = {name: precomputed[f"signal:{name}"][label] for name in sig}
+        else:
+            b = scorer.score(bkg)
+            s = {name: scorer.score(batch) for name, batch in sig.items()}
         results[label] = evaluate_scores(b, s, fprs, bkg_weights=bkg_w, signal_weights=sig_w)
         for name in signals:
             curves[name][label] = roc_curve(b, s[name], bkg_w, sig_w[name])[:2]
@@ -249,6 +306,7 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
     p.add_argument("--plots", type=Path, default=None,
                    help="folder for ROC and score-distribution PNGs (default: no plots)")
     add_on_error(p)
+    add_dask(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -283,8 +341,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"{'model':<10}{'rate kHz':>10}{'FPR':>11}{'threshold':>14}{'± unc.':>11}{'n above':>10}"
           f"{'n_eff above':>13}  note")
     lowest = 0.0
+    precomputed = _executor_scores(args.dask, args.chunk_events, {"": args.zero_bias},
+                                   [(label, args.model, getattr(s, "variant", None)) for label, s in labelled],
+                                   args.backend, args.threads, args.max_events, args.on_error, {"": len(zb)})
     for label, scorer in labelled:
-        scores = scorer.score(zb)
+        scores = precomputed[""][label] if precomputed is not None else scorer.score(zb)
         for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz, weights=zb_w,
                                       warn=False):
             if t.resolved:
@@ -338,6 +399,7 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
     p.add_argument("--max-events", type=event_count, default=None,
                    help="at most this many zero-bias events (default all)")
     add_on_error(p)
+    add_dask(p)
     p.set_defaults(func=cmd_calibrate)
 
 
