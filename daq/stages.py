@@ -83,8 +83,6 @@ class SourceStage:
         """The bad rows the readers skipped (``source.on_error: skip``), per file: how many
         and where (the first few, as the reader names them: ``row 17: ...``)."""
         out: dict[str, dict[str, Any]] = {}
-        # each reader's report of its pass now (Replay.skipped holds the report a reader had
-        # before its pass began, which the pass replaces: see /tmp/dt/requests-reliability.md)
         self._note_reports()
         for report in self._reports.values():
             if not report.count:
@@ -95,7 +93,8 @@ class SourceStage:
         return out
 
     def _note_reports(self) -> None:
-        for report in [*self.replay.skipped, *(b.reader.skipped for b in getattr(self.replay, "_sources", []))]:
+        """Keep every pass's report (one per reader and pass; ``Replay.skipped`` lists them)."""
+        for report in self.replay.skipped:
             self._reports[id(report)] = report
 
     def __iter__(self) -> Iterator[tuple[int, EventBatch]]:
