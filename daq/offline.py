@@ -189,7 +189,7 @@ class DaskExecutor:
             if not text.isdigit() or int(text) < 1:
                 raise ConfigError(f"--dask {self.spec}: expected local:N with N >= 1 worker processes")
             self.cluster = LocalCluster(n_workers=int(text), threads_per_worker=1, processes=True,
-                                        dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                                        dashboard_address=":0", scheduler_kwargs={"dashboard": False},
                                         silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
             self.name = f"dask local:{text}"
@@ -252,15 +252,27 @@ class ModelRef:
     threads: int = 1
 
 
-_LOADED: dict[ModelRef, Any] = {}  #: models loaded in this process (a worker keeps them between tasks)
+#: models loaded in this process, with the state of their files when loaded: a worker keeps
+#: them between tasks, and loads a model again when its files have changed (retrained, say)
+_LOADED: dict[ModelRef, tuple[tuple[tuple[str, int, int], ...], Any]] = {}
+
+
+def _files_state(directory: str) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, modification time) of every file in a model directory."""
+    root = Path(directory)
+    if not root.is_dir():
+        return ()
+    return tuple(sorted((str(f.relative_to(root)), st.st_size, st.st_mtime_ns)
+                        for f in root.rglob("*") if f.is_file() and (st := f.stat())))
 
 
 def _scorer(ref: ModelRef) -> Any:
-    if ref not in _LOADED:
+    state = _files_state(ref.path)
+    if ref not in _LOADED or _LOADED[ref][0] != state:
         from darktrigger.models import load_model
 
-        _LOADED[ref] = load_model(ref.path, ref.backend, variant=ref.variant, threads=ref.threads)
-    return _LOADED[ref]
+        _LOADED[ref] = (state, load_model(ref.path, ref.backend, variant=ref.variant, threads=ref.threads))
+    return _LOADED[ref][1]
 
 
 @dataclass(frozen=True)

@@ -58,13 +58,13 @@ def _parse_rates(text: str) -> list[float]:
     return rates
 
 
-def _scorers_of(model_dir: Path, backend: str, threads: int) -> list[tuple[str, Any]]:
-    """(label, scorer) for every variant of a saved model."""
+def _scorers_of(model_dir: Path, backend: str, threads: int) -> list[tuple[str, str | None, Any]]:
+    """(label, variant, scorer) for every variant of a saved model."""
     from darktrigger.models import load_model, read_card
 
     card = read_card(model_dir)
     variants: list[str | None] = list(card.variants) or [card.variant]
-    return [(f"{card.scorer}:{v}" if v else card.scorer,
+    return [(f"{card.scorer}:{v}" if v else card.scorer, v,
              load_model(model_dir, backend, variant=v, threads=threads)) for v in variants]
 
 
@@ -208,16 +208,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     bkg_w = _weights(bkg, args.background)
     sig_w = {name: _weights(batch, signals[name]) for name, batch in sig.items()}
     scorers: list[tuple[str, Any, Path | None]] = []
+    variants: dict[str, str | None] = {}
     for model_dir in args.model:
-        for label, s in _scorers_of(model_dir, args.backend, args.threads):
+        for label, variant, s in _scorers_of(model_dir, args.backend, args.threads):
             if any(label == seen for seen, _, _ in scorers):  # two models of one kind
                 label = f"{label}@{model_dir.name}"
             scorers.append((label, s, model_dir))
+            variants[label] = variant
     scorers += [(name, get_scorer(name), None) for name in BASELINES if not args.no_baselines]
     files = {"": args.background, **{f"signal:{n}": p for n, p in signals.items()}}
     precomputed = _executor_scores(
         args.dask, args.chunk_events, files,
-        [(label, d, getattr(s, "variant", None)) for label, s, d in scorers if d is not None],
+        [(label, d, variants[label]) for label, _, d in scorers if d is not None],
         args.backend, args.threads, args.max_events, args.on_error,
         {"": len(bkg), **{f"signal:{n}": len(b) for n, b in sig.items()}})
     results: dict[str, Any] = {}
@@ -327,12 +329,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     card = ModelCard.load(args.model)
     labelled = _scorers_of(args.model, args.backend, args.threads)
     if args.variant:
-        labelled = [(label, s) for label, s in labelled if label.endswith(f":{args.variant}")]
+        labelled = [(label, v, s) for label, v, s in labelled if v == args.variant]
         if not labelled:
             from darktrigger.replay.registry import unknown_name
 
             raise ConfigError(f"{args.model}: " + unknown_name("variant", args.variant, card.variants, keep_order=True))
-    labels = {label for label, _ in labelled}
+    labels = {label for label, _, _ in labelled}
     # merge by (model, rate): replace only the rates asked for now, keep every other threshold
     asked = {(label, float(r)) for label in labels for r in rates}
     kept = [t for t in card.thresholds
@@ -342,9 +344,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"{'n_eff above':>13}  note")
     lowest = 0.0
     precomputed = _executor_scores(args.dask, args.chunk_events, {"": args.zero_bias},
-                                   [(label, args.model, getattr(s, "variant", None)) for label, s in labelled],
+                                   [(label, args.model, v) for label, v, _ in labelled],
                                    args.backend, args.threads, args.max_events, args.on_error, {"": len(zb)})
-    for label, scorer in labelled:
+    for label, _, scorer in labelled:
         scores = precomputed[""][label] if precomputed is not None else scorer.score(zb)
         for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz, weights=zb_w,
                                       warn=False):
