@@ -1,4 +1,5 @@
-"""Offline jobs over many events — scoring files, a menu's rates — in one process or on Dask.
+"""Offline jobs over many events — scoring files, a menu's rates, the scores ``evaluate`` and
+``calibrate`` need — in one process or on Dask.
 
 A job is planned as **chunks**: ranges of rows of its input files (a native file splits into
 ranges of ``chunk_events`` rows, read by random access; a file of another format is one
@@ -11,7 +12,10 @@ processes, ``--dask tcp://host:8786`` uses a running scheduler), so the two give
 bits**: scores per event are computed on the same chunks, counts are integers, and the
 weighted sums are added chunk by chunk in the plan's order (floating-point addition is not
 associative; a fixed order makes the sum reproducible). Nothing is approximated: no
-histogram merges, no sampled quantiles.
+histogram merges, no sampled quantiles. Thresholds (weighted quantiles) and ROC curves/AUC
+are an **exact merge**: ``evaluate`` and ``calibrate`` gather every event's score (float32,
+4 bytes an event: 0.4 GB for 10⁸ crossings) in the plan's order and compute the metrics in
+the client with the same code as in one process, so their error from the split is zero.
 
 A worker that dies mid-task loses nothing: the scheduler runs its tasks again elsewhere
 (tasks are pure functions of their chunk), and the results are the same. A scheduler that
