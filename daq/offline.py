@@ -289,12 +289,24 @@ class ScoreTask:
     on_error: str = "fail"
 
     def __call__(self) -> dict[str, np.ndarray]:
+        return self.scored()[1]
+
+    def scored(self) -> tuple[EventBatch, dict[str, np.ndarray]]:
+        """The chunk's events and their scores."""
         batch = _whole(self.chunk, self.chunk_size, self.on_error)
-        return {m.name: np.asarray(_scorer(m).score(batch), np.float32) for m in self.models}
+        return batch, {m.name: np.asarray(_scorer(m).score(batch), np.float32) for m in self.models}
 
 
 def _run(task: Callable[[], R]) -> R:
     return task()
+
+
+def _events_and_scores(task: ScoreTask) -> tuple[EventBatch | None, dict[str, np.ndarray]]:
+    return task.scored()  # in this process: the events are at hand, no second read
+
+
+def _scores_only(task: ScoreTask) -> tuple[EventBatch | None, dict[str, np.ndarray]]:
+    return None, task()  # on a worker: only the scores travel back; the client reads the events
 
 
 def score_files(paths: Sequence[str | Path], models: Sequence[ModelRef], out: str | Path, *,
@@ -303,7 +315,10 @@ def score_files(paths: Sequence[str | Path], models: Sequence[ModelRef], out: st
                 progress: bool = True) -> int:
     """Write the events of ``paths`` to the native file ``out`` with a ``score/<name>`` column
     per model; returns the number of events. Tasks score chunks; this process reads each
-    chunk again and writes it with its scores, in the plan's order."""
+    chunk again (in this process the task's events are kept instead) and writes it with its
+    scores, in the plan's order, to a ``.part`` file
+    beside ``out`` that replaces ``out`` when the job is complete (a failed job leaves no
+    half-written ``out``)."""
     from darktrigger.daq.trigger.seeds import score_column
     from darktrigger.replay.storage import NativeWriter
 
@@ -313,18 +328,24 @@ def score_files(paths: Sequence[str | Path], models: Sequence[ModelRef], out: st
     provenance = {"scored": {"models": {m.name: {"path": m.path, "backend": m.backend, "variant": m.variant}
                                         for m in models},
                              "inputs": [str(p) for p in paths], "executor": executor.name}}
-    n = 0
-    with NativeWriter(out, provenance=provenance) as writer:
-        results = executor.map(_run, tasks, desc=f"score ({executor.name})",
-                               events=[c.stop - c.start for c in chunks], progress=progress)
-        for chunk, scores in zip(chunks, results, strict=True):
-            batch = _whole(chunk, chunk_size, on_error)
-            for s in scores.values():
-                if len(s) != len(batch):
-                    raise ConfigError(f"{chunk.label}: a task scored {len(s)} events, the chunk has "
-                                      f"{len(batch)} (did the file change during the job?)")
-            writer.write(batch.with_columns(**{score_column(k): v for k, v in scores.items()}))
-            n += len(batch)
+    n, out = 0, Path(out)
+    part = out.with_name(f".{out.name}.part")
+    try:
+        with NativeWriter(part, provenance=provenance) as writer:
+            fn = _events_and_scores if isinstance(executor, LocalExecutor) else _scores_only
+            results = executor.map(fn, tasks, desc=f"score ({executor.name})",
+                                   events=[c.stop - c.start for c in chunks], progress=progress)
+            for chunk, (events, scores) in zip(chunks, results, strict=True):
+                batch = events if events is not None else _whole(chunk, chunk_size, on_error)
+                for s in scores.values():
+                    if len(s) != len(batch):
+                        raise ConfigError(f"{chunk.label}: a task scored {len(s)} events, the chunk has "
+                                          f"{len(batch)} (did the file change during the job?)")
+                writer.write(batch.with_columns(**{score_column(k): v for k, v in scores.items()}))
+                n += len(batch)
+        part.replace(out)
+    finally:
+        part.unlink(missing_ok=True)
     return n
 
 
