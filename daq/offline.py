@@ -47,7 +47,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.errors import ConfigError, DarkTriggerError
 from darktrigger.replay.events import EventBatch
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,10 @@ CONNECT_TIMEOUT_S = 5.0  #: how long to try to reach a Dask scheduler
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class OfflineJobError(DarkTriggerError, RuntimeError):
+    """A job's task that could not be run (on Dask: one that kept killing its workers)."""
 
 
 # -- the plan ------------------------------------------------------------------------------------
@@ -227,7 +231,7 @@ class DaskExecutor:
                 bar.describe("", _rate_note(done, t0))
                 bar.update(1)
                 while nxt in ready:  # hand results out in the plan's order, as soon as they can be
-                    yield futures[nxt].result()
+                    yield _result(futures[nxt], items[nxt])
                     futures[nxt].release()
                     ready.discard(nxt)
                     nxt += 1
@@ -237,6 +241,21 @@ class DaskExecutor:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _result(future: Any, item: Any) -> Any:
+    """A future's result; a task that kept killing its workers is a clear error naming it
+    (another exception of a task is raised as it was raised on the worker)."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        what = getattr(getattr(item, "chunk", None), "label", repr(item))
+        raise OfflineJobError(f"{what}: the task was running on every worker that died before it "
+                              f"finished ({exc}); Dask gives up after "
+                              f"distributed.scheduler.allowed-failures deaths — run it without --dask "
+                              f"to see what kills the process") from None
 
 
 def make_executor(dask: str | None) -> Executor:
