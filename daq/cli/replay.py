@@ -59,6 +59,11 @@ def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["luminosity"] = args.luminosity
     if args.pileup is not None:
         opts["pileup"] = args.pileup
+    if args.library_events is not None:
+        if args.generator != "pythia" or args.process != "zero_bias":
+            raise ConfigError("--library-events is the size of the Pythia zero_bias minimum-bias library; "
+                              f"it means nothing for --generator {args.generator} --process {args.process}")
+        opts["library_events"] = args.library_events
     return opts
 
 
@@ -182,6 +187,9 @@ def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
                    help="zero_bias: instantaneous luminosity in cm^-2 s^-1 (default 2.0e34)")
     p.add_argument("--pileup", type=float, default=None,
                    help="zero_bias: mean pile-up μ (default: from the luminosity, 55.9 at 2.0e34)")
+    p.add_argument("--library-events", type=event_count, default=None,
+                   help="Pythia zero_bias: events in the minimum-bias library, made once and cached "
+                        "in ~/.cache/darktrigger/minbias (default 100k, ~4 min; fewer for a quick look)")
     p.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "gzip", "lzf", "none"),
                    help="HDF5 compression (default lz4: Blosc-LZ4, the fastest to read)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
