@@ -140,6 +140,7 @@ def run(quick: bool = False, events: int | None = None) -> list[str]:
     events = events or (400_000 if quick else EVENTS)
     work = Path(tempfile.mkdtemp(prefix="darktrigger-pipeline-bench-"))
     rows = []
+    rates: dict[tuple[str, int, int, bool], float] = {}
     try:
         setup(work, quick)
         cost_rows, bound = stage_costs(work, 200_000 if quick else 800_000)
@@ -149,6 +150,7 @@ def run(quick: bool = False, events: int | None = None) -> list[str]:
             name = f"{codec}-{batch}-{workers}-{'curve' if auth else 'open'}"
             s = run_one(topology(work, batch, workers, events, name, auth), codec)
             events_in, rate = throughput(s)
+            rates[(codec, batch, workers, auth)] = rate
             accepted = s.events_accepted / events_in
             rows.append(f"| {'msgpack + raw buffers' if codec == 'raw' else 'pickle'} "
                         f"| {'CURVE (per-run keys)' if auth else 'off'} | {batch:,} | {workers} "
@@ -158,6 +160,8 @@ def run(quick: bool = False, events: int | None = None) -> list[str]:
             print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    cost = [f"{1 - rates[('raw', b, w, True)] / rates[('raw', b, w, False)]:+.0%} at batch {b:,}"
+            for b, w in AUTH_OFF_CONFIGS if ("raw", b, w, True) in rates]
     return [
         "## Pipeline end to end (every stage a process)",
         "",
@@ -184,8 +188,9 @@ def run(quick: bool = False, events: int | None = None) -> list[str]:
         "background is lepton-filtered like ADC2021's, not zero bias, so the menu's lepton seeds "
         "fire on much of it. Latency is the in-flight window (workers × prefetch + 4 batches) over "
         "the throughput: smaller batches give lower latency and lower throughput. Authentication "
-        "(CURVE, the default of `darktrigger run`: keys made per run) encrypts every message; its cost "
-        "is the difference between the CURVE and off rows of the same batch size.",
+        "(CURVE, the default of `darktrigger run`: keys made per run) encrypts every message; its cost, "
+        f"the throughput lost against the same configuration with `security: {{auth: off}}` (two "
+        f"workers): {', '.join(cost)} (one run each on a shared machine: ±15 %).",
         "",
     ]
 
