@@ -160,7 +160,8 @@ def plot_score_distributions(
 
 
 #: The x-axis label of each baseline's score; a model's score is just "score".
-BASELINE_LABELS = {"ht": "$H_T$ [GeV]", "st": "$S_T$ [GeV]"}
+BASELINE_LABELS = {"ht": "$H_T$ [GeV]", "st": "$S_T$ [GeV]",
+                   "pca": "PCA residual$^2$ (standardised features)"}
 #: A score range spanning more than this ratio (positive scores) gets a log x axis.
 LOG_X_RATIO = 100.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from darktrigger.daq.cli import main
@@ -40,10 +41,11 @@ def test_train_evaluate_calibrate(samples, capsys):
     assert "AUC" in out
     report = json.loads((d / "eval.json").read_text())
     auc = {m: r["signals"]["ato4l"]["auc"] for m, r in report["models"].items()}
-    assert set(auc) == {"ae", "ae@ae_copy", "ht", "st"}
+    assert set(auc) == {"ae", "ae@ae_copy", "ht", "st", "pca"}
     assert auc["ae@ae_copy"] == auc["ae"]
     assert auc["ae"] >= 0.9
     assert auc["ae"] > auc["st"]
+    assert auc["pca"] >= 0.9  # the linear baseline flags extra leptons too
     unresolved = report["models"]["ae"]["signals"]["ato4l"]["tpr_at_fpr"][-1]
     assert unresolved["resolved"] is False
     assert "too small" in unresolved["note"]
@@ -56,6 +58,26 @@ def test_train_evaluate_calibrate(samples, capsys):
     assert set(thresholds) == {20.0, 100.0}
     assert thresholds[20.0]["threshold"] > thresholds[100.0]["threshold"]
     assert thresholds[20.0]["fpr"] == pytest.approx(20 / (DEFAULT_BX_RATE_MHZ * 1e3))  # 28.61 MHz
+
+
+def test_the_pca_baseline_scores_every_event_out_of_sample(samples):
+    """Cross-fitted: the even events are scored by the fit on the odd ones and back, exactly
+    as two separately fitted pca scorers give; --pca-fit fits on a given file instead."""
+    from darktrigger.daq.cli.models import CrossFitted, _pca_baseline
+    from darktrigger.models import get_scorer
+    from darktrigger.replay.readers import open_events
+
+    test = open_events(samples / "test.h5").read_all()
+    crossed = CrossFitted(lambda: get_scorer("pca"), test)
+    scores = crossed.score(test)
+    for half, other in ((0, 1), (1, 0)):
+        alone = get_scorer("pca")
+        alone.fit(test[other::2], seed=other)
+        assert np.array_equal(scores[half::2], alone.score(test[half::2]))
+    fitted = _pca_baseline(test, samples / "bkg.h5", None, "fail")
+    direct = get_scorer("pca")
+    direct.fit(open_events(samples / "bkg.h5").read_all())
+    assert np.array_equal(fitted.score(test), direct.score(test))
 
 
 def _rates(d):
@@ -105,7 +127,7 @@ def test_evaluate_plots_name_axes_mark_thresholds_and_give_auc(samples, capsys, 
     assert main(["evaluate", "--model", str(d / "vae"), "--background", str(d / "test.h5"),
                  "--signal", f"ato4l={d / 'ato4l.h5'}", "--plots", str(d / "vplots")]) == 0
     capsys.readouterr()
-    assert sorted(written) == ["roc_ato4l.png", "scores_ht.png", "scores_st.png", "scores_vae_kl.png",
+    assert sorted(written) == ["roc_ato4l.png", "scores_ht.png", "scores_pca.png", "scores_st.png", "scores_vae_kl.png",
                                "scores_vae_mu2.png", "scores_vae_reco.png"]
     assert sorted(p.name for p in (d / "vplots").iterdir()) == sorted(written)
     roc = written["roc_ato4l.png"].axes[0]
@@ -114,11 +136,13 @@ def test_evaluate_plots_name_axes_mark_thresholds_and_give_auc(samples, capsys, 
     assert roc.get_ylabel() == "signal efficiency (TPR)"
     legend = [t.get_text() for t in roc.get_legend().get_texts()]
     assert all("(AUC 0." in t for t in legend if t != "random guess"), legend
-    assert {t.split(" (")[0] for t in legend} == {"vae:mu2", "vae:kl", "vae:reco", "ht", "st", "random guess"}
+    assert {t.split(" (")[0] for t in legend} == {"vae:mu2", "vae:kl", "vae:reco", "ht", "st", "pca",
+                                                     "random guess"}
     # the FPR axis starts at the decade of the smallest FPR the curves reach (20,000 events: 1e-5)
     assert roc.get_xlim()[0] == pytest.approx(1e-5)
     labels = {name: fig.axes[0].get_xlabel() for name, fig in written.items() if name.startswith("scores_")}
     assert labels == {"scores_ht.png": "$H_T$ [GeV]", "scores_st.png": "$S_T$ [GeV]",
+                      "scores_pca.png": "PCA residual$^2$ (standardised features)",
                       "scores_vae_kl.png": "score", "scores_vae_mu2.png": "score", "scores_vae_reco.png": "score"}
     mu2 = written["scores_vae_mu2.png"].axes[0]
     assert mu2.get_yscale() == "log"

@@ -30,7 +30,37 @@ from darktrigger.replay.events import EventBatch
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("ht", "st")
+BASELINES = ("ht", "st")  #: fixed functions of the event, scored as they are
+PCA_BASELINE = "pca"  #: the linear baseline, fitted here (cross-fitted on the background's halves)
+
+
+class CrossFitted:
+    """A scorer fitted twice on the background's two halves (even and odd events), each
+    event scored by the fit that did not see it: ``pca`` as a baseline without a training
+    file, out of sample for every event. A signal event takes the half its index falls in
+    (no fit saw a signal).
+
+        >>> from darktrigger.models import get_scorer
+        >>> from darktrigger.replay.generators import GENERATORS
+        >>> bkg = next(GENERATORS.get("toy")().generate("sm_mix", 2000, seed=1))
+        >>> pca = CrossFitted(lambda: get_scorer("pca"), bkg)
+        >>> pca.score(bkg).shape
+        (2000,)
+    """
+
+    def __init__(self, make: Callable[[], Any], background: EventBatch) -> None:
+        self.fits = []
+        for half in (0, 1):
+            scorer = make()
+            scorer.fit(background[half::2], seed=half, progress=False)
+            self.fits.append(scorer)
+        self.n_fit = (len(background) + 1) // 2, len(background) // 2
+
+    def score(self, batch: EventBatch) -> np.ndarray:
+        out = np.empty(len(batch), np.float64)
+        for half, other in ((0, 1), (1, 0)):  # even events by the odd half's fit and back
+            out[half::2] = self.fits[other].score(batch[half::2])
+        return out
 
 
 def _read(path: Path, max_events: int | None, on_error: str) -> EventBatch:
@@ -215,7 +245,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 label = f"{label}@{model_dir.name}"
             scorers.append((label, s, model_dir))
             variants[label] = variant
-    scorers += [(name, get_scorer(name), None) for name in BASELINES if not args.no_baselines]
+    if not args.no_baselines:
+        scorers += [(name, get_scorer(name), None) for name in BASELINES]
+        if not any(label.split("@")[0] == PCA_BASELINE for label, _, _ in scorers):
+            scorers.append((PCA_BASELINE, _pca_baseline(bkg, args.pca_fit, args.max_events, args.on_error),
+                            None))
     files = {"": args.background, **{f"signal:{n}": p for n, p in signals.items()}}
     precomputed = _executor_scores(
         args.dask, args.chunk_events, files,
@@ -269,12 +303,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pca_baseline(bkg: EventBatch, fit_file: Path | None, max_events: int | None,
+                  on_error: str) -> Any:
+    """The ``pca`` baseline: fitted on ``fit_file`` (a training background), or cross-fitted
+    on the evaluation background's halves (:class:`CrossFitted`) when none is given."""
+    from darktrigger.models import get_scorer
+
+    if fit_file is not None:
+        pca = get_scorer(PCA_BASELINE)
+        pca.fit(_read(fit_file, max_events, on_error), progress=False)
+        log.info("baseline pca fitted on %s", fit_file)
+        return pca
+    log.info("baseline pca cross-fitted on the background's even and odd events (%d + %d); "
+             "each event scored by the half that did not see it", (len(bkg) + 1) // 2, len(bkg) // 2)
+    return CrossFitted(lambda: get_scorer(PCA_BASELINE), bkg)
+
+
 def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> None:
     p = sub.add_parser(
         "evaluate", formatter_class=formatter,
         help="ROC AUC, TPR at FPR 1e-2…1e-5, significance improvement, per signal, baselines beside",
         description="Score a background and signal samples with saved models (every variant: a VAE\n"
-                    "gives vae:mu2, vae:kl, vae:reco) and the ht/st baselines, and print per signal the\n"
+                    "gives vae:mu2, vae:kl, vae:reco) and the baselines (ht, st, and pca: the linear\n"
+                    "reconstruction error, cross-fitted on the background's two halves or fitted on\n"
+                    "--pca-fit), and print per signal the\n"
                     "ROC AUC, the TPR at each FPR with its binomial uncertainty, and the significance\n"
                     "improvement eps_S/sqrt(eps_B). Weighted files (the weight column) count each event\n"
                     "by its weight: the ROC from weighted counts, the background's FPR by the background's\n"
@@ -299,7 +351,10 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
                    help=f"for the rate axis of the ROC plots (default the colliding-bunch rate, "
                         f"{DEFAULT_BX_RATE_MHZ:.4g})")
     p.add_argument("--no-baselines", action="store_true",
-                   help="leave out ht and st (default: evaluated beside the models)")
+                   help="leave out ht, st and pca (default: evaluated beside the models)")
+    p.add_argument("--pca-fit", type=Path, default=None, metavar="FILE",
+                   help="fit the pca baseline on this background file (default: cross-fitted on the "
+                        "evaluation background's even and odd events, each scored out of sample)")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON (default: not written)")
     p.add_argument("--dm-csv", type=Path, default=None,
                    help="also write the Dark Machines challenge's CSV (Signal,Model,Chan,AUC,1e-2,1e-3,1e-4; "
