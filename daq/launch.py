@@ -51,6 +51,9 @@ def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | N
     stop = stop or threading.Event()
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    if stage not in topo.stages:
+        raise ConfigError(f"{topo.where}: trigger.placement is in_workers: the scorer workers run the menu, "
+                          f"there is no trigger stage to start")
     menu = Menu.from_yaml(topo.menu)
     name = f"scorer-{index}" if stage == "scorer" else stage
     metrics, server = stage_metrics(topo, menu, name)
@@ -60,7 +63,8 @@ def run_stage(stage: str, config: str | Path, *, index: int = 0, events: int | N
                                 metrics=metrics, resume=resume, recover=recover).run(stop)
         if stage == "scorer":
             scorer = ScorerStage.from_menu(menu, topo.workers.backend, topo.workers.threads)
-            return ScorerRunner(topo, scorer, name=name, metrics=metrics).run(stop)
+            trigger = TriggerStage(menu) if topo.trigger_in_workers else None
+            return ScorerRunner(topo, scorer, name=name, metrics=metrics, trigger=trigger).run(stop)
         if stage == "trigger":
             return TriggerRunner(topo, TriggerStage(menu), metrics=metrics).run(stop)
         return RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run, resume=resume),

@@ -1,7 +1,8 @@
 """A whole pipeline in one process, its stages in threads: for tests and quick looks.
 
 The same runners and sockets as ``darktrigger run`` (which puts each stage in its own
-process); only the processes differ.
+process); only the processes differ. With ``trigger: {placement: in_workers}`` there is no
+trigger thread: the workers run the menu.
 
     >>> from pathlib import Path
     >>> from darktrigger.daq.testing import make_setup, write_topology
@@ -33,14 +34,19 @@ def run_threads(topo: Topology, *, events: int | None = None, duration_s: float 
     ctx = zmq.Context()
     menu = Menu.from_yaml(topo.menu)
     stop = Stop()
-    names = ["recorder", "trigger", *(f"scorer-{i}" for i in range(topo.workers.count)), "source"]
+    in_workers = topo.trigger_in_workers
+    names = ["recorder", *([] if in_workers else ["trigger"]), *(f"scorer-{i}" for i in range(topo.workers.count)),
+             "source"]
     served = {name: stage_metrics(topo, menu, name) for name in names}  # (None, None) with metrics off
     recorder = RecorderRunner(topo, RecorderStage(topo.output, menu, topo.run), ctx,
                               metrics=served["recorder"][0])
-    runners: list[Any] = [recorder, TriggerRunner(topo, TriggerStage(menu), ctx, metrics=served["trigger"][0])]
+    runners: list[Any] = [recorder]
+    if not in_workers:
+        runners.append(TriggerRunner(topo, TriggerStage(menu), ctx, metrics=served["trigger"][0]))
     for i in range(topo.workers.count):
         runners.append(ScorerRunner(topo, ScorerStage.from_menu(menu, topo.workers.backend), ctx,
-                                    name=f"scorer-{i}", metrics=served[f"scorer-{i}"][0]))
+                                    name=f"scorer-{i}", metrics=served[f"scorer-{i}"][0],
+                                    trigger=TriggerStage(menu) if in_workers else None))
     runners.append(SourceRunner(topo, SourceStage(topo, max_events=events), ctx, duration_s=duration_s,
                                 metrics=served["source"][0]))
     errors: list[BaseException] = []

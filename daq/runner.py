@@ -5,6 +5,12 @@ Message flow (who binds in brackets)::
     source [ROUTER dispatch] ──batch──▶ scorer workers (DEALER, credit-based) ──batch──▶
     [PULL trigger] trigger ──decided──▶ [PULL recorder] recorder ──ack──▶ [PULL acks] source
 
+With the trigger in the workers (``trigger: {placement: in_workers}``) each worker runs the
+menu on the batch it scored and sends the ``decided`` batch straight to the recorder (and
+the source's ``end`` goes there too): no trigger stage, one hop fewer::
+
+    source [ROUTER dispatch] ──batch──▶ scorer + menu (DEALER) ──decided──▶ [PULL recorder] recorder
+
 * **Credit**: a worker announces ``ready`` with ``credit`` k when it can take k more
   batches; the source sends a worker no more than its credit, and keeps at most
   ``max_inflight`` batches unacknowledged in the whole pipeline.
@@ -29,7 +35,8 @@ Message flow (who binds in brackets)::
 
 Each runner's ``run(stop)`` returns when its part is done or ``stop`` (a
 ``threading.Event``) is set, so a test can run a whole pipeline in threads or
-processes and look at ``runner.stats``.
+processes and look at ``runner.stats``; ``runner.cpu_s`` is the CPU time its process
+spent while it ran (every thread: ZeroMQ's I/O and encryption too), which it logs at the end.
 """
 
 from __future__ import annotations
@@ -116,6 +123,8 @@ class _Runner:
         self.metrics = metrics
         self.stats: Counter[str] = Counter()
         self.busy_s = 0.0  # time spent processing batches (the rest is waiting)
+        self._cpu0 = time.process_time()
+        self.cpu_s = 0.0  # the process's CPU time from this runner's start to its close
         self._stop = threading.Event()
         self._sockets: list[zmq.Socket] = []
         self._last_bad_log = 0.0
@@ -212,8 +221,9 @@ class _Runner:
                         self.stats["malformed"], exc)
 
     def close(self) -> None:
-        log.info("%s: %d batches, %d events, busy %.2f s; %d bad messages", self.stage,
-                 self.stats["batches"], self.stats["events"], self.busy_s, self.stats["malformed"])
+        self.cpu_s = time.process_time() - self._cpu0
+        log.info("%s: %d batches, %d events, busy %.2f s, cpu %.3f s; %d bad messages", self.stage,
+                 self.stats["batches"], self.stats["events"], self.busy_s, self.cpu_s, self.stats["malformed"])
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -349,7 +359,7 @@ class SourceRunner(_Runner):
         router = self.bind(zmq.ROUTER, "dispatch")
         router.router_mandatory = 1  # a send to a vanished worker raises instead of vanishing
         acks = self.bind(zmq.PULL, "acks")
-        downstream = self.connect(zmq.PUSH, "trigger", linger_ms=5000)
+        downstream = self.connect(zmq.PUSH, self.topo.decided_endpoint, linger_ms=5000)  # for the end
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(acks, zmq.POLLIN)
@@ -571,14 +581,21 @@ class SourceRunner(_Runner):
 
 
 class ScorerRunner(_Runner):
-    """One scoring worker: asks for batches, scores them, pushes them to the trigger."""
+    """One scoring worker: asks for batches, scores them, pushes them to the trigger; with a
+    ``trigger`` (the topology's ``trigger: {placement: in_workers}``) it runs the menu too and
+    pushes the decided batch to the recorder."""
 
     stage = "scorer"
 
     def __init__(self, topo: Topology, scorer: ScorerStage, ctx: zmq.Context | None = None,
-                 name: str | None = None, metrics: StageMetrics | None = None) -> None:
+                 name: str | None = None, metrics: StageMetrics | None = None,
+                 trigger: TriggerStage | None = None) -> None:
         super().__init__(topo, ctx, metrics)
+        if (trigger is not None) != topo.trigger_in_workers:
+            raise ValueError(f"{topo.where}: trigger.placement is {topo.trigger.placement}: a worker "
+                             f"{'needs' if topo.trigger_in_workers else 'takes no'} trigger stage")
         self.scorer = scorer
+        self.trigger = trigger
         self.name = name or f"scorer-{os.getpid()}"
         self.stage = self.name
 
@@ -586,7 +603,7 @@ class ScorerRunner(_Runner):
         stop = self._stop = stop or threading.Event()
         rel = self.topo.reliability
         dealer = self.connect(zmq.DEALER, "dispatch", identity=f"{self.name}-{time.time_ns()}".encode())
-        push = self.connect(zmq.PUSH, "trigger", linger_ms=5000)
+        push = self.connect(zmq.PUSH, self.topo.decided_endpoint, linger_ms=5000)
         prefetch = self.topo.workers.prefetch
         run = self.topo.run
         self.signal(dealer, encode("ready", run=run, meta=self.ident(credit=prefetch)))
@@ -619,15 +636,18 @@ class ScorerRunner(_Runner):
             batch = _batch_of(msg)
             t = time.perf_counter()
             scored, invalid = self.scorer.process(batch)
-        except Exception as exc:  # noqa: BLE001 - a message we cannot use (also one a model cannot score)
+            meta = dict(msg.meta)
+            prior = meta.get("invalid", 0)
+            meta["invalid"] = (prior if isinstance(prior, int) and not isinstance(prior, bool) else 0) + invalid
+            if self.trigger is None:
+                frames = encode_batch("batch", msg.run, msg.seq, scored, meta=meta)
+            else:
+                frames = decided_frames(self.trigger, scored, msg.run, msg.seq, meta)
+        except Exception as exc:  # noqa: BLE001 - a message we cannot use (also one a model or the menu cannot use)
             self.bad("dispatch", exc)
             if peek_kind(frames) == "batch":  # a batch the source sent (and counted against our credit)
                 self.signal(dealer, credit_back)
             return True
-        meta = dict(msg.meta)
-        prior = meta.get("invalid", 0)
-        meta["invalid"] = (prior if isinstance(prior, int) and not isinstance(prior, bool) else 0) + invalid
-        frames = encode_batch("batch", msg.run, msg.seq, scored, meta=meta)
         self.processed(len(batch), time.perf_counter() - t)
         if self.metrics is not None:
             for name in self.scorer.scorers:
@@ -637,6 +657,21 @@ class ScorerRunner(_Runner):
         self.send(push, frames, copy=False)
         self.signal(dealer, credit_back)
         return True
+
+
+def decided_frames(trigger: TriggerStage, batch: EventBatch, run: int, seq: int,
+                   meta: Mapping[str, Any]) -> list[Any]:
+    """The ``decided`` message of a scored batch: the accepted events with their
+    ``trigger_bits``, and for every event (``all/`` columns) the decision before and after
+    prescale, the truth label and the weight. What the trigger stage sends, and a worker
+    that runs the menu itself."""
+    accepted, decision = trigger.process(batch)
+    cols = dict(accepted.columns)
+    cols[f"{ALL_PREFIX}raw"] = decision.raw
+    cols[f"{ALL_PREFIX}bits"] = decision.bits
+    cols[f"{ALL_PREFIX}truth"] = batch.columns["truth"]
+    cols[f"{ALL_PREFIX}weight"] = batch.columns["weight"]
+    return encode("decided", run=run, seq=seq, columns=cols, count=len(batch), meta=meta)
 
 
 def _batch_of(msg: Message) -> EventBatch:
@@ -681,14 +716,7 @@ class TriggerRunner(_Runner):
                         break
                     batch = _batch_of(msg)
                     t = time.perf_counter()
-                    accepted, decision = self.trigger.process(batch)
-                    cols = dict(accepted.columns)
-                    cols[f"{ALL_PREFIX}raw"] = decision.raw
-                    cols[f"{ALL_PREFIX}bits"] = decision.bits
-                    cols[f"{ALL_PREFIX}truth"] = batch.columns["truth"]
-                    cols[f"{ALL_PREFIX}weight"] = batch.columns["weight"]
-                    frames = encode("decided", run=msg.run, seq=msg.seq, columns=cols, count=len(batch),
-                                    meta=msg.meta)
+                    frames = decided_frames(self.trigger, batch, msg.run, msg.seq, msg.meta)
                 except Exception as exc:  # noqa: BLE001 - garbage, or a batch the menu cannot use
                     self.bad("trigger", exc)
                     continue
@@ -712,6 +740,9 @@ def disk_free_mb(path: Path) -> float:
 
 class RecorderRunner(_Runner):
     """Records decided batches once each, acknowledges them after a flush, writes the summary.
+
+    It flushes (and acknowledges) every ``reliability.flush_s``, or sooner, as soon as half
+    the source's in-flight window (``reliability.max_inflight``) waits for acknowledgement.
 
     Before it starts and before every flush it looks at its disk: below
     ``reliability.min_free_mb`` (or on an error writing) it stops at once, closes the events
@@ -773,6 +804,9 @@ class RecorderRunner(_Runner):
     def _run(self, stop: threading.Event | None = None) -> RunSummary:
         stop = self._stop = stop or threading.Event()
         flush_s = self.topo.reliability.flush_s
+        # acknowledge once half the source's window waits here, not only every flush_s: a
+        # window of recorded but unacknowledged batches would hold the source back
+        ack_every = max(1, self.topo.reliability.max_inflight // 2)
         self.check_disk()
         pull = self.bind(zmq.PULL, "recorder")
         acks = self.connect(zmq.PUSH, "acks", linger_ms=2000)
@@ -798,7 +832,8 @@ class RecorderRunner(_Runner):
                         to_ack.setdefault(msg.run, []).append(msg.seq)
                     except WireError as exc:
                         self.bad("recorder", exc)
-                if to_ack and time.monotonic() - last_flush >= flush_s:
+                if to_ack and (time.monotonic() - last_flush >= flush_s
+                               or sum(map(len, to_ack.values())) >= ack_every):
                     self.check_disk()
                     self._flush_and_ack(acks, to_ack)
                     last_flush = time.monotonic()

@@ -1,6 +1,7 @@
 """Run every stage of a topology as a child process and watch over them.
 
-``darktrigger run`` is this: the recorder, the trigger, N scorer workers and the source
+``darktrigger run`` is this: the recorder, the trigger (unless the workers run the menu:
+``trigger: {placement: in_workers}``), N scorer workers and the source
 start as ``darktrigger stage NAME`` processes (the same command that starts one stage on
 another host). A worker that dies is started again (the source sends its batches to the
 others meanwhile), and so is a source, trigger or recorder: the recorder resumes from its
@@ -188,7 +189,7 @@ class Supervisor:
 
             Curve(self.topo.keys).stop()  # every key file there and readable
         for stage in ("source", "trigger", "recorder"):
-            self.topo.check_bindable(stage)
+            self.topo.check_bindable(stage)  # none for a trigger the workers run
         self.check_disk()
         self.topo.check_metrics_ports()
         self.check_output()
@@ -260,7 +261,8 @@ class Supervisor:
         self._make_run_keys()
         self._serve_metrics()
         self._start("recorder")
-        self._start("trigger")
+        if "trigger" in self.topo.stages:  # else the workers run the menu (trigger.placement: in_workers)
+            self._start("trigger")
         for i in range(self.topo.workers.count):
             self._start("scorer", i)
         self._start("source")
@@ -281,7 +283,8 @@ class Supervisor:
         if cfg.live_page:
             from darktrigger.monitoring.live import serve_live
 
-            targets = {name: f"{cfg.host}:{port}" for name, port in ports.items() if name != "supervisor"}
+            targets = {name: f"{cfg.host}:{port}" for name, port in ports.items()
+                       if name != "supervisor" and (name != "trigger" or "trigger" in self.topo.stages)}
             self.server = serve_live(targets, cfg.host, ports["supervisor"], extra_registry=registry)
             self.live_url = f"http://{cfg.host}:{ports['supervisor']}/"
             log.info("live page: %s", self.live_url)

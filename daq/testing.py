@@ -191,6 +191,23 @@ def offline(topo: Topology, events: int) -> tuple[np.ndarray, MenuCounts]:
     return np.sort(np.concatenate(ids)), counts
 
 
+def check_against_offline(topo: Topology, summary: Any) -> None:
+    """The exactness contract of a finished run (a :class:`~darktrigger.daq.summary.RunSummary`):
+    nothing lost or duplicated, every event in recorded once, and the recorded events and
+    the menu's counts equal to :func:`offline` on the same events. An ``AssertionError``
+    naming what differs otherwise."""
+    assert summary.events_lost == 0, f"events lost: {summary}"
+    assert summary.events_duplicated == 0, f"events duplicated: {summary}"
+    assert summary.events_in is not None, "the summary has no source count"
+    assert summary.events_accepted + summary.events_rejected + summary.events_invalid == summary.events_in
+    expected_ids, expected = offline(topo, summary.events_in)
+    got = recorded_ids(topo)
+    assert len(np.unique(got)) == len(got), "an event was recorded twice"
+    np.testing.assert_array_equal(got, expected_ids)
+    assert summary.menu.counts.tolist() == expected.counts.tolist(), "the menu's counts differ from offline"
+    assert summary.menu.events == expected.events
+
+
 def recorded_ids(topo: Topology) -> np.ndarray:
     """The event numbers (sorted) in the run's ``events.h5``."""
     from darktrigger.replay.storage import NativeFile
@@ -199,5 +216,5 @@ def recorded_ids(topo: Topology) -> np.ndarray:
         return np.sort(f.read(0, len(f)).columns["event"]) if len(f) else np.zeros(0, np.uint64)
 
 
-__all__ = ["TEST_MENU", "free_metrics_base", "free_port", "free_port_block", "free_ports", "make_setup",
+__all__ = ["TEST_MENU", "check_against_offline", "free_metrics_base", "free_port", "free_port_block", "free_ports", "make_setup",
            "offline", "recorded_ids", "write_metrics_topology", "write_topology"]

@@ -17,6 +17,8 @@ every stage locally, ``darktrigger stage NAME`` starts one on any host.
       loop: true
       events: 1000000                # stop after this many (--events/--duration override)
     workers: {count: 2, backend: onnxruntime, threads: 1, prefetch: 2}
+    trigger: {placement: standalone} # or in_workers: the menu runs inside each scorer worker
+    target_p99_ms: null              # a latency goal: batch size and in-flight window chosen from it
     endpoints:                       # who binds: source (dispatch, acks), trigger, recorder
       dispatch: tcp://127.0.0.1:5550
       acks: tcp://127.0.0.1:5551
@@ -25,6 +27,18 @@ every stage locally, ``darktrigger stage NAME`` starts one on any host.
     security: {keys: keys}           # CURVE keys; required when an endpoint leaves loopback;
     # without keys `darktrigger run` makes a key pair per run; {auth: off}: none (benchmarks)
     metrics: {base_port: 9300}       # every stage's /metrics (darktrigger.monitoring.config)
+
+``trigger.placement`` says where the menu runs: ``standalone`` (the default) is a trigger
+stage of its own, which a multi-host layout can put on any host; ``in_workers`` runs the
+menu inside each scorer worker, which then sends its decided batch straight to the
+recorder: one hop and one process fewer, and the scored events never travel again.
+
+``target_p99_ms`` (optional) chooses the batch size and the in-flight window from a
+latency goal instead of ``batch_size`` (:func:`plan_for_latency`): an event waits for the
+batches ahead of it in the pipeline, so the p99 latency is about the window's events over
+the throughput; the plan takes the largest batch (the least per-batch overhead) whose
+window still fits the goal at the throughput this machine's cores allow
+(``reliability.max_inflight``, when given, is kept).
 
 Relative paths are taken from the topology file's folder. ``source.mix`` maps each file
 to a fraction, to ``background`` (the file that fills the rest) or to an injection by rate
@@ -56,6 +70,8 @@ ENDPOINT_NAMES = ("dispatch", "acks", "trigger", "recorder")
 BINDER = {"dispatch": "source", "acks": "source", "trigger": "trigger", "recorder": "recorder"}
 DEFAULT_BASE_PORT = 5550
 STAGES = ("source", "scorer", "trigger", "recorder")
+#: Where the menu runs: its own stage, or inside every scorer worker.
+PLACEMENTS = ("standalone", "in_workers")
 
 
 @dataclass
@@ -77,6 +93,12 @@ class WorkerConfig:
     backend: str | None = None  # None: each model's backend from the menu
     threads: int = 1
     prefetch: int = 2
+
+
+@dataclass
+class TriggerConfig:
+    #: "standalone": a trigger stage of its own; "in_workers": the menu runs in each scorer worker
+    placement: str = "standalone"
 
 
 @dataclass
@@ -117,6 +139,25 @@ class Topology:
     #: the run's identity, carried by every message: a digest of the topology (so stages of
     #: another topology are refused); ``darktrigger run`` gives each run its own
     run_id: str = ""
+    trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    #: the latency goal the batch size and window were chosen from (None: ``batch_size`` as given)
+    target_p99_ms: float | None = None
+
+    @property
+    def trigger_in_workers(self) -> bool:
+        """True when the menu runs inside the scorer workers (no trigger stage)."""
+        return self.trigger.placement == "in_workers"
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages this topology runs (no trigger stage when the workers run the menu)."""
+        return tuple(s for s in STAGES if s != "trigger" or not self.trigger_in_workers)
+
+    @property
+    def decided_endpoint(self) -> str:
+        """Where scored batches go and the source's ``end`` goes: the trigger's endpoint, or
+        the recorder's when the workers run the menu."""
+        return "recorder" if self.trigger_in_workers else "trigger"
 
     @property
     def where(self) -> str:
@@ -142,7 +183,7 @@ class Topology:
             raise ConfigError(f"{where}: expected a mapping at the top, got {type(data).__name__}")
         base = base or Path.cwd()
         _no_unknown(data, {"run", "output", "menu", "batch_size", "source", "workers", "endpoints",
-                           "reliability", "security", "metrics"}, where)
+                           "reliability", "security", "metrics", "trigger", "target_p99_ms"}, where)
 
         def rel(p: Any, key: str) -> Path:
             if not isinstance(p, (str, Path)):
@@ -194,6 +235,20 @@ class Topology:
         reliability = Reliability()
         for key, value in r.items():
             setattr(reliability, key, _number(value, f"reliability.{key}", where, positive=True))
+        trig = data.get("trigger") or {}
+        _no_unknown(trig, {"placement"}, f"{where}: trigger")
+        placement = trig.get("placement", "standalone")
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"{where}: trigger.placement: "
+                              f"{unknown_name('trigger placement', str(placement), list(PLACEMENTS))}")
+        batch_size = _int(data.get("batch_size", 8192), "batch_size", where)
+        target = data.get("target_p99_ms")
+        target_ms = None if target is None else _number(target, "target_p99_ms", where, positive=True)
+        if target_ms is not None:
+            plan = plan_for_latency(target_ms, workers.count, prefetch=workers.prefetch)
+            batch_size, workers.prefetch = plan.batch_size, plan.prefetch
+            if not r.get("max_inflight"):
+                reliability.max_inflight = plan.max_inflight
         reliability.max_inflight = int(reliability.max_inflight) or workers.count * workers.prefetch + 4
         endpoints = {name: f"tcp://127.0.0.1:{DEFAULT_BASE_PORT + i}" for i, name in enumerate(ENDPOINT_NAMES)}
         given = data.get("endpoints") or {}
@@ -213,10 +268,11 @@ class Topology:
         topo = cls(path=path, menu=rel(data["menu"], "menu"), source=source,
                    output=rel(data.get("output", "run-out"), "output"),
                    run=_int(data.get("run", 1), "run", where, minimum=0),
-                   batch_size=_int(data.get("batch_size", 8192), "batch_size", where),
+                   batch_size=batch_size,
                    workers=workers, endpoints=endpoints, reliability=reliability,
                    keys=rel(sec["keys"], "security.keys") if sec.get("keys") else None,
-                   metrics=metrics, auth=auth, run_id=_digest(data))
+                   metrics=metrics, auth=auth, run_id=_digest(data),
+                   trigger=TriggerConfig(placement=placement), target_p99_ms=target_ms)
         topo.check_endpoints()
         return topo
 
@@ -266,7 +322,7 @@ class Topology:
     def check_bindable(self, stage: str) -> None:
         """Before a stage starts: each tcp endpoint it binds is free (a clear error if not)."""
         for name, binder in BINDER.items():
-            if binder != stage:
+            if binder != stage or stage not in self.stages:
                 continue
             kind, host, port = parse_endpoint(self.endpoints[name], name)
             if kind != "tcp" or host == "*":
@@ -293,6 +349,57 @@ class Topology:
 
     def bound_by(self, stage: str) -> list[str]:
         return [n for n, b in BINDER.items() if b == stage]
+
+
+#: The throughput a latency plan assumes unless told (events/s): the pipeline's goal on a
+#: two-core machine. A slower pipeline gets a proportionally higher latency from the same plan.
+PLAN_RATE_HZ = 1.0e6
+#: Batch sizes a plan chooses from (powers of two): below, per-batch overhead dominates; above,
+#: frames grow past what the stages handle well.
+PLAN_BATCHES = (256, 65536)
+
+
+@dataclass(frozen=True)
+class LatencyPlan:
+    """Batch size and in-flight window for a latency goal (:func:`plan_for_latency`)."""
+
+    batch_size: int
+    prefetch: int
+    max_inflight: int
+    #: batches an event can find ahead of it between its emission and its recording
+    ahead: int
+
+    def p99_s(self, rate_hz: float = PLAN_RATE_HZ) -> float:
+        """The latency this plan expects at ``rate_hz``: the batches ahead of an event, and its own."""
+        return (self.ahead + 1) * self.batch_size / rate_hz
+
+
+def plan_for_latency(target_ms: float, workers: int, *, prefetch: int = 2,
+                     rate_hz: float = PLAN_RATE_HZ) -> LatencyPlan:
+    """The largest power-of-two batch whose expected p99 latency fits ``target_ms`` at ``rate_hz``.
+
+    An event emitted into a busy pipeline waits behind the batches the workers already
+    hold (``workers × prefetch``) and the one the recorder is writing, then for its own; so
+    p99 ≈ (workers × prefetch + 2) × batch / rate. The window (``max_inflight``) keeps its
+    default, every worker's credit and four more; the recorder acknowledges often enough
+    that it never starves the source (:class:`~darktrigger.daq.runner.RecorderRunner`).
+
+        >>> plan = plan_for_latency(50, workers=2)
+        >>> plan.batch_size, plan.max_inflight, round(plan.p99_s() * 1e3)
+        (8192, 8, 49)
+        >>> plan_for_latency(1, workers=2).batch_size    # never below the smallest batch
+        256
+    """
+    if not target_ms > 0 or workers < 1 or prefetch < 1 or not rate_hz > 0:
+        raise ConfigError(f"a latency plan needs target_p99_ms > 0, workers >= 1, prefetch >= 1 and a rate > 0; "
+                          f"got {target_ms!r}, {workers!r}, {prefetch!r}, {rate_hz!r}")
+    ahead = workers * prefetch + 1
+    fits = target_ms * 1e-3 * rate_hz / (ahead + 1)
+    low, high = PLAN_BATCHES
+    batch = low
+    while batch * 2 <= min(fits, high):
+        batch *= 2
+    return LatencyPlan(batch_size=batch, prefetch=prefetch, max_inflight=workers * prefetch + 4, ahead=ahead)
 
 
 def _digest(data: Mapping[str, Any]) -> str:
