@@ -56,7 +56,7 @@ import numpy as np
 import zmq
 
 from darktrigger.daq.security import Curve
-from darktrigger.daq.stages import RecorderStage, ScorerStage, SourceStage, TriggerStage
+from darktrigger.daq.stages import RecorderStage, ScorerStage, SeqSet, SourceStage, TriggerStage
 from darktrigger.daq.summary import RATE_KEPT, RunSummary, run_status
 from darktrigger.daq.topology import Topology
 from darktrigger.daq.trigger.decision import Decision
@@ -281,21 +281,21 @@ class SourceRunner(_Runner):
         #: acknowledged seqs, saved to ``checkpoint_path``: a source started again (``resume``)
         #: replays the same batches and sends only those not acknowledged
         self.checkpoint_path = topo.output / ".source-state.json"
-        self.acked: set[int] = self._load_checkpoint() if resume else set()
+        self.acked = self._load_checkpoint() if resume else SeqSet()
         self._acked_saved = len(self.acked)
         self._last_save = 0.0
         self.events_skipped = 0  # events of batches acknowledged before a restart
 
-    def _load_checkpoint(self) -> set[int]:
+    def _load_checkpoint(self) -> SeqSet:
         import json
 
         try:
             state = json.loads(self.checkpoint_path.read_text())
         except (OSError, ValueError):
-            return set()
+            return SeqSet()
         if not isinstance(state, dict) or state.get("run_id") != self.run_id:
-            return set()
-        acked = {seq for a, b in state.get("acked", []) for seq in range(int(a), int(b))}
+            return SeqSet()
+        acked = SeqSet((int(a), int(b)) for a, b in state.get("acked", []))
         log.info("source: resuming: %d batch(es) acknowledged before the restart are not sent again", len(acked))
         return acked
 
@@ -305,12 +305,7 @@ class SourceRunner(_Runner):
             return
         import json
 
-        ranges: list[list[int]] = []
-        for seq in sorted(self.acked):
-            if ranges and ranges[-1][1] == seq:
-                ranges[-1][1] = seq + 1
-            else:
-                ranges.append([seq, seq + 1])
+        ranges = self.acked.ranges()
         try:
             self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")

@@ -25,7 +25,7 @@ import copy
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,57 @@ from darktrigger.replay.events import LABEL_NAMES, TRIGGER_BITS, EventBatch, is_
 log = logging.getLogger(__name__)
 
 SCORE_PREFIX = "score/"
+
+
+class SeqSet:
+    """A set of batch sequence numbers (0, 1, 2…) kept as the contiguous prefix ``0 … below-1``
+    and the few beyond it. Batches are recorded and acknowledged nearly in order, so its size,
+    and the checkpoints that save it, stay small however long the run.
+
+        >>> seqs = SeqSet([(0, 3)])
+        >>> seqs.add(5), seqs.add(3), seqs.add(5)
+        (True, True, False)
+        >>> 4 in seqs, 5 in seqs, len(seqs), seqs.ranges()
+        (False, True, 5, [[0, 4], [5, 6]])
+    """
+
+    def __init__(self, ranges: Iterable[tuple[int, int] | list[int]] = ()) -> None:
+        self.below = 0
+        self._rest: set[int] = set()
+        self._n = 0
+        for start, stop in ranges:
+            for seq in range(int(start), int(stop)):
+                self.add(seq)
+
+    def add(self, seq: int) -> bool:
+        """Add ``seq``; False if it was there."""
+        if seq in self:
+            return False
+        self._n += 1
+        if seq == self.below:
+            self.below += 1
+            while self.below in self._rest:
+                self._rest.remove(self.below)
+                self.below += 1
+        else:
+            self._rest.add(seq)
+        return True
+
+    def __contains__(self, seq: object) -> bool:
+        return isinstance(seq, int) and (0 <= seq < self.below or seq in self._rest)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def ranges(self) -> list[list[int]]:
+        """The members as sorted ``[start, stop)`` ranges."""
+        out = [[0, self.below]] if self.below else []
+        for seq in sorted(self._rest):
+            if out and out[-1][1] == seq:
+                out[-1][1] = seq + 1
+            else:
+                out.append([seq, seq + 1])
+        return out
 
 
 class SourceStage:
@@ -194,7 +245,8 @@ class RecorderStage:
             self.state_path.unlink(missing_ok=True)
         self.writer = NativeWriter(self.events_path, provenance={"run": run, "menu": str(menu.where)},
                                    chunk_events=4096, mode="a" if recovered is not None else "w")
-        self.seen: set[tuple[int, int]] = set()
+        #: the batches recorded: run → their seqs
+        self.seen: dict[int, SeqSet] = {}
         self.counts = MenuCounts.for_menu(menu)
         #: the same counts for the background (zero-bias) events alone and the signal events alone
         self.background = MenuCounts.for_menu(menu)
@@ -279,10 +331,9 @@ class RecorderStage:
         """Record one decided batch: its accepted events, and every event's decision, truth
         label and weight (``weights`` ``[N]``; None: unit weights). False (and nothing
         written) if (run, seq) was seen."""
-        if (run, seq) in self.seen:
+        if not self.seen.setdefault(run, SeqSet()).add(seq):
             self.duplicate_batches += 1
             return False
-        self.seen.add((run, seq))
         if self.t_first is None:
             self.t_first = time.time()
         self.writer.write(accepted)

@@ -35,10 +35,11 @@ recorder: one hop and one process fewer, and the scored events never travel agai
 
 ``target_p99_ms`` (optional) chooses the batch size and the in-flight window from a
 latency goal instead of ``batch_size`` (:func:`plan_for_latency`): an event waits for the
-batches ahead of it in the pipeline, so the p99 latency is about the window's events over
-the throughput; the plan takes the largest batch (the least per-batch overhead) whose
-window still fits the goal at the throughput this machine's cores allow
-(``reliability.max_inflight``, when given, is kept).
+batches ahead of it in the pipeline (each worker's credit, the recorder's), so the p99
+latency is about those batches' events over the throughput; the plan takes the largest
+batch (the least per-batch overhead) that fits the goal at 1 M events/s, and a window that
+also holds one flush interval of recorded batches (``reliability.max_inflight``, when
+given, is kept).
 
 Relative paths are taken from the topology file's folder. ``source.mix`` maps each file
 to a fraction, to ``background`` (the file that fills the rest) or to an injection by rate
@@ -54,6 +55,7 @@ crossing rate (:mod:`darktrigger.replay.stream` has the rule).
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -245,7 +247,8 @@ class Topology:
         target = data.get("target_p99_ms")
         target_ms = None if target is None else _number(target, "target_p99_ms", where, positive=True)
         if target_ms is not None:
-            plan = plan_for_latency(target_ms, workers.count, prefetch=workers.prefetch)
+            plan = plan_for_latency(target_ms, workers.count, prefetch=workers.prefetch,
+                                    flush_s=reliability.flush_s)
             batch_size, workers.prefetch = plan.batch_size, plan.prefetch
             if not r.get("max_inflight"):
                 reliability.max_inflight = plan.max_inflight
@@ -375,18 +378,19 @@ class LatencyPlan:
 
 
 def plan_for_latency(target_ms: float, workers: int, *, prefetch: int = 2,
-                     rate_hz: float = PLAN_RATE_HZ) -> LatencyPlan:
+                     rate_hz: float = PLAN_RATE_HZ, flush_s: float = 0.2) -> LatencyPlan:
     """The largest power-of-two batch whose expected p99 latency fits ``target_ms`` at ``rate_hz``.
 
     An event emitted into a busy pipeline waits behind the batches the workers already
     hold (``workers × prefetch``) and the one the recorder is writing, then for its own; so
-    p99 ≈ (workers × prefetch + 2) × batch / rate. The window (``max_inflight``) keeps its
-    default, every worker's credit and four more; the recorder acknowledges often enough
-    that it never starves the source (:class:`~darktrigger.daq.runner.RecorderRunner`).
+    p99 ≈ (workers × prefetch + 2) × batch / rate. The window (``max_inflight``) holds every
+    worker's credit, four batches more, and the batches recorded in one flush interval
+    (``flush_s`` at ``rate_hz``), which wait for their acknowledgement without adding to any
+    event's latency: so the recorder flushes (a few ms each) rarely and never starves the source.
 
         >>> plan = plan_for_latency(50, workers=2)
         >>> plan.batch_size, plan.max_inflight, round(plan.p99_s() * 1e3)
-        (8192, 8, 49)
+        (8192, 33, 49)
         >>> plan_for_latency(1, workers=2).batch_size    # never below the smallest batch
         256
     """
@@ -399,7 +403,9 @@ def plan_for_latency(target_ms: float, workers: int, *, prefetch: int = 2,
     batch = low
     while batch * 2 <= min(fits, high):
         batch *= 2
-    return LatencyPlan(batch_size=batch, prefetch=prefetch, max_inflight=workers * prefetch + 4, ahead=ahead)
+    flushing = math.ceil(rate_hz * flush_s / batch)
+    return LatencyPlan(batch_size=batch, prefetch=prefetch, max_inflight=workers * prefetch + 4 + flushing,
+                       ahead=ahead)
 
 
 def _digest(data: Mapping[str, Any]) -> str:
