@@ -2,7 +2,8 @@
 log lines on the ``darktrigger.progress`` logger (at most one every ``every_s`` seconds —
 10, or ``$DARKTRIGGER_PROGRESS_S`` — and one at the end), so that a job writing to a file
 or a pipe still says how far it is. Training, the firmware build, the CWoLa hunt and the
-offline (Dask) jobs use it.
+offline (Dask) jobs use it. A job of a few long steps (read, score, write) logs a numbered
+line as each starts instead (:class:`Steps`).
 
     >>> import io, logging
     >>> stream = io.StringIO()
@@ -105,3 +106,31 @@ class Progress:
         self.close()
 
 
+class Steps:
+    """Progress of a job of a few long steps: a log line on :data:`PROGRESS_LOG` as each step
+    starts, numbered, with the time since the start; silent when not ``enabled``. The total
+    grows if a step is added on the way (``total`` is what was planned).
+
+        >>> import io, logging
+        >>> stream = io.StringIO()
+        >>> handler = logging.StreamHandler(stream)
+        >>> PROGRESS_LOG.addHandler(handler)
+        >>> steps = Steps("evaluate", 2)
+        >>> steps("reading bkg.h5"); steps("scoring with vae:mu2")
+        >>> PROGRESS_LOG.removeHandler(handler)
+        >>> print(stream.getvalue(), end="")
+        evaluate [1/2] reading bkg.h5 (0 s so far)
+        evaluate [2/2] scoring with vae:mu2 (0 s so far)
+    """
+
+    def __init__(self, what: str, total: int, *, enabled: bool = True) -> None:
+        self.what, self.total, self.enabled = what, total, enabled
+        self.done = 0
+        self.t0 = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        self.done += 1
+        self.total = max(self.total, self.done)
+        if self.enabled:
+            PROGRESS_LOG.info("%s [%d/%d] %s (%.0f s so far)", self.what, self.done, self.total,
+                              text, time.monotonic() - self.t0)

@@ -61,3 +61,21 @@ def test_the_header_says_what_is_cms_and_what_is_not() -> None:
     for phrase in ("cms-l1-dpg/L1MenuRun3", "2p0E34", "no isolation bit", "SingleTau120er2p1",
                    "no taus", "Placeholders", "28.61 MHz", "110 kHz"):
         assert phrase in header, phrase
+
+
+def test_menu_example_writes_the_shipped_menu_and_never_overwrites(tmp_path, capsys) -> None:
+    from darktrigger.daq.cli import main
+
+    out = tmp_path / "menu.yaml"
+    assert main(["menu", "example", "--out", str(out)]) == 0
+    assert out.read_text() == example_menu().read_text()
+    assert Menu.from_yaml(out).seeds[0].name == "SingleMu22"
+    out.write_text("# mine\n")
+    capsys.readouterr()
+    assert main(["menu", "example", "--out", str(out)]) == 2
+    assert "menu.yaml: exists; give --force to replace it" in capsys.readouterr().err
+    assert out.read_text() == "# mine\n"
+    assert main(["menu", "example", "--out", str(out), "--force"]) == 0
+    capsys.readouterr()
+    assert main(["menu", "example"]) == 0  # stdout: the YAML only
+    assert capsys.readouterr().out == example_menu().read_text()

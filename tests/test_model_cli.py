@@ -194,3 +194,27 @@ def test_evaluate_writes_the_dark_machines_csv(samples, capsys):
         tpr = entry["tpr_at_fpr"][0]
         assert tpr["fpr_target"] == 1e-2
         assert row["1e-2"] == pytest.approx(tpr["tpr"], rel=1e-12) if tpr["resolved"] else math.isnan(row["1e-2"])
+
+
+def test_evaluate_and_calibrate_log_a_numbered_line_per_step(samples, caplog):
+    """Progress of the long offline commands: a numbered darktrigger.progress line as each
+    step starts (read, fit the pca baseline, score with each model, plot); none with --no-progress."""
+    d = samples
+    assert main(["train", "--model", "pca", "--background", str(d / "bkg.h5"), "--out", str(d / "pca_steps"),
+                 "--no-progress"]) == 0
+    with caplog.at_level("INFO", logger="darktrigger.progress"):
+        assert main(["evaluate", "--model", str(d / "pca_steps"), "--background", str(d / "test.h5"),
+                     "--signal", f"ato4l={d / 'ato4l.h5'}"]) == 0
+    lines = [r.getMessage().split(" (")[0] for r in caplog.records if r.name == "darktrigger.progress"]
+    assert lines == [f"evaluate [1/5] reading {d / 'test.h5'}", f"evaluate [2/5] reading {d / 'ato4l.h5'}",
+                     "evaluate [3/5] scoring with pca", "evaluate [4/5] scoring with ht",
+                     "evaluate [5/5] scoring with st"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="darktrigger.progress"):
+        assert main(["calibrate", "--model", str(d / "pca_steps"), "--zero-bias", str(d / "test.h5"),
+                     "--rate-khz", "100", "--no-progress"]) == 0
+        assert not [r for r in caplog.records if r.name == "darktrigger.progress"]
+        assert main(["calibrate", "--model", str(d / "pca_steps"), "--zero-bias", str(d / "test.h5"),
+                     "--rate-khz", "100"]) == 0
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.name == "darktrigger.progress"] == [
+        f"calibrate [1/2] reading {d / 'test.h5'}", "calibrate [2/2] scoring 20,000 events with pca"]

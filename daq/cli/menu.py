@@ -1,6 +1,7 @@
-"""``darktrigger menu check|calibrate|rates|efficiency``: the trigger menu on the command line.
+"""``darktrigger menu example|check|calibrate|rates|efficiency|scan``: the trigger menu on the command line.
 
-    $ darktrigger menu check --menu daq/trigger/menus/cms_like.yaml
+    $ darktrigger menu example --out menu.yaml          # the shipped Run-3-like menu, to edit
+    $ darktrigger menu check --menu menu.yaml
     $ darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_calibrated.yaml
     $ darktrigger menu rates --menu menu_calibrated.yaml --events zb_test.h5 --json rates.json
     $ darktrigger menu efficiency --menu menu_calibrated.yaml --signal ato4l=ato4l.h5 --zero-bias zb_test.h5
@@ -21,11 +22,28 @@ from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.daq.trigger.menu import Menu, calibrate_menu, load_scorers, offline_counts
 from darktrigger.daq.trigger.seeds import SEEDS
 from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.progress import Steps
 
 log = logging.getLogger(__name__)
 
 
 # -- check ----------------------------------------------------------------------------
+def cmd_example(args: argparse.Namespace) -> int:
+    from darktrigger.daq.trigger.menus import example_menu
+
+    text = example_menu(args.name).read_text()
+    if args.out is None:
+        print(text, end="")
+        return 0
+    if args.out.exists() and not args.force:
+        raise ConfigError(f"{args.out}: exists; give --force to replace it")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"example menu {args.name!r} written to {args.out} "
+          f"(its anomaly seeds read models/vae relative to the menu's folder)")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     menu = Menu.from_yaml(args.menu)
     print(menu.describe())
@@ -44,9 +62,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.menu}: no anomaly seed has rate_khz, so there is nothing to "
                           f"calibrate (give a seed `rate_khz: 5` instead of a threshold)")
     warn_if_not_zero_bias(args.zero_bias)
+    models = list(dict.fromkeys(s.model for s in todo))
+    steps = Steps("menu calibrate", 3, enabled=not args.no_progress)
+    steps(f"loading {len(models)} model(s): {', '.join(map(str, models))}")
+    scorers = load_scorers(menu, threads=args.threads, models=models)
+    steps(f"reading {args.zero_bias}")
     zb = read_events([args.zero_bias], args.max_events, "zero-bias", on_error=args.on_error,
                      hashes=False)[0]
-    scorers = load_scorers(menu, threads=args.threads, models=list(dict.fromkeys(s.model for s in todo)))
+    steps(f"scoring {len(zb):,} events and calibrating {len(todo)} seed(s)")
     out = calibrate_menu(menu, zb, scorers=scorers, source=str(args.zero_bias))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     record = out.seed(todo[0].name).params["calibration"]
@@ -203,20 +226,33 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                     "seeds read, the crossing rate (colliding_bunches, default 2544: 28.61 MHz, or\n"
                     "bx_rate_mhz) and an accept budget. Seed types:\n"
                     f"{', '.join(SEEDS.names())} (`darktrigger formats` describes them).\n"
-                    "An example: daq/trigger/menus/cms_like.yaml.",
+                    "`darktrigger menu example --out menu.yaml` writes the shipped Run-3-like one.",
         epilog="examples:\n"
-               "  darktrigger menu check --menu daq/trigger/menus/cms_like.yaml\n"
+               "  darktrigger menu example --out menu.yaml\n"
+               "  darktrigger menu check --menu menu.yaml\n"
                "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
                "  darktrigger menu rates --menu menu_cal.yaml --events zb_test.h5 --json rates.json\n"
                "  darktrigger menu efficiency --menu menu_cal.yaml --signal ato4l=ato4l.h5 --zero-bias zb_test.h5\n"
                "  darktrigger menu scan --zero-bias zb_toy.h5=toy --zero-bias zb_pythia.h5=Pythia --out scans/")
     msub = menu.add_subparsers(dest="menu_command", metavar="ACTION", required=True)
 
+    p = msub.add_parser("example", formatter_class=formatter,
+                        help="write a shipped example menu (default cms_like) to edit and use",
+                        description="Write a menu shipped with darktrigger: cms_like, the Run-3-like CMS menu\n"
+                                    "(2024's unprescaled object seeds at 2.0e34 and AXO-like anomaly seeds\n"
+                                    "at the 2024 AXOL1TL working points, read from models/vae). Without\n"
+                                    "--out it goes to stdout.",
+                        epilog="example:\n  darktrigger menu example --out menu.yaml")
+    p.add_argument("--name", default="cms_like", help="which example (default cms_like)")
+    p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_example)
+
     p = msub.add_parser("check", formatter_class=formatter,
                         help="validate a menu and list its seeds, bits and models",
                         description="Validate a menu file (every error names the file, the seed and the\n"
                                     "key) and list its seeds in bit order.",
-                        epilog="example:\n  darktrigger menu check --menu daq/trigger/menus/cms_like.yaml")
+                        epilog="example:\n  darktrigger menu check --menu menu.yaml")
     p.add_argument("--menu", type=Path, required=True, help="menu YAML")
     p.set_defaults(func=cmd_check)
 
@@ -232,7 +268,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                     "above the threshold). A sample whose provenance is not zero bias (a lepton-\n"
                     "filtered or single-process file) gets a one-line warning.",
         epilog="examples:\n"
-               "  darktrigger menu calibrate --menu daq/trigger/menus/cms_like.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
+               "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --out menu_cal.yaml\n"
                "  darktrigger menu calibrate --menu menu.yaml --zero-bias zb.h5 --max-events 2000000 --out m2.yaml\n"
                "Model paths in the new menu are rewritten relative to its folder.")
     p.add_argument("--menu", type=Path, required=True, help="menu YAML")
@@ -241,6 +277,8 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--max-events", type=event_count, default=None,
                    help="use at most this many events (e.g. 2000000, 2e6, 2M; default all)")
     p.add_argument("--threads", type=int, default=1, help="threads per model")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines (default: a numbered line as each step starts)")
     add_on_error(p)
     p.set_defaults(func=cmd_calibrate)
 

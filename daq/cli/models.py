@@ -27,6 +27,7 @@ from darktrigger.daq.cli.common import (
 from darktrigger.daq.trigger.decision import DEFAULT_BX_RATE_MHZ
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import EventBatch
+from darktrigger.replay.progress import Steps
 
 log = logging.getLogger(__name__)
 
@@ -233,11 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not signals:
         raise ConfigError("give at least one --signal NAME=FILE")
     fprs = tuple(float(x) for x in args.fprs.split(","))
-    bkg = _read(args.background, args.max_events, args.on_error)
-    sig = {name: _read(path, args.max_events, args.on_error) for name, path in signals.items()}
-    bkg_w = _weights(bkg, args.background)
-    sig_w = {name: _weights(batch, signals[name]) for name, batch in sig.items()}
-    scorers: list[tuple[str, Any, Path | None]] = []
+    scorers: list[tuple[str, Any, Path | None]] = []  # the models first: a bad one fails before any reading
     variants: dict[str, str | None] = {}
     for model_dir in args.model:
         for label, variant, s in _scorers_of(model_dir, args.backend, args.threads):
@@ -247,9 +244,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             variants[label] = variant
     if not args.no_baselines:
         scorers += [(name, get_scorer(name), None) for name in BASELINES]
-        if not any(label.split("@")[0] == PCA_BASELINE for label, _, _ in scorers):
-            scorers.append((PCA_BASELINE, _pca_baseline(bkg, args.pca_fit, args.max_events, args.on_error),
-                            None))
+    fit_pca = not args.no_baselines and not any(label.split("@")[0] == PCA_BASELINE for label, _, _ in scorers)
+    steps = Steps("evaluate", 1 + len(signals) + 2 * fit_pca + len(scorers) + bool(args.plots),
+                  enabled=not args.no_progress)
+    steps(f"reading {args.background}")
+    bkg = _read(args.background, args.max_events, args.on_error)
+    sig = {}
+    for name, path in signals.items():
+        steps(f"reading {path}")
+        sig[name] = _read(path, args.max_events, args.on_error)
+    bkg_w = _weights(bkg, args.background)
+    sig_w = {name: _weights(batch, signals[name]) for name, batch in sig.items()}
+    if fit_pca:
+        steps("fitting the pca baseline" + (f" on {args.pca_fit}" if args.pca_fit else
+                                            " (cross-fitted on the background's halves)"))
+        scorers.append((PCA_BASELINE, _pca_baseline(bkg, args.pca_fit, args.max_events, args.on_error), None))
     files = {"": args.background, **{f"signal:{n}": p for n, p in signals.items()}}
     precomputed = _executor_scores(
         args.dask, args.chunk_events, files,
@@ -260,6 +269,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     curves: dict[str, dict[str, Any]] = {name: {} for name in signals}
     dists: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     for label, scorer, model_dir in scorers:
+        steps(f"scoring with {label} ({len(bkg) + sum(map(len, sig.values())):,} events)")
         if precomputed is not None and model_dir is not None:
             b = precomputed[""][label]
             s = {name: precomputed[f"signal:{name}"][label] for name in sig}
@@ -290,6 +300,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"written to {args.dm_csv}")
     if args.plots:
         from darktrigger.models.plots import evaluation_figures, save_figure
+
+        steps(f"drawing the plots into {args.plots}/")
 
         marks = {label: {f"{t['rate_khz']:g} kHz": float(t["threshold"])
                          for t in ModelCard.load(d).thresholds if t.get("model") == label}
@@ -352,6 +364,8 @@ def add_evaluate_parser(sub: Any, formatter: Callable[[str], argparse.HelpFormat
                         f"{DEFAULT_BX_RATE_MHZ:.4g})")
     p.add_argument("--no-baselines", action="store_true",
                    help="leave out ht, st and pca (default: evaluated beside the models)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines (default: a numbered line as each step starts)")
     p.add_argument("--pca-fit", type=Path, default=None, metavar="FILE",
                    help="fit the pca baseline on this background file (default: cross-fitted on the "
                         "evaluation background's even and odd events, each scored out of sample)")
@@ -379,9 +393,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     rates = _parse_rates(args.rate_khz)
     warn_if_not_zero_bias(args.zero_bias)
-    zb = _read(args.zero_bias, args.max_events, args.on_error)
-    zb_w = _weights(zb, args.zero_bias)
-    card = ModelCard.load(args.model)
+    card = ModelCard.load(args.model)  # the model first: a bad one fails before any reading
     labelled = _scorers_of(args.model, args.backend, args.threads)
     if args.variant:
         labelled = [(label, v, s) for label, v, s in labelled if v == args.variant]
@@ -389,6 +401,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             from darktrigger.replay.registry import unknown_name
 
             raise ConfigError(f"{args.model}: " + unknown_name("variant", args.variant, card.variants, keep_order=True))
+    steps = Steps("calibrate", 1 + len(labelled), enabled=not args.no_progress)
+    steps(f"reading {args.zero_bias}")
+    zb = _read(args.zero_bias, args.max_events, args.on_error)
+    zb_w = _weights(zb, args.zero_bias)
     labels = {label for label, _, _ in labelled}
     # merge by (model, rate): replace only the rates asked for now, keep every other threshold
     asked = {(label, float(r)) for label in labels for r in rates}
@@ -402,6 +418,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                    [(label, args.model, v) for label, v, _ in labelled],
                                    args.backend, args.threads, args.max_events, args.on_error, {"": len(zb)})
     for label, _, scorer in labelled:
+        steps(f"scoring {len(zb):,} events with {label}")
         scores = precomputed[""][label] if precomputed is not None else scorer.score(zb)
         for t in thresholds_for_rates(scores, rates, input_rate_mhz=args.input_rate_mhz, weights=zb_w,
                                       warn=False):
@@ -451,6 +468,8 @@ def add_calibrate_parser(sub: Any, formatter: Callable[[str], argparse.HelpForma
     p.add_argument("--input-rate-mhz", type=float, default=DEFAULT_BX_RATE_MHZ,
                    help=f"crossing rate (default the colliding-bunch rate, {DEFAULT_BX_RATE_MHZ:.4g})")
     p.add_argument("--variant", default=None, help="only this variant, e.g. mu2 (default: every variant)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines (default: a numbered line as each step starts)")
     add_backend(p)
     p.add_argument("--threads", type=int, default=1, help="scoring threads (default 1)")
     p.add_argument("--max-events", type=event_count, default=None,
