@@ -141,12 +141,17 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
     for path in [*signals.values(), *([args.zero_bias] if args.zero_bias else [])]:
         if not path.exists():
             raise ConfigError(f"{path}: no such file")
+    steps = Steps("menu efficiency", 1 + len(signals) + bool(args.zero_bias), enabled=not args.no_progress)
+    steps(f"loading the menu's models ({len(menu.models)})")
     scorers = load_scorers(menu, threads=args.threads)
-    results = {name: signal_efficiency(menu, path, signal=name, scorers=scorers, max_events=args.max_events,
-                                       chunk_size=args.chunk_size, on_error=args.on_error)
-               for name, path in signals.items()}
+    results = {}
+    for name, path in signals.items():
+        steps(f"the menu on signal {name} ({path})")
+        results[name] = signal_efficiency(menu, path, signal=name, scorers=scorers, max_events=args.max_events,
+                                          chunk_size=args.chunk_size, on_error=args.on_error)
     counts = None
     if args.zero_bias:
+        steps(f"the menu on zero bias ({args.zero_bias})")
         counts = offline_counts(menu, [args.zero_bias], max_events=args.max_events,
                                 chunk_size=args.chunk_size, threads=args.threads, on_error=args.on_error)
     if args.json:
@@ -338,6 +343,8 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
                    help="at most this many events per file (e.g. 1e5, 100k; default all)")
     p.add_argument("--chunk-size", type=int, default=65536, help="events per batch read")
     p.add_argument("--threads", type=int, default=1, help="threads per model")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines on stderr (default: a numbered line as each step starts)")
     add_on_error(p)
     p.set_defaults(func=cmd_efficiency)
 
