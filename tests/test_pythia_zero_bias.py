@@ -1,7 +1,7 @@
 """Pythia zero bias: weights in Hz summing to the crossing rate, the pile-up μ, reproducibility,
 rates that fall with threshold, and the L1 detector's muon fakes; ``generate --jobs``.
 
-One sample of 1,200 crossings on a 20,000-event minimum-bias library (module-scoped, in a
+One sample of 1,200 crossings on a 6,000-event minimum-bias library (module-scoped, in a
 temporary folder) serves the statistical checks; they are floors on seeded data.
 """
 
@@ -26,7 +26,7 @@ from darktrigger.replay.readers import open_events  # noqa: E402
 
 N_CROSSINGS = 1200
 SEED = 77
-LIBRARY_EVENTS = 20_000
+LIBRARY_EVENTS = 6_000
 
 
 @pytest.fixture(scope="module")
