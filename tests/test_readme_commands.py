@@ -143,6 +143,8 @@ def smaller(command: str) -> tuple[str, str]:
                                       --max-events 300000`` (set or added: 3 models a window,
                                       not 10, on 300k of the 1M dijets)
     ``firmware verify``               ``--n`` at most 2,000
+    ``evaluate``, ``score``           ``--max-events`` at most 200,000 (per file; for evaluate
+                                      also the events ``--pca-fit`` reads)
     ================================  =========================================================
     """
     if "\n" in command.replace("\\\n", ""):  # a pipeline or a here-document: as written
@@ -187,6 +189,8 @@ def smaller(command: str) -> tuple[str, str]:
         at_most("--max-events", 300_000)
     elif words[1:3] == ["firmware", "verify"]:
         cap("--n", 2000)
+    elif sub in ("evaluate", "score"):
+        at_most("--max-events", 200_000)
     if not changed:
         return command, ""
     return shlex.join(words), "small data: " + ", ".join(changed)
@@ -316,6 +320,9 @@ def test_blocks_commands_and_small_data() -> None:
         .endswith("--events 100 --out q.h5")
     assert smaller("darktrigger generate --generator pythia --process zero_bias --events 2000 --out z.h5")[0] \
         .endswith("--events 100 --out z.h5 --library-events 3000")
+    assert smaller("darktrigger evaluate --model m --background b.h5 --signal a=a.h5  # a comment") == (
+        "darktrigger evaluate --model m --background b.h5 --signal a=a.h5 --max-events 200000",
+        "small data: --max-events 200000 added")
     assert smaller("darktrigger inspect x.h5") == ("darktrigger inspect x.h5", "")
     assert smaller("ls |\n    wc -l") == ("ls |\n    wc -l", "")
 
