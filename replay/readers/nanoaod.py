@@ -56,6 +56,13 @@ import numpy as np
 
 from darktrigger.replay.errors import ConfigError, InputFormatError
 from darktrigger.replay.events import EventBatch
+from darktrigger.replay.l1units import (
+    CALO_ETA_LSB,
+    CALO_PHI_LSB,
+    MUON_ETA_LSB,
+    MUON_PHI_LSB,
+    PT_LSB,
+)
 from darktrigger.replay.objects import empty_block, pack_slots, set_met, wrap_phi
 from darktrigger.replay.readers.adc2021 import truth_label
 from darktrigger.replay.readers.base import EventReader, register_reader
@@ -82,9 +89,6 @@ COLLECTIONS = {"Muon": "muon", "Electron": "egamma", "Photon": "egamma", "Jet": 
 L1_COLLECTIONS = {"L1EG": "egamma", "L1Mu": "muon", "L1Jet": "jet"}
 L1_SUMS = "L1EtSum"
 MET_SUM_TYPE = 2  #: l1t::EtSum::kMissingEt
-PT_LSB = 0.5  #: GeV, every L1 object and sum
-CALO_ETA_LSB, CALO_PHI_LSB = 0.0435, 2 * np.pi / 144  #: e/γ, jets, sums
-MUON_ETA_LSB, MUON_PHI_LSB = 0.010875, 2 * np.pi / 576  #: muons, at the vertex
 OBJECTS_CHOICES = ("l1", "offline")
 ROOT_CLASSES = ("TTree", "ROOT::RNTuple")
 
