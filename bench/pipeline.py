@@ -302,9 +302,18 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
     load0 = os.getloadavg()
     plan = plan_for_latency(TARGET_P99_MS, WORKERS)
     best: tuple[str, Run] | None = None
-    pipeline_cpu: dict[str, float] | None = None
+    in_worker_runs: list[Run] = []  # their median CPU per crossing feeds the N-core model
+
+    def note(label: str, r: Run, placement: str) -> None:
+        nonlocal best
+        if placement == "in_workers":
+            in_worker_runs.append(r)
+            if r.summary.latency_p99_s <= GOAL_P99_S and (best is None or r.rate > best[1].rate):
+                best = (label, r)
     try:
         setup(work, quick)
+        # a first run warms what the others then find ready (page cache, compiled kernels); not reported
+        run_one(topology(work, 16384, WORKERS, min(events, 400_000), "warm-up", False, "in_workers"))
         out += ["## Pipeline end to end (every stage a process)", "",
                 f"Toy zero-bias crossings (`zero_bias`, {'200' if quick else '400'}k replayed in a loop) with "
                 f"`ato4l` at 1e-3, the example menu plus an `ae` seed (18 seeds: 11 object seeds, five "
@@ -341,11 +350,7 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
                          + (f"target_p99_ms {target:g} (batch {plan.batch_size:,})" if target else f"batch {batch:,}"))
                 out.append(_row(label, r))
                 print(out[-1], flush=True)
-                if placement == "in_workers" and (best is None or r.rate > best[1].rate) \
-                        and r.summary.latency_p99_s <= GOAL_P99_S:
-                    best = (label, r)
-                if placement == "in_workers" and not auth and target:
-                    pipeline_cpu = r.cpu_us
+                note(label, r, placement)
             for batch in PICKLE_CONFIGS:
                 r = run_one(topology(work, batch, WORKERS, events, f"pickle-{batch}"), "pickle")
                 out.append(_row(f"standalone, CURVE, batch {batch:,}, pickled batches instead of msgpack + raw "
@@ -369,6 +374,7 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
                     r = run_one(topology(work, batch, WORKERS, events, f"sweep-{batch}-{prefetch}", False,
                                          "in_workers", prefetch))
                     points.append((r.rate, r.summary.latency_p99_s, batch, prefetch))
+                    note(f"in workers, auth off, batch {batch:,}, prefetch {prefetch}", r, "in_workers")
                     cells.append(f"{r.rate / 1e3:,.0f} k, {r.summary.latency_p99_s * 1e3:,.0f}")
                 out.append(f"| {batch:,} | " + " | ".join(cells) + " |")
                 print(out[-1], flush=True)
@@ -391,13 +397,15 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
                     out.append(f"| {workers} | {placement.replace('_', ' ')} | {r.rate / 1e3:,.0f} k "
                                f"| {r.summary.latency_p99_s * 1e3:,.0f} | {cpu} |")
                     print(out[-1], flush=True)
-                    if workers == WORKERS and placement == "in_workers" and pipeline_cpu is None:
-                        pipeline_cpu = r.cpu_us
+                    if workers == WORKERS:
+                        note(f"in workers, auth off, batch {SCALING_BATCH:,}", r, placement)
             out.append("")
-        if pipeline_cpu:
-            cpu = {k: pipeline_cpu.get(k, 0.0) for k in ("source", "scorer", "recorder")}
+        if in_worker_runs:
+            cpu = {k: float(np.median([r.cpu_us.get(k, 0.0) for r in in_worker_runs]))
+                   for k in ("source", "scorer", "recorder")}
             out += ["### A host of N cores (model, trigger in the workers)", "",
-                    f"From each stage process's CPU per crossing in a run here (source {cpu['source']:.2f} µs, "
+                    f"From each stage process's CPU per crossing in the runs here with the trigger in the workers "
+                    f"(the median of {len(in_worker_runs)} runs: source {cpu['source']:.2f} µs, "
                     f"workers {cpu['scorer']:.2f} µs, recorder {cpu['recorder']:.2f} µs): every process is one "
                     "thread of work, so one source gives at most 1/c_source crossings a second, one recorder "
                     "1/c_recorder, and the cores cores/Σc.", "",
@@ -416,6 +424,11 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
             out += [f"Goal {verdict}: the fastest run within p99 ≤ {GOAL_P99_S * 1e3:.0f} ms is {label}: "
                     f"{r.rate / 1e3:,.0f} k crossings/s, p99 {r.summary.latency_p99_s * 1e3:.0f} ms. "
                     + ("" if r.rate >= GOAL_EVENTS_S else _holds_back(r, cores)), ""]
+        elif in_worker_runs:
+            slowest = min(in_worker_runs, key=lambda r: r.summary.latency_p99_s)
+            out += [f"Goal missed: no run with the trigger in the workers kept p99 ≤ {GOAL_P99_S * 1e3:.0f} ms "
+                    f"(the lowest: {slowest.summary.latency_p99_s * 1e3:.0f} ms at {slowest.rate / 1e3:,.0f} k "
+                    f"crossings/s). {_holds_back(slowest, cores)}", ""]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
