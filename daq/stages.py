@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -200,13 +201,43 @@ class TriggerStage:
         return accepted, decision
 
 
-def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """Quantiles of ``values`` where each counts ``weights`` times (0 for no values)."""
-    if len(values) == 0 or weights.sum() == 0:
-        return [0.0 for _ in qs]
-    order = np.argsort(values)
-    v, cum = values[order], np.cumsum(weights[order])
-    return [float(v[min(np.searchsorted(cum, q * cum[-1]), len(v) - 1)]) for q in qs]
+class LatencyHistogram:
+    """Per-event latencies (seconds) in log bins 1 % wide from 10 µs to 10⁴ s: a fixed size
+    however long the run (the recorder's checkpoint holds it), quantiles to 1 %.
+
+        >>> h = LatencyHistogram()
+        >>> h.add(0.010, 99); h.add(0.200, 1)
+        >>> [round(q, 3) for q in h.quantiles((0.5, 0.99, 1.0))]
+        [0.01, 0.01, 0.201]
+    """
+
+    LOW_S, HIGH_S, RATIO = 1e-5, 1e4, 1.01
+
+    def __init__(self) -> None:
+        n = math.ceil(math.log(self.HIGH_S / self.LOW_S) / math.log(self.RATIO))
+        self.counts = np.zeros(n + 2, np.float64)  # [under LOW_S, bins…, over HIGH_S]
+
+    def add(self, seconds: float, events: int) -> None:
+        """``events`` events of one batch, each with latency ``seconds``."""
+        if seconds < self.LOW_S:
+            i = 0
+        elif seconds >= self.HIGH_S:
+            i = len(self.counts) - 1
+        else:
+            i = 1 + int(math.log(seconds / self.LOW_S) / math.log(self.RATIO))
+        self.counts[i] += events
+
+    def quantiles(self, qs: tuple[float, ...]) -> list[float]:
+        """Each quantile's bin's upper edge (at most 1 % above the true value); 0 with no events."""
+        total = self.counts.sum()
+        if total == 0:
+            return [0.0 for _ in qs]
+        cum = np.cumsum(self.counts)
+        out = []
+        for q in qs:
+            i = min(int(np.searchsorted(cum, q * total)), len(cum) - 1)
+            out.append(self.LOW_S * self.RATIO ** min(i, len(cum) - 2))
+        return out
 
 
 def _only(decision: Decision, rows: np.ndarray) -> Decision:
@@ -257,7 +288,7 @@ class RecorderStage:
         self.events_invalid = 0
         self.duplicate_batches = 0
         self.batches = 0
-        self._latency: list[tuple[float, int]] = []
+        self._latency = LatencyHistogram()
         self._accepted_ids: list[np.ndarray] = []
         self.truth_in: Counter[int] = Counter()
         self.truth_accepted: Counter[int] = Counter()
@@ -354,7 +385,7 @@ class RecorderStage:
         self.truth_in.update(label_counts(truth))
         self.truth_accepted.update(label_counts(truth[decision.accepted]))
         if t_emit is not None:
-            self._latency.append((time.time() - t_emit, n))
+            self._latency.add(time.time() - t_emit, n)
         return True
 
     def _count_signals(self, decision: Decision, truth: np.ndarray, signal: np.ndarray,
@@ -376,9 +407,7 @@ class RecorderStage:
         unknown). The runner adds what only it knows (how the run stopped, bad messages)."""
         ids = np.concatenate(self._accepted_ids) if self._accepted_ids else np.zeros(0, np.uint64)
         duplicated = int(len(ids) - len(np.unique(ids)))
-        lat = np.array([x for x, _ in self._latency])
-        w = np.array([n for _, n in self._latency], dtype=np.float64)
-        p50, p99 = weighted_quantiles(lat, w, (0.5, 0.99))
+        p50, p99 = self._latency.quantiles((0.5, 0.99))
         accounted = self.events_seen + self.events_invalid
         per_process = {LABEL_NAMES.get(label, str(label)): ProcessCounts(n_in, self.truth_accepted.get(label, 0))
                        for label, n_in in sorted(self.truth_in.items())}
