@@ -178,6 +178,8 @@ def from_counts(counts: np.ndarray) -> np.ndarray:
 
 
 _UNITS = {"pt": "GeV", "eta": "1", "phi": "rad"}
+_COLUMNS = ("index", "slot", "quantity", "unit", "lsb", "range")
+_COLUMNS_SHOWN = ("index", "slot", "quantity", "unit", "LSB", "range")
 
 
 def input_table() -> list[dict[str, object]]:
@@ -200,11 +202,16 @@ def input_table() -> list[dict[str, object]]:
     return rows
 
 
-def input_table_markdown() -> str:
-    """:func:`input_table` as a Markdown table (for model cards and firmware READMEs)."""
-    lines = ["| index | slot | quantity | unit | LSB | range |", "|---:|---|---|---|---:|---|"]
-    for r in input_table():
+def input_table_markdown(rows: list[dict[str, object]] | None = None) -> str:
+    """:func:`input_table` (or ``rows`` of its form, with more keys as more columns, such as a
+    model's ``shift``) as a Markdown table, for model cards and firmware READMEs."""
+    rows = input_table() if rows is None else rows
+    extra = [k for k in rows[0] if k not in _COLUMNS] if rows else []
+    lines = ["| " + " | ".join([*_COLUMNS_SHOWN, *extra]) + " |",
+             "|---:|---|---|---|---:|---|" + "---:|" * len(extra)]
+    for r in rows:
         lsb = float(r["lsb"])  # type: ignore[arg-type]
         shown = "—" if lsb == 0 else (f"2π/{round(2 * math.pi / lsb)}" if r["unit"] == "rad" else f"{lsb:g}")
-        lines.append(f"| {r['index']} | {r['slot']} | {r['quantity']} | {r['unit']} | {shown} | {r['range']} |")
+        cells = [r["index"], r["slot"], r["quantity"], r["unit"], shown, r["range"], *(r[k] for k in extra)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

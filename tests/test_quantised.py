@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,13 @@ import torch
 
 from darktrigger.daq.cli import main
 from darktrigger.models import get_scorer, load_model
+from darktrigger.models.card import ModelFileError
 from darktrigger.models.quantised.fixedpoint import Fmt
-from darktrigger.models.quantised.preprocess import PHI_BINS, QPreprocessor
+from darktrigger.models.quantised.preprocess import QPREPROCESS_KIND, QPreprocessor
 from darktrigger.models.quantised.scorers import QuantisedScorer
 from darktrigger.models.quantised.testing import toy_batch
 from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.l1units import cmssw_inputs
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +45,51 @@ def test_import_models_does_not_import_tensorflow() -> None:
     assert res.stdout.split() == ["False", "False"]
 
 
-def test_hardware_units_phi_wraps_and_empty_slots_are_zero() -> None:
+def test_inputs_are_cmssws_with_muons_on_the_muon_lsbs() -> None:
     obj = np.zeros((4, 19, 3), np.float32)
     obj[0, 9] = (40.0, 1.0, np.pi)
     obj[1, 9] = (40.0, 1.0, -np.pi)
     obj[2, 9] = (40.0, 1.0, np.float32(0.3 + 2 * np.pi))
     obj[3, 9] = (0.0, 2.0, 1.0)  # an empty slot with junk η, φ
-    hw = QPreprocessor.hardware_units(obj.reshape(4, 57))
-    assert hw[0, 29] == hw[1, 29] == -PHI_BINS // 2
-    assert hw[2, 29] == round(0.3 / (2 * np.pi / PHI_BINS))
-    assert hw[0, 27] == 80
-    assert hw[0, 28] == 23
-    assert np.all(hw[3] == 0)
+    obj[:, 5] = (20.7, 1.0, -np.pi)  # a muon: η / 0.010875, φ in 576 counts
+    x = QPreprocessor.cmssw_inputs(obj.reshape(4, 57))
+    assert x[0, 27:30].tolist() == x[1, 27:30].tolist() == [40, 23, 72]  # hwPt 80 / 2; φ = ±π: 72
+    assert x[2, 29] == round(0.3 / (2 * np.pi / 144))
+    assert np.all(x[3, 27:30] == 0)
+    assert x[:, 15:18].tolist() == [[20, 92, 288]] * 4  # hwPt 41 / 2 = 20
+    np.testing.assert_array_equal(x, cmssw_inputs(obj).astype(np.float32))
+
+
+def test_numpy_torch_and_onnxruntime_put_floats_on_the_same_inputs(tmp_path: Path) -> None:
+    """Floats on and next to the rounding boundaries of every slot's LSBs (the float32
+    neighbours of (k + ½)·LSB), out of range and wrapped: the three backends agree bit for bit."""
+    import onnxruntime as ort
+
+    from darktrigger.models.quantised.scorers import QInputs
+    from darktrigger.replay.l1units import SLOT_ETA_LSB, SLOT_PHI_LSB
+
+    rng = np.random.default_rng(16)
+    n = 20_000
+    edges = np.stack([(rng.integers(0, 5000, (n, 19)) + 0.5) * 0.5,
+                      (rng.integers(-300, 300, (n, 19)) + 0.5) * SLOT_ETA_LSB,
+                      (rng.integers(-700, 700, (n, 19)) + 0.5) * SLOT_PHI_LSB], axis=-1).astype(np.float32)
+    step = rng.integers(-2, 3, edges.shape).astype(np.float32)
+    obj = np.nextafter(edges, edges + step)  # on the edge or one float32 either side
+    obj[rng.random((n, 19)) < 0.2, 0] = 0.0
+    flat = obj.reshape(n, 57)
+    qp = QPreprocessor.fit(toy_batch("sm_mix", 2000, seed=1).flat)
+    want = qp.transform(flat)
+    module = QInputs(qp).eval()
+    np.testing.assert_array_equal(module(torch.from_numpy(flat)).numpy(), want)
+    path = tmp_path / "inputs.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's notice; the scorers export the same way
+        torch.onnx.export(module, (torch.zeros(2, 57),), str(path), dynamo=False, opset_version=17,
+                          input_names=["objects"], output_names=["x"],
+                          dynamic_axes={"objects": {0: "n"}, "x": {0: "n"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, {"objects": flat})[0], want)
+    assert np.unique(want).size > 100  # the check saw many different inputs
 
 
 def test_inputs_are_on_the_grid_and_saturate() -> None:
@@ -90,6 +126,26 @@ def test_qkeras_torch_onnx_and_reference_agree_exactly(name: str, trained: dict[
     np.testing.assert_array_equal(scorer.score(events), ref.astype(np.float32))
     np.testing.assert_array_equal(load_model(trained[name], "onnxruntime").score(events),
                                   ref.astype(np.float32))
+
+
+def test_model_directory_holds_the_input_table_and_old_inputs_are_refused(
+        trained: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    src = trained["qvae"]
+    card = json.loads((src / "card.json").read_text())
+    assert "inputs.md" in card["files"]
+    table = (src / "inputs.md").read_text()
+    assert "| 17 | muon0 | hwPhiAtVtx | rad | 2π/576 | 0..575 |" in table
+    pre = json.loads((src / "preprocess.json").read_text())
+    assert pre["kind"] == QPREPROCESS_KIND
+    assert [row["shift"] for row in pre["inputs"]] == pre["shifts"]
+    assert pre["inputs"][16]["quantity"] == "hwEtaAtVtx"
+    old = shutil.copytree(src, tmp_path / "old")
+    (old / "preprocess.json").write_text(json.dumps({**pre, "kind": "l1_hw_units_shift_v1"}))
+    with pytest.raises(ModelFileError, match=r"preprocess.json.*'cmssw_inputs_shift_v2', got 'l1_hw_units_shift_v1'.*"
+                                          r"train it again"):
+        load_model(old)
 
 
 def test_signal_scores_above_background(trained: dict[str, Path]) -> None:

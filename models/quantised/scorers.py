@@ -84,12 +84,7 @@ from darktrigger.models.quantised.fixedpoint import (
     reference,
 )
 from darktrigger.models.quantised.preprocess import (
-    ETA_MAX,
-    INV_ETA,
-    INV_PHI,
-    PHI_BINS,
-    PT_LSB,
-    PT_MAX,
+    INPUTS_FILE,
     QPREPROCESS_FILE,
     QUANTITIES,
     QPreprocessor,
@@ -102,6 +97,7 @@ from darktrigger.models.quantised.training import (
     keras_layers,
 )
 from darktrigger.models.quantised.training import train as train_qkeras
+from darktrigger.replay import l1units
 from darktrigger.replay.errors import ConfigError
 from darktrigger.replay.events import N_FEATURES, SLOT_TYPES
 
@@ -162,21 +158,33 @@ class FixedNet(nn.Module):
 
 class QInputs(nn.Module):
     """raw ``[N, 57]`` float32 → shift-normalised inputs on the grid: :class:`QPreprocessor`
+    (CMSSW's inputs, :func:`darktrigger.replay.l1units.hardware_counts_float`, then the shifts)
     in torch, operation for operation, so that torch, numpy and ONNX agree exactly."""
+
+    scale: torch.Tensor
+    pt_max: torch.Tensor
+    eta_min: torch.Tensor
+    eta_max: torch.Tensor
+    inv_eta: torch.Tensor
+    inv_phi: torch.Tensor
+    phi_bins: torch.Tensor
 
     def __init__(self, qpre: QPreprocessor) -> None:
         super().__init__()
-        self.scale: torch.Tensor
         self.register_buffer("scale", torch.from_numpy(qpre.scale_factors()), persistent=False)
+        for name, value in (("pt_max", l1units.SLOT_PT_MAX), ("eta_min", l1units.SLOT_ETA_MIN),
+                            ("eta_max", l1units.SLOT_ETA_MAX), ("inv_eta", l1units.SLOT_INV_ETA),
+                            ("inv_phi", l1units.SLOT_INV_PHI), ("phi_bins", l1units.SLOT_PHI_BINS)):
+            self.register_buffer(name, torch.from_numpy(value.copy()), persistent=False)
         self.frac, self.low, self.high = qpre.frac, qpre.low, qpre.high
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
-        pt = torch.clamp(torch.floor(flat[:, 0::3] * (1 / PT_LSB)), 0.0, float(PT_MAX))
+        pt = torch.minimum(torch.clamp(torch.floor(flat[:, 0::3] * (1 / l1units.PT_LSB)), min=0.0), self.pt_max)
         filled = (pt > 0).to(flat.dtype)
-        eta = torch.clamp(torch.round(flat[:, 1::3] * float(INV_ETA)), -float(ETA_MAX), float(ETA_MAX)) * filled
-        phi = torch.round(flat[:, 2::3] * float(INV_PHI))
-        phi = (phi - float(PHI_BINS) * torch.floor((phi + float(PHI_BINS // 2)) / float(PHI_BINS))) * filled
-        hw = torch.stack([pt, eta, phi], dim=2).reshape(flat.shape[0], N_FEATURES)
+        eta = torch.minimum(torch.maximum(torch.round(flat[:, 1::3] * self.inv_eta), self.eta_min), self.eta_max)
+        phi = torch.round(flat[:, 2::3] * self.inv_phi)
+        phi = phi - self.phi_bins * torch.floor(phi / self.phi_bins)
+        hw = torch.stack([torch.floor(pt * 0.5), eta * filled, phi * filled], dim=2).reshape(flat.shape[0], N_FEATURES)
         q = torch.clamp(torch.floor(hw * self.scale), self.low * 2.0**self.frac, self.high * 2.0**self.frac)
         return q * 2.0**-self.frac
 
@@ -256,10 +264,10 @@ class QuantisedScorer(Scorer):
         return {}
 
     def input_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-input [low, high] of the network inputs (pT ≥ 0)."""
+        """Per-input [low, high] of the network inputs (pT and φ ≥ 0: CMSSW's φ is unsigned)."""
         fmt = self.input_fmt
         low = np.full(N_FEATURES, fmt.low)
-        low[0::3] = 0.0
+        low[0::3] = low[2::3] = 0.0
         return low, np.full(N_FEATURES, fmt.high)
 
     def ranges(self) -> list[Range]:
@@ -375,7 +383,7 @@ class QuantisedScorer(Scorer):
         torch.save(net.state_dict(), directory / WEIGHTS_FILE)
         self.qpre.save(directory)
         self.export_onnx(directory / ONNX_FILE)
-        return [WEIGHTS_FILE, QPREPROCESS_FILE, ONNX_FILE]
+        return [WEIGHTS_FILE, QPREPROCESS_FILE, INPUTS_FILE, ONNX_FILE]
 
     def _load_files(self, directory: Path, card: ModelCard) -> None:
         wpath = require_file(directory, WEIGHTS_FILE, "the quantised weights")
