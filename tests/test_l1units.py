@@ -158,3 +158,44 @@ def test_input_table() -> None:
 def test_the_nanoaod_reader_uses_these_lsbs() -> None:
     for name in ("PT_LSB", "CALO_ETA_LSB", "CALO_PHI_LSB", "MUON_ETA_LSB", "MUON_PHI_LSB"):
         assert getattr(nanoaod, name) is getattr(l1units, name)
+
+
+@pytest.mark.parametrize("hardware", [True, False], ids=["hw-branches", "floats"])
+def test_l1_nanoaod_objects_give_back_their_hardware_values(tmp_path, hardware: bool) -> None:
+    """L1 objects read from NanoAOD (bx 0, pT-ordered) → CMSSW's inputs are the hardware values
+    the file holds: muons on their LSBs, φ near 2π back at 575, odd hwPt halved."""
+    from darktrigger.replay.readers.base import open_events
+    from darktrigger.replay.testing import nanoaod_collection, write_nanoaod
+
+    def collection(rows: list[tuple[int, int, int, int]], eta_lsb: float, phi_lsb: float, muon: bool = False):
+        hw_pt, hw_eta, hw_phi, bx = (list(c) for c in zip(*rows, strict=True))
+        eta = [np.float32(e * eta_lsb) for e in hw_eta]
+        phi = [np.float32(p * phi_lsb) for p in hw_phi]
+        fields = {"pt": [[p * 0.5 for p in hw_pt]], "eta": [eta], "phi": [phi], "bx": [bx]}
+        names = ("hwEtaAtVtx", "hwPhiAtVtx") if muon else ("hwEta", "hwPhi")
+        if muon:
+            fields |= {"etaAtVtx": [eta], "phiAtVtx": [phi]}
+        if hardware:
+            fields |= {"hwPt": [hw_pt], names[0]: [hw_eta], names[1]: [hw_phi]}
+        return nanoaod_collection(**fields)
+
+    calo_eta, calo_phi = l1units.CALO_ETA_LSB, l1units.CALO_PHI_LSB
+    sums = {"pt": [[499.5, 38.5, 10.0]], "phi": [[0.0, np.float32(100 * calo_phi), 0.0]], "bx": [[0, 0, -1]],
+            "etSumType": [[0, 2, 2]]}
+    if hardware:
+        sums |= {"hwPt": [[999, 77, 20]], "hwPhi": [[0, 100, 0]]}
+    branches = {
+        "run": np.ones(1, np.uint32), "luminosityBlock": np.ones(1, np.uint32), "event": np.ones(1, np.uint64),
+        "L1Mu": collection([(41, -220, 575, 0), (61, 100, 288, 0), (30, 5, 3, -1)],
+                           l1units.MUON_ETA_LSB, l1units.MUON_PHI_LSB, muon=True),
+        "L1EG": collection([(25, -57, 0, 0)], calo_eta, calo_phi),
+        "L1Jet": collection([(301, 57, 143, 0), (80, -3, 72, 0), (500, 0, 0, 1)], calo_eta, calo_phi),
+        "L1EtSum": nanoaod_collection(**sums),
+    }
+    batch = open_events(write_nanoaod(tmp_path / "l1.root", branches)).read_all()
+    want = np.zeros(57, np.int32)
+    want[0:3] = (38, 0, 100)  # MET: the type-2 sum of bx 0, hwPt 77 / 2
+    want[3:6] = (12, -57, 0)
+    want[15:21] = (30, 100, 288, 20, -220, 575)  # pT-ordered: hwPt 61, then 41
+    want[27:33] = (150, 57, 143, 40, -3, 72)
+    np.testing.assert_array_equal(cmssw_inputs(batch.objects)[0], want)
