@@ -1,6 +1,7 @@
 """``qae`` and ``qvae``: quantisation-aware autoencoders in QKeras, scored in exact fixed point.
 
-Both take the 57 L1 numbers in hardware units, shift-normalised onto an
+Both take CMSSW's 57 AXOL1TL inputs (hwPt/2, hwEta, hwPhi per object, muons on the muon
+LSBs: :func:`darktrigger.replay.l1units.cmssw_inputs`), shift-normalised onto an
 ``ap_fixed<12,6>`` grid (:mod:`darktrigger.models.quantised.preprocess`), and are trained in QKeras with
 quantised weights and activations (defaults: weights ``quantized_bits(8,1)`` =
 ``ap_fixed<8,2>``, biases ``quantized_bits(8,3)`` = ``ap_fixed<8,4>``, activations
