@@ -13,7 +13,10 @@ the source's ``end`` goes there too): no trigger stage, one hop fewer::
 
 * **Credit**: a worker announces ``ready`` with ``credit`` k when it can take k more
   batches; the source sends a worker no more than its credit, and keeps at most
-  ``max_inflight`` batches unacknowledged in the whole pipeline.
+  ``max_inflight`` batches in the pipeline (sent, not yet recorded). The recorder says
+  which batches it has recorded as it goes (an ``ack`` with ``flushed: false``) and
+  acknowledges them after its flush; recorded batches wait for that apart from the
+  window, up to :attr:`Topology.inflight_cap` in all.
 * **Nothing lost**: a batch stays in the source's in-flight table until the recorder
   acknowledges it (after the events are flushed to disk). Batches held by a worker that
   stops heartbeating for ``worker_timeout_s`` (killed, hung), or not acknowledged within
@@ -245,6 +248,7 @@ class _InFlight:
     worker: bytes | None = None
     sent: float = 0.0
     sends: int = 0
+    recorded: bool = False  # the recorder has it (not yet flushed): out of the window
 
 
 @dataclass
@@ -398,7 +402,7 @@ class SourceRunner(_Runner):
                     if self.resend:
                         self._send(router, worker, self.resend.popleft())
                         continue
-                    if exhausted or len(self.inflight) >= rel.max_inflight:
+                    if exhausted or self._window_full():
                         break
                     if pending is None:
                         t_read = time.perf_counter()
@@ -474,6 +478,13 @@ class SourceRunner(_Runner):
                  self.batches_in, self.stats["batches_resent"])
         return SourceResult(self.events_in, self.batches_in, dict(self.stats))
 
+    def _window_full(self) -> bool:
+        """No new batch now: ``max_inflight`` are in the pipeline, or the cap of those kept
+        for acknowledgement is reached."""
+        if len(self.inflight) >= self.topo.inflight_cap:
+            return True
+        return sum(not item.recorded for item in self.inflight.values()) >= self.topo.reliability.max_inflight
+
     def _pick_worker(self) -> bytes | None:
         best, credit = None, 0
         for identity, w in self.workers.items():
@@ -492,7 +503,7 @@ class SourceRunner(_Runner):
             self.resend.appendleft(seq)
             return
         self.workers[worker].credit -= 1
-        item.worker, item.sent = worker, time.monotonic()
+        item.worker, item.sent, item.recorded = worker, time.monotonic(), False
         item.sends += 1
         if item.sends > 1:
             self.stats["batches_resent"] += 1
@@ -543,6 +554,13 @@ class SourceRunner(_Runner):
             self.bad("acks", WireError(f"expected an ack with a list of seqs, got kind {msg.kind!r}"))
             return
         if not self.ours(msg, "acks"):
+            return
+        if msg.meta.get("flushed") is False:  # recorded, to be acknowledged after the recorder's flush
+            for seq in seqs:
+                item = self.inflight.get(seq) if isinstance(seq, int) and not isinstance(seq, bool) else None
+                if item is not None:
+                    item.recorded = True
+                    self.last_ack = time.monotonic()
             return
         for seq in seqs:
             if isinstance(seq, int) and not isinstance(seq, bool) and self.inflight.pop(seq, None) is not None:
@@ -736,8 +754,9 @@ def disk_free_mb(path: Path) -> float:
 class RecorderRunner(_Runner):
     """Records decided batches once each, acknowledges them after a flush, writes the summary.
 
-    It flushes (and acknowledges) every ``reliability.flush_s``, or sooner, as soon as half
-    the source's in-flight window (``reliability.max_inflight``) waits for acknowledgement.
+    It tells the source which batches it has recorded as it goes (they leave the source's
+    window) and flushes and acknowledges them every ``reliability.flush_s``, or sooner, as
+    soon as half of what the source keeps for acknowledgement waits here.
 
     Before it starts and before every flush it looks at its disk: below
     ``reliability.min_free_mb`` (or on an error writing) it stops at once, closes the events
@@ -799,9 +818,9 @@ class RecorderRunner(_Runner):
     def _run(self, stop: threading.Event | None = None) -> RunSummary:
         stop = self._stop = stop or threading.Event()
         flush_s = self.topo.reliability.flush_s
-        # acknowledge once half the source's window waits here, not only every flush_s: a
-        # window of recorded but unacknowledged batches would hold the source back
-        ack_every = max(1, self.topo.reliability.max_inflight // 2)
+        # acknowledge once half of what the source keeps for acknowledgement waits here, not
+        # only every flush_s, so the source's cap never holds it back
+        ack_every = max(1, (self.topo.inflight_cap - self.topo.reliability.max_inflight) // 2)
         self.check_disk()
         pull = self.bind(zmq.PULL, "recorder")
         acks = self.connect(zmq.PUSH, "acks", linger_ms=2000)
@@ -825,6 +844,8 @@ class RecorderRunner(_Runner):
                         self._record(msg)
                         self.processed(msg.count, time.perf_counter() - t)
                         to_ack.setdefault(msg.run, []).append(msg.seq)
+                        # out of the source's window now; acknowledged after the flush
+                        self.signal(acks, encode("ack", run=msg.run, meta=self.ident(seqs=[msg.seq], flushed=False)))
                     except WireError as exc:
                         self.bad("recorder", exc)
                 if to_ack and (time.monotonic() - last_flush >= flush_s

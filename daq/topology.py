@@ -37,9 +37,10 @@ recorder: one hop and one process fewer, and the scored events never travel agai
 latency goal instead of ``batch_size`` (:func:`plan_for_latency`): an event waits for the
 batches ahead of it in the pipeline (each worker's credit, the recorder's), so the p99
 latency is about those batches' events over the throughput; the plan takes the largest
-batch (the least per-batch overhead) that fits the goal at 1 M events/s, and a window that
-also holds one flush interval of recorded batches (``reliability.max_inflight``, when
-given, is kept).
+batch (the least per-batch overhead) that fits the goal at 1 M events/s
+(``reliability.max_inflight``, when given, is kept). Batches recorded and waiting for the
+recorder's flush are kept apart from that window, so the flush interval never holds the
+source back nor adds latency.
 
 Relative paths are taken from the topology file's folder. ``source.mix`` maps each file
 to a fraction, to ``background`` (the file that fills the rest) or to an injection by rate
@@ -74,6 +75,9 @@ DEFAULT_BASE_PORT = 5550
 STAGES = ("source", "scorer", "trigger", "recorder")
 #: Where the menu runs: its own stage, or inside every scorer worker.
 PLACEMENTS = ("standalone", "in_workers")
+#: Events recorded and waiting for the recorder's flush that the source keeps beyond its
+#: window: a flush interval (0.2 s) at about 1 M events/s.
+FLUSH_COVER_EVENTS = 1 << 18
 
 
 @dataclass
@@ -108,8 +112,9 @@ class Reliability:
     heartbeat_s: float = 0.25
     worker_timeout_s: float = 3.0
     ack_timeout_s: float = 60.0
-    #: batches unacknowledged in the whole pipeline; 0: workers × prefetch + 4, enough to
-    #: keep every stage busy without queues that only add latency
+    #: batches sent and not yet recorded; 0: workers × prefetch + 4, enough to keep every
+    #: stage busy without queues that only add latency (batches recorded and waiting for the
+    #: recorder's flush to be acknowledged are kept apart: :attr:`Topology.inflight_cap`)
     max_inflight: int = 0
     drain_timeout_s: float = 120.0
     flush_s: float = 0.2
@@ -154,6 +159,13 @@ class Topology:
     def stages(self) -> tuple[str, ...]:
         """The stages this topology runs (no trigger stage when the workers run the menu)."""
         return tuple(s for s in STAGES if s != "trigger" or not self.trigger_in_workers)
+
+    @property
+    def inflight_cap(self) -> int:
+        """The most batches the source keeps unacknowledged: ``max_inflight`` in the pipeline
+        and up to :data:`FLUSH_COVER_EVENTS` events more, recorded and waiting for the
+        recorder's flush (they add to no event's latency; the cap bounds the source's memory)."""
+        return self.reliability.max_inflight + math.ceil(FLUSH_COVER_EVENTS / self.batch_size)
 
     @property
     def decided_endpoint(self) -> str:
@@ -247,8 +259,7 @@ class Topology:
         target = data.get("target_p99_ms")
         target_ms = None if target is None else _number(target, "target_p99_ms", where, positive=True)
         if target_ms is not None:
-            plan = plan_for_latency(target_ms, workers.count, prefetch=workers.prefetch,
-                                    flush_s=reliability.flush_s)
+            plan = plan_for_latency(target_ms, workers.count, prefetch=workers.prefetch)
             batch_size, workers.prefetch = plan.batch_size, plan.prefetch
             if not r.get("max_inflight"):
                 reliability.max_inflight = plan.max_inflight
@@ -378,19 +389,18 @@ class LatencyPlan:
 
 
 def plan_for_latency(target_ms: float, workers: int, *, prefetch: int = 2,
-                     rate_hz: float = PLAN_RATE_HZ, flush_s: float = 0.2) -> LatencyPlan:
+                     rate_hz: float = PLAN_RATE_HZ) -> LatencyPlan:
     """The largest power-of-two batch whose expected p99 latency fits ``target_ms`` at ``rate_hz``.
 
     An event emitted into a busy pipeline waits behind the batches the workers already
     hold (``workers × prefetch``) and the one the recorder is writing, then for its own; so
-    p99 ≈ (workers × prefetch + 2) × batch / rate. The window (``max_inflight``) holds every
-    worker's credit, four batches more, and the batches recorded in one flush interval
-    (``flush_s`` at ``rate_hz``), which wait for their acknowledgement without adding to any
-    event's latency: so the recorder flushes (a few ms each) rarely and never starves the source.
+    p99 ≈ (workers × prefetch + 2) × batch / rate. The window (``max_inflight``: batches sent
+    and not yet recorded) holds every worker's credit and four batches more; batches recorded
+    and waiting for the recorder's flush do not count against it (:attr:`Topology.inflight_cap`).
 
         >>> plan = plan_for_latency(50, workers=2)
         >>> plan.batch_size, plan.max_inflight, round(plan.p99_s() * 1e3)
-        (8192, 33, 49)
+        (8192, 8, 49)
         >>> plan_for_latency(1, workers=2).batch_size    # never below the smallest batch
         256
     """
@@ -403,9 +413,7 @@ def plan_for_latency(target_ms: float, workers: int, *, prefetch: int = 2,
     batch = low
     while batch * 2 <= min(fits, high):
         batch *= 2
-    flushing = math.ceil(rate_hz * flush_s / batch)
-    return LatencyPlan(batch_size=batch, prefetch=prefetch, max_inflight=workers * prefetch + 4 + flushing,
-                       ahead=ahead)
+    return LatencyPlan(batch_size=batch, prefetch=prefetch, max_inflight=workers * prefetch + 4, ahead=ahead)
 
 
 def _digest(data: Mapping[str, Any]) -> str:

@@ -90,3 +90,29 @@ def test_trigger_in_workers_as_processes_starts_no_trigger(setup: Path) -> None:
 def test_no_trigger_stage_to_start_when_the_workers_run_the_menu(setup: Path) -> None:
     with pytest.raises(ConfigError, match="no trigger stage"):
         run_stage("trigger", _in_workers(setup, "nostage.yaml"))
+
+
+def test_recorded_batches_leave_the_window_until_their_flush_is_acknowledged(setup: Path) -> None:
+    """The source's window counts batches in the pipeline; a batch the recorder has recorded
+    (``ack`` with ``flushed: false``) leaves it but is kept, up to ``inflight_cap``, until
+    the acknowledgement after the flush frees it."""
+    from darktrigger.daq.runner import SourceRunner, _InFlight
+    from darktrigger.daq.stages import SourceStage
+    from darktrigger.daq.wire import encode
+
+    topo = Topology.from_yaml(_in_workers(setup, "window.yaml", reliability={"max_inflight": 3}))
+    src = SourceRunner(topo, SourceStage(topo, max_events=10_000))
+    try:
+        for seq in range(3):
+            src.inflight[seq] = _InFlight([b""], 1, sends=1)
+        assert src._window_full()
+        src._on_ack(encode("ack", run=topo.run, meta=src.ident(seqs=[0, 1], flushed=False)))
+        assert not src._window_full() and set(src.inflight) == {0, 1, 2}
+        assert [src.inflight[s].recorded for s in range(3)] == [True, True, False]
+        src._on_ack(encode("ack", run=topo.run, meta=src.ident(seqs=[0])))
+        assert set(src.inflight) == {1, 2} and 0 in src.acked and 1 not in src.acked
+        for seq in range(3, topo.inflight_cap + 1):  # recorded ones fill up to the cap
+            src.inflight[seq] = _InFlight([b""], 1, sends=1, recorded=True)
+        assert len(src.inflight) >= topo.inflight_cap and src._window_full()
+    finally:
+        src.close()
