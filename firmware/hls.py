@@ -118,11 +118,13 @@ def _quiet() -> Iterator[None]:
 def convert(keras_model: Any, out_dir: Path, *, precision: dict[str, dict[str, str]] | None = None,
             backend: str = "Vitis", part: str = DEFAULT_PART, clock_ns: float = 4.0,
             tb_inputs: np.ndarray | None = None, tb_outputs: np.ndarray | None = None,
-            where: str = "model") -> Any:
+            where: str = "model", project_name: str = PROJECT_NAME, **writer: Any) -> Any:
     """Write the hls4ml project of ``keras_model`` into ``out_dir``; the hls4ml model.
 
     Without ``precision`` hls4ml's own defaults are used. An unsupported layer is an
-    :class:`UnsupportedModelError` naming it.
+    :class:`UnsupportedModelError` naming it. ``writer`` goes to hls4ml's writer
+    configuration (``namespace``, ``write_weights_txt``: an hls4mlEmulator plugin has its
+    weights compiled in and its code in a namespace).
     """
     hls4ml = import_hls4ml()
 
@@ -145,8 +147,8 @@ def convert(keras_model: Any, out_dir: Path, *, precision: dict[str, dict[str, s
         try:
             with _quiet():
                 model = hls4ml.converters.convert_from_keras_model(
-                    keras_model, output_dir=str(out_dir), project_name=PROJECT_NAME, backend=backend,
-                    part=part, clock_period=clock_ns, io_type="io_parallel", hls_config=cfg, **tb)
+                    keras_model, output_dir=str(out_dir), project_name=project_name, backend=backend,
+                    part=part, clock_period=clock_ns, io_type="io_parallel", hls_config=cfg, **tb, **writer)
                 model.write()
             # written once: a later write() (compile() writes again) keeps tb_data as it is
             model.config.config.pop("InputData", None)

@@ -1,7 +1,9 @@
-"""``darktrigger firmware build|verify``: quantised models into HLS and RTL, checked bit for bit.
+"""``darktrigger firmware build|verify|import``: quantised models into HLS and RTL, checked bit
+for bit; CMS's hls4mlEmulator plugins (AXOL1TL) imported as scoring models.
 
-    $ darktrigger firmware build --model models/qvae --out fw/qvae --rtl
+    $ darktrigger firmware build --model models/qvae --out fw/qvae --rtl --emulator
     $ darktrigger firmware verify --project fw/qvae --events bkg.h5 --n 100000
+    $ darktrigger firmware import --emulator AXOL1TL_v5 --out models/axol1tl_v5
 """
 
 from __future__ import annotations
@@ -69,18 +71,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from darktrigger.firmware.emulator import import_emulator
+
+    m = import_emulator(args.emulator, args.out, args.name, progress=not args.no_progress)
+    print(f"hls4mlEmulator plugin {m.name} imported into {args.out} ({m.build_seconds or 0:.0f} s)")
+    print(f"  {m.plugin}, built from {m.source} ({m.emulator}, its Makefile, {m.compiler})")
+    print(f"  read_result fills {m.pair_type_resolved}; the score is loss x 16"
+          + ("" if m.loss_is_cmssw else " (WARNING: the loss is not CMSSW's ap_ufixed<18,14>)"))
+    print(f"  score with it: darktrigger score --model {shlex.quote(str(args.out))} --events FILE --out OUT.h5")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     """``firmware build`` and ``firmware verify`` (see :data:`darktrigger.daq.cli.COMMAND_MODULES`)."""
     p = sub.add_parser(
         "firmware", formatter_class=formatter,
-        help="FPGA firmware of a quantised model (hls4ml HLS, da4ml RTL), verified bit for bit",
+        help="FPGA firmware of a quantised model (hls4ml HLS, da4ml RTL), verified bit for bit; "
+             "CMS hls4mlEmulator plugins imported",
         description="Turn a quantised model (qae, qvae) into an hls4ml HLS project and, with --rtl,\n"
                     "da4ml Verilog; check the QKeras model, the C simulation, the project's testbench\n"
                     "and the RTL under Verilator agree on every event.",
         epilog="examples:\n"
                "  darktrigger train --model qvae --background bkg.h5 --out models/qvae\n"
                "  darktrigger firmware build --model models/qvae --out fw/qvae --rtl\n"
-               "  darktrigger firmware verify --project fw/qvae --events bkg_test.h5 --n 100000")
+               "  darktrigger firmware verify --project fw/qvae --events bkg_test.h5 --n 100000\n"
+               "  darktrigger firmware import --emulator AXOL1TL_v5 --out models/axol1tl_v5")
     fsub = p.add_subparsers(dest="firmware_command", metavar="SUBCOMMAND", required=True)
     b = fsub.add_parser(
         "build", formatter_class=formatter, help="write (and compile) the firmware project",
@@ -132,3 +148,20 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     v.add_argument("--no-progress", action="store_true",
                    help="no progress lines on stderr (default: one as each implementation starts)")
     v.set_defaults(func=cmd_verify)
+    i = fsub.add_parser(
+        "import", formatter_class=formatter,
+        help="build an hls4mlEmulator plugin project (AXOL1TL's layout) into a scoring model",
+        description="Check and build a plugin project laid out as CMS's AXOL1TL ones (the emulator\n"
+                    ".cpp with a class deriving hls4mlEmulator::Model and extern \"C\" create_model/\n"
+                    "destroy_model, NN/ with the hls4ml sources, scales.h, a Makefile) with g++ against\n"
+                    "hls4ml's ap_types and darktrigger's interface header, into a model directory that\n"
+                    "the emulator backend scores as CMSSW's AXOL1TLCondition does: the 57\n"
+                    "ap_fixed<18,13> inputs, prepare_input, predict, read_result; score = loss x 16.",
+        epilog="examples:\n"
+               "  darktrigger firmware import --emulator AXOL1TL_v5 --out models/axol1tl_v5\n"
+               "  darktrigger score --model models/axol1tl_v5 --events zb.h5 --out zb_scored.h5")
+    i.add_argument("--emulator", type=Path, required=True, metavar="DIR", help="the plugin project folder")
+    i.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model directory to write")
+    i.add_argument("--name", default=None, help="the model's name (default: the folder's name)")
+    i.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    i.set_defaults(func=cmd_import)
