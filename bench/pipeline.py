@@ -363,8 +363,8 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
                     f"{link_rate / 1e6:,.2f} M crossings/s, the receiver's CPU {link_cpu:.3f} µs per crossing.", ""]
         if "frontier" in only:
             out += ["### Frontier: batch size × in-flight window (trigger in the workers, CURVE off)", "",
-                    "The window is each worker's credit (`workers.prefetch`) × workers + 4 batches. "
-                    "Each cell: events/s, p99 ms.", "",
+                    "The window (batches sent and not yet recorded) is each worker's credit "
+                    "(`workers.prefetch`) × workers + 4 batches. Each cell: events/s, p99 ms.", "",
                     "| batch | " + " | ".join(f"prefetch {p} (window {WORKERS * p + 4})" for p in SWEEP_PREFETCH) + " |",
                     "| ---: | " + " | ".join("---:" for _ in SWEEP_PREFETCH) + " |"]
             points: list[tuple[float, float, int, int]] = []

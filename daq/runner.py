@@ -81,6 +81,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_MS = 50
+#: a recorder with batches to acknowledge and no input for this long flushes now
+IDLE_FLUSH_MS = 20
 ALL_PREFIX = "all/"  # columns of a ``decided`` message that cover every event of the batch
 #: what a ``decided`` message carries for every event (as ``all/<name>``): the decision
 #: before and after prescale, the truth label and the weight, which the recorder's rates,
@@ -755,8 +757,9 @@ class RecorderRunner(_Runner):
     """Records decided batches once each, acknowledges them after a flush, writes the summary.
 
     It tells the source which batches it has recorded as it goes (they leave the source's
-    window) and flushes and acknowledges them every ``reliability.flush_s``, or sooner, as
-    soon as half of what the source keeps for acknowledgement waits here.
+    window) and flushes and acknowledges them every ``reliability.flush_s``, or sooner: as
+    soon as half of what the source keeps for acknowledgement waits here, or when no batch
+    came for :data:`IDLE_FLUSH_MS` (the end of a run).
 
     Before it starts and before every flush it looks at its disk: below
     ``reliability.min_free_mb`` (or on an error writing) it stops at once, closes the events
@@ -829,7 +832,11 @@ class RecorderRunner(_Runner):
         end_meta: dict[str, Any] | None = None
         try:
             while not stop.is_set():
-                if pull.poll(POLL_MS):
+                idle = True
+                # with batches waiting for their flush, a short wait: a recorder with nothing
+                # to do flushes at once (the end of a run is acknowledged without delay)
+                if pull.poll(IDLE_FLUSH_MS if to_ack else POLL_MS):
+                    idle = False
                     frames = pull.recv_multipart(copy=False)
                     try:
                         msg = decode(frames)
@@ -848,7 +855,7 @@ class RecorderRunner(_Runner):
                         self.signal(acks, encode("ack", run=msg.run, meta=self.ident(seqs=[msg.seq], flushed=False)))
                     except WireError as exc:
                         self.bad("recorder", exc)
-                if to_ack and (time.monotonic() - last_flush >= flush_s
+                if to_ack and (idle or time.monotonic() - last_flush >= flush_s
                                or sum(map(len, to_ack.values())) >= ack_every):
                     self.check_disk()
                     self._flush_and_ack(acks, to_ack)

@@ -255,9 +255,13 @@ class Topology:
         if placement not in PLACEMENTS:
             raise ConfigError(f"{where}: trigger.placement: "
                               f"{unknown_name('trigger placement', str(placement), list(PLACEMENTS))}")
-        batch_size = _int(data.get("batch_size", 8192), "batch_size", where)
+        given_batch = data.get("batch_size")
+        batch_size = 8192 if given_batch is None else _int(given_batch, "batch_size", where)
         target = data.get("target_p99_ms")
         target_ms = None if target is None else _number(target, "target_p99_ms", where, positive=True)
+        if target_ms is not None and given_batch is not None:
+            raise ConfigError(f"{where}: batch_size and target_p99_ms both given; keep one (target_p99_ms "
+                              f"chooses the batch size: {plan_for_latency(target_ms, workers.count).batch_size})")
         if target_ms is not None:
             plan = plan_for_latency(target_ms, workers.count, prefetch=workers.prefetch)
             batch_size, workers.prefetch = plan.batch_size, plan.prefetch

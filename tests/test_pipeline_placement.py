@@ -53,7 +53,7 @@ def test_placement_parses_and_names_the_stages() -> None:
 
 def test_target_p99_ms_chooses_the_batch_and_keeps_a_given_window() -> None:
     base = {"menu": "m.yaml", "source": {"files": ["a.h5"]}, "workers": {"count": 2}}
-    topo = Topology.from_dict({**base, "target_p99_ms": 50, "batch_size": 65536})
+    topo = Topology.from_dict({**base, "target_p99_ms": 50})
     plan = plan_for_latency(50, 2)
     assert (topo.batch_size, topo.reliability.max_inflight, topo.target_p99_ms) == (
         plan.batch_size, plan.max_inflight, 50.0)
@@ -63,6 +63,8 @@ def test_target_p99_ms_chooses_the_batch_and_keeps_a_given_window() -> None:
     kept = Topology.from_dict({**base, "target_p99_ms": 50, "reliability": {"max_inflight": 30}})
     assert kept.reliability.max_inflight == 30
     assert plan_for_latency(1e6, 2).batch_size == 65536  # never above the largest batch
+    with pytest.raises(ConfigError, match="batch_size and target_p99_ms both given; keep one"):
+        Topology.from_dict({**base, "target_p99_ms": 50, "batch_size": 65536})
     with pytest.raises(ConfigError, match="target_p99_ms must be > 0"):
         Topology.from_dict({**base, "target_p99_ms": 0})
     assert isinstance(plan, LatencyPlan)
@@ -79,7 +81,7 @@ def test_trigger_in_workers_records_what_the_menu_decides_offline(setup: Path) -
 
 def test_trigger_in_workers_as_processes_starts_no_trigger(setup: Path) -> None:
     """The same with every stage a process (``darktrigger run``): no trigger stage is started."""
-    path = _in_workers(setup, "procs.yaml", target_p99_ms=50)
+    path = _in_workers(setup, "procs.yaml", target_p99_ms=50, batch_size=None)
     sup = Supervisor(path)
     summary = sup.run(timeout_s=300, install_signals=False)
     assert "trigger" not in sup.children
@@ -107,12 +109,16 @@ def test_recorded_batches_leave_the_window_until_their_flush_is_acknowledged(set
             src.inflight[seq] = _InFlight([b""], 1, sends=1)
         assert src._window_full()
         src._on_ack(encode("ack", run=topo.run, meta=src.ident(seqs=[0, 1], flushed=False)))
-        assert not src._window_full() and set(src.inflight) == {0, 1, 2}
+        assert not src._window_full()
+        assert set(src.inflight) == {0, 1, 2}
         assert [src.inflight[s].recorded for s in range(3)] == [True, True, False]
         src._on_ack(encode("ack", run=topo.run, meta=src.ident(seqs=[0])))
-        assert set(src.inflight) == {1, 2} and 0 in src.acked and 1 not in src.acked
+        assert set(src.inflight) == {1, 2}
+        assert 0 in src.acked
+        assert 1 not in src.acked
         for seq in range(3, topo.inflight_cap + 1):  # recorded ones fill up to the cap
             src.inflight[seq] = _InFlight([b""], 1, sends=1, recorded=True)
-        assert len(src.inflight) >= topo.inflight_cap and src._window_full()
+        assert len(src.inflight) >= topo.inflight_cap
+        assert src._window_full()
     finally:
         src.close()
