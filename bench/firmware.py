@@ -2,12 +2,15 @@
 
     $ python -m bench.firmware --data /work/data [--epochs 20] [--threads 2]
     $ python -m bench.firmware --data /work/data --speed-only     # the throughput table alone
+    $ python -m bench.firmware --data /work/data --emulator-only  # hls4mlEmulator plugins vs RTL
 
 Trains ``qae`` and ``qvae`` on the Pythia ``sm_mix`` 200k sample (skipped when the model
 directories exist), evaluates them beside the float ``ae``/``vae`` (cost of
 quantisation), builds their firmware with ``--rtl`` and verifies it on the 40k test
 sample, and times firmware-emulation scoring: the Verilator RTL against hls4ml's
-``predict()`` on the same events, one core. Writes ``bench/results/firmware.md``, which
+``predict()`` on the same events, one core; and (:func:`emulator_throughput`, on toy
+zero-bias crossings, self-contained) hls4mlEmulator plugins scored as CMSSW runs them
+beside the RTL backend of the same kind of model. Writes ``bench/results/firmware.md``, which
 ``make bench`` copies into BENCHMARKS.md; every figure comes from the commands it lists.
 """
 
@@ -98,6 +101,67 @@ def throughput_lines(speed: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def emulator_throughput(work: Path, n: int = 200_000) -> dict[str, Any]:
+    """Events/s on one core, ``n`` toy zero-bias crossings: an imported AXOL1TL-v1-shaped
+    plugin (the ``emulator`` backend, events → CMSSW's 57 inputs → plugin; and the plugin
+    alone on precomputed inputs), and a default ``qvae`` (trained on 20k toy ``sm_mix``)
+    built with ``--rtl --emulator``: its exported plugin through the batch shim beside its
+    RTL (the ``firmware`` backend). Projects are made once in ``work`` and reused."""
+    from darktrigger.firmware import emulator
+    from darktrigger.firmware.project import BuildOptions, build
+    from darktrigger.firmware.testing import axol1tl_v1_project
+    from darktrigger.models import load_model
+    from darktrigger.models.quantised.testing import train_small
+    from darktrigger.replay.generators.toy import ToyGenerator
+    from darktrigger.replay.l1units import cmssw_inputs
+
+    work.mkdir(parents=True, exist_ok=True)
+    made: dict[str, float] = {}
+    v1 = work / "axol1tl_v1_model"
+    if not (v1 / emulator.MANIFEST).is_file():
+        t0 = time.monotonic()
+        src = axol1tl_v1_project(work / "GTADModel_v1")
+        emulator.import_emulator(src, v1, "axol1tl_v1")
+        made["import (generate the v1-shaped project, make, shim)"] = time.monotonic() - t0
+    fw = work / "fw_qvae"
+    if not (fw / "darktrigger-firmware.json").is_file():
+        t0 = time.monotonic()
+        model = train_small("qvae", work / "qvae", n=20000)
+        build(model, fw, BuildOptions(rtl=True, emulator=True))
+        made["train qvae, firmware build --rtl --emulator"] = time.monotonic() - t0
+    batch = next(ToyGenerator().generate("zero_bias", n, seed=7, batch_size=n))
+    flat = batch.objects.reshape(n, -1)
+    x = cmssw_inputs(flat)
+    imported = load_model(v1, "emulator")
+    record = json.loads((fw / "darktrigger-firmware.json").read_text())["emulator"]
+    tmp = work / "shim"
+    tmp.mkdir(exist_ok=True)
+    exported = emulator.load_export(fw, record, tmp)
+    firmware = load_model(fw, "firmware")
+    rates = _rates({"imported v1 plugin, emulator backend (events in)": lambda: imported.score(flat),
+                    "imported v1 plugin alone (CMSSW's int inputs in)": lambda: imported.score_inputs(x),  # type: ignore[attr-defined]
+                    "exported qvae plugin through the shim (int inputs in)": lambda: exported.score(x),
+                    "qvae RTL, firmware backend (events in)": lambda: firmware.score(flat),
+                    "CMSSW's 57 inputs alone (replay.l1units.cmssw_inputs)": lambda: cmssw_inputs(flat)},
+                   n, repeats=3)
+    return {"events": n, "rates": rates, "made_seconds": made,
+            "qvae_score_shift": record["score_shift"], "load": os.getloadavg()}
+
+
+def emulator_lines(r: dict[str, Any]) -> list[str]:
+    lines = ["### hls4mlEmulator plugins (CMSSW's interface) beside the RTL (one core)", "",
+             f"{r['events']:,} toy zero-bias crossings; best of 3 (load average "
+             f"{' '.join(f'{v:.2f}' for v in r['load'])}).", "",
+             "| scoring | events/s |", "| --- | ---: |"]
+    lines += [f"| {name} | {rate:,.0f} |" for name, rate in r["rates"].items()]
+    lines += ["", "The plugins run one event per `prepare_input`/`predict`/`read_result`, as CMSSW's "
+              "AXOL1TLCondition calls them, the loop in C++ (one call into the shim per batch); the RTL "
+              "is the combinational Verilator build. The v1-shaped network (57-32-16-3, dense, hls4ml "
+              "`ap_fixed<16,6>`, unpruned) is larger than the pruned qvae. The exported qvae plugin's "
+              f"score is floor(score x 2^{r['qvae_score_shift']}).", ""]
+    return lines
+
+
 def _formats(name: str, h: dict[str, Any]) -> str:
     """One line of a quantised model's fixed-point types, from its card's hyper-parameters."""
     line = (f"- `{name}`: weights `ap_fixed<{h['weight_bits']},{h['weight_integer'] + 1}>`, biases "
@@ -117,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock-ns", type=float, default=4.0)
     parser.add_argument("--speed-only", action="store_true",
                         help="only time the firmware emulation of the projects already built; print, write nothing")
+    parser.add_argument("--emulator-only", action="store_true",
+                        help="only time hls4mlEmulator plugins beside the RTL (self-contained, toy events); "
+                             "print, write nothing")
     args = parser.parse_args(argv)
     d: Path = args.data
+    if args.emulator_only:
+        print("\n".join(emulator_lines(emulator_throughput(d / "firmware-emulator"))))
+        return 0
     if args.speed_only:
         print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         print("\n".join(throughput_lines(throughput(d))))
@@ -151,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         fw[q] = json.loads(vjson.read_text())
 
     speed = throughput(d)  # one core: the firmware backend (RTL) vs hls4ml predict on the same events
+    plugins = emulator_throughput(d / "firmware-emulator")
 
     ev = json.loads(evaluation.read_text())["models"]
     lines = [
@@ -203,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{rt['luts_estimate']:,.0f} LUT, {rt['ffs_estimate']:,} FF |")
     lines += ["", "The 100,000-event bit-exactness check on toy events is the slow test "
               "`tests/test_firmware_100k.py::test_default_models_verify_on_100k_events`.", "",
-              *throughput_lines(speed)]
+              *throughput_lines(speed), *emulator_lines(plugins)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))

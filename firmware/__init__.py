@@ -8,9 +8,13 @@
 - :mod:`~darktrigger.firmware.verify`: ``darktrigger firmware verify``, every implementation
   on the same events;
 - :mod:`~darktrigger.firmware.backend`: the ``firmware`` scoring backend;
+- :mod:`~darktrigger.firmware.emulator`: CMSSW's hls4mlEmulator plugins (AXOL1TL): imported
+  (``darktrigger firmware import --emulator``, the ``emulator`` backend) and exported
+  (``firmware build --emulator``); :mod:`~darktrigger.firmware.testing` writes one of
+  AXOL1TL v1's shape;
 - :mod:`~darktrigger.firmware.vendor`: vendor synthesis, where a vendor tool is installed.
 
     >>> from darktrigger.models.backends import BACKENDS
-    >>> "firmware" in BACKENDS
-    True
+    >>> "firmware" in BACKENDS, "emulator" in BACKENDS
+    (True, True)
 """

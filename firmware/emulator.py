@@ -45,6 +45,7 @@ import logging
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +249,7 @@ def compile_shim(source: PluginSource, src: Path, out: Path, where: str) -> Path
     """g++ the batch shim for the plugin in ``src`` (the built project copy) into ``out``."""
     cxx = require_tool("g++", "the batch shim is compiled with it")
     src, out = Path(src).resolve(), Path(out).resolve()
-    header = src / "darktrigger_pair.h"
+    header = out.with_suffix(".h")
     header.write_text(pair_header(source))
     cmd = [cxx, *CXXFLAGS.split(), "-shared", f"-I{src}", *include_flags(),
            f'-DDARKTRIGGER_PAIR_HEADER="{header}"', str(SHIM_SOURCE), "-ldl", "-o", str(out)]
@@ -756,3 +757,79 @@ def write_plugin_project(hls_firmware: Path, out: Path, layout: PluginLayout) ->
         _emulator_cpp(layout, layout.name, input_t, n_in, result_t, n_out))
     (Path(out) / "Makefile").write_text(_makefile(layout.name))
     return Path(out)
+
+
+# -- exporting a quantised model --------------------------------------------------------
+EXPORT_DIR = "emulator"  #: the plugin's folder inside a firmware project
+TB_COUNTS = "tb_counts.i32"  #: the test vectors' hardware counts int32 [N, 19, 3]
+TB_EXPECTED = "tb_expected.f64"  #: CMSSW's score the plugin must give for them
+
+
+def score_shift(high: float, frac: int) -> int:
+    """The ``m`` of an exported plugin's score ``floor(score · 2^m)``: the score's own LSB
+    (``m = frac``) unless its largest possible value would then pass 2^18 − 1, in which case
+    ``m`` is lowered until it cannot (CMSSW's loss is ``ap_ufixed<18,14>``, its score loss × 16).
+
+        >>> score_shift(30.0, 8), score_shift(1024.0, 10)
+        (8, 7)
+    """
+    m = frac
+    while max(high, 0.0) * 2.0**m > SCORE_MAX:
+        m -= 1
+    return m
+
+
+def cmssw_score(score: np.ndarray, m: int) -> np.ndarray:
+    """What CMSSW reads from an exported plugin (loss × 16) for software scores: ``floor(score ·
+    2^m)`` saturated to [0, 2^18 − 1] (float64)."""
+    return np.clip(np.floor(np.asarray(score, np.float64) * 2.0**m), 0, SCORE_MAX)
+
+
+def plugin_name(spec: str) -> str:
+    """``GTADModel_<spec>``: CMSSW loads ``"GTADModel_" + modelVersion + ".so"``.
+
+        >>> plugin_name("qvae")
+        'GTADModel_qvae'
+    """
+    return "GTADModel_" + re.sub(r"[^A-Za-z0-9_]", "_", spec)
+
+
+def export_plugin(scorer: Any, keras_model: Any, precision: dict[str, dict[str, str]], out: Path,
+                  tb_objects: np.ndarray, tb_scores: np.ndarray, *, backend: str = "Vitis",
+                  where: str = "model") -> dict[str, Any]:
+    """Write and build the hls4mlEmulator plugin of a quantised scorer in ``out`` (a
+    :func:`write_plugin_project` project: the exact input shifts of its
+    ``preprocess.json``, the score as the loss scaled by :func:`score_shift`, CMSSW's v5-on
+    pair), with the driver, a copy of the interface header and test vectors (the hardware
+    counts of ``tb_objects`` and the CMSSW scores ``tb_scores`` must give); its record."""
+    from darktrigger.firmware import hls
+    from darktrigger.replay.l1units import hardware_counts
+
+    name = plugin_name(scorer.spec)
+    score_range = scorer.ranges()[-1]
+    m = score_shift(score_range.high, score_range.frac)
+    namespace = f"hls4ml_{name.lower()}"
+    layout = PluginLayout(name, tuple(int(s) for s in scorer.qpre.shifts), scaling="exact", loss="output",
+                          result="scalar", namespace=namespace, input_type=scorer.input_fmt.ap, score_shift=m)
+    with tempfile.TemporaryDirectory(prefix="darktrigger-plugin-") as tmp:
+        hls.convert(keras_model, Path(tmp), precision=precision, backend=backend, where=where,
+                    project_name=name, namespace=namespace, write_weights_txt=False)
+        write_plugin_project(Path(tmp) / "firmware", out, layout)
+    (out / "include" / "hls4ml").mkdir(parents=True)
+    shutil.copy2(INCLUDE_DIR / "hls4ml" / "emulator.h", out / "include" / "hls4ml" / "emulator.h")
+    shutil.copy2(DRIVER_SOURCE, out / "driver.cc")
+    np.ascontiguousarray(hardware_counts(tb_objects), "<i4").tofile(out / TB_COUNTS)
+    np.ascontiguousarray(cmssw_score(tb_scores, m), "<f8").tofile(out / TB_EXPECTED)
+    plugin = build_plugin(out, where)
+    return {"directory": out.name, "name": name, "plugin": plugin.name, "score_shift": m,
+            "pair_type": layout.pair_type(1).replace("resultsq_t", "ap_ufixed<18, 14>"), "loss_type": LOSS_TYPE, "input_type": INPUT_TYPE,
+            "tb_events": len(tb_scores)}
+
+
+def load_export(project: Path, record: dict[str, Any], workdir: Path) -> PluginRunner:
+    """The exported plugin of a firmware project, loaded through the shim (compiled into
+    ``workdir``), as ``firmware verify`` checks it."""
+    folder = Path(project) / record["directory"]
+    source = inspect_project(folder)
+    shim = compile_shim(source, folder, Path(workdir) / SHIM_FILE, str(folder))
+    return PluginRunner(shim, folder / record["plugin"], str(folder))

@@ -103,6 +103,8 @@ class Manifest:
     #: the vendor synthesis report's figures (:func:`darktrigger.firmware.vendor.read_report`)
     synth: dict[str, Any] | None = None
     build_seconds: float | None = None
+    #: the hls4mlEmulator plugin for CMSSW (``--emulator``; :func:`darktrigger.firmware.emulator.export_plugin`)
+    emulator: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object on disk."""
@@ -115,7 +117,7 @@ class Manifest:
             "precisions": self.precisions, "precision_overrides": self.precision_overrides,
             "layers": self.layers, "checks": self.checks.to_dict(),
             "rtl": None if self.rtl is None else self.rtl.to_dict(), "synth": self.synth,
-            "build_seconds": self.build_seconds,
+            "build_seconds": self.build_seconds, "emulator": self.emulator,
         }
 
     @classmethod
@@ -124,12 +126,13 @@ class Manifest:
         if not isinstance(d, dict) or d.get("version") != MANIFEST_VERSION or d.get("complete") is not True:
             raise ProjectError(f"{where}: not a complete version-{MANIFEST_VERSION} firmware manifest; "
                                "build the firmware again")
-        missing = [f.name for f in fields(cls) if f.name not in d]
+        optional = ("emulator",)  # absent in projects built before it existed
+        missing = [f.name for f in fields(cls) if f.name not in d and f.name not in optional]
         if missing:
             raise ProjectError(f"{where}: the firmware manifest lacks {', '.join(missing)}; "
                                "build the firmware again")
         try:
-            simple = {f.name: d[f.name] for f in fields(cls) if f.name not in ("checks", "rtl")}
+            simple = {f.name: d[f.name] for f in fields(cls) if f.name not in ("checks", "rtl") and f.name in d}
             rtl = d["rtl"]
             return cls(**simple, checks=BuildChecks.from_dict(d["checks"]),
                        rtl=None if rtl is None else RTLRecord.from_dict(rtl))

@@ -36,6 +36,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -118,6 +119,8 @@ class BuildOptions:
     clock_ns: float = 4.0
     rtl: bool = False
     synth: bool = False
+    #: also an hls4mlEmulator plugin for CMSSW (``emulator/``, :mod:`darktrigger.firmware.emulator`)
+    emulator: bool = False
     tb_events: int = TB_EVENTS
     #: a log line as each step starts (``darktrigger.progress``; the command line shows them)
     progress: bool = False
@@ -164,8 +167,10 @@ def _prepare_out(out: Path, digest: str) -> None:
     shutil.rmtree(out)  # the same model: rebuild
 
 
-def test_vectors(scorer: QuantisedScorer, n: int, events: Path | None) -> np.ndarray:
-    """``n`` events' network inputs: from ``events``, or toy ``sm_mix`` (seed 0)."""
+def test_events(n: int, events: Path | None) -> np.ndarray:
+    """``n`` events' objects ``[N, 57]``: from ``events``, or toy ``sm_mix`` (seed 0)."""
+    from darktrigger.models.base import as_flat
+
     if events is not None:
         from darktrigger.models.neural.training import read_events
 
@@ -174,7 +179,12 @@ def test_vectors(scorer: QuantisedScorer, n: int, events: Path | None) -> np.nda
         from darktrigger.replay.generators import GENERATORS
 
         batch = next(GENERATORS.get("toy")().generate("sm_mix", n, seed=0, batch_size=n))
-    return scorer.inputs(batch)
+    return as_flat(batch, "test vectors")
+
+
+def test_vectors(scorer: QuantisedScorer, n: int, events: Path | None) -> np.ndarray:
+    """``n`` events' network inputs: from ``events``, or toy ``sm_mix`` (seed 0)."""
+    return scorer.inputs(test_events(n, events))
 
 
 def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None = None) -> Manifest:
@@ -187,7 +197,8 @@ def build(model_dir: Path, out: Path, options: BuildOptions, events: Path | None
     digest = model_hash(model_dir)
     _prepare_out(out, digest)
     out.mkdir(parents=True)
-    steps = Steps(f"firmware build {out}", 4 + 3 * options.rtl + options.synth, enabled=options.progress)
+    steps = Steps(f"firmware build {out}", 4 + 3 * options.rtl + options.synth + options.emulator,
+                  enabled=options.progress)
     try:
         manifest = _build(scorer, model_dir, out, options, events, digest, steps)
     except BaseException:
@@ -202,7 +213,8 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
            events: Path | None, digest: str, steps: Steps) -> Manifest:
     steps(f"test vectors: {options.tb_events:,} events from "
           f"{events or 'toy sm_mix (seed 0)'}, scored by the QKeras model")
-    x = test_vectors(scorer, options.tb_events, events)
+    objects = test_events(options.tb_events, events)
+    x = scorer.inputs(objects)
     ref = scorer.fixed_outputs(x)["score"][:, 0]
     keras_model = scorer.keras_model()
     qk = np.asarray(keras_model.predict(x, batch_size=4096, verbose=0), np.float64)[:, 0]
@@ -240,6 +252,9 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
         # both builds: the combinational one scores (firmware backend), the pipelined one is the firmware
         checks = dataclasses.replace(
             checks, rtl_equals_qkeras=int(np.sum((y == qk) & (runner.run_pipelined(x) == qk))))
+    plugin = None
+    if options.emulator:
+        plugin = _export(scorer, keras_model, precision, out, options, objects, qk, str(model_dir), steps)
     synth = None
     if options.synth:
         from darktrigger.firmware import vendor
@@ -251,12 +266,83 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
         backend=options.backend, part=options.part, clock_ns=options.clock_ns,
         input_type=scorer.input_fmt.ap, score_type=ranges[-1].accum_fmt.ap, score_frac=ranges[-1].frac,
         precisions=precision, precision_overrides=options.precision_overrides,
-        layers=describe(scorer.layers(), ranges), checks=checks, rtl=rtl_record, synth=synth)
-    write_readme(out, manifest)
+        layers=describe(scorer.layers(), ranges), checks=checks, rtl=rtl_record, synth=synth,
+        emulator=plugin)
+    from darktrigger.replay.l1units import input_table_markdown
+
+    assert scorer.qpre is not None
+    write_readme(out, manifest, input_table_markdown(scorer.qpre.input_table()))
     return manifest
 
 
-def write_readme(out: Path, m: Manifest) -> None:
+def _export(scorer: QuantisedScorer, keras_model: Any, precision: dict[str, dict[str, str]], out: Path,
+            options: BuildOptions, objects: np.ndarray, qk: np.ndarray, where: str,
+            steps: Steps) -> dict[str, Any]:
+    """The hls4mlEmulator plugin in ``out/emulator``, built and checked on the test vectors
+    through the interface (the batch shim) as CMSSW would call it."""
+    import tempfile
+
+    from darktrigger.firmware import emulator
+    from darktrigger.replay.l1units import cmssw_inputs
+
+    steps("hls4mlEmulator plugin for CMSSW: writing and compiling it (g++), then the test vectors")
+    record = emulator.export_plugin(scorer, keras_model, precision, out / emulator.EXPORT_DIR, objects, qk,
+                                    backend=options.backend, where=where)
+    with tempfile.TemporaryDirectory(prefix="darktrigger-shim-") as tmp:
+        runner = emulator.load_export(out, record, Path(tmp))
+        got = runner.score(cmssw_inputs(objects))
+        runner.close()
+    equal = int(np.sum(got == emulator.cmssw_score(qk, record["score_shift"])))
+    if equal != len(qk):
+        log.warning("%s: the hls4mlEmulator plugin equals QKeras on %d of %d test vectors", out, equal, len(qk))
+    return {**record, "tb_equal": equal}
+
+
+def _emulator_readme(m: Manifest) -> str:
+    if not m.emulator:
+        return ""
+    e = m.emulator
+    so, shift, n = e["plugin"], e["score_shift"], e["tb_events"]
+    version = e["name"].removeprefix("GTADModel_")
+    return f"""
+## hls4mlEmulator plugin for CMSSW (`{e['directory']}/`)
+
+`{e['directory']}/{so}` is this model as CMSSW's L1 emulation loads an AXOL1TL version, with
+its sources in AXOL1TL's layout (`{e['name']}_emulator.cpp`, `NN/` with the hls4ml network,
+`scales.h`, `Makefile`). `prepare_input` takes CMSSW's array of 57 `{e['input_type']}`
+(AXOL1TLCondition's order and units: the table below) and applies this model's right shifts
+(`scales.h`; the `shift` column), flooring onto `{m.input_type}` and saturating as the model
+does; `read_result` fills `{e['pair_type']}`, the pair CMSSW's condition reads from
+plugins other than v3/v4. CMSSW's score, loss × 16, is `floor(score × 2^{shift})` (at most
+2^18 − 1), so a threshold T on this model's score is T × 2^{shift} in an L1 menu.
+
+Build it (here: up to date, nothing to do; after an edit it rebuilds) with g++ against the
+project's `ap_types` and the `hls4mlEmulator` interface header (in CMSSW:
+hls4mlEmulatorExtras' `include/hls4ml`; a copy is in `{e['directory']}/include`):
+
+```bash
+make -C {e['directory']} CXX=g++ CXXFLAGS="-O2 -std=c++17 -fPIC" INCLUDES="-I. -I../firmware/ap_types -Iinclude/hls4ml"
+```
+
+CMSSW loads it as it loads AXOL1TL: an AXOL1TL condition whose model version is `{version}`
+makes `hls4mlEmulator::ModelLoader("{e['name']}")`, which `dlopen`s `{so}` from the library
+path and calls `create_model()`; per event the condition fills the 57 inputs and calls
+`prepare_input`, `predict`, `read_result`, and compares loss × 16 with the seed's threshold.
+`{e['directory']}/driver.cc` does the same, standalone, on the hardware counts of the
+{n} test vectors; its scores must equal `floor(score × 2^{shift})` of the QKeras model:
+
+```bash
+g++ -O2 -std=c++17 -Ifirmware/ap_types -I{e['directory']}/include {e['directory']}/driver.cc -ldl -o {e['directory']}/driver
+LD_LIBRARY_PATH={e['directory']} {e['directory']}/driver {so} {e['directory']}/tb_counts.i32 {e['directory']}/tb_scores.f64
+cmp {e['directory']}/tb_scores.f64 {e['directory']}/tb_expected.f64 && echo "the plugin equals the model on all {n} test vectors"
+```
+
+`darktrigger firmware verify --project . --events FILE` loads the plugin through the same
+interface (darktrigger's batch shim) and includes it in the bit-exactness check.
+"""
+
+
+def write_readme(out: Path, m: Manifest, inputs_table: str = "") -> None:
     """The project's README.md: what the folder holds and how to synthesise and check it.
 
     Every command in it runs as printed from the project folder (tests/test_readme_commands.py
@@ -322,7 +408,7 @@ vivado_hls -f build_prj.tcl "csim=1 synth=1 cosim=1 validation=1"
 The synthesis report is then in `myproject_prj/solution1/syn/report/myproject_csynth.rpt`;
 `darktrigger firmware build --synth` runs this and reads latency, II, LUT, FF, DSP and BRAM
 from it when `vitis_hls` or `vivado_hls` is on PATH.
-{rtl_part}
+{rtl_part}{_emulator_readme(m)}
 ## Check it
 
 QKeras, the C simulation, this testbench{" and the RTL" if m.rtl else ""} on the test vectors, bit for bit
@@ -332,6 +418,15 @@ QKeras, the C simulation, this testbench{" and the RTL" if m.rtl else ""} on the
 darktrigger firmware verify --project .
 ```
 """
+    if inputs_table:
+        text += f"""
+## The 57 inputs
+
+CMSSW's `AXOL1TLCondition` array (`ap_fixed<18,13>`), in this order and these units (muons on
+the muon system's LSBs); the network reads `x = in >> shift` as `{m.input_type}`
+(`preprocess.json`).
+
+{inputs_table}"""
     (out / "README.md").write_text(text)
 
 

@@ -3,7 +3,10 @@
 Runs, on N events of a file: the QKeras model, hls4ml's C simulation (``compile()``/
 ``predict()``), the project's own testbench compiled with g++ against ``tb_data/``-style
 files of those events, and (when the project has one) the RTL under Verilator (the
-pipelined build and the combinational build the ``firmware`` backend scores with), next
+pipelined build and the combinational build the ``firmware`` backend scores with), and, for
+a project built with ``--emulator`` checked on ``events``, the hls4mlEmulator plugin for
+CMSSW, loaded through its interface by darktrigger's batch shim and fed CMSSW's 57 inputs
+(its score, loss × 16 = ``floor(score · 2^m)``, compared with QKeras's on that grid), next
 to the exact fixed-point reference. Scores are compared as integer counts of the score's
 LSB. Reported: the fraction of events equal in all, the largest difference in LSBs,
 trigger decisions at the model's calibrated thresholds (``darktrigger calibrate``; or,
@@ -60,6 +63,8 @@ class VerifyReport:
     thresholds_from: str = ""
     rtl: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: the hls4mlEmulator plugin (``build --emulator``): its score's LSB and how it was checked
+    emulator: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,7 +76,7 @@ class VerifyReport:
                 "score_lsb": f"2^-{self.score_frac}", "equal_to_qkeras": self.equal,
                 "max_diff_lsb": self.max_lsb, "all_equal": self.all_equal,
                 "decisions_equal": self.decisions, "thresholds_from": self.thresholds_from,
-                "rtl": self.rtl, "seconds": self.seconds, "ok": self.ok}
+                "rtl": self.rtl, "emulator": self.emulator, "seconds": self.seconds, "ok": self.ok}
 
     def format(self) -> str:
         lines = [f"firmware verify: {self.spec} in {self.project}, {self.events:,} events "
@@ -92,6 +97,9 @@ class VerifyReport:
             lines.append(f"  RTL scoring build (firmware backend): {r['scoring']}")
             lines.append(f"  da4ml resource estimate: {r['luts_estimate']:,.0f} LUT, "
                          f"{r['ffs_estimate']:,} FF")
+        if self.emulator:
+            e = self.emulator
+            lines.append(f"  hls4mlEmulator plugin {e['plugin']}: {e['checked']}")
         lines.append("  result: " + ("OK, bit-exact" if self.ok else "MISMATCH"))
         return "\n".join(lines)
 
@@ -128,16 +136,21 @@ def verify(project_dir: Path, events: Path | None = None, n: int = 100_000, *,
     """Run every implementation on ``n`` events of ``events`` (without ``events``: on the
     project's test vectors in ``tb_data/``); the report (see the module doc). With
     ``progress``, a log line as each implementation starts (``darktrigger.progress``)."""
+    from darktrigger.models.base import as_flat
     from darktrigger.models.neural.training import read_events
 
     manifest, scorer = project.open_project(project_dir, model_dir)
     rtl_runs = 2 if use_rtl and manifest.rtl is not None else 0
-    steps = project.Steps(f"firmware verify {project_dir}", 3 + use_testbench + rtl_runs, enabled=progress)
+    plugin = manifest.emulator if events is not None else None
+    steps = project.Steps(f"firmware verify {project_dir}", 3 + use_testbench + rtl_runs + bool(plugin),
+                          enabled=progress)
     steps(f"reading {events or 'the test vectors'}")
+    flat = None
     if events is None:
         x = read_test_vectors(project_dir, n)
     else:
-        x = scorer.inputs(read_events([events], n, "verification", hashes=False)[0])
+        flat = as_flat(read_events([events], n, "verification", hashes=False)[0], "verification")
+        x = scorer.inputs(flat)
     frac = manifest.score_frac
     seconds: dict[str, float] = {}
     outputs: dict[str, np.ndarray] = {}
@@ -170,11 +183,41 @@ def verify(project_dir: Path, events: Path | None = None, n: int = 100_000, *,
         timed("RTL, combinational (Verilator)", lambda: runner.run(x))
         rtl_info = {**runner.info.to_dict(), "measured_cycles": rtl.measure_latency(
             runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0]), "scoring": runner.scoring}
+    plugin_info: dict[str, Any] | None = None
+    references = {}
+    if plugin is not None:
+        from darktrigger.firmware import emulator
+        from darktrigger.replay.l1units import cmssw_inputs
+
+        assert flat is not None
+        label = "CMSSW plugin (hls4mlEmulator)"
+        m = int(plugin["score_shift"])
+        steps(f"the hls4mlEmulator plugin through the interface (batch shim), on {len(x):,} events")
+        with tempfile.TemporaryDirectory(prefix="darktrigger-verify-") as tmp:
+            shim = emulator.load_export(project_dir, plugin, Path(tmp))
+            timed(label, lambda: shim.score(cmssw_inputs(flat)) * 2.0**-m)
+            shim.close()
+        # CMSSW reads floor(score * 2^m), m chosen so that no score saturates 18 bits: at m = frac
+        # that is the score itself; below, it is compared with QKeras's score on that coarser grid
+        if m < frac:
+            references[label] = emulator.cmssw_score(outputs["QKeras"], m) * 2.0**-m
+        plugin_info = {"plugin": f"{plugin['directory']}/{plugin['plugin']}", "score_shift": m,
+                       "checked": f"fed CMSSW's 57 inputs, loss x 16 = floor(score x 2^{m})"
+                                  + (" = the score's own LSBs" if m >= frac else
+                                     f", compared with QKeras's score floored to 2^-{m}; "
+                                     "decisions not compared (its own threshold grid)")}
     counts = {name: lsb_counts(v, frac) for name, v in outputs.items()}
     base = counts["QKeras"]
     same = np.ones(len(x), bool)
     equal, max_lsb = {}, {}
     for name, c in counts.items():
+        if name in references:
+            base_here = lsb_counts(references[name], frac)
+            eq = c == base_here
+            same &= eq
+            equal[name] = float(eq.mean()) if len(x) else 1.0
+            max_lsb[name] = int(np.abs(c - base_here).max(initial=0))
+            continue
         eq = c == base
         same &= eq
         equal[name] = float(eq.mean()) if len(x) else 1.0
@@ -182,8 +225,9 @@ def verify(project_dir: Path, events: Path | None = None, n: int = 100_000, *,
     thresholds, source = _thresholds(scorer, outputs["QKeras"])
     decisions = {}
     for label, thr in thresholds.items():
-        fired = np.stack([v.astype(np.float32) > np.float32(thr) for v in outputs.values()])
+        fired = np.stack([v.astype(np.float32) > np.float32(thr) for name, v in outputs.items()
+                          if name not in references])
         decisions[label] = float(np.mean(np.all(fired == fired[0], axis=0))) if len(x) else 1.0
     return VerifyReport(str(project_dir), scorer.spec, len(x), frac, equal, max_lsb,
                         float(same.mean()) if len(x) else 1.0, decisions, source, rtl_info,
-                        {k: round(v, 2) for k, v in seconds.items()})
+                        {k: round(v, 2) for k, v in seconds.items()}, plugin_info)

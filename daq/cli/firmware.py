@@ -19,7 +19,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from darktrigger.firmware.project import BuildOptions, build
 
     opts = BuildOptions(backend=args.backend, part=args.part, clock_ns=args.clock_ns, rtl=args.rtl,
-                        synth=args.synth, tb_events=args.tb_events, progress=not args.no_progress,
+                        synth=args.synth, emulator=args.emulator, tb_events=args.tb_events, progress=not args.no_progress,
                         precision_overrides=_parse_overrides(args.precision))
     m = build(args.model, args.out, opts, events=args.events)
     c = m.checks
@@ -34,6 +34,10 @@ def cmd_build(args: argparse.Namespace) -> int:
               f"{r.latency_ns:g} ns (measured {m.rtl.measured_cycles} clocks); estimate "
               f"{r.luts:,.0f} LUT, {r.ffs:,} FF; equals QKeras on "
               f"{c.rtl_equals_qkeras}/{c.tb_events}")
+    if m.emulator:
+        e = m.emulator
+        print(f"  hls4mlEmulator plugin for CMSSW: {e['directory']}/{e['plugin']} (loss x 16 = "
+              f"floor(score x 2^{e['score_shift']})); equals QKeras on {e['tb_equal']}/{e['tb_events']}")
     if m.synth:
         s = m.synth
         print(f"  synthesis: latency {s['latency_cycles']} cycles, II {s['ii']}, LUT {s['lut']}, "
@@ -114,6 +118,9 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
     b.add_argument("--part", default="xcvu13p-flga2577-2-e", help="FPGA part (default xcvu13p-flga2577-2-e)")
     b.add_argument("--clock-ns", type=float, default=4.0, help="clock period in ns (default 4.0)")
     b.add_argument("--rtl", action="store_true", help="also da4ml Verilog, compiled with Verilator")
+    b.add_argument("--emulator", action="store_true",
+                   help="also an hls4mlEmulator plugin (emulator/: sources, Makefile, .so) that CMSSW's "
+                        "L1 emulation loads as it loads AXOL1TL")
     b.add_argument("--synth", action="store_true",
                    help="run vendor synthesis (needs vitis_hls or vivado_hls on PATH) and read its report")
     b.add_argument("--events", type=Path, default=None,
