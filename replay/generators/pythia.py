@@ -125,6 +125,7 @@ from darktrigger.replay.events import (
     ZERO_BIAS,
     EventBatch,
 )
+from darktrigger.replay.generators.adc2021 import ADC2021_PROCESSES, RECIPE, Adc2021Sampler
 from darktrigger.replay.generators.base import EventGenerator, register_generator
 from darktrigger.replay.generators.pythia_run import (  # noqa: F401 - MB_TO_PB: public here too
     _ROLE_DETECTOR,
@@ -140,7 +141,7 @@ from darktrigger.replay.generators.pythia_run import (  # noqa: F401 - MB_TO_PB:
     PythiaRun,
     derived_seed,
 )
-from darktrigger.replay.generators.pythia_zero_bias import CATEGORIES, ZeroBiasSampler
+from darktrigger.replay.generators.pythia_zero_bias import CATEGORIES, ZeroBiasSampler, library_for
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class PythiaGenerator(EventGenerator):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         known = {"settings", "mix_fractions", "sigma_events", "max_failures", "run", "detector", "chunk",
-                 "lepton_filter", "filter_events",
+                 "lepton_filter", "filter_events", "recipe",
                  # zero_bias (replay/generators/pythia_zero_bias.py)
                  "luminosity", "pileup", "allocation", "library", "library_events", "library_seed"}
         unknown = set(options) - known
@@ -179,6 +180,12 @@ class PythiaGenerator(EventGenerator):
                               f"got {self.chunk}, {self.sigma_events} and {self.filter_events}")
         if "lepton_filter" in options and options["lepton_filter"] not in (None, False):
             LeptonFilter.coerce(options["lepton_filter"])  # fail early on a bad one
+        #: None, or "adc2021" (replay/generators/adc2021.py)
+        self.recipe: str | None = options.get("recipe")
+        if self.recipe not in (None, RECIPE):
+            raise ConfigError(f"generator 'pythia': unknown recipe {self.recipe!r}; known: {RECIPE}")
+        if self.recipe is not None:
+            Adc2021Sampler(self)  # fail early on options the recipe does not take
         self.last_failures = 0
         #: cross sections of the last run in pb; with a lepton filter σ·ε (what the weights sum to)
         self.last_sigma_pb: dict[str, float] = {}
@@ -190,9 +197,17 @@ class PythiaGenerator(EventGenerator):
         self.last_fractions: dict[str, float] = {}
         #: the last zero_bias run: luminosity, pileup, f_hard, events, σ and weight per category
         self.last_zero_bias: dict[str, Any] = {}
+        #: the last adc2021-recipe run: pile-up, filter, fractions, counts, σ, ε per process
+        self.last_recipe: dict[str, Any] = {}
 
     def provenance(self, process: str, seed: int) -> dict[str, Any]:
         info = super().provenance(process, seed)
+        if self.recipe is not None:
+            subs = SM_PROCESSES if process == "sm_mix" else (process,)
+            info.update(pythia_version="8.317", ecm_gev=ECM_GEV, weight_unit="pb",
+                        settings={p: [*COMMON_SETTINGS, *PROCESS_SETTINGS[p], *self.settings] for p in subs},
+                        recipe=json.loads(json.dumps(self.last_recipe, default=float)))
+            return info
         if process == ZERO_BIAS:
             base = {c.process or "minbias" for c in CATEGORIES}
             info.update(pythia_version="8.317", ecm_gev=ECM_GEV, weight_unit="Hz",
@@ -216,6 +231,8 @@ class PythiaGenerator(EventGenerator):
         """Make what every part of a parallel run shares (zero_bias: the minimum-bias library)."""
         if process == ZERO_BIAS:
             ZeroBiasSampler(self).library()
+        elif self.recipe is not None and Adc2021Sampler(self).mu > 0:
+            library_for(self)
 
     def lepton_filter_for(self, process: str) -> LeptonFilter | None:
         """The generator-level lepton filter used for ``process`` (None: none)."""
@@ -263,6 +280,21 @@ class PythiaGenerator(EventGenerator):
                               f"got {n_events} and {batch_size}")
         from tqdm import tqdm
 
+        if self.recipe is not None:
+            if process not in ADC2021_PROCESSES:
+                raise ConfigError(f"generator 'pythia' recipe {self.recipe} makes {', '.join(ADC2021_PROCESSES)}; "
+                                  f"not {process!r}")
+            recipe = Adc2021Sampler(self)
+            self.last_recipe = recipe.info
+            yield from recipe.generate(process, n_events, seed, batch_size=batch_size, progress=progress,
+                                       sigma=self._sigma)
+            self.last_recipe = recipe.info
+            self.last_sigma_pb = dict(recipe.info["sigma_pb"])
+            self.last_sigma_unfiltered_pb = dict(recipe.info["sigma_unfiltered_pb"])
+            self.last_filter_efficiency = dict(recipe.info["filter_efficiency"])
+            self.last_filter_counts = {p: tuple(c) for p, c in recipe.info["filter_counts"].items()}
+            self.last_fractions = dict(recipe.info["fractions"])
+            return
         if process == ZERO_BIAS:
             sampler = ZeroBiasSampler(self)
             yield from sampler.generate(n_events, seed, batch_size, progress)

@@ -325,6 +325,19 @@ class MinBiasLibrary:
                                              pid=self.pid[flat], counts=counts), n_pu, n_hard
 
 
+def library_for(gen: PythiaOptions) -> MinBiasLibrary:
+    """The minimum-bias library a generator's options name (``library``, ``library_events``,
+    ``library_seed``), made once and cached; shared by ``zero_bias`` and the ``adc2021`` recipe."""
+    opts = gen.options
+    n_events = int(opts.get("library_events", 100_000))
+    if n_events < 100:
+        raise ConfigError(f"generator 'pythia': library_events must be >= 100, got {n_events}")
+    path = opts.get("library")
+    return MinBiasLibrary.load_or_make(
+        Path(path) if path else None, n_events=n_events, seed=int(opts.get("library_seed", 1)),
+        pthat_cut=PTHAT_CUT, extra=gen.settings, detector=gen.detector_config)
+
+
 class ZeroBiasSampler:
     """Generates the weighted zero-bias crossings of one ``generate`` call (module docs)."""
 
@@ -351,10 +364,7 @@ class ZeroBiasSampler:
         self.info: dict[str, Any] = {}
 
     def library(self) -> MinBiasLibrary:
-        return MinBiasLibrary.load_or_make(
-            Path(self.library_path) if self.library_path else None, n_events=self.library_events,
-            seed=self.library_seed, pthat_cut=PTHAT_CUT, extra=self.gen.settings,
-            detector=self.gen.detector_config)
+        return library_for(self.gen)
 
     def sigma_pb(self, k: int, category: Category, seed: int) -> float:
 
