@@ -118,6 +118,23 @@ def test_scorer_is_score_only_and_one_call_per_batch(v1: Imported) -> None:
         scorer.fit(np.zeros((2, 57), np.float32))
 
 
+def test_scoring_from_two_threads_at_once(v1: Imported) -> None:
+    import threading
+
+    scorer = load_model(v1.model, "emulator")
+    batch = next(ToyGenerator().generate("zero_bias", 20_000, seed=8, batch_size=20_000))
+    expected = scorer.score(batch)
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(scorer.score(batch))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
 # -- bad input: small hand-written projects ---------------------------------------------
 TINY = """#include "NN/tiny.h"
 #include "emulator.h"
@@ -185,6 +202,9 @@ def test_a_small_project_scores_exactly(tmp_path: Path) -> None:
     (lambda p: (p / "tiny_emulator.cpp").write_text(TINY.replace('extern "C" void destroy_model', "void destroy_model")),
      r'defines no extern "C" destroy_model\(\)'),
     (lambda p: (p / "scales.h").unlink(), r"lacks scales\.h"),
+    # declared in the source but not in the library: the loader's own check names the symbol
+    (lambda p: (p / "tiny_emulator.cpp").write_text(TINY.replace('extern "C" void destroy_model', '#if 0\nextern "C" void destroy_model') + "#endif\n"),
+     r'exports no extern "C" destroy_model symbol'),
     (lambda p: (p / "tiny_emulator.cpp").write_text(TINY.replace("void predict() override {", "void predict() override { undeclared_x = 1;")),
      r"tiny_emulator\.cpp:\d+:\d+: error: .undeclared_x. was not declared"),
 ])
