@@ -403,7 +403,7 @@ def import_emulator(folder: Path, out: Path, name: str | None = None, *,
     manifest, ``README.md``, the plugin ``.so``, the shim and ``source/`` (the project copy it
     was built from). A failed import leaves nothing behind.
     """
-    from darktrigger.firmware.project import Steps
+    from darktrigger.replay.progress import Steps
 
     t0 = time.monotonic()
     folder, out = Path(folder), Path(out)
