@@ -202,6 +202,11 @@ def test_a_small_project_scores_exactly(tmp_path: Path) -> None:
     (lambda p: (p / "tiny_emulator.cpp").write_text(TINY.replace('extern "C" void destroy_model', "void destroy_model")),
      r'defines no extern "C" destroy_model\(\)'),
     (lambda p: (p / "scales.h").unlink(), r"lacks scales\.h"),
+    # AXOL1TL v1's own read_result filled an array: CMSSW's condition passes a pair
+    (lambda p: (p / "tiny_emulator.cpp").write_text(TINY.replace(
+        "auto* p = std::any_cast<std::pair<ap_fixed<18, 14, AP_RND_CONV, AP_SAT>, resultsq_t>*>(result);\n    p->first = loss_; p->second = loss_;",
+        "*std::any_cast<resultsq_t*>(result) = loss_;")),
+     r"error: static assertion failed: darktrigger: the plugin's read_result must fill a std::pair<result, loss>"),
     # declared in the source but not in the library: the loader's own check names the symbol
     (lambda p: (p / "tiny_emulator.cpp").write_text(TINY.replace('extern "C" void destroy_model', '#if 0\nextern "C" void destroy_model') + "#endif\n"),
      r'exports no extern "C" destroy_model symbol'),

@@ -42,6 +42,14 @@ typedef ap_ufixed<18, 14> cmssw_loss_t;  // CMSSW's losstype
 constexpr int kInputs = 57;
 typedef darktrigger_pair_t pair_t;
 
+template <class T>
+struct is_pair : std::false_type {};
+template <class A, class B>
+struct is_pair<std::pair<A, B>> : std::true_type {};
+static_assert(is_pair<pair_t>::value,
+              "darktrigger: the plugin's read_result must fill a std::pair<result, loss>: CMSSW's "
+              "AXOL1TLCondition passes a pointer to one");
+
 struct Plugin {
   void* lib;
   hls4mlEmulator::create_model_cls* create;
