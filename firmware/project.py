@@ -10,12 +10,14 @@ The project folder is at once
   ``tb_data/`` with test vectors: inputs and the QKeras outputs);
 * with ``--rtl``, the **da4ml Verilog project** in ``rtl/`` (``rtl/src/*.v``, the
   Verilator library in ``rtl/sim/``);
+* with ``--emulator``, the **hls4mlEmulator plugin** for CMSSW in ``emulator/`` (AXOL1TL's
+  layout: sources, Makefile, ``GTADModel_<spec>.so``; :mod:`darktrigger.firmware.emulator`);
 * ``darktrigger-firmware.json``, the manifest (:mod:`darktrigger.firmware.manifest`:
   model hash, precisions, clock, RTL latency and resource estimate, checks), written
   **last**: a folder without it is a build that did not finish, and every reader refuses
   it. A failed build removes what it wrote.
 
-    $ darktrigger firmware build --model models/qvae --out fw/qvae --rtl
+    $ darktrigger firmware build --model models/qvae --out fw/qvae --rtl --emulator
 
 :func:`open_project` is how the layer reads a project back: the manifest and the
 quantised model, checked to be the model the firmware was built from.
