@@ -25,7 +25,8 @@ Processes (settings in :data:`PROCESS_SETTINGS`):
 ``sm_mix``     the four above, each event's sub-process drawn (seeded) with probability
                σᵢ/Σσ, σᵢ from Pythia (see below). With p̂T > 30 GeV QCD is ≈ 99.9 % of
                it; pass ``mix_fractions={"qcd": 0.34, "wjets": 0.59, ...}`` for an
-               ADC2021-like lepton-filtered composition.
+               ADC2021-like composition without the filter, or use ``recipe="adc2021"``
+               for the ADC2021 recipe (filtered, with pile-up; last paragraph).
 ``ato4l``      A⁰ (id 36, gg → A) of 50 GeV (Γ = 10 MeV forced) → e⁺e⁻μ⁺μ⁻ by isotropic
                4-body phase space (``oneChannel`` with meMode 100): no Z* line shape.
                Lepton-filtered by default (:data:`DEFAULT_LEPTON_FILTERS`, next section).
@@ -101,6 +102,11 @@ the process's), ``mix_fractions``, ``sigma_events``, ``max_failures``, ``run``,
 its fields: applied to the process generated, replacing its default; ``None`` or ``False``:
 no filter for any process; not given: :data:`DEFAULT_LEPTON_FILTERS`; not for ``sm_mix``),
 ``filter_events`` (accepted events the filter efficiency is measured on, default 1000);
+``recipe`` (``"adc2021"``: the ADC2021 data paper's samples, :mod:`darktrigger.replay.generators.adc2021`:
+``sm_mix`` is its lepton-filtered SM cocktail, the four signals as above, all through the
+single-lepton filter on the L1 objects with pile-up μ = 20 (``pileup``); it takes ``pileup``,
+``mix_fractions``, ``filter_events`` and the library options, and refuses ``lepton_filter``,
+``luminosity``, ``allocation``);
 for ``zero_bias``: ``luminosity`` (cm⁻²s⁻¹, default 2.0e34), ``pileup`` (μ, default from the
 luminosity), ``allocation`` (category → fraction of the events), ``library`` (the minimum-bias
 library's file), ``library_events`` (default 100,000), ``library_seed`` (default 1).
