@@ -418,17 +418,16 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
                     "own replay of a share of the inputs and its own run-sequence range, and m recorders, "
                     "each writing its own events file, merged by (run, seq) — takes the cores' rate; "
                     "it is the model's conclusion, not built here.", ""]
-        if best is not None:
-            label, r = best
-            verdict = ("met" if r.rate >= GOAL_EVENTS_S else "missed")
-            out += [f"Goal {verdict}: the fastest run within p99 ≤ {GOAL_P99_S * 1e3:.0f} ms is {label}: "
-                    f"{r.rate / 1e3:,.0f} k crossings/s, p99 {r.summary.latency_p99_s * 1e3:.0f} ms. "
-                    + ("" if r.rate >= GOAL_EVENTS_S else _holds_back(r, cores)), ""]
-        elif in_worker_runs:
-            slowest = min(in_worker_runs, key=lambda r: r.summary.latency_p99_s)
-            out += [f"Goal missed: no run with the trigger in the workers kept p99 ≤ {GOAL_P99_S * 1e3:.0f} ms "
-                    f"(the lowest: {slowest.summary.latency_p99_s * 1e3:.0f} ms at {slowest.rate / 1e3:,.0f} k "
-                    f"crossings/s). {_holds_back(slowest, cores)}", ""]
+        if in_worker_runs:
+            fastest = max(in_worker_runs, key=lambda r: r.rate)
+            met = best is not None and best[1].rate >= GOAL_EVENTS_S
+            within = (f"the fastest run within p99 ≤ {GOAL_P99_S * 1e3:.0f} ms is {best[0]}: "
+                      f"{best[1].rate / 1e3:,.0f} k crossings/s, p99 {best[1].summary.latency_p99_s * 1e3:.0f} ms"
+                      if best is not None else f"no run with the trigger in the workers kept p99 ≤ "
+                      f"{GOAL_P99_S * 1e3:.0f} ms")
+            out += [f"Goal {'met' if met else 'missed'}: {within}; the fastest with the trigger in the workers, "
+                    f"{fastest.rate / 1e3:,.0f} k crossings/s at p99 {fastest.summary.latency_p99_s * 1e3:.0f} ms. "
+                    + ("" if met else _holds_back(fastest, cores)), ""]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -436,10 +435,13 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
 
 def _holds_back(r: Run, cores: int) -> str:
     """Which stage's CPU holds a run back: the one whose share of the CPU per crossing is largest."""
+    names = {"scorer": "workers (two models, and the menu when it runs there)",
+             "source": "source (the replay's reading and mixing, then encoding)", "trigger": "trigger stage",
+             "recorder": "recorder"}
     stage, cost = max(r.cpu_us.items(), key=lambda kv: kv[1])
     return (f"What holds it back: the stages' CPU, {r.cpu_total_us:.2f} µs per crossing summed "
-            f"({cores / r.cpu_total_us:.2f} M crossings/s on {cores} cores at best), the largest share the "
-            f"{stage} ({cost:.2f} µs).")
+            f"({cores / r.cpu_total_us:.2f} M crossings/s on {cores} cores at best, before any waiting), the "
+            f"largest share: the {names.get(stage, stage)}, {cost:.2f} µs.")
 
 
 def _plot(points: list[tuple[float, float, int, int]], frontier: list[tuple[float, float, int, int]],

@@ -759,7 +759,7 @@ class RecorderRunner(_Runner):
     It tells the source which batches it has recorded as it goes (they leave the source's
     window) and flushes and acknowledges them every ``reliability.flush_s``, or sooner: as
     soon as half of what the source keeps for acknowledgement waits here, or when no batch
-    came for :data:`IDLE_FLUSH_MS` (the end of a run).
+    came for :data:`IDLE_FLUSH_MS` (the end of a run; at most four times a flush interval).
 
     Before it starts and before every flush it looks at its disk: below
     ``reliability.min_free_mb`` (or on an error writing) it stops at once, closes the events
@@ -855,7 +855,8 @@ class RecorderRunner(_Runner):
                         self.signal(acks, encode("ack", run=msg.run, meta=self.ident(seqs=[msg.seq], flushed=False)))
                     except WireError as exc:
                         self.bad("recorder", exc)
-                if to_ack and (idle or time.monotonic() - last_flush >= flush_s
+                since = time.monotonic() - last_flush
+                if to_ack and ((idle and since >= flush_s / 4) or since >= flush_s
                                or sum(map(len, to_ack.values())) >= ack_every):
                     self.check_disk()
                     self._flush_and_ack(acks, to_ack)
