@@ -3,7 +3,8 @@ filter, the cocktail's counts are the paper's fractions, μ = 20 pile-up is over
 same seed gives the same events whatever the batch size or the number of worker processes.
 
 Cheap by construction: a 300-event minimum-bias library in a temporary folder, σ pre-runs of
-100 events, ε measured on 5 accepted events, Pythia asked 20 events at a time, and for the cocktail ``PhaseSpace:pTHatMin = 150``
+100 events, ε measured on 5 accepted events, Pythia asked 20 events at a time, and for the
+cocktail QCD above p̂T = 150 GeV (``qcd_pthat_min``)
 so that QCD passes the filter often (≈ 6 % instead of ≈ 1 % at the recipe's p̂T > 30 GeV);
 the checks hold whatever p̂T threshold is used.
 """
@@ -43,10 +44,8 @@ def options(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cocktail(tmp_path_factory: pytest.TempPathFactory) -> tuple[PythiaGenerator, EventBatch]:
-    lib = tmp_path_factory.mktemp("minbias_hard") / "lib.npz"  # other settings: another library
-    gen = PythiaGenerator(recipe="adc2021", library=str(lib), library_events=300, filter_events=5,
-                          sigma_events=100, chunk=20, settings=["PhaseSpace:pTHatMin = 150"])
+def cocktail(options: dict[str, Any]) -> tuple[PythiaGenerator, EventBatch]:
+    gen = PythiaGenerator(**options, qcd_pthat_min=150)
     return gen, EventBatch.concat(list(gen.generate("sm_mix", N_COCKTAIL, seed=SEED, batch_size=40)))
 
 
@@ -72,6 +71,9 @@ def test_cocktail_counts_are_the_papers_fractions(cocktail: tuple[PythiaGenerato
         sigma = gen.last_sigma_unfiltered_pb[p] * gen.last_filter_efficiency[p]
         assert total == pytest.approx(sigma, rel=1e-5)
         assert 0 < gen.last_filter_efficiency[p] < 1
+    # qcd_pthat_min reached Pythia (σ(p̂T > 150 GeV) ≈ 2.4e5 pb against 1.8e8 at the default 30)
+    assert gen.provenance("sm_mix", SEED)["settings"]["qcd"][-1] == "PhaseSpace:pTHatMin = 150"
+    assert gen.last_sigma_unfiltered_pb["qcd"] < 1e6
 
 
 def test_pileup_mu_20_is_overlaid(cocktail: tuple[PythiaGenerator, EventBatch]) -> None:

@@ -79,8 +79,10 @@ muon; muons reach a quarter of the passes only above p̂T ≈ 120 GeV).
 Cost: the cocktail takes 0.592/23 + 0.338/0.64 + 0.067/29 + 0.003/33 ≈ 0.56 core-seconds
 per event, 95 % of it QCD: 500,000 background events need ≈ 77 core-hours, ≈ 39 hours
 with ``--jobs 2`` here (perhaps half that on an idle machine); not an hour. An hour of
-``--jobs 2`` makes ≈ 13,000 cocktail events. The lever is the QCD share of the events
-(``mix_fractions``), at the price of the paper's composition.
+``--jobs 2`` makes ≈ 13,000 cocktail events. The levers: the QCD share of the events
+(``mix_fractions``), at the price of the paper's composition; the option ``qcd_pthat_min``
+(GeV, default ``qcd``'s 30) sets QCD's p̂T threshold: 20 takes in the missing bin at about
+twice the cost, a higher one is cheaper and keeps only the hardest part of the filtered QCD.
 
 The cocktail (process ``sm_mix``): of n events, exactly round(fᵢ·n) (largest remainders,
 :func:`exact_counts`) come from process i, fᵢ = :data:`ADC2021_FRACTIONS` (or the
@@ -128,7 +130,12 @@ from darktrigger.replay.events import (
     SM_PROCESSES,
     EventBatch,
 )
-from darktrigger.replay.generators.pythia_run import PythiaRun, derived_seed
+from darktrigger.replay.generators.pythia_run import (
+    COMMON_SETTINGS,
+    PROCESS_SETTINGS,
+    PythiaRun,
+    derived_seed,
+)
 from darktrigger.replay.generators.pythia_zero_bias import (
     MinBiasLibrary,
     PythiaOptions,
@@ -191,10 +198,11 @@ class FilteredStream:
     """
 
     def __init__(self, process: str, seed: int, *, library: MinBiasLibrary | None, mu: float,
-                 gen: PythiaOptions, max_failures: int, event_filter: SingleLeptonFilter) -> None:
+                 gen: PythiaOptions, max_failures: int, event_filter: SingleLeptonFilter,
+                 extra: tuple[str, ...] = ()) -> None:
         label = PROCESS_LABELS[process]
         self.process = process
-        self.run = PythiaRun(process, derived_seed(seed, _ROLE_ADC_MAIN, label), extra=gen.settings,
+        self.run = PythiaRun(process, derived_seed(seed, _ROLE_ADC_MAIN, label), extra=(*extra, *gen.settings),
                              max_failures=max_failures)
         self.detector = L1Detector(gen.detector_config, seed=derived_seed(seed, _ROLE_ADC_DETECTOR, label))
         self.pu_seed = derived_seed(seed, _ROLE_ADC_PILEUP, label)
@@ -277,14 +285,32 @@ class Adc2021Sampler:
         self.fractions = {p: float(fractions.get(p, 0.0)) / total for p in SM_PROCESSES}
         self.filter = SingleLeptonFilter()
         self.filter_events = int(opts.get("filter_events", 1000))
+        pthat = opts.get("qcd_pthat_min")
+        if pthat is not None and not float(pthat) >= 0:
+            raise ConfigError(f"generator 'pythia' recipe {RECIPE}: qcd_pthat_min must be >= 0 GeV, got {pthat!r}")
+        #: Pythia lines per process on top of PROCESS_SETTINGS (before the generator's ``settings``)
+        self.extra: dict[str, tuple[str, ...]] = (
+            {"qcd": (f"PhaseSpace:pTHatMin = {float(pthat):g}",)} if pthat is not None else {})
         self.info: dict[str, Any] = {}
 
     def library(self) -> MinBiasLibrary | None:
         return library_for(self.gen) if self.mu > 0 else None
 
-    def generate(self, process: str, n_events: int, seed: int, *, batch_size: int, progress: bool,
-                 sigma: Any) -> Iterator[EventBatch]:
-        """Yield the events; ``sigma(process, seed)`` is the generator's unfiltered σ in pb."""
+    def sigma_pb(self, process: str, seed: int) -> float:
+        """σ of ``process`` in pb before the filter, from a process-level pre-run (as the generator's)."""
+        run = PythiaRun(process, derived_seed(seed, _ROLE_ADC_SIGMA, PROCESS_LABELS[process]),
+                        extra=(*self.extra.get(process, ()), *self.gen.settings), process_level_only=True,
+                        max_failures=self.gen.sigma_events)
+        run.run_process_level(self.gen.sigma_events)
+        return run.sigma_pb()
+
+    def settings(self, process: str) -> list[str]:
+        """The Pythia lines of ``process`` in this recipe."""
+        return [*COMMON_SETTINGS, *PROCESS_SETTINGS[process], *self.extra.get(process, ()), *self.gen.settings]
+
+    def generate(self, process: str, n_events: int, seed: int, *, batch_size: int,
+                 progress: bool) -> Iterator[EventBatch]:
+        """Yield the events of ``process`` (module docs)."""
         from tqdm import tqdm
 
         if process not in ADC2021_PROCESSES:
@@ -296,8 +322,9 @@ class Adc2021Sampler:
         lib = self.library()
         streams = {p: FilteredStream(p, seed, library=lib, mu=self.mu, gen=self.gen,
                                      max_failures=self.gen._max_failures(max(counts[p], self.filter_events)),
-                                     event_filter=self.filter) for p in subs if counts[p] > 0}
-        sigma_pb = {p: float(sigma(p, seed)) for p in streams}
+                                     event_filter=self.filter, extra=self.extra.get(p, ()))
+                   for p in subs if counts[p] > 0}
+        sigma_pb = {p: self.sigma_pb(p, seed) for p in streams}
         eff = {p: s.efficiency(self.filter_events) for p, s in streams.items()}
         weight_of = {p: sigma_pb[p] * eff[p][0] / counts[p] for p in streams}
         for p in streams:
@@ -312,7 +339,8 @@ class Adc2021Sampler:
                      "filter_efficiency": {p: e[0] for p, e in eff.items()},
                      "filter_efficiency_error": {p: e[1] for p, e in eff.items()},
                      "sigma_pb": {p: sigma_pb[p] * eff[p][0] for p in streams},
-                     "library_events": lib.n_events if lib is not None else 0})
+                     "library_events": lib.n_events if lib is not None else 0,
+                     "settings": {p: self.settings(p) for p in streams}})
         truth_of = np.array([PROCESS_LABELS[p] for p in subs], dtype=np.int16)
         weights = np.array([weight_of.get(p, 0.0) for p in subs])
         with tqdm(total=n_events, desc=f"pythia {RECIPE} {process}", unit="ev", disable=not progress) as bar:

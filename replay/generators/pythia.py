@@ -105,7 +105,8 @@ no filter for any process; not given: :data:`DEFAULT_LEPTON_FILTERS`; not for ``
 ``recipe`` (``"adc2021"``: the ADC2021 data paper's samples, :mod:`darktrigger.replay.generators.adc2021`:
 ``sm_mix`` is its lepton-filtered SM cocktail, the four signals as above, all through the
 single-lepton filter on the L1 objects with pile-up μ = 20 (``pileup``); it takes ``pileup``,
-``mix_fractions``, ``filter_events`` and the library options, and refuses ``lepton_filter``,
+``mix_fractions``, ``filter_events``, ``qcd_pthat_min`` (GeV, default: ``qcd``'s 30) and the
+library options, and refuses ``lepton_filter``,
 ``luminosity``, ``allocation``);
 for ``zero_bias``: ``luminosity`` (cm⁻²s⁻¹, default 2.0e34), ``pileup`` (μ, default from the
 luminosity), ``allocation`` (category → fraction of the events), ``library`` (the minimum-bias
@@ -168,7 +169,7 @@ class PythiaGenerator(EventGenerator):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         known = {"settings", "mix_fractions", "sigma_events", "max_failures", "run", "detector", "chunk",
-                 "lepton_filter", "filter_events", "recipe",
+                 "lepton_filter", "filter_events", "recipe", "qcd_pthat_min",
                  # zero_bias (replay/generators/pythia_zero_bias.py)
                  "luminosity", "pileup", "allocation", "library", "library_events", "library_seed"}
         unknown = set(options) - known
@@ -209,9 +210,8 @@ class PythiaGenerator(EventGenerator):
     def provenance(self, process: str, seed: int) -> dict[str, Any]:
         info = super().provenance(process, seed)
         if self.recipe is not None:
-            subs = SM_PROCESSES if process == "sm_mix" else (process,)
             info.update(pythia_version="8.317", ecm_gev=ECM_GEV, weight_unit="pb",
-                        settings={p: [*COMMON_SETTINGS, *PROCESS_SETTINGS[p], *self.settings] for p in subs},
+                        settings=self.last_recipe.get("settings", {}),
                         recipe=json.loads(json.dumps(self.last_recipe, default=float)))
             return info
         if process == ZERO_BIAS:
@@ -292,8 +292,7 @@ class PythiaGenerator(EventGenerator):
                                   f"not {process!r}")
             recipe = Adc2021Sampler(self)
             self.last_recipe = recipe.info
-            yield from recipe.generate(process, n_events, seed, batch_size=batch_size, progress=progress,
-                                       sigma=self._sigma)
+            yield from recipe.generate(process, n_events, seed, batch_size=batch_size, progress=progress)
             self.last_recipe = recipe.info
             self.last_sigma_pb = dict(recipe.info["sigma_pb"])
             self.last_sigma_unfiltered_pb = dict(recipe.info["sigma_unfiltered_pb"])
