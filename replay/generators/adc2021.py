@@ -129,7 +129,7 @@ options ``library``, ``library_events``, ``library_seed``; ``pileup`` sets μ, d
 
 Reproducibility: a process's events depend on (seed, process) only: Pythia, the detector and
 the pile-up draws are seeded by them and by the event's position in the process's run (not
-by batch or chunk boundaries of the output). ``darktrigger generate --jobs N`` splits a run
+by the output's batches: tested). ``darktrigger generate --jobs N`` splits a run
 into parts with derived seeds, so its file does not depend on N.
 """
 
