@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         *commands,
         "```",
         "",
-        "Inputs: L1 hardware units (pT LSB 0.5 GeV, η LSB 0.0435, φ LSB 2π/144), shift-normalised onto "
+        "Inputs: CMSSW's 57 AXOL1TL integers (hwPt/2 in 1 GeV; e/γ, jets, MET η 0.0435, φ 2π/144; muons η 0.010875, "
+        "φ 2π/576, unsigned φ; `darktrigger.replay.l1units`), shift-normalised onto "
         "`ap_fixed<12,6>` (`darktrigger.models.quantised.preprocess`); bit widths from the model cards:",
         "",
         *[_formats(q, json.loads((models / q / "card.json").read_text())["hyperparameters"])

@@ -125,7 +125,7 @@ def test_the_command_line_and_the_stages_start_without_torch_or_tensorflow() -> 
             "from darktrigger.daq.trigger.menu import Menu\n"
             "Menu.from_yaml(example_menu())\n"
             "from darktrigger.models import BACKENDS\n"
-            "assert BACKENDS.names() == ['firmware', 'onnxruntime', 'torch'], BACKENDS.names()\n"
+            "assert BACKENDS.names() == ['emulator', 'firmware', 'onnxruntime', 'torch'], BACKENDS.names()\n"
             "loaded = sorted({'torch', 'tensorflow', 'onnxruntime', 'numba'} & set(sys.modules))\n"
             "assert not loaded, loaded\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

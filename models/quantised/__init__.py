@@ -3,7 +3,7 @@ sees them, scored in exact fixed point, and the source of the firmware.
 
 - :mod:`~darktrigger.models.quantised.scorers`: the scorers (:class:`QuantisedScorer` and
   its subclasses, each bringing its own training graph and loss);
-- :mod:`~darktrigger.models.quantised.preprocess`: the 57 inputs in hardware units,
+- :mod:`~darktrigger.models.quantised.preprocess`: CMSSW's 57 AXOL1TL inputs (darktrigger.replay.l1units.cmssw_inputs: hwPt/2, hwEta, hwPhi, muons on the muon LSBs),
   normalised by shifts;
 - :mod:`~darktrigger.models.quantised.fixedpoint`: the network as exact fixed-point layers
   (what hls4ml and da4ml turn into firmware);
