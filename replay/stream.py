@@ -209,11 +209,20 @@ class _Buffered:
         if self._n_held == 0:
             self.exhausted = True
             return None
-        merged = EventBatch.concat(self._held) if len(self._held) > 1 else self._held[0]
-        out, rest = merged[:n], merged[n:]
-        self._held = [rest] if len(rest) else []
-        self._n_held = len(rest)
-        return out
+        # only the rows handed out are copied (when they span chunks); the rest stay views
+        take: list[EventBatch] = []
+        have = 0
+        while self._held and have < n:
+            first = self._held[0]
+            k = min(n - have, len(first))
+            take.append(first[:k] if k < len(first) else first)
+            have += k
+            if k < len(first):
+                self._held[0] = first[k:]
+            else:
+                self._held.pop(0)
+        self._n_held -= have
+        return take[0] if len(take) == 1 else EventBatch.concat(take)
 
 
 @dataclass
@@ -401,8 +410,29 @@ class Replay:
                 w = got["weight"].astype(np.float64) * (self._weight_factor[i] / self._mean_weights[i])
                 got = got.with_columns(weight=w.astype(np.float32))
             parts.append(got)
-        merged = self._common(parts)
-        return merged[rng.permutation(len(merged))]
+        return self._shuffled(parts, rng.permutation(sum(map(len, parts))))
+
+    @classmethod
+    def _shuffled(cls, parts: list[EventBatch], perm: np.ndarray) -> EventBatch:
+        """``concat(parts)[perm]`` in one scatter per column, without the concatenated copy:
+        the row r of the concatenation goes to the position where ``perm`` names it."""
+        if len(parts) == 1:
+            return parts[0][perm]
+        common = set.intersection(*(set(p.names) for p in parts))
+        inverse = np.empty_like(perm)
+        inverse[perm] = np.arange(len(perm), dtype=perm.dtype)
+        columns: dict[str, np.ndarray] = {}
+        for name in parts[0].columns:
+            if name not in common:
+                continue
+            arrays = [p.columns[name] for p in parts]
+            out = np.empty((len(perm), *arrays[0].shape[1:]), np.result_type(*arrays))
+            start = 0
+            for a in arrays:
+                out[inverse[start:start + len(a)]] = a
+                start += len(a)
+            columns[name] = out
+        return EventBatch(columns)
 
     @staticmethod
     def _common(parts: list[EventBatch]) -> EventBatch:
