@@ -189,3 +189,22 @@ def test_readme_python_example_runs_beside_folders_named_like_our_layers(tmp_pat
                              capture_output=True, text=True, timeout=60)
     assert modules.returncode == 1
     assert "No module named 'models'" in modules.stderr
+
+
+def test_generate_recipe_is_a_pythia_option(tmp_path, capsys):
+    """--recipe adc2021 reaches the Pythia generator only; --library-events goes with it.
+    (The recipe's events: tests/test_pythia_adc2021.py.)"""
+    out = tmp_path / "x.h5"
+    assert main(["generate", "--generator", "toy", "--recipe", "adc2021", "--process", "sm_mix",
+                 "--events", "10", "--out", str(out)]) == 2
+    assert "--recipe is a Pythia recipe; it means nothing for --generator toy" in capsys.readouterr().err
+    assert main(["generate", "--generator", "pythia", "--process", "qcd", "--library-events", "300",
+                 "--events", "10", "--out", str(out)]) == 2
+    assert "zero_bias and --recipe adc2021" in capsys.readouterr().err
+    assert not out.exists()
+    from darktrigger.daq.cli import build_parser
+    from darktrigger.daq.cli.replay import _generator_options
+
+    args = build_parser().parse_args(["generate", "--generator", "pythia", "--recipe", "adc2021", "--process",
+                                      "ato4l", "--events", "10", "--library-events", "300", "--out", str(out)])
+    assert _generator_options(args) == {"recipe": "adc2021", "library_events": 300}

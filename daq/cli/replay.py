@@ -59,10 +59,15 @@ def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["luminosity"] = args.luminosity
     if args.pileup is not None:
         opts["pileup"] = args.pileup
+    if args.recipe is not None:
+        if args.generator != "pythia":
+            raise ConfigError(f"--recipe is a Pythia recipe; it means nothing for --generator {args.generator}")
+        opts["recipe"] = args.recipe
     if args.library_events is not None:
-        if args.generator != "pythia" or args.process != "zero_bias":
-            raise ConfigError("--library-events is the size of the Pythia zero_bias minimum-bias library; "
-                              f"it means nothing for --generator {args.generator} --process {args.process}")
+        if args.generator != "pythia" or (args.process != "zero_bias" and args.recipe is None):
+            raise ConfigError("--library-events is the size of the minimum-bias library of Pythia zero_bias "
+                              "and --recipe adc2021; it means nothing for "
+                              f"--generator {args.generator} --process {args.process}")
         opts["library_events"] = args.library_events
     return opts
 
@@ -173,6 +178,7 @@ def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
                "  darktrigger generate --generator toy --process sm_mix --events 1000000 --seed 1 --out bkg.h5\n"
                "  darktrigger generate --generator pythia --process ato4l --events 10000 --seed 7 --out ato4l.h5\n"
                "  darktrigger generate --generator pythia --process zero_bias --events 100k --jobs 2 --out zb.h5\n"
+               "  darktrigger generate --generator pythia --recipe adc2021 --process sm_mix --events 20k --jobs 2 --out adc_sm.h5\n"
                "The same generator, process, event count, seed and part size give the same file content.")
     p.add_argument("--generator", required=True, help="pythia or toy")
     p.add_argument("--process", required=True, help="process name (see above)")
@@ -190,6 +196,12 @@ def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
     p.add_argument("--library-events", type=event_count, default=None,
                    help="Pythia zero_bias: events in the minimum-bias library, made once and cached "
                         "in ~/.cache/darktrigger/minbias (default 100k, ~4 min; fewer for a quick look)")
+    p.add_argument("--recipe", default=None, choices=("adc2021",),
+                   help="pythia: a sample recipe. adc2021: the ADC2021 data paper's samples: --process "
+                        "sm_mix is its SM cocktail (W 59.2 %%, QCD 33.8 %%, Z 6.7 %%, tt 0.3 %% of the events), "
+                        "the signals ato4l, lq_btau, h_tautau, hpm_taunu; all through the single-lepton "
+                        "filter on the L1 objects, with pile-up mu = 20 (--pileup overrides); slow: "
+                        "~0.5 core-seconds an sm_mix event (QCD passes only through fake electrons)")
     p.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "gzip", "lzf", "none"),
                    help="HDF5 compression (default lz4: Blosc-LZ4, the fastest to read)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
