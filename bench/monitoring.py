@@ -188,7 +188,7 @@ def pipeline(events: int, repeat: int, quick: bool) -> tuple[list[str], float]:
                 if on:
                     scraper.start()
                 try:
-                    events_in, rate = throughput(run_one(path, "raw"))
+                    events_in, rate = throughput(run_one(path, "raw").summary)
                 finally:
                     stop.set()
                 rates[on].append(rate)

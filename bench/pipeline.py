@@ -401,18 +401,18 @@ def run(quick: bool = False, events: int | None = None, only: set[str] | None = 
                         note(f"in workers, auth off, batch {SCALING_BATCH:,}", r, placement)
             out.append("")
         if in_worker_runs:
-            cpu = {k: float(np.median([r.cpu_us.get(k, 0.0) for r in in_worker_runs]))
+            cpu_us = {k: float(np.median([r.cpu_us.get(k, 0.0) for r in in_worker_runs]))
                    for k in ("source", "scorer", "recorder")}
             out += ["### A host of N cores (model, trigger in the workers)", "",
                     f"From each stage process's CPU per crossing in the runs here with the trigger in the workers "
-                    f"(the median of {len(in_worker_runs)} runs: source {cpu['source']:.2f} µs, "
-                    f"workers {cpu['scorer']:.2f} µs, recorder {cpu['recorder']:.2f} µs): every process is one "
+                    f"(the median of {len(in_worker_runs)} runs: source {cpu_us['source']:.2f} µs, "
+                    f"workers {cpu_us['scorer']:.2f} µs, recorder {cpu_us['recorder']:.2f} µs): every process is one "
                     "thread of work, so one source gives at most 1/c_source crossings a second, one recorder "
                     "1/c_recorder, and the cores cores/Σc.", "",
                     "| cores | crossings/s | what binds | sources needed | recorders needed |",
                     "| ---: | ---: | --- | ---: | ---: |"]
             for n in MODEL_CORES:
-                rate, binds, k, m = core_model(cpu, n)
+                rate, binds, k, m = core_model(cpu_us, n)
                 out.append(f"| {n} | {rate / 1e6:,.2f} M | {binds} | {k} | {m} |")
             out += ["", "Where one source or one recorder binds, the split topology — k sources, each its "
                     "own replay of a share of the inputs and its own run-sequence range, and m recorders, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -180,7 +181,7 @@ def test_l1_nanoaod_objects_give_back_their_hardware_values(tmp_path, hardware: 
         return nanoaod_collection(**fields)
 
     calo_eta, calo_phi = l1units.CALO_ETA_LSB, l1units.CALO_PHI_LSB
-    sums = {"pt": [[499.5, 38.5, 10.0]], "phi": [[0.0, np.float32(100 * calo_phi), 0.0]], "bx": [[0, 0, -1]],
+    sums: dict[str, Any] = {"pt": [[499.5, 38.5, 10.0]], "phi": [[0.0, np.float32(100 * calo_phi), 0.0]], "bx": [[0, 0, -1]],
             "etSumType": [[0, 2, 2]]}
     if hardware:
         sums |= {"hwPt": [[999, 77, 20]], "hwPhi": [[0, 100, 0]]}
