@@ -56,7 +56,7 @@ from darktrigger.models.base import copy_artifact
 from darktrigger.models.card import read_card
 from darktrigger.models.quantised.fixedpoint import describe
 from darktrigger.models.quantised.scorers import QuantisedScorer
-from darktrigger.models.quantised.training import PROGRESS_LOG
+from darktrigger.replay.progress import Steps
 
 log = logging.getLogger(__name__)
 
@@ -128,27 +128,6 @@ class BuildOptions:
     progress: bool = False
     #: layer → precision entries replacing the derived ones (tests: a wrong precision)
     precision_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-class Steps:
-    """Progress of a multi-step job: a log line on ``darktrigger.progress`` as each step
-    starts, numbered, with the time since the start; silent when not ``enabled``.
-
-        >>> steps = Steps("firmware build fw/qvae", 2, enabled=False)
-        >>> steps("writing the hls4ml project"); steps.done
-        1
-    """
-
-    def __init__(self, what: str, total: int, *, enabled: bool = True) -> None:
-        self.what, self.total, self.enabled = what, total, enabled
-        self.done = 0
-        self.t0 = time.monotonic()
-
-    def __call__(self, text: str) -> None:
-        self.done += 1
-        if self.enabled:
-            PROGRESS_LOG.info("%s [%d/%d] %s (%.0f s so far)", self.what, self.done, self.total,
-                              text, time.monotonic() - self.t0)
 
 
 def _prepare_out(out: Path, digest: str) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 from darktrigger.firmware import hls, project, testbench
 from darktrigger.firmware.errors import FirmwareError
 from darktrigger.models.quantised.scorers import QuantisedScorer, lsb_counts
+from darktrigger.replay.progress import Steps
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def verify(project_dir: Path, events: Path | None = None, n: int = 100_000, *,
     manifest, scorer = project.open_project(project_dir, model_dir)
     rtl_runs = 2 if use_rtl and manifest.rtl is not None else 0
     plugin = manifest.emulator if events is not None else None
-    steps = project.Steps(f"firmware verify {project_dir}", 3 + use_testbench + rtl_runs + bool(plugin),
+    steps = Steps(f"firmware verify {project_dir}", 3 + use_testbench + rtl_runs + bool(plugin),
                           enabled=progress)
     steps(f"reading {events or 'the test vectors'}")
     flat = None
