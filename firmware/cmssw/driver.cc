@@ -89,27 +89,19 @@ int main(int argc, char** argv) {
       EtSumInput[0] = hw(0, 0) / 2;
       EtSumInput[2] = hw(0, 2);
     }
-    for (int i = 0, k = 0; i < NEgammas; ++i) {
-      if (hw(1 + i, 0) <= 0) continue;
-      EgammaInput[3 * k] = hw(1 + i, 0) / 2;
-      EgammaInput[3 * k + 1] = hw(1 + i, 1);
-      EgammaInput[3 * k + 2] = hw(1 + i, 2);
-      ++k;
-    }
-    for (int i = 0, k = 0; i < NMuons; ++i) {
-      if (hw(5 + i, 0) <= 0) continue;
-      MuInput[3 * k] = hw(5 + i, 0) / 2;
-      MuInput[3 * k + 1] = hw(5 + i, 1);
-      MuInput[3 * k + 2] = hw(5 + i, 2);
-      ++k;
-    }
-    for (int i = 0, k = 0; i < NJets; ++i) {
-      if (hw(9 + i, 0) <= 0) continue;
-      JetInput[3 * k] = hw(9 + i, 0) / 2;
-      JetInput[3 * k + 1] = hw(9 + i, 1);
-      JetInput[3 * k + 2] = hw(9 + i, 2);
-      ++k;
-    }
+    // each kind's present candidates in slot order, (hwPt/2, hwEta, hwPhi) each, zero-filled after
+    auto fill = [&](int first_slot, int n, auto* out) {
+      for (int i = 0, k = 0; i < n; ++i) {
+        if (hw(first_slot + i, 0) <= 0) continue;
+        out[3 * k] = hw(first_slot + i, 0) / 2;
+        out[3 * k + 1] = hw(first_slot + i, 1);
+        out[3 * k + 2] = hw(first_slot + i, 2);
+        ++k;
+      }
+    };
+    fill(1, NEgammas, EgammaInput);
+    fill(5, NMuons, MuInput);
+    fill(9, NJets, JetInput);
     int index = 0;
     for (int i = 0; i < EtSumVecSize; ++i) ADModelInput[index++] = EtSumInput[i];
     for (int i = 0; i < EGVecSize; ++i) ADModelInput[index++] = EgammaInput[i];
