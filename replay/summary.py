@@ -145,6 +145,12 @@ def format_summary(info: dict[str, Any]) -> str:
     if prov:  # the short, scalar part; the full provenance is in --json
         shown = {k: v for k, v in sorted(prov.items()) if isinstance(v, (str, int, float)) and len(str(v)) < 40}
         lines.append("provenance " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        recipe = prov.get("recipe")
+        if isinstance(recipe, dict) and recipe.get("recipe"):  # a generator recipe: its filter's efficiency
+            eff, err = recipe.get("filter_efficiency") or {}, recipe.get("filter_efficiency_error") or {}
+            lines.append(f"recipe    {recipe['recipe']}: pile-up μ {recipe.get('pileup')}, filter on "
+                         f"{recipe.get('filter_level')}, efficiency " + ", ".join(
+                             f"{k} {v:.4f} ± {err.get(k, float('nan')):.4f}" for k, v in eff.items()))
     meta = info.get("metadata", {})
     if meta.get("objects") == "l1":  # which objects a NanoAOD file gave
         hw = meta.get("hardware_values") or []

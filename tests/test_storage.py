@@ -171,3 +171,19 @@ def test_a_corrupt_chunk_is_skipped_and_counted_or_fatal(tmp_path: Path) -> None
     np.testing.assert_array_equal(got.objects, batch.objects[keep])
     assert reader.skipped.count == rows
     assert f"rows {first}-{first + rows - 1}" in reader.skipped.summary()
+
+
+def test_inspect_names_a_recipe_and_its_filter_efficiency(tmp_path) -> None:
+    """A file made by a generator recipe (the ADC2021 one) says so in inspect's text, with the
+    filter's efficiency per process from its provenance."""
+    from darktrigger.replay.readers import open_events
+    from darktrigger.replay.storage import write_events
+    from darktrigger.replay.summary import format_summary, summarize
+    from darktrigger.replay.testing import random_batch
+
+    recipe = {"recipe": "adc2021", "pileup": 20.0, "filter_level": "L1 objects after pile-up and detector",
+              "filter_efficiency": {"ato4l": 0.3219}, "filter_efficiency_error": {"ato4l": 0.0084}}
+    write_events(tmp_path / "r.h5", random_batch(10, seed=1), provenance={"recipe": recipe})
+    text = format_summary(summarize(open_events(tmp_path / "r.h5")))
+    assert ("recipe    adc2021: pile-up μ 20.0, filter on L1 objects after pile-up and detector, "
+            "efficiency ato4l 0.3219 ± 0.0084") in text
