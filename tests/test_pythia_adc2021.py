@@ -143,3 +143,23 @@ def test_bad_recipe_options_are_named(options: dict[str, Any], tmp_path: Path) -
         PythiaGenerator(recipe="adc2021", mix_fractions={"minbias": 1.0})
     with pytest.raises(ConfigError, match="recipe adc2021 makes .*not 'qcd_dijet'"):
         next(PythiaGenerator(**options).generate("qcd_dijet", 10, seed=1))
+
+
+def test_the_cli_sets_the_cocktails_shares_and_refuses_them_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--mix-fractions`` reaches the recipe's ``mix_fractions``; it is refused without the
+    recipe's ``sm_mix`` and when malformed, naming what was expected."""
+    from darktrigger.daq.cli import build_parser
+    from darktrigger.daq.cli.replay import _generator_options
+
+    parser = build_parser()
+    common = ["generate", "--generator", "pythia", "--events", "10", "--out", "x.h5"]
+    args = parser.parse_args([*common, "--recipe", "adc2021", "--process", "sm_mix",
+                              "--mix-fractions", "qcd=0.02, wjets=0.98"])
+    assert _generator_options(args)["mix_fractions"] == {"qcd": 0.02, "wjets": 0.98}
+    PythiaGenerator(**_generator_options(args))  # the recipe takes them
+    args = parser.parse_args([*common, "--recipe", "adc2021", "--process", "ato4l", "--mix-fractions", "qcd=1"])
+    with pytest.raises(ConfigError, match="sm_mix cocktail; it means nothing for --process ato4l"):
+        _generator_options(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args([*common, "--process", "sm_mix", "--mix-fractions", "qcd"])
+    assert "expected process=fraction pairs" in capsys.readouterr().err

@@ -69,7 +69,33 @@ def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
                               "and --recipe adc2021; it means nothing for "
                               f"--generator {args.generator} --process {args.process}")
         opts["library_events"] = args.library_events
+    if args.mix_fractions is not None:
+        if args.recipe is None or args.process != "sm_mix":
+            raise ConfigError("--mix-fractions sets the event shares of --recipe adc2021's sm_mix cocktail; "
+                              f"it means nothing for --process {args.process}"
+                              + ("" if args.recipe else " without --recipe"))
+        opts["mix_fractions"] = args.mix_fractions
     return opts
+
+
+def mix_fractions(text: str) -> dict[str, float]:
+    """``qcd=0.02,wjets=0.88`` → ``{"qcd": 0.02, "wjets": 0.88}`` (argparse type).
+
+        >>> mix_fractions("qcd=0.02, wjets=0.9")
+        {'qcd': 0.02, 'wjets': 0.9}
+    """
+    out: dict[str, float] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected process=fraction pairs such as qcd=0.02,wjets=0.88, got {item!r}")
+    if not out:
+        raise argparse.ArgumentTypeError("expected process=fraction pairs such as qcd=0.02,wjets=0.88")
+    return out
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -202,6 +228,11 @@ def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
                         "the signals ato4l, lq_btau, h_tautau, hpm_taunu; all through the single-lepton "
                         "filter on the L1 objects, with pile-up mu = 20 (--pileup overrides); slow: "
                         "~0.5 core-seconds an sm_mix event (QCD passes only through fake electrons)")
+    p.add_argument("--mix-fractions", type=mix_fractions, default=None, metavar="P=F,...",
+                   help="--recipe adc2021 --process sm_mix: the cocktail's event shares, e.g. "
+                        "qcd=0.02,wjets=0.88,zjets=0.099,ttbar=0.001 (normalised; default the paper's). "
+                        "Each process's weights still sum to its filtered cross section, so a smaller QCD "
+                        "share costs statistics, not physics: QCD is 95 %% of the default's cost")
     p.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "gzip", "lzf", "none"),
                    help="HDF5 compression (default lz4: Blosc-LZ4, the fastest to read)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
