@@ -68,7 +68,9 @@ def paper_weighted(src: Path, out: Path) -> dict[str, tuple[int, float]]:
     from darktrigger.replay.readers import open_events
     from darktrigger.replay.storage import write_events
 
-    batch = open_events(src).read_all()
+    reader = open_events(src)
+    provenance = dict(reader.metadata().get("provenance", {}))
+    batch = reader.read_all()
     truth = np.asarray(batch["truth"])
     weight = np.zeros(len(batch), np.float64)
     shares = {}
@@ -81,7 +83,8 @@ def paper_weighted(src: Path, out: Path) -> dict[str, tuple[int, float]]:
         shares[process] = (n, fraction)
     if (weight == 0).any():
         raise SystemExit(f"{src}: {int((weight == 0).sum())} events of no cocktail process")
-    write_events(out, batch.with_columns(weight=weight.astype(np.float32)))
+    provenance["weights"] = "the ADC2021 paper's composition by event count (bench.adc2021_models)"
+    write_events(out, batch.with_columns(weight=weight.astype(np.float32)), provenance=provenance)
     return shares
 
 

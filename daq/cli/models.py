@@ -70,6 +70,38 @@ def _read(path: Path, max_events: int | None, on_error: str) -> EventBatch:
     return read_events([path], max_events, "evaluation", on_error=on_error, hashes=False)[0]
 
 
+def origin(path: Path) -> str:
+    """Where a file's events come from, as evaluate compares them: the generator (and its
+    recipe and pile-up) for a native file, else its format (``adc2021 file``)."""
+    from darktrigger.replay.readers import open_events
+
+    reader = open_events(path)
+    if reader.name != "native":
+        return f"{reader.name} file"
+    prov = reader.metadata().get("provenance", {})
+    text = str(prov.get("generator", "an unnamed generator"))
+    recipe = prov.get("recipe")
+    if isinstance(recipe, dict) and recipe.get("recipe"):
+        text += f" (recipe {recipe['recipe']})"
+    return text
+
+
+def warn_on_mixed_origins(background: Path, signals: dict[str, Path]) -> list[str]:
+    """A warning for each signal file made otherwise than the background (another generator,
+    recipe or format): a model then separates the generators (detector model, pile-up, filter)
+    as well as the physics, and the AUC says so too. Returns the warnings logged."""
+    bkg = origin(background)
+    out = []
+    for name, path in signals.items():
+        sig = origin(path)
+        if sig != bkg:
+            out.append(f"signal {name} ({path}) comes from {sig}, the background ({background}) from {bkg}: "
+                       "the scores separate the generators (detector model, pile-up, filter) as well as "
+                       "the physics; compare samples made alike")
+            log.warning(out[-1])
+    return out
+
+
 def _weights(batch: EventBatch, path: Path) -> np.ndarray | None:
     """The events' weights, checked (a NaN, negative or zero-sum weight names the file and
     row); None when every weight is 1 (the unweighted computation, exactly)."""
@@ -229,6 +261,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from darktrigger.models import get_scorer
     from darktrigger.models.card import ModelCard
     from darktrigger.models.metrics import evaluate_scores, format_table, roc_curve
+    from darktrigger.models.thresholds import as_scores
 
     signals = parse_signals(args.signal)
     if not signals:
@@ -255,6 +288,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         sig[name] = _read(path, args.max_events, args.on_error)
     bkg_w = _weights(bkg, args.background)
     sig_w = {name: _weights(batch, signals[name]) for name, batch in sig.items()}
+    warn_on_mixed_origins(args.background, signals)
     if fit_pca:
         steps("fitting the pca baseline" + (f" on {args.pca_fit}" if args.pca_fit else
                                             " (cross-fitted on the background's halves)"))
@@ -276,6 +310,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             b = scorer.score(bkg)
             s = {name: scorer.score(batch) for name, batch in sig.items()}
+        which = f"model {label}" + (f" ({model_dir})" if model_dir is not None else "")
+        b = as_scores(b, f"{which}, scores of the background {args.background}")
+        s = {name: as_scores(v, f"{which}, scores of signal {name} ({signals[name]})") for name, v in s.items()}
         results[label] = evaluate_scores(b, s, fprs, bkg_weights=bkg_w, signal_weights=sig_w)
         for name in signals:
             curves[name][label] = roc_curve(b, s[name], bkg_w, sig_w[name])[:2]
