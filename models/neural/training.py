@@ -92,6 +92,46 @@ def mlp(widths: Sequence[int], *, batch_norm: bool = True, slope: float = 0.01,
     return nn.Sequential(*layers)
 
 
+class Standardise(nn.Module):
+    """``(x − mean) / std`` per feature, with fixed buffers: the training-time input stage of
+    :attr:`TorchScorer.input_stage` (folded into the first dense layer after training)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("std", std.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def fold_standardise(stage: nn.Sequential) -> nn.Sequential:
+    """``Sequential(Standardise, Linear, …)`` → ``Sequential(Linear', …)`` computing the same:
+    ``W (x − m)/s + b = (W/s) x + (b − (W/s) m)``, so the saved network has no extra layer.
+
+        >>> torch.manual_seed(0) is not None
+        True
+        >>> stage = nn.Sequential(Standardise(torch.tensor([1.0, 2.0]), torch.tensor([0.5, 4.0])),
+        ...                       nn.Linear(2, 3), nn.ReLU())
+        >>> x = torch.randn(5, 2)
+        >>> before = stage(x)
+        >>> folded = fold_standardise(stage)
+        >>> len(folded), bool(torch.allclose(folded(x), before, atol=1e-6))
+        (2, True)
+    """
+    first, linear = stage[0], stage[1]
+    assert isinstance(first, Standardise)
+    assert isinstance(linear, nn.Linear)
+    with torch.no_grad():
+        weight = linear.weight / first.std
+        linear.bias.sub_(weight @ first.mean)
+        linear.weight.copy_(weight)
+    return nn.Sequential(*list(stage)[1:])
+
+
 def score_in_chunks(graph: nn.Module, flat: np.ndarray) -> np.ndarray:
     """float32 scores ``[N]`` of a raw → score module on ``flat`` ``[N, 57]``, run on
     :data:`SCORE_CHUNK` events at a time without autograd (the torch backends' scoring)."""
@@ -229,9 +269,21 @@ class TorchScorer(Scorer):
     Subclasses implement :meth:`build` (the network), :meth:`loss` (per event) and
     :meth:`head` (features, mask → score for a variant, in the lean feature-major form
     of :mod:`darktrigger.models.neural.inference` that scoring and ONNX use).
+
+    Input standardisation: a subclass that names :attr:`input_stage` (the attribute of its
+    network that reads the features first, an ``nn.Sequential`` starting with a dense
+    layer) and sets the hyper-parameter ``input_std_floor`` > 0 trains behind a fixed
+    :class:`Standardise` of the features — mean and std of the training background, std
+    floored at ``input_std_floor`` — folded into that first dense layer afterwards, so the
+    saved network, its scores and ONNX have no extra layer. Its point: a feature the
+    background never moves (a third lepton's slot) has std ≈ 0, so a signal that fills it
+    arrives ≈ 1/floor times larger, as a PCA on standardised inputs sees it, instead of
+    passing through the first layer's untrained initial weights at the size of a seen input.
     """
 
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
+    #: the network's attribute that reads the features first (see input standardisation)
+    input_stage: ClassVar[str | None] = None
 
     def __init__(self, variant: str | None = None, **hyperparameters: Any) -> None:
         super().__init__(variant, **hyperparameters)
@@ -288,8 +340,19 @@ class TorchScorer(Scorer):
                 val_t = self._features(vflat) + self._labels(validation_labels, len(vflat),
                                                              "validation_labels")
             self.net = self.build()
+            floor = float(self.hyperparameters.get("input_std_floor") or 0.0)
+            standardised = self.input_stage is not None and floor > 0
+            if standardised:
+                assert self.input_stage is not None
+                feats = train_t[0]
+                stage = getattr(self.net, self.input_stage)
+                setattr(self.net, self.input_stage, nn.Sequential(
+                    Standardise(feats.mean(dim=0), feats.std(dim=0).clamp_min(floor)), *stage))
             history = run_training(self.net, self.loss, train_t, val_t, options,
                                    lr=float(self.hyperparameters["lr"]), desc=f"train {self.name}")
+            if standardised:
+                assert self.input_stage is not None
+                setattr(self.net, self.input_stage, fold_standardise(getattr(self.net, self.input_stage)))
         self._graphs.clear()
         self.seed = options.seed
         self.training = options.record(len(flat), 0 if val_t is None else len(val_t[0]), history)
