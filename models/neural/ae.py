@@ -90,14 +90,18 @@ class AEScorer(TorchScorer):
 
     Hyper-parameters: ``hidden`` (default (32, 16)), ``latent`` (3), ``slope`` of the
     leaky ReLU (0.01), ``batch_norm`` (True), ``lr`` (1e-3), ``loss`` (``"full"``: over
-    all features; ``"masked"``: the filled ones — see the module doc).
+    all features; ``"masked"``: the filled ones — see the module doc), ``input_std_floor``
+    (0: off; > 0 standardises the encoder's inputs as ``vae`` and ``axo`` do by default — for
+    ``ae`` it changed nothing measurable: toy floor 0.994 either way, ADC2021-recipe Pythia
+    ``lq_btau`` 0.836 with 0.05 and no batch norm against 0.833, BENCHMARKS.md).
     """
 
     description = "dense autoencoder, reconstruction error over all features (or the filled ones)"
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {
         "hidden": [32, 16], "latent": 3, "slope": 0.01, "batch_norm": True, "lr": 1e-3,
-        "loss": "full",
+        "loss": "full", "input_std_floor": 0.0,
     }
+    input_stage = "encoder"
 
     @property
     def masked(self) -> bool:
