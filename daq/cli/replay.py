@@ -109,6 +109,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from darktrigger.replay.generators import GENERATORS
     from darktrigger.replay.storage import NativeWriter
 
+    started = time.monotonic()
     options = _generator_options(args)
     gcls = GENERATORS.get(args.generator)
     gen = gcls(**options)
@@ -173,7 +174,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     n_written = writer.n_events if writer is not None else 0
-    print(f"wrote {n_written:,} {args.generator} {args.process} events (seed {args.seed}) to {args.out}")
+    took = time.monotonic() - started
+    print(f"wrote {n_written:,} {args.generator} {args.process} events (seed {args.seed}) to {args.out} "
+          f"in {took:.1f} s ({n_written / max(took, 1e-9):,.0f} events/s)")
     return 0
 
 
