@@ -214,7 +214,8 @@ def table_section(d: Path, args: argparse.Namespace, results: dict[str, Any], sh
         "## Models on ADC2021-recipe Pythia events",
         "",
         *describe(("numpy", "torch", "onnxruntime", "tensorflow", "pythia8mc")),
-        f"- command: `python -m bench.adc2021_models --data {d} --epochs {args.epochs} --threads {args.threads}` "
+        f"- command: `python -m bench.adc2021_models --data {d} --epochs {args.epochs} --threads {args.threads}"
+        f"{' --retrain' if args.retrain else ''}` "
         f"({seconds:.0f} s here, of it {eval_seconds:.0f} s evaluation; the samples' generation not counted "
         "where they were reused), which ran:",
         "",
@@ -227,8 +228,10 @@ def table_section(d: Path, args: argparse.Namespace, results: dict[str, Any], sh
         f"training: {SAMPLES['bkg_train'][1]:,} `sm_mix` events (QCD {SAMPLES['bkg_train'][3]}), "
         "20 % of them validation. Uncertainties: AUC Hanley–McNeil, TPR binomial from the weighted counts. "
         "`—`: the background sample cannot resolve that FPR (fewer than the expected background events "
-        "the table requires); the issue's ≥ 500k test events were out of reach: QCD costs 1.6 core-seconds "
-        "per kept event here, so the paper's 33.8 % of 500k is ≈ 75 core-hours.",
+        "the table requires). The issue's ≥ 500k test events were out of reach: QCD passes the filter "
+        "through fake electrons only (ε ≈ 1.5 %), ≈ 0.5 core-seconds per kept event here (2,000 in 18 min), "
+        "so the paper's 33.8 % of 500k events is ≈ 24 core-hours; the W, Z and tt̄ part, ≈ 0.02 "
+        "core-seconds an event, would take ≈ 2 core-hours.",
         "",
         format_table(results, markdown=True),
         "",
