@@ -230,7 +230,7 @@ def _generate_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
                         "sm_mix is its SM cocktail (W 59.2 %%, QCD 33.8 %%, Z 6.7 %%, tt 0.3 %% of the events), "
                         "the signals ato4l, lq_btau, h_tautau, hpm_taunu; all through the single-lepton "
                         "filter on the L1 objects, with pile-up mu = 20 (--pileup overrides); slow: "
-                        "~0.5 core-seconds an sm_mix event (QCD passes only through fake electrons)")
+                        "~0.2 core-seconds an sm_mix event, 0.5 a QCD event (QCD passes only through fake electrons)")
     p.add_argument("--mix-fractions", type=mix_fractions, default=None, metavar="P=F,...",
                    help="--recipe adc2021 --process sm_mix: the cocktail's event shares, e.g. "
                         "qcd=0.02,wjets=0.88,zjets=0.099,ttbar=0.001 (normalised; default the paper's). "

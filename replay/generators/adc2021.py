@@ -100,8 +100,13 @@ muon; muons reach a quarter of the passes only above p̂T ≈ 120 GeV).
 Cost: the cocktail takes 0.592/23 + 0.338/0.64 + 0.067/29 + 0.003/33 ≈ 0.56 core-seconds
 per event, 95 % of it QCD: 500,000 background events need ≈ 77 core-hours, ≈ 39 hours
 with ``--jobs 2`` here (perhaps half that on an idle machine); not an hour. An hour of
-``--jobs 2`` makes ≈ 13,000 cocktail events. The levers: the QCD share of the events
-(``mix_fractions``), at the price of the paper's composition; the option ``qcd_pthat_min``
+``--jobs 2`` makes ≈ 13,000 cocktail events. Remeasured on a quieter machine (load ≈ 2, one
+process per core at nice 5, 2026-12-05, the files of ``python -m bench.adc2021_models``): 2,000
+filtered QCD events in 18 min (0.54 core-seconds each, ε 0.0147 ± 0.0005), and a 30k-event
+cocktail with 1,000 QCD events in 22 min, so ≈ 0.02 core-seconds per W/Z/tt̄ event: ≈ 0.2
+core-seconds per paper-cocktail event, 500k in ≈ 27 core-hours — still not an hour.
+The levers: the QCD share of the events
+(``mix_fractions``, ``generate --mix-fractions``), at the price of the paper's composition; the option ``qcd_pthat_min``
 (GeV, default ``qcd``'s 30) sets QCD's p̂T threshold: 20 takes in the missing bin at about
 twice the cost, a higher one is cheaper and keeps only the hardest part of the filtered QCD.
 
