@@ -74,7 +74,7 @@ def train_twin(name: str, model_dir: Path, data: Any, *, epochs: int, threads: i
                          patience=t["patience"])
     params, history = train(scorer, x, xv, options, quantise=False)
     seconds = time.monotonic() - t0
-    net = firmware_model(scorer, params, quantise=False)
+    net = firmware_model(scorer, scorer.firmware_params(params), quantise=False)
 
     def score(batch: Any) -> np.ndarray:
         xs = qpre.transform(as_flat(batch, f"{name} twin"))

@@ -6,7 +6,7 @@ commands and pipeline stages that score nothing start without them.
 
     >>> from darktrigger.models import SCORERS, get_scorer, load_model, train_model
     >>> SCORERS.names()
-    ['ae', 'axo', 'cwola', 'cwola_columns', 'ht', 'pca', 'qae', 'qvae', 'st', 'vae']
+    ['ae', 'axo', 'cwola', 'cwola_columns', 'ht', 'pca', 'qae', 'qaxo', 'qvae', 'st', 'vae']
     >>> get_scorer("vae").spec
     'vae:mu2'
 """

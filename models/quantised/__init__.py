@@ -1,4 +1,4 @@
-"""The quantised scorers ``qae`` and ``qvae``: QKeras models on the inputs as L1 hardware
+"""The quantised scorers ``qae``, ``qvae`` and ``qaxo`` (:mod:`~darktrigger.models.quantised.axo`): QKeras models on the inputs as L1 hardware
 sees them, scored in exact fixed point, and the source of the firmware.
 
 - :mod:`~darktrigger.models.quantised.scorers`: the scorers (:class:`QuantisedScorer` and
@@ -19,6 +19,7 @@ sees them, scored in exact fixed point, and the source of the firmware.
 
 from __future__ import annotations
 
+from darktrigger.models.quantised.axo import QAXOScorer
 from darktrigger.models.quantised.scorers import QAEScorer, QuantisedScorer, QVAEScorer
 
-__all__ = ["QAEScorer", "QVAEScorer", "QuantisedScorer"]
+__all__ = ["QAEScorer", "QAXOScorer", "QVAEScorer", "QuantisedScorer"]

@@ -264,6 +264,11 @@ class QuantisedScorer(Scorer):
         are fully connected."""
         return {}
 
+    def firmware_params(self, params: Params) -> Params:
+        """The weights :func:`~darktrigger.models.quantised.training.train` gives → the
+        firmware network's (the same here; ``qaxo`` widens its autoencoder's)."""
+        return params
+
     def input_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-input [low, high] of the network inputs (pT and φ ≥ 0: CMSSW's φ is unsigned)."""
         fmt = self.input_fmt
@@ -291,6 +296,7 @@ class QuantisedScorer(Scorer):
             if validation is not None else None
         t0 = time.monotonic()
         params, history = train_qkeras(self, x, xv, options)
+        params = self.firmware_params(params)
         self._set_params(params, "training")
         history["seconds"] = round(time.monotonic() - t0, 2)
         self.seed = options.seed

@@ -1,0 +1,194 @@
+"""``qaxo``: the quantised AXOL1TL v5-style scorer — a feature extractor, an autoencoder in
+feature space, score = the squared reconstruction error of the features, in fixed point.
+
+The float ``axo`` (:mod:`darktrigger.models.neural.axo`) is its recipe: extractor
+57→29→10 on CMSSW's 57 integers (shift-normalised as ``qvae``'s,
+:mod:`darktrigger.models.quantised.preprocess`), autoencoder 10→9→6→4→6→9→10, trained as a
+whole on ``mean_d (AE(f) − f)² + variance_weight · Σ_d max(0, 1 − std(f_d))`` (VICReg's
+variance hinge on the batch's features keeps the feature space from collapsing onto a
+constant, which an autoencoder would reconstruct perfectly).
+
+**One sequential network for firmware.** The error is between an *intermediate* (the
+features f) and the output, which the layer algebra of
+:mod:`darktrigger.models.quantised.fixedpoint` (Dense, ReLU, Quant, SubInput, SumSquares:
+one path, as hls4ml's and da4ml's flows take it) cannot say. Rather than a new layer in every
+backend, the firmware network carries f through the autoencoder: the first autoencoder layer
+also computes ``+f`` and ``−f`` (fixed ±1 weights), the ReLUs keep ``f⁺ = max(f, 0)`` and
+``f⁻ = max(−f, 0)`` exactly (their types hold the feature type's range on its grid), every
+later layer passes them on with fixed identity weights, and the last layer computes
+``recon − f = W·h + b − f⁺ + f⁻`` in its one exact accumulation. So 20 pass-through units
+ride along each autoencoder layer; their weights are ±1 or 0, which da4ml turns into wires
+and the HLS compiler folds. Training uses the narrow graph (the autoencoder as trained);
+:meth:`QAXOScorer.firmware_params` widens its weights into the firmware network's, and
+every backend (QKeras, C simulation, testbench, RTL, the exact torch network) scores that
+one network.
+
+    >>> q = QAXOScorer()
+    >>> [(layer.name, layer.n_in, layer.n_out) for layer in q.layers() if hasattr(layer, "n_out")]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('ext1', 57, 29), ('feat', 29, 10), ('ae1', 10, 29), ('ae2', 29, 26), ('latent', 26, 24),
+     ('dec1', 24, 26), ('dec2', 26, 29), ('recon', 29, 10)]
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from darktrigger.models.base import register_scorer
+from darktrigger.models.quantised.fixedpoint import Dense, Fmt, Layer, Quant, SumSquares
+from darktrigger.models.quantised.scorers import _BITS_DEFAULTS, QuantisedScorer
+from darktrigger.models.quantised.training import LossFn, Params, import_tf, keras_layers
+from darktrigger.replay.errors import ConfigError
+from darktrigger.replay.events import N_FEATURES
+
+
+@register_scorer("qaxo")
+class QAXOScorer(QuantisedScorer):
+    """Quantised AXOL1TL v5-style scorer (QKeras); score Σ_d (AE(f) − f)² in fixed point.
+
+    Hyper-parameters: ``extractor`` ([29]), ``features`` (10), ``hidden`` ([9, 6]),
+    ``latent`` (4), ``variance_weight`` (1.0), ``lr`` (1e-3), ``sparsity`` (0.5; the
+    trained weights only), the bit widths of :class:`~darktrigger.models.quantised.scorers.QVAEScorer`
+    (weights 8/1, activations 8/3 in QKeras' terms), ``feature_bits``/``feature_integer``
+    (8/2: ``ap_fixed<8,3>``, whose range the activations' ``ap_ufixed<8,3>`` holds, as the
+    pass-through needs), ``latent_bits``/``latent_integer`` (9/3) and
+    ``diff_bits``/``diff_integer`` (10/4) for the rounded feature error.
+    """
+
+    description = "quantised AXOL1TL v5-style: feature extractor + autoencoder, fixed-point feature error"
+    hyperparameter_defaults: ClassVar[dict[str, Any]] = {
+        "extractor": [29], "features": 10, "hidden": [9, 6], "latent": 4, "variance_weight": 1.0,
+        "lr": 1e-3, **_BITS_DEFAULTS, "sparsity": 0.5,
+        "feature_bits": 8, "feature_integer": 2, "latent_bits": 9, "latent_integer": 3,
+        "diff_bits": 10, "diff_integer": 4,
+    }
+
+    def __init__(self, variant: str | None = None, **hyperparameters: Any) -> None:
+        super().__init__(variant, **hyperparameters)
+        self._check_pass_through()
+
+    # -- widths --------------------------------------------------------------------------
+    @property
+    def _widths(self) -> tuple[list[int], int, list[int], int]:
+        h = self.hyperparameters
+        return (list(map(int, h["extractor"])), int(h["features"]), list(map(int, h["hidden"])),
+                int(h["latent"]))
+
+    def _fmt(self, key: str) -> Fmt:
+        h = self.hyperparameters
+        return Fmt.qkeras_bits(int(h[f"{key}_bits"]), int(h[f"{key}_integer"]))
+
+    def _check_pass_through(self) -> None:
+        """The pass-through is exact only where the ReLUs and the latent type hold f⁺ and f⁻
+        on the feature type's grid, and the weight type holds ±1."""
+        feat, act = self._fmt("feature"), self._relu("x").fmt
+        latent, weight = self._fmt("latent"), self._dense("x", 1, 1).weight
+        top = max(-feat.low, feat.high)
+        for what, fmt in (("activation", act), ("latent", latent)):
+            if fmt.frac < feat.frac or fmt.high < top:
+                raise ConfigError(f"{self.where}: the {what} type {fmt.ap} cannot carry the features "
+                                  f"({feat.ap}) exactly: it needs ≥ {feat.frac} fractional bits and "
+                                  f"a maximum ≥ {top}")
+        if weight.high < 1 or weight.low > -1:
+            raise ConfigError(f"{self.where}: the weight type {weight.ap} must hold ±1 (the pass-through)")
+
+    # -- the firmware network ------------------------------------------------------------
+    def layers(self) -> list[Layer]:
+        extractor, features, hidden, latent = self._widths
+        if not features or not hidden or min(extractor + hidden + [features, latent]) < 1:
+            raise ConfigError(f"{self.where}: widths must be positive, got extractor {extractor}, "
+                              f"features {features}, hidden {hidden}, latent {latent}")
+        p = 2 * features  # the pass-through units f⁺, f⁻
+        out: list[Layer] = [*self._mlp("ext", "relu", [N_FEATURES, *extractor]),
+                            self._dense("feat", extractor[-1], features), Quant("feat_q", self._fmt("feature"))]
+        enc = [features, *hidden]
+        for i, (a, b) in enumerate(zip(enc[:-1], enc[1:], strict=True), start=1):
+            out += [self._dense(f"ae{i}", a + (p if i > 1 else 0), b + p), self._relu(f"arelu{i}")]
+        out += [self._dense("latent", hidden[-1] + p, latent + p), Quant("latent_q", self._fmt("latent"))]
+        dec = [latent, *reversed(hidden)]
+        for i, (a, b) in enumerate(zip(dec[:-1], dec[1:], strict=True), start=1):
+            out += [self._dense(f"dec{i}", a + p, b + p), self._relu(f"drelu{i}")]
+        out += [self._dense("recon", hidden[0] + p, features), Quant("diff_q", self._fmt("diff")),
+                SumSquares("score")]
+        return out
+
+    def firmware_params(self, params: Params) -> Params:
+        """The trained (narrow) weights → the firmware network's, with the pass-through."""
+        _, features, _, _ = self._widths
+        eye = np.eye(features)
+        out: Params = {}
+        for layer in self.layers():
+            if not isinstance(layer, Dense):
+                continue
+            w, b = (np.asarray(a, np.float64) for a in params[layer.name])
+            if (w.shape, b.shape) == ((layer.n_in, layer.n_out), (layer.n_out,)):
+                out[layer.name] = (w, b)  # not widened (the extractor), or already wide
+                continue
+            n_in, n_out = w.shape
+            if layer.name == "ae1":
+                wide = np.hstack([w, eye, -eye])
+            elif layer.name == "recon":
+                wide = np.vstack([w, -eye, eye])
+            else:
+                wide = np.zeros((n_in + 2 * features, n_out + 2 * features))
+                wide[:n_in, :n_out] = w
+                wide[n_in:, n_out:] = np.eye(2 * features)
+            bias = np.concatenate([b, np.zeros(layer.n_out - len(b))])
+            if wide.shape != (layer.n_in, layer.n_out):
+                raise ConfigError(f"{self.where}: layer {layer.name!r} weights {w.shape} do not fit "
+                                  f"the network's {(layer.n_in, layer.n_out)}")
+            out[layer.name] = (wide, bias)
+        return out
+
+    # -- training --------------------------------------------------------------------------
+    def training_graph(self, *, quantise: bool = True) -> tuple[Any, LossFn]:
+        """The extractor as the firmware has it, then the narrow autoencoder (the firmware's
+        layers without the pass-through) on the features; loss: the mean squared feature
+        error plus ``variance_weight`` times the variance hinge of the batch's features."""
+        from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+        tf = import_tf()
+        _, features, hidden, latent = self._widths
+        inp = tf.keras.Input((N_FEATURES,), name="inputs")
+        f = keras_layers(self, inp, upto="feat_q", quantise=quantise)["feat_q"]
+        dense = {layer.name: layer for layer in self.layers() if isinstance(layer, Dense)}
+        act = self._relu("x").fmt
+
+        def qdense(name: str, n: int, h: Any) -> Any:
+            if not quantise:
+                return tf.keras.layers.Dense(n, name=name, kernel_initializer="he_normal")(h)
+            w, b = dense[name].weight, dense[name].bias
+            return QDense(n, name=name, kernel_quantizer=quantized_bits(w.width, w.integer - 1, alpha=1),
+                          bias_quantizer=quantized_bits(b.width, b.integer - 1, alpha=1))(h)
+
+        def relu(name: str, h: Any) -> Any:
+            if not quantise:
+                return tf.keras.layers.ReLU(name=name)(h)
+            return QActivation(quantized_relu(act.width, act.integer), name=name)(h)
+
+        h = f
+        for i, n in enumerate(hidden, start=1):
+            h = relu(f"arelu{i}", qdense(f"ae{i}", n, h))
+        h = qdense("latent", latent, h)
+        if quantise:
+            lf = self._fmt("latent")
+            h = QActivation(quantized_bits(lf.width, lf.integer - 1, alpha=1), name="latent_q")(h)
+        for i, n in enumerate(reversed(hidden), start=1):
+            h = relu(f"drelu{i}", qdense(f"dec{i}", n, h))
+        recon = qdense("recon", features, h)
+        model = tf.keras.Model(inp, [f, recon], name="qaxo_training")
+        weight = float(self.hyperparameters["variance_weight"])
+
+        def axo_loss(m: Any, x: Any, training: bool) -> Any:
+            feats, rec = m(x, training=training)
+            per_event = tf.reduce_mean(tf.square(rec - feats), axis=1)
+            std = tf.sqrt(tf.math.reduce_variance(feats, axis=0) + 1e-4)
+            hinge = tf.reduce_sum(tf.nn.relu(1.0 - std))
+            return per_event + weight * hinge
+
+        return model, axo_loss
+
+
+__all__ = ["QAXOScorer"]
