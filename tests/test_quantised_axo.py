@@ -36,21 +36,21 @@ def test_the_pass_through_is_the_narrow_autoencoder_exactly(trained: QAXOScorer)
     n = f.shape[1]
     assert n == 10
     assert np.abs(f).max() > 0  # features carry something
-    # every autoencoder layer carries f⁺ and f⁻ unchanged behind its own units
+    # every autoencoder layer carries g = f + c unchanged behind its own units
+    c = trained.offset
+    assert c == 4.0
     for name in ("arelu1", "arelu2", "latent_q", "drelu1", "drelu2"):
-        h = out[name]
-        np.testing.assert_array_equal(h[:, -2 * n:-n], np.maximum(f, 0), err_msg=name)
-        np.testing.assert_array_equal(h[:, -n:], np.maximum(-f, 0), err_msg=name)
+        np.testing.assert_array_equal(out[name][:, -n:], f + c, err_msg=name)
     # the last layer is the narrow decoder output minus the features, rounded once
     w, b = params["recon"]
-    narrow = out["drelu2"][:, :-2 * n] @ w[:-2 * n] + b
+    narrow = out["drelu2"][:, :-n] @ w[:-n] + (b - c)
     diff_q = next(layer for layer in trained.layers() if layer.name == "diff_q")
     assert isinstance(diff_q, Quant)
     np.testing.assert_array_equal(out["diff_q"], diff_q.fmt.quantize(narrow - f))
     np.testing.assert_array_equal(out["score"][:, 0], np.sum(out["diff_q"] ** 2, axis=1))
-    # the pass-through weights are fixed: ±1 and 0 only
-    w1 = params["ae1"][0]
-    np.testing.assert_array_equal(w1[:, -2 * n:], np.hstack([np.eye(n), -np.eye(n)]))
+    # the pass-through weights are fixed: 1, −1 and 0 only
+    np.testing.assert_array_equal(params["ae1"][0][:, -n:], np.eye(n))
+    np.testing.assert_array_equal(params["recon"][0][-n:], -np.eye(n))
 
 
 def test_qkeras_torch_onnxruntime_and_a_reload_agree_bit_for_bit(trained: QAXOScorer, tmp_path: Path) -> None:

@@ -12,22 +12,25 @@ constant, which an autoencoder would reconstruct perfectly).
 features f) and the output, which the layer algebra of
 :mod:`darktrigger.models.quantised.fixedpoint` (Dense, ReLU, Quant, SubInput, SumSquares:
 one path, as hls4ml's and da4ml's flows take it) cannot say. Rather than a new layer in every
-backend, the firmware network carries f through the autoencoder: the first autoencoder layer
-also computes ``+f`` and ``−f`` (fixed ±1 weights), the ReLUs keep ``f⁺ = max(f, 0)`` and
-``f⁻ = max(−f, 0)`` exactly (their types hold the feature type's range on its grid), every
-later layer passes them on with fixed identity weights, and the last layer computes
-``recon − f = W·h + b − f⁺ + f⁻`` in its one exact accumulation. So 20 pass-through units
-ride along each autoencoder layer; their weights are ±1 or 0, which da4ml turns into wires
-and the HLS compiler folds. Training uses the narrow graph (the autoencoder as trained);
-:meth:`QAXOScorer.firmware_params` widens its weights into the firmware network's, and
-every backend (QKeras, C simulation, testbench, RTL, the exact torch network) scores that
-one network.
+backend, the firmware network carries f through the autoencoder, offset to be non-negative:
+the first autoencoder layer also computes ``g = f + c`` (fixed identity weights, bias
+``c = −min f``, 4 for the default ``ap_fixed<8,3>`` features), the ReLUs and the latent type
+keep g exactly (they hold ``[0, 2c)`` on the feature grid), every later layer passes it on
+with fixed identity weights, and the last layer computes ``recon − f = W·h + (b + c) − g``
+in its one exact accumulation (its bias type has one integer bit more, for ``b + c``). So 10
+pass-through units ride along each autoencoder layer; their weights are 1, −1 or 0, which
+da4ml turns into wires and the HLS compiler folds. (A first version carried ``max(f, 0)``
+and ``max(−f, 0)``: twice the units, and da4ml's Verilog for a ReLU of a negated variable
+disagreed with its own arithmetic.) Training uses the narrow graph (the autoencoder as
+trained); :meth:`QAXOScorer.firmware_params` widens its weights into the firmware
+network's, and every backend (QKeras, C simulation, testbench, RTL, the exact torch network)
+scores that one network.
 
     >>> q = QAXOScorer()
     >>> [(layer.name, layer.n_in, layer.n_out) for layer in q.layers() if hasattr(layer, "n_out")]
     ... # doctest: +NORMALIZE_WHITESPACE
-    [('ext1', 57, 29), ('feat', 29, 10), ('ae1', 10, 29), ('ae2', 29, 26), ('latent', 26, 24),
-     ('dec1', 24, 26), ('dec2', 26, 29), ('recon', 29, 10)]
+    [('ext1', 57, 29), ('feat', 29, 10), ('ae1', 10, 19), ('ae2', 19, 16), ('latent', 16, 14),
+     ('dec1', 14, 16), ('dec2', 16, 19), ('recon', 19, 10)]
 """
 
 from __future__ import annotations
@@ -80,19 +83,27 @@ class QAXOScorer(QuantisedScorer):
         h = self.hyperparameters
         return Fmt.qkeras_bits(int(h[f"{key}_bits"]), int(h[f"{key}_integer"]))
 
+    @property
+    def offset(self) -> float:
+        """``c``: what the pass-through adds to the features to make them non-negative."""
+        return -self._fmt("feature").low
+
     def _check_pass_through(self) -> None:
-        """The pass-through is exact only where the ReLUs and the latent type hold f⁺ and f⁻
-        on the feature type's grid, and the weight type holds ±1."""
+        """The pass-through is exact only where the ReLUs and the latent type hold
+        ``g = f + c`` on the feature type's grid and the weight and bias types hold 1 and c."""
         feat, act = self._fmt("feature"), self._relu("x").fmt
-        latent, weight = self._fmt("latent"), self._dense("x", 1, 1).weight
-        top = max(-feat.low, feat.high)
+        latent, dense = self._fmt("latent"), self._dense("x", 1, 1)
+        top = feat.high + self.offset
         for what, fmt in (("activation", act), ("latent", latent)):
             if fmt.frac < feat.frac or fmt.high < top:
                 raise ConfigError(f"{self.where}: the {what} type {fmt.ap} cannot carry the features "
                                   f"({feat.ap}) exactly: it needs ≥ {feat.frac} fractional bits and "
                                   f"a maximum ≥ {top}")
-        if weight.high < 1 or weight.low > -1:
-            raise ConfigError(f"{self.where}: the weight type {weight.ap} must hold ±1 (the pass-through)")
+        if dense.weight.high < 1 or dense.weight.low > -1:
+            raise ConfigError(f"{self.where}: the weight type {dense.weight.ap} must hold ±1 (the pass-through)")
+        if dense.bias.high < self.offset or (self.offset * 2.0**dense.bias.frac) % 1:
+            raise ConfigError(f"{self.where}: the bias type {dense.bias.ap} must hold the features' "
+                              f"offset {self.offset} (the pass-through)")
 
     # -- the firmware network ------------------------------------------------------------
     def layers(self) -> list[Layer]:
@@ -100,7 +111,7 @@ class QAXOScorer(QuantisedScorer):
         if not features or not hidden or min(extractor + hidden + [features, latent]) < 1:
             raise ConfigError(f"{self.where}: widths must be positive, got extractor {extractor}, "
                               f"features {features}, hidden {hidden}, latent {latent}")
-        p = 2 * features  # the pass-through units f⁺, f⁻
+        p = features  # the pass-through units g = f + c
         out: list[Layer] = [*self._mlp("ext", "relu", [N_FEATURES, *extractor]),
                             self._dense("feat", extractor[-1], features), Quant("feat_q", self._fmt("feature"))]
         enc = [features, *hidden]
@@ -110,32 +121,34 @@ class QAXOScorer(QuantisedScorer):
         dec = [latent, *reversed(hidden)]
         for i, (a, b) in enumerate(zip(dec[:-1], dec[1:], strict=True), start=1):
             out += [self._dense(f"dec{i}", a + p, b + p), self._relu(f"drelu{i}")]
-        out += [self._dense("recon", hidden[0] + p, features), Quant("diff_q", self._fmt("diff")),
-                SumSquares("score")]
+        h = self.hyperparameters
+        recon = Dense("recon", hidden[0] + p, features, self._dense("x", 1, 1).weight,
+                      Fmt.qkeras_bits(int(h["bias_bits"]) + 1, int(h["bias_integer"]) + 1))  # b + c
+        out += [recon, Quant("diff_q", self._fmt("diff")), SumSquares("score")]
         return out
 
     def firmware_params(self, params: Params) -> Params:
         """The trained (narrow) weights → the firmware network's, with the pass-through."""
         _, features, _, _ = self._widths
-        eye = np.eye(features)
+        eye, c = np.eye(features), self.offset
         out: Params = {}
         for layer in self.layers():
             if not isinstance(layer, Dense):
                 continue
             w, b = (np.asarray(a, np.float64) for a in params[layer.name])
-            if (w.shape, b.shape) == ((layer.n_in, layer.n_out), (layer.n_out,)):
+            if w.shape == (layer.n_in, layer.n_out):
                 out[layer.name] = (w, b)  # not widened (the extractor), or already wide
                 continue
             n_in, n_out = w.shape
             if layer.name == "ae1":
-                wide = np.hstack([w, eye, -eye])
+                wide, bias = np.hstack([w, eye]), np.concatenate([b, np.full(features, c)])
             elif layer.name == "recon":
-                wide = np.vstack([w, -eye, eye])
+                wide, bias = np.vstack([w, -eye]), b + c
             else:
-                wide = np.zeros((n_in + 2 * features, n_out + 2 * features))
+                wide = np.zeros((n_in + features, n_out + features))
                 wide[:n_in, :n_out] = w
-                wide[n_in:, n_out:] = np.eye(2 * features)
-            bias = np.concatenate([b, np.zeros(layer.n_out - len(b))])
+                wide[n_in:, n_out:] = eye
+                bias = np.concatenate([b, np.zeros(features)])
             if wide.shape != (layer.n_in, layer.n_out):
                 raise ConfigError(f"{self.where}: layer {layer.name!r} weights {w.shape} do not fit "
                                   f"the network's {(layer.n_in, layer.n_out)}")
@@ -159,7 +172,8 @@ class QAXOScorer(QuantisedScorer):
         def qdense(name: str, n: int, h: Any) -> Any:
             if not quantise:
                 return tf.keras.layers.Dense(n, name=name, kernel_initializer="he_normal")(h)
-            w, b = dense[name].weight, dense[name].bias
+            # the narrow layers train on the generic types (recon's wide bias holds b + c)
+            w, b = dense[name].weight, self._dense("x", 1, 1).bias
             return QDense(n, name=name, kernel_quantizer=quantized_bits(w.width, w.integer - 1, alpha=1),
                           bias_quantizer=quantized_bits(b.width, b.integer - 1, alpha=1))(h)
 
