@@ -233,6 +233,9 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
         # both builds: the combinational one scores (firmware backend), the pipelined one is the firmware
         checks = dataclasses.replace(
             checks, rtl_equals_qkeras=int(np.sum((y == qk) & (runner.run_pipelined(x) == qk))))
+        if checks.rtl_equals_qkeras != len(x):
+            log.warning("%s: the RTL (Verilator) equals QKeras on %d of %d test vectors",
+                        out, checks.rtl_equals_qkeras, len(x))
     plugin = None
     if options.emulator:
         plugin = _export(scorer, keras_model, precision, out, options, objects, qk, str(model_dir), steps)
