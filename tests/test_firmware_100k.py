@@ -73,3 +73,24 @@ def check_plugin(out: Path, events: Path, tmp_path: Path) -> None:
         run = subprocess.run(["bash", "-ec", block.split("```")[0]], cwd=out, capture_output=True, text=True)
         assert run.returncode == 0, run.stdout + run.stderr
     assert f"the plugin equals the model on all {project.TB_EVENTS} test vectors" in run.stdout
+
+
+@pytest.mark.slow
+def test_qaxo_verifies_in_hls_on_100k_events(tmp_path: Path) -> None:
+    """``qaxo`` (issue 15): QKeras, the C simulation and the testbench equal the reference on
+    100,000 events. Its RTL is not built: da4ml 0.5.2 traces the pass-through network wrongly
+    (its own ``predict`` differs from the reference), which ``firmware build`` reports."""
+    model = train_small("qaxo", tmp_path / "qaxo", n=20000)
+    out = tmp_path / "fw-qaxo"
+    project.build(model, out, BuildOptions())
+    path = tmp_path / "bkg100k.h5"
+    with NativeWriter(path) as w:
+        for seed in (43, 44):
+            w.write(toy_batch("sm_mix", 50_000, seed=seed))
+    report = verify(out, path, 100_000)
+    assert report.events == 100_000
+    assert report.all_equal == 1.0
+    assert set(report.equal) >= {"QKeras", "hls4ml C sim (predict)", "testbench (g++)"}
+    assert all(v == 0 for v in report.max_lsb.values())
+    assert all(v == 1.0 for v in report.decisions.values())
+    assert report.rtl is None
