@@ -158,3 +158,27 @@ def test_train_model_cwola_takes_two_samples(tmp_path: Path) -> None:
     assert roles == {"background": 1200, "signal": 800}
     scorer = load_model(out)
     assert scorer.score(_toy("ato4l", 500, seed=43)).mean() > scorer.score(_toy("sm_mix", 500, seed=44)).mean()
+
+
+def test_input_standardisation_is_folded_into_the_first_layer() -> None:
+    """``input_std_floor`` (vae's and axo's default): the trained network keeps its layers (the
+    standardisation lives in the first layer's weights, so save and ONNX export carry it), and
+    the pT input of a slot the background never fills — its gradient is 0, so its weights keep
+    their initial values — weighs exactly 1/floor times its unstandardised self."""
+    data = _toy("sm_mix", 3000, seed=7)
+    never = np.flatnonzero((data.objects[:, :, 0] == 0).all(axis=0))
+    assert len(never) > 0, "the toy background should leave some lepton slots empty"
+
+    def first_layer(floor: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        scorer = get_scorer("vae", input_std_floor=floor)
+        scorer.fit(data, epochs=1, batch_size=256, seed=3)
+        assert isinstance(scorer, TorchScorer)
+        assert scorer.net is not None
+        state = scorer.net.state_dict()
+        return state, state["encoder.0.weight"]
+
+    plain_state, plain = first_layer(0.0)
+    std_state, standardised = first_layer(0.05)
+    assert plain_state.keys() == std_state.keys()
+    torch.testing.assert_close(standardised[:, never], plain[:, never] / 0.05, rtol=1e-5, atol=0.0)
+    assert not torch.allclose(standardised[:, 0], plain[:, 0] / 0.05)  # MET: filled, trained
