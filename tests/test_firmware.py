@@ -220,7 +220,7 @@ def test_a_float_model_is_refused(tmp_path: Path) -> None:
     ae = get_scorer("ae")
     ae.fit(toy_batch("sm_mix", 1000, seed=1), epochs=1, batch_size=256)
     ae.save(tmp_path / "ae")
-    with pytest.raises(UnsupportedModelError, match="quantised model.*qae, qvae"):
+    with pytest.raises(UnsupportedModelError, match="quantised model.*qae, qaxo, qvae"):
         project.build(tmp_path / "ae", tmp_path / "fw", BuildOptions())
     assert not (tmp_path / "fw").exists()
 
