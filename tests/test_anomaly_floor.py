@@ -10,6 +10,8 @@ Measured here (seeds below, 2026-12-05): pca 0.9944, ae 0.9941 (0.983 with the o
 loss, ``loss="masked"``), vae:kl 0.9968 (0.991 before the input standardisation, 0.946 with
 the old per-feature-mean recipe, which collapsed), axo 0.9952 (0.980 before): every default
 within the AUCs' uncertainty of ``pca`` or above it, which the test asserts for all three.
+On other toy files (data seeds 11/12/13, fit seed 0): pca 0.9931, ae 0.9930, vae:kl 0.9961,
+axo 0.9942. The four trainings take ~15 s here (the module's run ~18 s on a loaded core).
 """
 
 from __future__ import annotations

@@ -20,8 +20,10 @@ itself on jets); lepton weight 16 gives 0.963, 256 gives 0.989; the linear ``pca
 baseline 0.9944. The encoder then reads its features standardised (mean and std of the
 training background, std floored at 0.05, ``input_std_floor``; folded into the first layer
 after training) and without batch norm, as ``axo`` does (:mod:`darktrigger.models.neural.axo`
-says why): ``kl`` 0.9907/0.9903 → 0.9968/0.9968 (seeds 0/1; 0.9965/0.9909 with batch norm
-kept). The quantised ``qvae`` has neither (its inputs are CMSSW's integers, shifted).
+says why): ``kl`` 0.9907/0.9903 → 0.9968/0.9968/0.9971/0.9972 (seeds 0–3;
+0.9965/0.9909 for seeds 0/1 with batch norm kept; on other toy files, data seeds 11/12/13,
+0.9961 against ``pca``'s 0.9931). The quantised ``qvae`` has neither (its inputs are
+CMSSW's integers, shifted).
 
 ==========  ==================================================================
 variant     score
