@@ -40,6 +40,7 @@ import ctypes
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -106,6 +107,28 @@ def _saturate(v: Any, fmt: Fmt) -> Any:
     return v.max_of(fmt.low).min_of(fmt.high)
 
 
+#: how far (in powers of two) a variable's scale may drift from its value before
+#: :func:`_rescaled` resets it
+MAX_FACTOR_BITS = 8
+
+
+def _rescaled(v: Any, one: Any) -> Any:
+    """``v`` as a variable of scale 1, the same value.
+
+    da4ml keeps each variable as a power-of-two factor times a node, and a Dense layer
+    multiplies the factors of its inputs and of its weight columns into its outputs. Deep
+    networks (``qaxo``: eight Dense layers) reach factors of 2^-37, where the bit slices of
+    :func:`round_half_even` on the node shift by more than 32 bits and da4ml evaluates
+    (and writes) them wrong. ``(one + v) − one``, for a scale-1 input variable ``one``, is
+    a new node of scale 1; the final wrap to ``v``'s own (k, i, f) is free (bit slicing) and
+    exact, as ``v`` lies in it, and keeps the next layer's widths as tight as before.
+    """
+    if v.high == v.low or abs(math.log2(abs(float(v._factor)))) <= MAX_FACTOR_BITS:
+        return v
+    k, i, f = v.kif
+    return ((one + v) - one).quantize(int(k), int(i), int(f))
+
+
 def trace(scorer: QuantisedScorer) -> tuple[Any, Any]:
     """(inputs, outputs) da4ml variables of the scorer's firmware network."""
     from da4ml.trace import FixedVariableArray, FixedVariableArrayInput, HWConfig
@@ -117,6 +140,8 @@ def trace(scorer: QuantisedScorer) -> tuple[Any, Any]:
     assert isinstance(first, Dense)
     inp = FixedVariableArrayInput((first.n_in,), hwconf=HWConfig(1, -1, -1))
     x = inp.quantize(k=1, i=fmt.integer - 1, f=fmt.frac)
+    one = x.ravel()[0]  # a variable of scale 1, for _rescaled
+    assert float(one._factor) == 1
     h = x
     for layer in net.layers:
         if isinstance(layer, Dense):
@@ -125,7 +150,7 @@ def trace(scorer: QuantisedScorer) -> tuple[Any, Any]:
         elif isinstance(layer, ReLU | Quant):
             f = layer.fmt
             flat = h.ravel()
-            vals = [_saturate(round_half_even(flat[j], f.frac), f) for j in range(len(flat))]
+            vals = [_rescaled(_saturate(round_half_even(flat[j], f.frac), f), one) for j in range(len(flat))]
             h = FixedVariableArray(np.array(vals, dtype=object).reshape(h.shape), h.solver_options)
         elif isinstance(layer, SubInput):
             h = h - x
