@@ -182,3 +182,9 @@ def test_input_standardisation_is_folded_into_the_first_layer() -> None:
     assert plain_state.keys() == std_state.keys()
     torch.testing.assert_close(standardised[:, never], plain[:, never] / 0.05, rtol=1e-5, atol=0.0)
     assert not torch.allclose(standardised[:, 0], plain[:, 0] / 0.05)  # MET: filled, trained
+
+
+@pytest.mark.parametrize("floor", [-0.05, "0.05", float("nan")])
+def test_a_bad_input_std_floor_is_named(floor: object) -> None:
+    with pytest.raises(ConfigError, match="input_std_floor must be a finite number >= 0"):
+        get_scorer("axo", input_std_floor=floor).fit(_toy("sm_mix", 200, seed=1), epochs=1)

@@ -340,7 +340,7 @@ class TorchScorer(Scorer):
                 val_t = self._features(vflat) + self._labels(validation_labels, len(vflat),
                                                              "validation_labels")
             self.net = self.build()
-            floor = float(self.hyperparameters.get("input_std_floor") or 0.0)
+            floor = self._input_std_floor()
             standardised = self.input_stage is not None and floor > 0
             if standardised:
                 assert self.input_stage is not None
@@ -357,6 +357,15 @@ class TorchScorer(Scorer):
         self.seed = options.seed
         self.training = options.record(len(flat), 0 if val_t is None else len(val_t[0]), history)
         return history
+
+    def _input_std_floor(self) -> float:
+        """The hyper-parameter ``input_std_floor`` checked: a finite number >= 0 (0: off)."""
+        floor = self.hyperparameters.get("input_std_floor") or 0.0
+        if (not isinstance(floor, int | float) or isinstance(floor, bool) or not math.isfinite(floor)
+                or floor < 0):
+            raise ConfigError(f"{self.where}: hyper-parameter input_std_floor must be a finite "
+                              f"number >= 0 (0: no input standardisation), got {floor!r}")
+        return float(floor)
 
     def mean_loss(self, batch: BatchLike, labels: np.ndarray | None = None) -> float:
         """The model's mean per-event training loss on ``batch`` (evaluation mode)."""
