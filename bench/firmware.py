@@ -106,7 +106,9 @@ def emulator_throughput(work: Path, n: int = 200_000) -> dict[str, Any]:
     plugin (the ``emulator`` backend, events → CMSSW's 57 inputs → plugin; and the plugin
     alone on precomputed inputs), and a default ``qvae`` (trained on 20k toy ``sm_mix``)
     built with ``--rtl --emulator``: its exported plugin through the batch shim beside its
-    RTL (the ``firmware`` backend). Projects are made once in ``work`` and reused."""
+    RTL (the ``firmware`` backend); and a default ``qaxo`` (the same 20k events) built with
+    ``--rtl``, its RTL beside qvae's, with both RTL latencies. Projects are made once in
+    ``work`` and reused."""
     from darktrigger.firmware import emulator
     from darktrigger.firmware.project import BuildOptions, build
     from darktrigger.firmware.testing import axol1tl_v1_project
@@ -129,6 +131,11 @@ def emulator_throughput(work: Path, n: int = 200_000) -> dict[str, Any]:
         model = train_small("qvae", work / "qvae", n=20000)
         build(model, fw, BuildOptions(rtl=True, emulator=True))
         made["train qvae, firmware build --rtl --emulator"] = time.monotonic() - t0
+    fw_axo = work / "fw_qaxo"
+    if not (fw_axo / "darktrigger-firmware.json").is_file():
+        t0 = time.monotonic()
+        build(train_small("qaxo", work / "qaxo", n=20000), fw_axo, BuildOptions(rtl=True))
+        made["train qaxo, firmware build --rtl"] = time.monotonic() - t0
     batch = next(ToyGenerator().generate("zero_bias", n, seed=7, batch_size=n))
     flat = batch.objects.reshape(n, -1)
     x = cmssw_inputs(flat)
@@ -138,13 +145,19 @@ def emulator_throughput(work: Path, n: int = 200_000) -> dict[str, Any]:
     tmp.mkdir(exist_ok=True)
     exported = emulator.load_export(fw, record, tmp)
     firmware = load_model(fw, "firmware")
+    firmware_axo = load_model(fw_axo, "firmware")
     rates = _rates({"imported v1 plugin, emulator backend (events in)": lambda: imported.score(flat),
                     "imported v1 plugin alone (CMSSW's int inputs in)": lambda: imported.score_inputs(x),  # type: ignore[attr-defined]
                     "exported qvae plugin through the shim (int inputs in)": lambda: exported.score(x),
                     "qvae RTL, firmware backend (events in)": lambda: firmware.score(flat),
+                    "qaxo RTL, firmware backend (events in)": lambda: firmware_axo.score(flat),
                     "CMSSW's 57 inputs alone (replay.l1units.cmssw_inputs)": lambda: cmssw_inputs(flat)},
                    n, repeats=3)
-    return {"events": n, "rates": rates, "made_seconds": made,
+    latency = {}
+    for name, d in (("qvae", fw), ("qaxo", fw_axo)):
+        rtl = json.loads((d / "darktrigger-firmware.json").read_text())["rtl"]
+        latency[name] = (rtl["measured_cycles"], rtl["measured_cycles"] * rtl["clock_ns"])
+    return {"events": n, "rates": rates, "made_seconds": made, "rtl_latency": latency,
             "qvae_score_shift": record["score_shift"], "load": os.getloadavg()}
 
 
@@ -154,6 +167,8 @@ def emulator_lines(r: dict[str, Any]) -> list[str]:
              f"{' '.join(f'{v:.2f}' for v in r['load'])}).", "",
              "| scoring | events/s |", "| --- | ---: |"]
     lines += [f"| {name} | {rate:,.0f} |" for name, rate in r["rates"].items()]
+    lines += ["", "RTL latency (pipelined build): " + ", ".join(
+        f"{name} {c} clocks = {ns:.0f} ns" for name, (c, ns) in r.get("rtl_latency", {}).items()) + "."]
     lines += ["", "The plugins run one event per `prepare_input`/`predict`/`read_result`, as CMSSW's "
               "AXOL1TLCondition calls them, the loop in C++ (one call into the shim per batch); the RTL "
               "is the combinational Verilator build. The v1-shaped network (57-32-16-3, dense, hls4ml "

@@ -76,13 +76,13 @@ def check_plugin(out: Path, events: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_qaxo_verifies_in_hls_on_100k_events(tmp_path: Path) -> None:
-    """``qaxo`` (issue 15): QKeras, the C simulation and the testbench equal the reference on
-    100,000 events. Its RTL is not built: da4ml 0.5.2 traces the pass-through network wrongly
-    (its own ``predict`` differs from the reference), which ``firmware build`` reports."""
+def test_qaxo_verifies_on_100k_events(tmp_path: Path) -> None:
+    """``qaxo`` (issue 15): QKeras, the C simulation, the testbench and both RTL builds equal
+    the reference on 100,000 events; the pass-through network is eight Dense layers deep,
+    which needs :func:`darktrigger.firmware.rtl.trace`'s rescaling."""
     model = train_small("qaxo", tmp_path / "qaxo", n=20000)
     out = tmp_path / "fw-qaxo"
-    project.build(model, out, BuildOptions())
+    project.build(model, out, BuildOptions(rtl=True))
     path = tmp_path / "bkg100k.h5"
     with NativeWriter(path) as w:
         for seed in (43, 44):
@@ -90,7 +90,8 @@ def test_qaxo_verifies_in_hls_on_100k_events(tmp_path: Path) -> None:
     report = verify(out, path, 100_000)
     assert report.events == 100_000
     assert report.all_equal == 1.0
-    assert set(report.equal) >= {"QKeras", "hls4ml C sim (predict)", "testbench (g++)"}
+    assert set(report.equal) >= {"QKeras", "hls4ml C sim (predict)", "testbench (g++)", "RTL (Verilator)"}
     assert all(v == 0 for v in report.max_lsb.values())
     assert all(v == 1.0 for v in report.decisions.values())
-    assert report.rtl is None
+    assert report.rtl is not None
+    assert report.rtl["measured_cycles"] == report.rtl["cycles"]
