@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -68,13 +70,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"live page: {server.url}/  (scraping {len(targets)} stage(s) of {args.config} every second; "
           f"Ctrl-C stops)", flush=True)
     stop = threading.Event()
+    code = 0
     try:
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop.wait(0.2):
             if deadline is not None and time.monotonic() >= deadline:
                 break
+    except KeyboardInterrupt:
+        code = 130
     finally:
         server.close()
+    if code:
+        # Ctrl-C: stop now; a scrape still waiting on a stage that does not answer must not
+        # keep the process alive at interpreter exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return 0
 
 
