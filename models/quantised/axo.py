@@ -22,8 +22,37 @@ pass-through units ride along each autoencoder layer; their weights are 1, −1 
 da4ml turns into wires and the HLS compiler folds. (A first version carried ``max(f, 0)``
 and ``max(−f, 0)``: twice the units for the same exactness.) Eight Dense layers deep, the
 network drove da4ml's scale factors to 2^-37, past what its bit slices handle;
-:func:`darktrigger.firmware.rtl.trace` resets them after each rounding layer. The RTL
-is 22 clocks at 4 ns (88 ns; ``qvae``'s fits AXOL1TL's 50 ns): eight layers in series.
+:func:`darktrigger.firmware.rtl.trace` resets them after each rounding layer.
+
+**Latency: why 5-bit weights and 75 % sparsity.** Eight layers in series at da4ml's one
+adder level a unit and 4 units a 4 ns clock: with 8-bit weights at 50 % sparsity the RTL
+was 63 units deep, 16 clocks = 64 ns (22 clocks before :func:`~darktrigger.firmware.rtl.quantise`
+and :func:`~darktrigger.firmware.rtl.sum_of_squares` cut the rounding, saturation and
+squares to their minimal depth), above AXOL1TL's 50 ns. The adder trees' depth follows the
+number of non-zero weight digits, so AXOL1TL v5's recipe of few bits and pruning is what
+fits: measured on the ADC2021-recipe Pythia training set (30k events, seed 1, 20 epochs;
+``bench.adc2021_models``' files; AUC on ``ato4l``, qaxo and its float twin):
+
+=================  ===========  ======  ===========  ========  =========
+weights / sparsity  da4ml depth  clocks  LUT (da4ml)  qaxo AUC  twin AUC
+=================  ===========  ======  ===========  ========  =========
+8 bits / 0.5        63           16      29,395       0.728     0.732
+6 bits / 0.5        56           14      21,353       0.725     0.732
+5 bits / 0.5        54           14      17,535       0.658     0.732
+4 bits / 0.5        50           13      14,076       0.610     0.732
+8 bits / 0.75       53           14      18,248       0.629     0.628
+6 bits / 0.75       48           12      13,211       0.641     0.628
+5 bits / 0.75       44           11      10,726       0.638     0.628
+4 bits / 0.75       43           11       9,407       0.635     0.628
+=================  ===========  ======  ===========  ========  =========
+
+(clocks: da4ml's pipeline stages at a 4-unit cutoff, after its retiming; the 5-bit, 0.75
+build measured 11 clocks = 44 ns in Verilator and was bit-exact in QKeras, C simulation,
+testbench and both RTL builds on the 52k-event test background. One training seed each: the
+AUCs move by a few hundredths from seed to seed.) The default is 5 bits at 0.75: it fits the
+budget with a clock to spare and loses nothing against its float twin, at ≈ 0.09 AUC on
+``ato4l`` against the 8-bit network; ``--set weight_bits=8 --set sparsity=0.5`` trains that one.
+
 Training uses the narrow graph (the autoencoder as trained); :meth:`QAXOScorer.firmware_params` widens its weights into the firmware
 network's, and every backend (QKeras, C simulation, testbench, RTL, the exact torch network)
 scores that one network.
@@ -54,9 +83,10 @@ class QAXOScorer(QuantisedScorer):
     """Quantised AXOL1TL v5-style scorer (QKeras); score Σ_d (AE(f) − f)² in fixed point.
 
     Hyper-parameters: ``extractor`` ([29]), ``features`` (10), ``hidden`` ([9, 6]),
-    ``latent`` (4), ``variance_weight`` (1.0), ``lr`` (1e-3), ``sparsity`` (0.5; the
-    trained weights only), the bit widths of :class:`~darktrigger.models.quantised.scorers.QVAEScorer`
-    (weights 8/1, activations 8/3 in QKeras' terms), ``feature_bits``/``feature_integer``
+    ``latent`` (4), ``variance_weight`` (1.0), ``lr`` (1e-3), ``sparsity`` (0.75; the
+    trained weights only), ``weight_bits``/``weight_integer`` (5/1, AXOL1TL v5's 4–5-bit
+    weights), the other bit widths of :class:`~darktrigger.models.quantised.scorers.QVAEScorer`
+    (activations 8/3 in QKeras' terms), ``feature_bits``/``feature_integer``
     (8/2: ``ap_fixed<8,3>``, whose range the activations' ``ap_ufixed<8,3>`` holds, as the
     pass-through needs), ``latent_bits``/``latent_integer`` (9/3) and
     ``diff_bits``/``diff_integer`` (10/4) for the rounded feature error.
@@ -65,7 +95,7 @@ class QAXOScorer(QuantisedScorer):
     description = "quantised AXOL1TL v5-style: feature extractor + autoencoder, fixed-point feature error"
     hyperparameter_defaults: ClassVar[dict[str, Any]] = {
         "extractor": [29], "features": 10, "hidden": [9, 6], "latent": 4, "variance_weight": 1.0,
-        "lr": 1e-3, **_BITS_DEFAULTS, "sparsity": 0.5,
+        "lr": 1e-3, **_BITS_DEFAULTS, "weight_bits": 5, "sparsity": 0.75,
         "feature_bits": 8, "feature_integer": 2, "latent_bits": 9, "latent_integer": 3,
         "diff_bits": 10, "diff_integer": 4,
     }
