@@ -224,13 +224,20 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serve(command: str, cwd: Path, seconds: float, where: str, report: Report) -> None:
     """Start a command that serves until stopped: it passes if it is still up after
     ``seconds``, every http:// address it printed answers 200, and it stops on SIGINT."""
     log_path = cwd / f".serve-{time.monotonic_ns()}.log"
     with log_path.open("w") as log:
+        # SIGINT as a terminal gives it: a suite started in the background of a shell
+        # (`make test &`) passes SIGINT down ignored, and a user's Ctrl-C is never ignored
         proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=_env(), text=True,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_default_sigint)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
+import signal
 import threading
 import time
 from pathlib import Path
@@ -71,22 +70,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"Ctrl-C stops)", flush=True)
     stop = threading.Event()
     code = 0
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal code
+        code = 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
+        stop.set()
+
+    # installed rather than inherited: a process started in the background of a
+    # non-interactive shell inherits SIGINT ignored, and would never stop on Ctrl-C or kill -INT
+    # (only the main thread may install handlers; called from another, the caller stops it)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
     try:
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop.wait(0.2):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-    except KeyboardInterrupt:
-        code = 130
     finally:
         server.close()
-    if code:
-        # Ctrl-C: stop now; a scrape still waiting on a stage that does not answer must not
-        # keep the process alive at interpreter exit
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return 0
+    return code
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
