@@ -150,6 +150,20 @@ def _survives(runner: Any, send: Any, expected: int, what: str) -> None:
     assert not thread.is_alive(), f"{what} did not stop"
 
 
+def _bind_when_free(sock: zmq.Socket, endpoint: str, timeout_s: float = 30.0) -> None:
+    """Bind where a closed socket was bound: ZeroMQ releases the address in its I/O thread,
+    after ``close()`` returns, so on a loaded machine the port can still be held briefly."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            sock.bind(endpoint)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_garbage_into_every_stage_is_counted_and_survived(setup: Path) -> None:
     topo = Topology.from_yaml(write_topology(setup, "garbage.yaml"))
     menu = Menu.from_yaml(topo.menu)
@@ -170,7 +184,7 @@ def test_garbage_into_every_stage_is_counted_and_survived(setup: Path) -> None:
         # a worker: garbage from its "source" (a ROUTER bound where the worker connects)
         router = ctx.socket(zmq.ROUTER)
         router.linger = 0
-        router.bind(topo.endpoints["dispatch"])
+        _bind_when_free(router, topo.endpoints["dispatch"])
         worker = ScorerRunner(topo, ScorerStage({}), ctx, name="w")
 
         def to_worker() -> None:
