@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 
 from darktrigger.models import get_scorer
-from darktrigger.models.base import FitOptions
 from darktrigger.models.quantised.fixedpoint import Dense, Quant, ReLU, SubInput, SumSquares
-from darktrigger.models.quantised.preprocess import QPreprocessor
 from darktrigger.models.quantised.scorers import QuantisedScorer
-from darktrigger.models.quantised.testing import toy_batch
+from darktrigger.models.quantised.testing import float_twin_small
 
 
 def _float_forward(scorer: QuantisedScorer, params: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -38,11 +36,7 @@ def test_float_twin_is_the_same_network_without_rounding(name: str) -> None:
 
     scorer = get_scorer(name, hidden=[16, 8])
     assert isinstance(scorer, QuantisedScorer)
-    train, val = toy_batch("sm_mix", 3000, seed=21), toy_batch("sm_mix", 500, seed=22)
-    qpre = QPreprocessor.fit(train.flat)
-    x, xv = qpre.transform(train.flat), qpre.transform(val.flat)
-    options = FitOptions(epochs=2, batch_size=256, seed=3, threads=1, patience=None)
-    params, history = qkeras_train.train(scorer, x, xv, options, quantise=False)
+    params, history, xv = float_twin_small(scorer)
     assert history["epochs_run"] == 2
     assert np.isfinite(history["best_loss"])
     assert set(params) == {layer.name for layer in scorer.layers() if isinstance(layer, Dense)}

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from darktrigger.models import get_scorer, load_model
-from darktrigger.models.base import FitOptions
 from darktrigger.models.quantised.axo import QAXOScorer
 from darktrigger.models.quantised.fixedpoint import Dense, Quant
-from darktrigger.models.quantised.preprocess import QPreprocessor
-from darktrigger.models.quantised.testing import toy_batch
+from darktrigger.models.quantised.testing import float_twin_small, toy_batch
 from darktrigger.replay.errors import ConfigError
 
 pytest.importorskip("qkeras")
@@ -69,11 +67,7 @@ def test_the_float_twin_is_the_same_network_without_rounding() -> None:
 
     scorer = get_scorer("qaxo", sparsity=0.0)
     assert isinstance(scorer, QAXOScorer)
-    train, val = toy_batch("sm_mix", 3000, seed=21), toy_batch("sm_mix", 500, seed=22)
-    qpre = QPreprocessor.fit(train.flat)
-    x, xv = qpre.transform(train.flat), qpre.transform(val.flat)
-    options = FitOptions(epochs=2, batch_size=256, seed=3, threads=1, patience=None)
-    params, _ = qkeras_train.train(scorer, x, xv, options, quantise=False)
+    params, _, xv = float_twin_small(scorer)
     net = qkeras_train.firmware_model(scorer, scorer.firmware_params(params), quantise=False)
     got = np.asarray(net(xv, training=False)).reshape(-1)
     # the narrow float forward pass: extractor, features, autoencoder, squared error

@@ -34,3 +34,18 @@ def train_small(name: str, directory: str | Path, n: int = 4000, **hyperparamete
     scorer = get_scorer(name, **hyperparameters)
     scorer.fit(toy_batch("sm_mix", n, seed=31), epochs=2, batch_size=256, seed=4)
     return scorer.save(directory)
+
+
+def float_twin_small(scorer: Any) -> tuple[dict[str, Any], Any, Any]:
+    """The float twin (``quantise=False``) of ``scorer`` trained 2 epochs on 3,000 toy
+    ``sm_mix`` events (seeds fixed): (params, history, the 500 validation inputs)."""
+    from darktrigger.models.base import FitOptions
+    from darktrigger.models.quantised import training
+    from darktrigger.models.quantised.preprocess import QPreprocessor
+
+    train, val = toy_batch("sm_mix", 3000, seed=21), toy_batch("sm_mix", 500, seed=22)
+    qpre = QPreprocessor.fit(train.flat)
+    x, xv = qpre.transform(train.flat), qpre.transform(val.flat)
+    options = FitOptions(epochs=2, batch_size=256, seed=3, threads=1, patience=None)
+    params, history = training.train(scorer, x, xv, options, quantise=False)
+    return params, history, xv
