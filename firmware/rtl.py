@@ -173,7 +173,6 @@ def _rescaled(v: Any, one: Any) -> Any:
     return ((one + v) - one).quantize(int(k), int(i), int(f))
 
 
-
 def _tree_sum(terms: list[Any]) -> Any:
     """Σ terms as a balanced tree of adders (depth ⌈log₂ n⌉)."""
     while len(terms) > 1:
