@@ -31,7 +31,12 @@ and :func:`~darktrigger.firmware.rtl.sum_of_squares` cut the rounding, saturatio
 squares to their minimal depth), above AXOL1TL's 50 ns. The adder trees' depth follows the
 number of non-zero weight digits, so AXOL1TL v5's recipe of few bits and pruning is what
 fits: measured on the ADC2021-recipe Pythia training set (30k events, seed 1, 20 epochs;
-``bench.adc2021_models``' files; AUC on ``ato4l``, qaxo and its float twin):
+``bench.adc2021_models``' files; AUC on ``ato4l``, qaxo and its float twin). Each row:
+``darktrigger train --model qaxo --background bkg_train.h5 --out M --epochs 20 --seed 1
+--set weight_bits=W --set sparsity=S``; the depth, clocks and LUTs from
+:func:`darktrigger.firmware.rtl.trace` and da4ml's ``to_pipeline`` at a 4-unit cutoff (what
+``firmware build --rtl`` does); the AUCs against the 52k-event paper-weighted test
+background of the bench, the twin trained by ``bench.quantisation_cost.train_twin``:
 
 =================  ===========  ======  ===========  ========  =========
 weights / sparsity  da4ml depth  clocks  LUT (da4ml)  qaxo AUC  twin AUC
