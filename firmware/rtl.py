@@ -108,6 +108,8 @@ def round_half_even(v: Any, f: int) -> Any:
     k, i, fv = v.kif
     if fv <= f:
         return v
+    if v.low == v.high:
+        return _constant(float(np.round(float(v.low) * 2.0**f)) * 2.0**-f, v)
     wide = int(i) + 2
     ulp_ratio = 2.0 ** (f - fv)  # one input ulp, in units of the kept LSB
     if v._factor > 0:
@@ -132,6 +134,8 @@ def quantise(v: Any, fmt: Fmt, one: Any) -> Any:
     test). A ReLU is applied first (free in logic): rounding is monotonic and rounds 0 to 0,
     so it commutes with the ReLU.
     """
+    if v.low == v.high:  # a unit whose weights were all pruned: its bias, a constant
+        return _constant(float(fmt.quantize(np.array([float(v.low)]))[0]), v)
     if not fmt.signed:
         v = v.relu()
     k, i, fv = v.kif
@@ -145,6 +149,15 @@ def quantise(v: Any, fmt: Fmt, one: Any) -> Any:
     if fmt.signed and v.low < fmt.low - half:
         r = (v - (fmt.low - half - u / 2)).msb_mux(fmt.low, r, qint=qint)
     return _rescaled(r, one)
+
+
+def _constant(value: float, like: Any) -> Any:
+    """A da4ml constant computed here, not by da4ml's own operations on a constant: its
+    unsigned wrap keeps one bit too many (``(x - low) % (2 · 2^i)``), which made the one-bit
+    slice of :func:`round_half_even` wrong on the constant outputs of fully pruned units."""
+    from da4ml.trace import FixedVariable
+
+    return FixedVariable.from_const(value, hwconf=like.hwconf, _factor=1)
 
 
 def _saturate(v: Any, fmt: Fmt) -> Any:

@@ -62,3 +62,21 @@ def test_sum_of_squares_is_exact() -> None:
     got = _run(lambda x, one: [rtl.sum_of_squares([rtl.quantise(x, fmt, one), rtl.quantise(x * -0.5, fmt, one)])])
     a, b = fmt.quantize(GRID), fmt.quantize(GRID * -0.5)
     np.testing.assert_array_equal(got[:, 0], a * a + b * b)
+
+
+@pytest.mark.parametrize("value", [0.203125, 0.7265625, -0.203125, 3.984375, -7.5, 0.0])
+def test_a_constant_unit_is_quantised_as_the_reference(value: float) -> None:
+    """A unit whose weights were all pruned is its bias, a constant: da4ml's own wrap of an
+    unsigned constant keeps one bit too many, which once broke the rounding's LSB slice
+    (a toy-trained qaxo's RTL equalled QKeras on 7 of 1,000 test vectors)."""
+    from da4ml.trace import FixedVariable
+
+    fmts = [Fmt(8, 3, signed=False), Fmt(8, 3), Fmt(6, 2)]
+
+    def build(x: Any, one: Any) -> list[Any]:
+        c = FixedVariable.from_const(value, hwconf=x.hwconf, _factor=1)
+        return [x * 0.5, *(rtl.quantise(c, fmt, one) for fmt in fmts)]  # x keeps the input alive
+
+    got = _run(build)
+    for j, fmt in enumerate(fmts, start=1):
+        np.testing.assert_array_equal(got[:, j], fmt.quantize(np.full(len(GRID), value)))
