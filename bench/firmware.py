@@ -136,6 +136,11 @@ def emulator_throughput(work: Path, n: int = 200_000) -> dict[str, Any]:
         t0 = time.monotonic()
         build(train_small("qaxo", work / "qaxo", n=20000), fw_axo, BuildOptions(rtl=True))
         made["train qaxo, firmware build --rtl"] = time.monotonic() - t0
+    for d in (fw, fw_axo):  # time only firmware that is the model
+        checks = json.loads((d / "darktrigger-firmware.json").read_text())["checks"]
+        if checks.get("rtl_equals_qkeras") != checks["tb_events"]:
+            raise SystemExit(f"{d}: the RTL equals QKeras on {checks.get('rtl_equals_qkeras')} of "
+                             f"{checks['tb_events']} test vectors; not timing it")
     batch = next(ToyGenerator().generate("zero_bias", n, seed=7, batch_size=n))
     flat = batch.objects.reshape(n, -1)
     x = cmssw_inputs(flat)
