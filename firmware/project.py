@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from darktrigger.firmware import hls, rtl, testbench
-from darktrigger.firmware.errors import ProjectError, UnsupportedModelError
+from darktrigger.firmware.errors import FirmwareError, ProjectError, UnsupportedModelError
 from darktrigger.firmware.manifest import (
     MANIFEST,
     BuildChecks,
@@ -231,11 +231,7 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
         rtl_record = RTLRecord(info, rtl.RTL_DIR, rtl.measure_latency(
             runner, lambda v: scorer.fixed_outputs(v)["score"][:, 0]))
         # both builds: the combinational one scores (firmware backend), the pipelined one is the firmware
-        checks = dataclasses.replace(
-            checks, rtl_equals_qkeras=int(np.sum((y == qk) & (runner.run_pipelined(x) == qk))))
-        if checks.rtl_equals_qkeras != len(x):
-            log.warning("%s: the RTL (Verilator) equals QKeras on %d of %d test vectors",
-                        out, checks.rtl_equals_qkeras, len(x))
+        checks = dataclasses.replace(checks, rtl_equals_qkeras=check_rtl(out, qk, y, runner.run_pipelined(x)))
     plugin = None
     if options.emulator:
         plugin = _export(scorer, keras_model, precision, out, options, objects, qk, str(model_dir), steps)
@@ -257,6 +253,35 @@ def _build(scorer: QuantisedScorer, model_dir: Path, out: Path, options: BuildOp
     assert scorer.qpre is not None
     write_readme(out, manifest, input_table_markdown(scorer.qpre.input_table()))
     return manifest
+
+
+def check_rtl(out: Path, qk: np.ndarray, comb: np.ndarray, pipelined: np.ndarray) -> int:
+    """How many test vectors both RTL builds score exactly as QKeras does; a
+    :class:`~darktrigger.firmware.errors.FirmwareError` unless all of them.
+
+    Unlike the C simulation, whose precisions a user may override, the RTL is traced from
+    the quantised network itself and is bit-exact by construction: any difference is a bug
+    (in the tracing, in da4ml or in Verilator), so the build stops rather than write a
+    project that ``firmware verify`` would reject.
+
+        >>> check_rtl(Path("fw"), np.array([0.5, 1.0]), np.array([0.5, 1.0]), np.array([0.5, 1.0]))
+        2
+        >>> check_rtl(Path("fw"), np.array([0.5, 1.0]), np.array([0.5, 1.0]), np.array([0.5, 0.75]))
+        Traceback (most recent call last):
+        ...
+        darktrigger.firmware.errors.FirmwareError: fw: the RTL (Verilator) equals QKeras on 1 of 2 test vectors (pipelined build 1, combinational 2; first difference at vector 1: QKeras 1, pipelined 0.75, combinational 1); the RTL is bit-exact by construction, so this is a bug: please report it with the model. Build without --rtl meanwhile.
+    """
+    same_comb, same_pipe = comb == qk, pipelined == qk
+    equal = int(np.sum(same_comb & same_pipe))
+    if equal != len(qk):
+        first = int(np.flatnonzero(~(same_comb & same_pipe))[0])
+        raise FirmwareError(
+            f"{out}: the RTL (Verilator) equals QKeras on {equal} of {len(qk)} test vectors (pipelined build "
+            f"{int(same_pipe.sum())}, combinational {int(same_comb.sum())}; first difference at vector {first}: "
+            f"QKeras {qk[first]:g}, pipelined {pipelined[first]:g}, combinational {comb[first]:g}); the RTL is "
+            "bit-exact by construction, so this is a bug: please report it with the model. "
+            "Build without --rtl meanwhile.")
+    return equal
 
 
 def _export(scorer: QuantisedScorer, keras_model: Any, precision: dict[str, dict[str, str]], out: Path,
