@@ -21,14 +21,17 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip check
 	@rm -f $(VENV)/.pins-*; touch $@
 
-# Debian's prometheus (promtool) and chromium, for the monitoring tests and the live page;
-# installed only when missing, the package lists refreshed only if an install fails.
+# Debian's prometheus (promtool) and chromium, for the monitoring tests and the live page,
+# and ccache, which `make test` puts in front of g++; installed only when missing, the
+# package lists refreshed only if an install fails.
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 sysdeps:
 	@command -v promtool >/dev/null || $(APT_INSTALL) prometheus || \
 		{ apt-get update && $(APT_INSTALL) prometheus; }
 	@command -v chromium >/dev/null || $(APT_INSTALL) chromium || \
 		{ apt-get update && $(APT_INSTALL) chromium; }
+	@command -v ccache >/dev/null || $(APT_INSTALL) ccache || \
+		{ apt-get update && $(APT_INSTALL) ccache; }
 
 demo: venv sysdeps
 	$(VENV)/bin/darktrigger demo
@@ -37,12 +40,16 @@ demo: venv sysdeps
 # project are made once): the long files (firmware, Pythia, the process-level pipeline runs)
 # then overlap instead of queueing, which keeps the whole suite, slow tests included,
 # under 15 minutes on a 2-core machine.
+# The tests build the same firmware sources many times over (a project verified by several
+# tests, Verilator's runtime in every RTL build): g++ runs behind ccache (Debian puts its g++
+# wrapper in /usr/lib/ccache) with a cache in build/ccache, which each checkout starts empty.
 PYTEST_WORKERS ?= 2
+CCACHE_ENV = PATH="$$([ -x /usr/lib/ccache/g++ ] && echo /usr/lib/ccache:)$$PATH" CCACHE_DIR="$(CURDIR)/build/ccache"
 test: venv sysdeps
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(CCACHE_ENV) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: venv
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(CCACHE_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m bench.run --out BENCHMARKS.md

@@ -59,14 +59,24 @@ def compile_testbench(project: Path, binary: Path) -> Path:
     """
     cxx = require_cxx()
     project, binary = Path(project).resolve(), Path(binary).resolve()
-    cmd = [cxx, "-O2", "-std=c++17", f"-I{project / 'firmware' / 'ap_types'}", f"-I{project / 'firmware'}",
-           f"-I{project}", f'-DWEIGHTS_DIR="{project / "firmware" / "weights"}"',
-           str(project / TB_SOURCE), str(project / "firmware" / f"{PROJECT_NAME}.cpp"), "-o", str(binary)]
+    flags = ["-O2", "-std=c++17", f"-I{project / 'firmware' / 'ap_types'}", f"-I{project / 'firmware'}",
+             f"-I{project}", f'-DWEIGHTS_DIR="{project / "firmware" / "weights"}"']
+    # one translation unit a call, then the link: a compiler cache (ccache, as `make test` uses)
+    # can then reuse each object when the same project is verified again
+    objects = []
+    for source in (project / TB_SOURCE, project / "firmware" / f"{PROJECT_NAME}.cpp"):
+        obj = binary.parent / f"{binary.name}-{source.stem}.o"
+        _gxx([cxx, *flags, "-c", str(source), "-o", str(obj)], project)
+        objects.append(str(obj))
+    _gxx([cxx, *objects, "-o", str(binary)], project)
+    return binary
+
+
+def _gxx(cmd: list[str], project: Path) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise FirmwareError(f"{project}: g++ could not compile the testbench {TB_SOURCE}:\n"
                             f"{res.stderr[-4000:]}")
-    return binary
 
 
 def run(binary: Path, x: np.ndarray, expected: np.ndarray, workdir: Path | None = None) -> np.ndarray:
