@@ -221,7 +221,8 @@ def table_section(d: Path, args: argparse.Namespace, results: dict[str, Any], sh
     if "qaxo" in results and twin_label("qaxo") in results:
         loss = {s: auc(twin_label("qaxo"), s)[0] - auc("qaxo", s)[0] for s in SIGNALS}
         worst = max(loss.values())
-        checks.append("- qaxo's AUC loss against its float twin: "
+        checks.append("- qaxo's AUC loss against its float twin (training seed 1; with seeds 1-3 in the "
+                      "recipe-search section, `python -m bench.adc2021_recipes`): "
                       + ", ".join(f"{s} {v:+.3f}" for s, v in loss.items())
                       + (": ≤ 0.01 on every signal, holds" if worst <= 0.01 else ": above 0.01, fails"))
     for m in ("ae", "vae:kl", "axo"):
