@@ -93,7 +93,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
         "firmware", formatter_class=formatter,
         help="FPGA firmware of a quantised model (hls4ml HLS, da4ml RTL), verified bit for bit; "
              "CMS hls4mlEmulator plugins imported",
-        description="Turn a quantised model (qae, qvae) into an hls4ml HLS project and, with --rtl,\n"
+        description="Turn a quantised model (qae, qvae, qaxo) into an hls4ml HLS project and, with --rtl,\n"
                     "da4ml Verilog; check the QKeras model, the C simulation, the project's testbench\n"
                     "and the RTL under Verilator agree on every event.",
         epilog="examples:\n"
@@ -112,7 +112,7 @@ def add_parsers(sub: argparse._SubParsersAction, formatter: Any) -> None:
         epilog="examples:\n"
                "  darktrigger firmware build --model models/qvae --out fw/qvae --rtl --clock-ns 4\n"
                "  darktrigger firmware build --model models/qae --out fw/qae --backend Vivado --synth")
-    b.add_argument("--model", type=Path, required=True, help="a quantised model directory (qae, qvae)")
+    b.add_argument("--model", type=Path, required=True, help="a quantised model directory (qae, qvae, qaxo)")
     b.add_argument("--out", type=Path, required=True, help="project folder to write")
     b.add_argument("--backend", choices=("Vitis", "Vivado"), default="Vitis")
     b.add_argument("--part", default="xcvu13p-flga2577-2-e", help="FPGA part (default xcvu13p-flga2577-2-e)")
