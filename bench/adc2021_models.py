@@ -48,6 +48,8 @@ SAMPLES: dict[str, tuple[str, int, int, str | None]] = {
     # the weighted sample's effective events for the CPU time
     "bkg_test_qcd2": ("qcd", 6_000, 104, None),
     "bkg_test_ewk2": ("sm_mix", 60_000, 105, "wjets=0.8943,zjets=0.1012,ttbar=0.0045"),
+    # QCD again: its events still limit the weighted sample's effective size
+    "bkg_test_qcd3": ("qcd", 12_000, 106, None),
     "sig_ato4l": ("ato4l", 4_000, 201, None),
     "sig_lq_btau": ("lq_btau", 4_000, 201, None),
     "sig_h_tautau": ("h_tautau", 3_000, 201, None),
@@ -60,9 +62,9 @@ log = logging.getLogger("bench.adc2021_models")
 
 
 #: events per part where a sample is made in parts (``generate --part-events``); else one part
-PART_EVENTS = {"bkg_test_qcd2": 1_000, "bkg_test_ewk2": 10_000}
+PART_EVENTS = {"bkg_test_qcd2": 1_000, "bkg_test_ewk2": 10_000, "bkg_test_qcd3": 1_000}
 #: the test background's files, weighted together to the paper's composition
-TEST_BACKGROUND = ("bkg_test", "bkg_test_qcd", "bkg_test_qcd2", "bkg_test_ewk2")
+TEST_BACKGROUND = ("bkg_test", "bkg_test_qcd", "bkg_test_qcd2", "bkg_test_ewk2", "bkg_test_qcd3")
 
 
 def generate_command(stem: str, d: Path) -> list[str]:

@@ -23,15 +23,15 @@ background weighted to the paper's composition) as ``darktrigger evaluate`` give
 Selecting a recipe by these AUCs selects it on the test sample: a recipe that wins here by
 less than the seed spread has not been shown to be better.
 
-What it showed (2026-12-05, BENCHMARKS.md): no recipe beats ``st`` on ``lq_btau`` with every
-seed. The best, ``ae`` with hidden (64, 32) and latent 6 or 8, reaches 0.848–0.850 on the
+What it showed (2026-12-05, 128k test events, BENCHMARKS.md): no recipe beats ``st`` on ``lq_btau`` with every
+seed. The best, ``ae`` with hidden (64, 32) and latent 6 or 8, reaches 0.847–0.849 on the
 mean against st's 0.8455, with seed spreads of ±0.004, and loses with one seed in three;
-``axo`` reaches 0.827, ``vae:kl`` 0.808. Against each process alone, ``st`` is above every
-default scorer on ``lq_btau`` against QCD (0.780 against 0.745–0.764) and against Z. The
+``axo`` reaches 0.827, ``vae:kl`` 0.807. Against each process alone, ``st`` is above every
+default scorer on ``lq_btau`` against QCD (0.780 against 0.744–0.763) and against Z. The
 hpm_taunu AUCs below 0.5 come from QCD: against W every scorer is at 0.45–0.59, against QCD every
 one is at 0.21–0.49, since QCD passes the filter only through hard jets faking an electron,
 which look more unusual than a 60 GeV h± → τν. Tried outside this list, with no gain on
-``lq_btau`` (one seed each): 200 epochs instead of 20 (ae 0.837, axo 0.761, vae:kl 0.680);
+``lq_btau`` (one seed each, on the earlier 118k-event test file): 200 epochs instead of 20 (ae 0.837, axo 0.761, vae:kl 0.680);
 training on the cocktail resampled to the paper's composition, with 6,000 more QCD events
 (ae 0.830, axo 0.810, vae:kl 0.722 on a test file without those events, st 0.8485 there);
 pT^½ or log(1 + pT) instead of pT^¼ in the preprocessing (ae 0.833, 0.830; axo 0.817, 0.819).
