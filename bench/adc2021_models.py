@@ -174,20 +174,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def twin_results(d: Path, names: list[str], epochs: int, threads: int) -> dict[str, Any]:
-    """The float twins of the quantised models, evaluated like ``darktrigger evaluate`` does."""
-    from bench.quantisation_cost import train_twin, twin_label
-    from darktrigger.models.metrics import evaluate_scores
+def load_samples(d: Path) -> tuple[Any, Any, dict[str, Any], Any, dict[str, Any]]:
+    """The bench's events in ``d``: training background, paper-weighted test background, the
+    signals, and the test background's and signals' weights (checked)."""
     from darktrigger.models.thresholds import checked_weights
     from darktrigger.replay.readers import open_events
 
-    if not names:
-        return {}
     train = open_events(d / "bkg_train.h5").read_all()
     bkg = open_events(d / "bkg_test_paper.h5").read_all()
     sig = {s: open_events(d / f"sig_{s}.h5").read_all() for s in SIGNALS}
     bkg_w = checked_weights(bkg, d / "bkg_test_paper.h5", whole_file=True)
     sig_w = {s: checked_weights(b, d / f"sig_{s}.h5", whole_file=True) for s, b in sig.items()}
+    return train, bkg, sig, bkg_w, sig_w
+
+
+def twin_results(d: Path, names: list[str], epochs: int, threads: int) -> dict[str, Any]:
+    """The float twins of the quantised models, evaluated like ``darktrigger evaluate`` does."""
+    from bench.quantisation_cost import train_twin, twin_label
+    from darktrigger.models.metrics import evaluate_scores
+
+    if not names:
+        return {}
+    train, bkg, sig, bkg_w, sig_w = load_samples(d)
     out = {}
     for name in names:
         log.info("training the float twin of %s", name)

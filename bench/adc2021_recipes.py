@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.adc2021_models import SIGNALS
+from bench.adc2021_models import SIGNALS, load_samples
 from bench.machine import describe
 
 #: name → (scorer spec, hyper-parameters); ``ae``, ``vae:kl`` and ``axo`` first with the CLI's defaults
@@ -106,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     from darktrigger.models import load_model
     from darktrigger.models.base import get_scorer
     from darktrigger.models.metrics import evaluate_scores
-    from darktrigger.models.thresholds import checked_weights
-    from darktrigger.replay.readers import open_events
 
     d: Path = args.data
     needed = [d / "bkg_train.h5", d / "bkg_test_paper.h5", *(d / f"sig_{s}.h5" for s in SIGNALS)]
@@ -118,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.monotonic()
-    train = open_events(d / "bkg_train.h5").read_all()
-    bkg = open_events(d / "bkg_test_paper.h5").read_all()
-    sig = {s: open_events(d / f"sig_{s}.h5").read_all() for s in SIGNALS}
-    bkg_w = checked_weights(bkg, d / "bkg_test_paper.h5", whole_file=True)
-    sig_w = {s: checked_weights(b, d / f"sig_{s}.h5", whole_file=True) for s, b in sig.items()}
+    train, bkg, sig, bkg_w, sig_w = load_samples(d)
 
     def aucs(score: Any) -> Aucs:
         report = evaluate_scores(score(bkg), {s: score(b) for s, b in sig.items()}, (1e-2,),
